@@ -1,0 +1,1 @@
+"""Headless core: numpy + torch only (no napari, no Qt)."""

@@ -1,0 +1,250 @@
+"""The one place that converts and validates images, tensors and coordinates.
+
+Conventions (see DESIGN.md):
+- Images are numpy arrays ``(H, W)`` or ``(H, W, C)`` with C in 1, 3, 4; uint8, uint16 or float
+  (floats are read as 0..1). Gray is replicated to RGB for networks; alpha rides along untouched.
+- Points are ``(N, 2)`` float arrays of ``(row, col)`` pixel coordinates (napari's order).
+- Normalised coordinates are ``(x, y)`` in ``[-1, 1]`` with torch's ``align_corners=False``
+  convention: -1 and +1 are the outer *edges* of the first and last pixel, so the same physical
+  point keeps its normalised coordinate when an image is resized. Every ``grid_sample`` and
+  ``affine_grid`` call in the package uses ``ALIGN_CORNERS``.
+
+torch is imported inside the functions that need it, so numpy-only callers stay light.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+ALIGN_CORNERS = False
+
+_INTEGER_RANGES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+# --------------------------------------------------------------------------- validation
+def validate_image(image, name: str = "image", min_size: int = 1) -> np.ndarray:
+    """Return ``image`` as a numpy array after checking it is a usable 2D image.
+
+    Raises ``ValueError`` with a message a user can act on for anything else.
+    """
+    if image is None:
+        raise ValueError(f"{name} is missing: give a 2D image array (H, W) or (H, W, C).")
+    array = np.asarray(image)
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    if array.dtype.kind not in "uif":
+        raise ValueError(
+            f"{name} has dtype {array.dtype}; expected uint8, uint16 or float pixel values."
+        )
+    if array.ndim not in (2, 3):
+        raise ValueError(
+            f"{name} has shape {array.shape}; expected a 2D image (H, W) or (H, W, C) with C in "
+            "1, 3, 4. For a stack or time series, pick one slice."
+        )
+    if array.ndim == 3 and array.shape[2] not in (1, 3, 4):
+        raise ValueError(
+            f"{name} has {array.shape[2]} channels (shape {array.shape}); expected 1 (gray), "
+            "3 (RGB) or 4 (RGBA) in the last axis."
+        )
+    if array.size == 0:
+        raise ValueError(f"{name} is empty (shape {array.shape}).")
+    height, width = array.shape[:2]
+    if min(height, width) < min_size:
+        raise ValueError(
+            f"{name} is {height} x {width} pixels; at least {min_size} x {min_size} is needed."
+        )
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinite values; replace them first.")
+    return array
+
+
+def validate_points(points, name: str = "points", min_count: int = 0) -> np.ndarray:
+    """Return ``points`` as a float64 ``(N, 2)`` array of finite ``(row, col)`` coordinates."""
+    try:
+        array = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be numbers of shape (N, 2): {error}") from None
+    if array.ndim == 1 and array.size == 2:
+        array = array[None, :]
+    if array.ndim != 2 or array.shape[1] != 2:
+        raise ValueError(f"{name} has shape {array.shape}; expected (N, 2) (row, col) pairs.")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinite coordinates.")
+    if len(array) < min_count:
+        raise ValueError(f"{name} has {len(array)} points; at least {min_count} are needed.")
+    return array
+
+
+def validate_shape(shape, name: str = "output_shape") -> tuple[int, int]:
+    """Return ``(H, W)`` from a shape-like value (extra trailing axes are ignored)."""
+    try:
+        height, width = (int(v) for v in tuple(shape)[:2])
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be (height, width); got {shape!r}.") from None
+    if height < 1 or width < 1:
+        raise ValueError(f"{name} must be positive; got {shape!r}.")
+    return height, width
+
+
+# --------------------------------------------------------------------------- dtypes and channels
+def to_float(image) -> np.ndarray:
+    """Pixel values as float32 in 0..1 (integers scaled by their range, floats kept)."""
+    array = np.asarray(image)
+    scale = _INTEGER_RANGES.get(array.dtype)
+    if scale is not None:
+        return array.astype(np.float32) / np.float32(scale)
+    if array.dtype.kind in "ui":  # other integer types: scale by the values present
+        peak = float(array.max()) if array.size else 1.0
+        return array.astype(np.float32) / np.float32(max(peak, 1.0))
+    if array.dtype == bool:
+        return array.astype(np.float32)
+    return array.astype(np.float32, copy=False)
+
+
+def from_float(image: np.ndarray, dtype) -> np.ndarray:
+    """Convert 0..1 floats back to ``dtype`` (integers are rounded and clipped)."""
+    dtype = np.dtype(dtype)
+    scale = _INTEGER_RANGES.get(dtype)
+    if scale is not None:
+        return np.clip(np.rint(np.asarray(image, np.float64) * scale), 0, scale).astype(dtype)
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(image), info.min, info.max).astype(dtype)
+    return np.asarray(image).astype(dtype, copy=False)
+
+
+def split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(color, alpha)``: alpha is the 4th channel of an RGBA image, else None."""
+    if image.ndim == 3 and image.shape[2] == 4:
+        return image[..., :3], image[..., 3:]
+    return image, None
+
+
+def to_rgb_float(image, name: str = "image", min_size: int = 1) -> np.ndarray:
+    """Validated ``(H, W, 3)`` float32 RGB in 0..1: gray replicated, alpha dropped."""
+    array = to_float(validate_image(image, name, min_size))
+    if array.ndim == 2:
+        array = array[..., None]
+    array, _ = split_alpha(array)
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma of an ``(..., 3)`` RGB array."""
+    return rgb @ np.asarray([0.299, 0.587, 0.114], dtype=rgb.dtype)
+
+
+# --------------------------------------------------------------------------- arrays <-> tensors
+def image_to_tensor(image, device=None, dtype=None) -> "torch.Tensor":
+    """``(1, C, H, W)`` float tensor in 0..1 from a validated image (channels kept as they are)."""
+    import torch
+
+    array = to_float(image)
+    if array.ndim == 2:
+        array = array[..., None]
+    tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None]
+    return tensor.to(device=device, dtype=dtype or torch.float32)
+
+
+def rgb_tensor(image, device=None, name: str = "image", min_size: int = 1) -> "torch.Tensor":
+    """``(1, 3, H, W)`` float32 RGB tensor in 0..1, as networks want it."""
+    return image_to_tensor(to_rgb_float(image, name, min_size), device=device)
+
+
+def tensor_to_image(tensor: "torch.Tensor", squeeze_gray: bool = True) -> np.ndarray:
+    """``(H, W, C)`` float32 numpy array from a ``(1, C, H, W)`` or ``(C, H, W)`` tensor."""
+    if tensor.ndim == 4:
+        if tensor.shape[0] != 1:
+            raise ValueError(f"expected a batch of one image, got shape {tuple(tensor.shape)}")
+        tensor = tensor[0]
+    array = tensor.detach().to("cpu", dtype=_float32()).numpy().transpose(1, 2, 0)
+    if squeeze_gray and array.shape[2] == 1:
+        array = array[..., 0]
+    return np.ascontiguousarray(array)
+
+
+def _float32():
+    import torch
+
+    return torch.float32
+
+
+# --------------------------------------------------------------------------- coordinates
+def rc_to_xy(points) -> np.ndarray:
+    """``(row, col)`` -> ``(x, y)`` (x is the column)."""
+    return np.asarray(points, dtype=np.float64)[..., ::-1].copy()
+
+
+def xy_to_rc(points) -> np.ndarray:
+    """``(x, y)`` -> ``(row, col)``."""
+    return np.asarray(points, dtype=np.float64)[..., ::-1].copy()
+
+
+def pixel_to_normalized(points_rc, shape) -> np.ndarray:
+    """Pixel ``(row, col)`` -> normalised ``(x, y)`` in [-1, 1] of an image of ``shape`` (H, W)."""
+    height, width = shape[:2]
+    rc = np.asarray(points_rc, dtype=np.float64)
+    x = (2.0 * rc[..., 1] + 1.0) / width - 1.0
+    y = (2.0 * rc[..., 0] + 1.0) / height - 1.0
+    return np.stack([x, y], axis=-1)
+
+
+def normalized_to_pixel(points_xy, shape) -> np.ndarray:
+    """Normalised ``(x, y)`` in [-1, 1] -> pixel ``(row, col)`` of an image of ``shape`` (H, W)."""
+    height, width = shape[:2]
+    xy = np.asarray(points_xy, dtype=np.float64)
+    col = ((xy[..., 0] + 1.0) * width - 1.0) / 2.0
+    row = ((xy[..., 1] + 1.0) * height - 1.0) / 2.0
+    return np.stack([row, col], axis=-1)
+
+
+def pixel_grid(shape) -> np.ndarray:
+    """All pixel centres of an image of ``shape`` as ``(H*W, 2)`` ``(row, col)``, row-major."""
+    height, width = shape[:2]
+    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    return np.stack([rows.ravel(), cols.ravel()], axis=1).astype(np.float64)
+
+
+def regular_grid_points(shape, grid_size: int, margin: float = 0.0) -> np.ndarray:
+    """A ``grid_size`` x ``grid_size`` lattice of ``(row, col)`` points spanning the image.
+
+    ``margin`` is a fraction of the side kept free at each border; 0 puts the outer points on the
+    image edges (normalised -1 and +1), as CNNGeometric's TPS control grid.
+    """
+    lin = np.linspace(-1.0 + 2.0 * margin, 1.0 - 2.0 * margin, grid_size)
+    ys, xs = np.meshgrid(lin, lin, indexing="ij")
+    return normalized_to_pixel(np.stack([xs.ravel(), ys.ravel()], axis=1), shape)
+
+
+# --------------------------------------------------------------------------- resizing
+def fit_longest_side(shape, size: int | None) -> tuple[int, int]:
+    """``(H, W)`` scaled so the longest side is ``size`` (aspect kept, at least 1 px)."""
+    height, width = shape[:2]
+    if size is None:
+        return int(height), int(width)
+    scale = float(size) / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize_tensor(tensor: "torch.Tensor", shape) -> "torch.Tensor":
+    """Resize a ``(B, C, H, W)`` tensor to ``shape`` (H, W); antialiased when shrinking."""
+    import torch.nn.functional as F
+
+    height, width = int(shape[0]), int(shape[1])
+    if tuple(tensor.shape[-2:]) == (height, width):
+        return tensor
+    shrinking = height < tensor.shape[-2] or width < tensor.shape[-1]
+    return F.interpolate(
+        tensor,
+        size=(height, width),
+        mode="bilinear",
+        align_corners=ALIGN_CORNERS,
+        antialias=shrinking,
+    )
