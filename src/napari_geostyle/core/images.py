@@ -141,6 +141,21 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     return rgb @ np.asarray([0.299, 0.587, 0.114], dtype=rgb.dtype)
 
 
+_RGB_TO_YIQ = np.asarray(
+    [[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263], [0.211456, -0.522591, 0.311135]]
+)
+
+
+def rgb_to_yiq(rgb: np.ndarray) -> np.ndarray:
+    """``(..., 3)`` RGB -> YIQ (Y = BT.601 luma, I/Q = chroma), same dtype."""
+    return rgb @ _RGB_TO_YIQ.T.astype(rgb.dtype)
+
+
+def yiq_to_rgb(yiq: np.ndarray) -> np.ndarray:
+    """Inverse of ``rgb_to_yiq`` (not clipped)."""
+    return yiq @ np.linalg.inv(_RGB_TO_YIQ).T.astype(yiq.dtype)
+
+
 # --------------------------------------------------------------------------- arrays <-> tensors
 def image_to_tensor(image, device=None, dtype=None) -> "torch.Tensor":
     """``(1, C, H, W)`` float tensor in 0..1 from a validated image (channels kept as they are)."""
@@ -168,6 +183,28 @@ def tensor_to_image(tensor: "torch.Tensor", squeeze_gray: bool = True) -> np.nda
     if squeeze_gray and array.shape[2] == 1:
         array = array[..., 0]
     return np.ascontiguousarray(array)
+
+
+def tensor_to_image_as(tensor: "torch.Tensor", dtype, squeeze_gray: bool = True) -> np.ndarray:
+    """``from_float(tensor_to_image(tensor), dtype)``, with uint8/uint16 scaled, rounded and
+    clipped on the tensor's device: one pass, and a quarter of the bytes to copy off a GPU."""
+    import torch
+
+    dtype = np.dtype(dtype)
+    scale = _INTEGER_RANGES.get(dtype)
+    if scale is None:
+        return from_float(tensor_to_image(tensor, squeeze_gray), dtype)
+    if tensor.ndim == 4:
+        if tensor.shape[0] != 1:
+            raise ValueError(f"expected a batch of one image, got shape {tuple(tensor.shape)}")
+        tensor = tensor[0]
+    scaled = tensor.detach().mul(scale).round_().clamp_(0.0, scale)
+    # torch has no full uint16 support: go through int32 for it
+    stored = scaled.to(torch.uint8 if dtype == np.uint8 else torch.int32).permute(1, 2, 0)
+    array = np.ascontiguousarray(stored.cpu().numpy()).astype(dtype, copy=False)
+    if squeeze_gray and array.shape[2] == 1:
+        array = array[..., 0]
+    return array
 
 
 def _float32():
@@ -218,9 +255,38 @@ def regular_grid_points(shape, grid_size: int, margin: float = 0.0) -> np.ndarra
     ``margin`` is a fraction of the side kept free at each border; 0 puts the outer points on the
     image edges (normalised -1 and +1), as CNNGeometric's TPS control grid.
     """
+    return normalized_to_pixel(regular_grid_xy(grid_size, margin), shape)
+
+
+def regular_grid_xy(grid_size: int, margin: float = 0.0) -> np.ndarray:
+    """The same lattice in normalised ``(x, y)``, ``(grid_size**2, 2)``, row-major (y outer)."""
     lin = np.linspace(-1.0 + 2.0 * margin, 1.0 - 2.0 * margin, grid_size)
     ys, xs = np.meshgrid(lin, lin, indexing="ij")
-    return normalized_to_pixel(np.stack([xs.ravel(), ys.ravel()], axis=1), shape)
+    return np.stack([xs.ravel(), ys.ravel()], axis=1)
+
+
+def pixel_to_normalized_matrix(shape) -> np.ndarray:
+    """3 x 3 homogeneous ``pixel_to_normalized``: pixel ``(row, col, 1)`` -> ``(x, y, 1)``."""
+    height, width = shape[:2]
+    return np.array(
+        [
+            [0.0, 2.0 / width, 1.0 / width - 1.0],
+            [2.0 / height, 0.0, 1.0 / height - 1.0],
+            [0.0, 0.0, 1.0],
+        ]
+    )
+
+
+def normalized_to_pixel_matrix(shape) -> np.ndarray:
+    """3 x 3 homogeneous ``normalized_to_pixel``: normalised ``(x, y, 1)`` -> ``(row, col, 1)``."""
+    height, width = shape[:2]
+    return np.array(
+        [
+            [0.0, height / 2.0, (height - 1.0) / 2.0],
+            [width / 2.0, 0.0, (width - 1.0) / 2.0],
+            [0.0, 0.0, 1.0],
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- resizing

@@ -1,0 +1,112 @@
+"""BigWarp landmark CSV files (Fiji), so landmark work moves between Fiji and napari.
+
+BigWarp writes one landmark per line, quoted, without a header::
+
+    "Pt-0","true","12.5","40.0","15.0","42.5"
+
+i.e. ``name, active, moving x, moving y, target x, target y``. The MOVING image is the content
+(the one that gets warped), the TARGET is the output frame; x is the column, y the row. Rows whose
+``active`` field is ``false`` are skipped. An optional header line is accepted.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from . import images
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+def _parse_number(text: str, path, line: int, column: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(
+            f"{path}, line {line}: {column} {text!r} is not a number (BigWarp columns: name, "
+            "active, moving x, moving y, target x, target y)."
+        ) from None
+
+
+def read_bigwarp_csv(path) -> tuple[np.ndarray, np.ndarray]:
+    """``(content_points, target_points)``: float64 ``(N, 2)`` ``(row, col)``, active pairs."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no landmark file at {path}")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(f"{path} is not a readable CSV landmark file: {error}") from None
+    content, target = [], []
+    for line, row in enumerate(rows, start=1):
+        fields = [field.strip() for field in row]
+        if not any(fields):
+            continue
+        if len(fields) == 8:
+            raise ValueError(
+                f"{path}, line {line}: 8 columns is a 3D BigWarp file; only 2D landmarks "
+                "(name, active, moving x, moving y, target x, target y) are supported."
+            )
+        if len(fields) != 6:
+            raise ValueError(
+                f"{path}, line {line}: expected 6 columns (name, active, moving x, moving y, "
+                f"target x, target y); found {len(fields)}."
+            )
+        active = fields[1].lower()
+        if line == 1 and active not in _TRUE | _FALSE:
+            continue  # a header line
+        if active not in _TRUE | _FALSE:
+            raise ValueError(
+                f"{path}, line {line}: active must be true or false; got {fields[1]!r}."
+            )
+        if active in _FALSE:
+            continue
+        names = ("moving x", "moving y", "target x", "target y")
+        moving_x, moving_y, target_x, target_y = (
+            _parse_number(text, path, line, name) for text, name in zip(fields[2:], names)
+        )
+        content.append((moving_y, moving_x))
+        target.append((target_y, target_x))
+    if not content:
+        raise ValueError(f"{path} has no active landmark pairs.")
+    content_points = images.validate_points(content, f"moving (content) landmarks in {path}")
+    target_points = images.validate_points(target, f"target landmarks in {path}")
+    return content_points, target_points
+
+
+def write_bigwarp_csv(path, content_points, target_points, names=None) -> None:
+    """Write landmark pairs as BigWarp does (quoted, no header, all active, names ``Pt-0``...)."""
+    content_points = images.validate_points(content_points, "content_points")
+    target_points = images.validate_points(target_points, "target_points")
+    if len(content_points) != len(target_points):
+        raise ValueError(
+            f"content_points has {len(content_points)} points but target_points has "
+            f"{len(target_points)}; give one of each per landmark."
+        )
+    if names is None:
+        names = [f"Pt-{index}" for index in range(len(content_points))]
+    names = [str(name) for name in names]
+    if len(names) != len(content_points):
+        raise ValueError(f"{len(names)} names given for {len(content_points)} landmarks.")
+    path = Path(path)
+    if not path.parent.exists():
+        raise ValueError(f"output folder {path.parent} does not exist")
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, quoting=csv.QUOTE_ALL, lineterminator="\n")
+        for name, (c_row, c_col), (t_row, t_col) in zip(names, content_points, target_points):
+            # repr() round-trips floats exactly
+            writer.writerow(
+                [
+                    name,
+                    "true",
+                    repr(float(c_col)),
+                    repr(float(c_row)),
+                    repr(float(t_col)),
+                    repr(float(t_row)),
+                ]
+            )

@@ -1,0 +1,790 @@
+"""Geometric transforms: batched torch TPS/affine maths and numpy landmark transforms.
+
+Two layers live here.
+
+1. Batched, differentiable torch functions in NORMALISED ``(x, y)`` coordinates (torch's
+   ``align_corners=False`` convention, see ``images``), used by the geometry network:
+   ``tps_solve``, ``tps_evaluate``, ``tps_jacobian``, ``tps_grid_params_to_grid``,
+   ``tps_grid_params_sample_points``, ``tps_identity_params``, ``affine_sample_points``.
+   The thin-plate kernel is ``U(r) = r**2 * log(r)`` (with ``U(0) = 0``).
+
+2. Landmark transforms in PIXEL ``(row, col)`` coordinates, numpy float64 in and out:
+   ``AffineTransform``, ``TPSTransform``, ``ComposedTransform``. A transform maps CONTENT points to
+   OUTPUT points (``map_points``); ``sample_points`` is the inverse map (output -> content) that a
+   warp samples with.
+
+torch is imported inside functions so that importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import images
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+# =========================================================================== torch TPS maths
+def _check_batch_points(tensor, name: str, batch: int | None = None, count: int | None = None):
+    if tensor.ndim != 3 or tensor.shape[-1] != 2:
+        raise ValueError(f"{name} must have shape (B, N, 2); got {tuple(tensor.shape)}.")
+    if batch is not None and tensor.shape[0] != batch:
+        raise ValueError(f"{name} has batch size {tensor.shape[0]}; expected {batch}.")
+    if count is not None and tensor.shape[1] != count:
+        raise ValueError(f"{name} has {tensor.shape[1]} points; expected {count}.")
+
+
+_CPU_KERNEL_CHUNK = (
+    1 << 15
+)  # points per pass on CPUs: keeps the (points x controls) temporaries in cache
+
+
+def _tps_kernel(squared_distance: "torch.Tensor") -> "torch.Tensor":
+    """``U(r) = r^2 log r = 0.5 * r^2 * log(r^2)``, with ``U(0) = 0`` and a zero gradient there."""
+    import torch
+
+    # The where() keeps log() away from 0 so that gradients stay finite at the control points.
+    safe = torch.where(squared_distance > 0, squared_distance, torch.ones_like(squared_distance))
+    return 0.5 * squared_distance * torch.log(safe)
+
+
+def _squared_distances(points: "torch.Tensor", control: "torch.Tensor") -> "torch.Tensor":
+    """``(B, M, N)`` squared distances; differences (not the |a|^2+|b|^2-2ab trick) for accuracy."""
+    difference = points[:, :, None, :] - control[:, None, :, :]
+    return (difference * difference).sum(-1)
+
+
+def tps_solve(control: "torch.Tensor", values: "torch.Tensor", regularization: float = 0.0):
+    """Coefficients ``(B, N + 3, 2)`` of the thin-plate spline with ``f(control[i]) = values[i]``.
+
+    ``control`` and ``values`` are ``(B, N, 2)`` tensors of any float dtype. Rows ``0..N-1`` of the
+    result are the kernel weights ``w``, rows ``N..N+2`` the affine part ``(a0, a_x, a_y)``:
+    ``f(p) = a0 + p_x a_x + p_y a_y + sum_i w_i U(|p - control_i|)`` with ``U(r) = r^2 log r``.
+    ``regularization > 0`` adds ``regularization * I`` to the kernel block: the spline then
+    smooths (it no longer passes exactly through the values). Differentiable in all inputs.
+    """
+    import torch
+
+    _check_batch_points(control, "control")
+    _check_batch_points(values, "values", control.shape[0], control.shape[1])
+    if not control.is_floating_point():
+        raise ValueError(f"control must be a float tensor; got {control.dtype}.")
+    regularization = float(regularization)
+    if not np.isfinite(regularization) or regularization < 0:
+        raise ValueError(f"regularization must be finite and >= 0; got {regularization}.")
+    batch, count, _ = control.shape
+    if count < 3:
+        raise ValueError(f"a thin-plate spline needs at least 3 control points; got {count}.")
+    values = values.to(control.dtype)
+    kernel = _tps_kernel(_squared_distances(control, control))
+    if regularization > 0:
+        kernel = kernel + regularization * torch.eye(
+            count, dtype=control.dtype, device=control.device
+        )
+    ones = torch.ones(batch, count, 1, dtype=control.dtype, device=control.device)
+    affine_basis = torch.cat([ones, control], dim=2)  # (B, N, 3)
+    zeros = torch.zeros(batch, 3, 3, dtype=control.dtype, device=control.device)
+    system = torch.cat(
+        [
+            torch.cat([kernel, affine_basis], dim=2),
+            torch.cat([affine_basis.transpose(1, 2), zeros], dim=2),
+        ],
+        dim=1,
+    )
+    right = torch.cat([values, values.new_zeros(batch, 3, 2)], dim=1)
+    return torch.linalg.solve(system, right)
+
+
+def tps_evaluate(points: "torch.Tensor", control: "torch.Tensor", coefficients: "torch.Tensor"):
+    """Evaluate the spline of ``tps_solve`` at ``points`` ``(B, M, 2)`` -> ``(B, M, 2)``."""
+    _check_batch_points(points, "points")
+    _check_batch_points(control, "control", points.shape[0])
+    count = control.shape[1]
+    if coefficients.shape != (points.shape[0], count + 3, 2):
+        raise ValueError(
+            f"coefficients must have shape (B, N + 3, 2) = {(points.shape[0], count + 3, 2)}; "
+            f"got {tuple(coefficients.shape)}."
+        )
+    points = points.to(coefficients.dtype)
+    control = control.to(coefficients.dtype)
+    kernel = _tps_kernel(_squared_distances(points, control))  # (B, M, N)
+    weights, affine = coefficients[:, :count], coefficients[:, count:]
+    return affine[:, :1] + points @ affine[:, 1:] + kernel @ weights
+
+
+def _tps_evaluate_fast(points, control, coefficients):
+    """``tps_evaluate`` for warps (no gradients): distances by ``|p|^2 + |c|^2 - 2 p.c`` and
+    in-place passes, several times faster on CPUs (where it also works in cache-sized chunks).
+    The control frame is O(1), so float32 stays accurate to about a thousandth of a pixel."""
+    import torch
+
+    count = control.shape[1]
+    weights = coefficients[:, :count] * 0.5  # U = 0.5 d^2 log d^2: the 0.5 folded into w
+    affine = coefficients[:, count:]
+    control_squared = (control * control).sum(-1)[:, None, :]
+    control_t = control.transpose(1, 2)
+    chunk = _CPU_KERNEL_CHUNK if points.device.type == "cpu" else points.shape[1]
+    parts = []
+    for start in range(0, points.shape[1], max(1, chunk)):
+        part = points[:, start : start + chunk]
+        squared = torch.baddbmm(
+            control_squared + (part * part).sum(-1, keepdim=True), part, control_t, alpha=-2.0
+        )
+        # the floor keeps log finite; tiny * log(tiny) is 0 in any float type, so U(0) = 0.
+        squared.clamp_min_(torch.finfo(squared.dtype).tiny)
+        kernel = torch.log(squared).mul_(squared)
+        # affine part elementwise: a matmul with an inner size of 2 is slow on CPUs
+        linear = affine[:, :1] + part[..., 0:1] * affine[:, 1:2] + part[..., 1:2] * affine[:, 2:3]
+        parts.append(torch.baddbmm(linear, kernel, weights))
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+def tps_jacobian(points: "torch.Tensor", control: "torch.Tensor", coefficients: "torch.Tensor"):
+    """Jacobian ``(B, M, 2, 2)`` of the spline at ``points``: ``J[..., k, j] = d f_k / d p_j``."""
+    import torch
+
+    _check_batch_points(points, "points")
+    points = points.to(coefficients.dtype)
+    control = control.to(coefficients.dtype)
+    count = control.shape[1]
+    difference = points[:, :, None, :] - control[:, None, :, :]  # (B, M, N, 2)
+    squared = (difference * difference).sum(-1)
+    safe = torch.where(squared > 0, squared, torch.ones_like(squared))
+    # grad U = (p - c) (log r^2 + 1), which tends to 0 at r = 0.
+    factor = torch.where(squared > 0, torch.log(safe) + 1.0, torch.zeros_like(squared))
+    gradient = difference * factor[..., None]  # (B, M, N, 2): dU_i / dp_j
+    weights, affine = coefficients[:, :count], coefficients[:, count:]
+    # J[b, m, k, j] = a[1 + j, k] + sum_i w[i, k] dU_i/dp_j
+    radial = torch.einsum("bmnj,bnk->bmkj", gradient, weights)
+    return radial + affine[:, 1:].transpose(1, 2)[:, None]
+
+
+def tps_identity_params(grid_size: int = 3) -> np.ndarray:
+    """The ``2 K^2`` grid params of the identity: ``[x_1..x_KK, y_1..y_KK]`` of the regular grid."""
+    grid = images.regular_grid_xy(_check_grid_size(grid_size))
+    return np.concatenate([grid[:, 0], grid[:, 1]])
+
+
+def _check_grid_size(grid_size) -> int:
+    if int(grid_size) != grid_size or int(grid_size) < 2:
+        raise ValueError(f"grid_size must be an integer >= 2; got {grid_size!r}.")
+    return int(grid_size)
+
+
+def _grid_params_to_control_values(params: "torch.Tensor", grid_size: int):
+    """Control points (the regular output grid), values (content positions): ``(B, KK, 2)``."""
+    import torch
+
+    grid_size = _check_grid_size(grid_size)
+    count = grid_size * grid_size
+    if params.ndim != 2 or params.shape[1] != 2 * count:
+        raise ValueError(
+            f"TPS grid params must have shape (B, {2 * count}) for a {grid_size} x {grid_size} "
+            f"grid; got {tuple(params.shape)}."
+        )
+    dtype = params.dtype if params.is_floating_point() else torch.float32
+    control = torch.as_tensor(images.regular_grid_xy(grid_size), dtype=dtype, device=params.device)
+    control = control[None].expand(params.shape[0], count, 2)
+    values = torch.stack([params[:, :count], params[:, count:]], dim=2).to(dtype)
+    return control, values
+
+
+def tps_grid_params_sample_points(
+    params: "torch.Tensor", points_xy: "torch.Tensor", grid_size: int = 3
+):
+    """Map normalised OUTPUT points ``(B, M, 2)`` to normalised CONTENT points with grid params.
+
+    ``params`` ``(B, 2 K^2)`` = ``[x_1..x_KK, y_1..y_KK]``: where in the content image each control
+    point of the regular K x K output grid (``images.regular_grid_xy`` order) samples from.
+    """
+    control, values = _grid_params_to_control_values(params, grid_size)
+    coefficients = tps_solve(control, values)
+    return tps_evaluate(points_xy, control, coefficients)
+
+
+def tps_grid_params_to_grid(params: "torch.Tensor", height: int, width: int, grid_size: int = 3):
+    """``grid_sample`` grid ``(B, H, W, 2)`` (normalised content ``(x, y)``) for an output H x W.
+
+    Output pixel centres follow ``images.ALIGN_CORNERS``; use the grid with the same setting.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    height, width = images.validate_shape((height, width), "grid size (height, width)")
+    control, values = _grid_params_to_control_values(params, grid_size)
+    batch = params.shape[0]
+    identity = torch.eye(2, 3, dtype=control.dtype, device=control.device)[None].expand(batch, 2, 3)
+    # affine_grid with the identity gives exactly the normalised output pixel centres.
+    centres = F.affine_grid(identity, [batch, 1, height, width], align_corners=images.ALIGN_CORNERS)
+    coefficients = tps_solve(control, values)
+    sampled = tps_evaluate(centres.reshape(batch, height * width, 2), control, coefficients)
+    return sampled.reshape(batch, height, width, 2)
+
+
+def affine_sample_points(theta: "torch.Tensor", points_xy: "torch.Tensor"):
+    """Apply ``theta`` ``(B, 2, 3)``, as ``affine_grid`` does: output ``(x, y, 1)`` -> content."""
+    if theta.ndim != 3 or tuple(theta.shape[1:]) != (2, 3):
+        raise ValueError(f"theta must have shape (B, 2, 3); got {tuple(theta.shape)}.")
+    _check_batch_points(points_xy, "points_xy", theta.shape[0])
+    points_xy = points_xy.to(theta.dtype)
+    return points_xy @ theta[:, :, :2].transpose(1, 2) + theta[:, None, :, 2]
+
+
+# =========================================================================== landmark transforms
+_DUPLICATE_TOLERANCE = 1e-6  # relative to the landmark extent (at least 1 px)
+_COLINEAR_TOLERANCE = 1e-6  # smallest / largest singular value of the centred landmarks
+_EVALUATION_CHUNK = 1 << 16  # points per chunk when evaluating a spline in float64 on the CPU
+
+
+def _check_spread(points: np.ndarray, name: str) -> None:
+    """Duplicate or colinear landmarks make the fits singular: say which, and how to fix it."""
+    extent = max(1.0, float(np.ptp(points, axis=0).max()))
+    difference = points[:, None, :] - points[None, :, :]
+    distance = np.sqrt((difference * difference).sum(-1))
+    distance[np.diag_indices(len(points))] = np.inf
+    first, second = np.unravel_index(np.argmin(distance), distance.shape)
+    if distance[first, second] <= _DUPLICATE_TOLERANCE * extent:
+        raise ValueError(
+            f"{name} {first} and {second} are at the same position {points[first].tolist()}; "
+            "remove one of the duplicate landmarks."
+        )
+    singular = np.linalg.svd(points - points.mean(axis=0), compute_uv=False)
+    if singular[-1] <= _COLINEAR_TOLERANCE * singular[0]:
+        raise ValueError(
+            f"{name} all lie on one line; place at least one landmark off that line so the "
+            "transform is defined in both directions."
+        )
+
+
+def _validate_landmark_pairs(content, output, content_name: str, output_name: str):
+    content = images.validate_points(content, content_name)
+    output = images.validate_points(output, output_name)
+    if len(content) != len(output):
+        raise ValueError(
+            f"{content_name} has {len(content)} points but {output_name} has {len(output)}; "
+            "give one point in each for every landmark pair."
+        )
+    if len(content) < 3:
+        raise ValueError(f"{len(content)} landmark pairs given; at least 3 pairs are needed.")
+    _check_spread(content, content_name)
+    _check_spread(output, output_name)
+    return content, output
+
+
+class Transform:
+    """Base of the landmark transforms: maps CONTENT ``(row, col)`` to OUTPUT ``(row, col)``."""
+
+    #: control points whose kernel each sampled point evaluates (sizes warp tiles)
+    kernel_size = 0
+
+    def map_points(self, points) -> np.ndarray:
+        """Content ``(row, col)`` -> output ``(row, col)``: where a content feature appears."""
+        raise NotImplementedError
+
+    def sample_points(self, points) -> np.ndarray:
+        """Output ``(row, col)`` -> content ``(row, col)``: where a warp samples an output pixel."""
+        raise NotImplementedError
+
+    def sample_jacobian(self, points) -> np.ndarray:
+        """``(M, 2, 2)`` Jacobian of the sample map: ``J[m, k, j] = d content_k / d output_j``."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        raise NotImplementedError
+
+    def sample_points_torch(self, points_rc: "torch.Tensor") -> "torch.Tensor":
+        """``sample_points`` on an ``(M, 2)`` tensor, in its dtype and on its device (for warps)."""
+        raise NotImplementedError
+
+    def then(self, other: "Transform") -> "ComposedTransform":
+        """This transform followed by ``other`` (content -> this -> other -> output)."""
+        return ComposedTransform([self, other])
+
+    @staticmethod
+    def _points(points) -> np.ndarray:
+        return images.validate_points(points, "points")
+
+
+def _homogeneous_apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ matrix[:2, :2].T + matrix[:2, 2]
+
+
+class AffineTransform(Transform):
+    """Affine map ``output = matrix @ (row, col, 1)`` of content pixel coordinates.
+
+    ``matrix`` is 3 x 3 (last row ``0 0 1``) or 2 x 3, in ``(row, col)`` homogeneous coordinates.
+    """
+
+    def __init__(self, matrix):
+        try:
+            array = np.array(matrix, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"affine matrix must be numbers: {error}") from None
+        if array.shape == (2, 3):
+            array = np.vstack([array, [0.0, 0.0, 1.0]])
+        if array.shape != (3, 3):
+            raise ValueError(f"affine matrix must be 3 x 3 or 2 x 3; got shape {array.shape}.")
+        if not np.all(np.isfinite(array)):
+            raise ValueError("affine matrix contains NaN or infinite values.")
+        if not np.allclose(array[2], [0.0, 0.0, 1.0], rtol=0, atol=1e-12):
+            raise ValueError(
+                f"affine matrix's last row must be [0, 0, 1]; got {array[2].tolist()}."
+            )
+        array[2] = [0.0, 0.0, 1.0]
+        linear = array[:2, :2]
+        if abs(np.linalg.det(linear)) <= 1e-12 * max(1.0, float(np.abs(linear).max()) ** 2):
+            raise ValueError(
+                "affine matrix is singular (it squashes the image onto a line or point); "
+                "it cannot be inverted to sample a warp."
+            )
+        self.matrix = array
+        self.matrix.setflags(write=False)
+        self._inverse = np.linalg.inv(array)
+        self._inverse[2] = [0.0, 0.0, 1.0]
+
+    def map_points(self, points) -> np.ndarray:
+        return _homogeneous_apply(self.matrix, self._points(points))
+
+    def sample_points(self, points) -> np.ndarray:
+        return _homogeneous_apply(self._inverse, self._points(points))
+
+    def sample_jacobian(self, points) -> np.ndarray:
+        points = self._points(points)
+        return np.broadcast_to(self._inverse[:2, :2], (len(points), 2, 2)).copy()
+
+    def sample_points_torch(self, points_rc):
+        import torch
+
+        inverse = torch.as_tensor(self._inverse, dtype=points_rc.dtype, device=points_rc.device)
+        return points_rc @ inverse[:2, :2].T + inverse[:2, 2]
+
+    def inverse(self) -> "AffineTransform":
+        """The affine transform that maps output back to content."""
+        return AffineTransform(self._inverse)
+
+    def to_dict(self) -> dict:
+        return {"type": "affine", "matrix": [[float(v) for v in row] for row in self.matrix]}
+
+    def __repr__(self) -> str:
+        return f"AffineTransform(matrix={self.matrix[:2].tolist()})"
+
+
+class _Spline:
+    """A TPS ``(row, col) -> (row, col)`` fitted in a frame ``u = (p - center) / scale``.
+
+    The frame keeps the kernel well conditioned (and float32 evaluation accurate) at any image
+    size; the landmark values stay in pixels.
+    """
+
+    def __init__(self, control, values, regularization, center, scale):
+        import torch
+
+        self.control = control
+        self.center = np.array(center, dtype=np.float64)
+        self.scale = np.array(scale, dtype=np.float64)
+        self.control_frame = (control - self.center) / self.scale
+        self.coefficients = (
+            tps_solve(
+                torch.from_numpy(self.control_frame)[None],
+                torch.from_numpy(np.array(values, dtype=np.float64))[None],
+                regularization,
+            )[0]
+            .numpy()
+            .copy()
+        )
+        if not np.all(np.isfinite(self.coefficients)):
+            raise ValueError("the thin-plate spline system is singular for these landmarks.")
+
+    def evaluate_torch(self, points):
+        import torch
+
+        options = {"dtype": points.dtype, "device": points.device}
+        center = torch.as_tensor(self.center, **options)
+        scale = torch.as_tensor(self.scale, **options)
+        control = torch.as_tensor(self.control_frame, **options)[None]
+        coefficients = torch.as_tensor(self.coefficients, **options)[None]
+        return _tps_evaluate_fast(((points - center) / scale)[None], control, coefficients)[0]
+
+    def evaluate(self, points: np.ndarray) -> np.ndarray:
+        import torch
+
+        points = np.require(
+            points, np.float64, ["C", "W"]
+        )  # torch wants writable, positive strides
+        result = np.empty_like(points)
+        for start in range(0, len(points), _EVALUATION_CHUNK):
+            chunk = torch.from_numpy(points[start : start + _EVALUATION_CHUNK])
+            result[start : start + _EVALUATION_CHUNK] = self.evaluate_torch(chunk).numpy()
+        return result
+
+    def jacobian(self, points: np.ndarray) -> np.ndarray:
+        import torch
+
+        points = np.require(
+            points, np.float64, ["C", "W"]
+        )  # torch wants writable, positive strides
+        result = np.empty((len(points), 2, 2))
+        control = torch.from_numpy(self.control_frame)[None]
+        coefficients = torch.from_numpy(self.coefficients)[None]
+        for start in range(0, len(points), _EVALUATION_CHUNK):
+            frame = (points[start : start + _EVALUATION_CHUNK] - self.center) / self.scale
+            jac = tps_jacobian(torch.from_numpy(frame)[None], control, coefficients)[0].numpy()
+            result[start : start + _EVALUATION_CHUNK] = jac / self.scale  # chain rule d u_j / d p_j
+        return result
+
+
+def _isotropic_frame(points: np.ndarray):
+    center = points.mean(axis=0)
+    radius = float(np.sqrt(((points - center) ** 2).sum(axis=1).mean()))
+    return center, np.array([radius, radius])
+
+
+def image_frame(shape) -> tuple[np.ndarray, np.ndarray]:
+    """``(center, scale)`` turning pixel ``(row, col)`` into normalised ``(y, x)`` of ``shape``."""
+    matrix = images.normalized_to_pixel_matrix(images.validate_shape(shape, "shape"))
+    return matrix[:2, 2].copy(), np.array([matrix[0, 1], matrix[1, 0]])
+
+
+class TPSTransform(Transform):
+    """Landmark thin-plate spline: its SAMPLE map sends ``output_points[i]`` to
+    ``content_points[i]`` (``fit_tps(src, dst)`` builds one with output = dst, content = src).
+
+    - ``regularization`` = 0 interpolates the landmarks exactly; > 0 smooths (``lambda * I`` added
+      to the kernel block, in the frame below, so the value means the same at any image size).
+    - ``frame = (center, scale)``: output coordinates enter the kernel as ``(p - center) / scale``
+      (per axis, ``(row, col)``). ``None`` centres on the output landmarks and scales isotropically
+      by their RMS radius (the classic TPS; this is what ``fit_tps`` uses). With regularization 0
+      an isotropic frame does not change the spline; ``tps_from_grid_params`` uses the image's
+      normalised frame, so the spline is exactly the network's (``tps_grid_params_to_grid``).
+    - ``map_points`` (content -> output) inverts the sample map with Newton iterations started
+      from a forward spline fit; it is exact at the landmarks (regularization 0).
+    """
+
+    _NEWTON_ITERATIONS = 40
+    _NEWTON_TOLERANCE = 1e-9  # pixels
+
+    def __init__(self, output_points, content_points, regularization: float = 0.0, frame=None):
+        content, output = _validate_landmark_pairs(
+            content_points, output_points, "content_points", "output_points"
+        )
+        try:
+            regularization = float(regularization)
+        except (TypeError, ValueError):
+            raise ValueError(f"regularization must be a number; got {regularization!r}.") from None
+        if not np.isfinite(regularization) or regularization < 0:
+            raise ValueError(f"regularization must be finite and >= 0; got {regularization}.")
+        if frame is None:
+            center, scale = _isotropic_frame(output)
+        else:
+            try:
+                center, scale = (np.array(v, dtype=np.float64).reshape(2) for v in frame)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    "frame must be (center, scale), each two numbers (row, col)."
+                ) from None
+            if not (
+                np.all(np.isfinite(center)) and np.all(np.isfinite(scale)) and np.all(scale > 0)
+            ):
+                raise ValueError(f"frame must be finite with positive scale; got {frame!r}.")
+        self.output_points = output
+        self.content_points = content
+        self.regularization = regularization
+        for array in (self.output_points, self.content_points, center, scale):
+            array.setflags(write=False)
+        self.frame = (center, scale)
+        self.kernel_size = len(output)
+        self._sample = _Spline(output, content, regularization, center, scale)
+        self._forward = None  # content -> output spline, fitted on first map_points
+
+    # ----------------------------------------------------------------- maps
+    def sample_points(self, points) -> np.ndarray:
+        return self._sample.evaluate(self._points(points))
+
+    def sample_points_torch(self, points_rc):
+        return self._sample.evaluate_torch(points_rc)
+
+    def sample_jacobian(self, points) -> np.ndarray:
+        return self._sample.jacobian(self._points(points))
+
+    def map_points(self, points) -> np.ndarray:
+        targets = self._points(points)
+        if len(targets) == 0:
+            return targets.copy()
+        if self._forward is None:
+            center, scale = _isotropic_frame(self.content_points)
+            self._forward = _Spline(
+                self.content_points, self.output_points, self.regularization, center, scale
+            )
+        estimate = self._forward.evaluate(targets)
+        return self._newton_inverse(targets, estimate)
+
+    def _newton_inverse(self, targets: np.ndarray, estimate: np.ndarray) -> np.ndarray:
+        """Solve ``sample(x) = targets`` by damped Newton from ``estimate`` (vectorised)."""
+        residual = self._sample.evaluate(estimate) - targets
+        error = np.linalg.norm(residual, axis=1)
+        for _ in range(self._NEWTON_ITERATIONS):
+            active = np.flatnonzero(error > self._NEWTON_TOLERANCE)
+            if active.size == 0:
+                break
+            # pinv copes with a singular Jacobian where the sample map folds.
+            step = np.einsum(
+                "mjk,mk->mj",
+                np.linalg.pinv(self._sample.jacobian(estimate[active])),
+                residual[active],
+            )
+            length = np.ones(active.size)
+            improved = np.zeros(active.size, dtype=bool)
+            for _halving in range(12):  # backtracking keeps each step a descent step
+                pending = np.flatnonzero(~improved)
+                if pending.size == 0:
+                    break
+                index = active[pending]
+                trial = estimate[index] - length[pending, None] * step[pending]
+                trial_residual = self._sample.evaluate(trial) - targets[index]
+                trial_error = np.linalg.norm(trial_residual, axis=1)
+                better = trial_error < error[index]
+                accepted = index[better]
+                estimate[accepted] = trial[better]
+                residual[accepted] = trial_residual[better]
+                error[accepted] = trial_error[better]
+                improved[pending[better]] = True
+                length[pending[~better]] *= 0.5
+            if not improved.any():
+                break  # stuck (a fold): keep the best point found
+        return estimate
+
+    # ----------------------------------------------------------------- (de)serialisation
+    def to_dict(self) -> dict:
+        center, scale = self.frame
+        return {
+            "type": "tps",
+            "output_points": self.output_points.tolist(),
+            "content_points": self.content_points.tolist(),
+            "regularization": float(self.regularization),
+            "frame": {"center": center.tolist(), "scale": scale.tolist()},
+        }
+
+    def __repr__(self) -> str:
+        count = len(self.output_points)
+        return f"TPSTransform({count} landmarks, regularization={self.regularization})"
+
+
+class ComposedTransform(Transform):
+    """Transforms applied in order: ``map_points`` runs them first to last, ``sample_points``
+    inverts them last to first."""
+
+    def __init__(self, transforms):
+        flat = []
+        for transform in transforms:
+            if isinstance(transform, ComposedTransform):
+                flat.extend(transform.transforms)
+            elif isinstance(transform, Transform):
+                flat.append(transform)
+            else:
+                raise ValueError(
+                    f"ComposedTransform takes transforms; got {type(transform).__name__}."
+                )
+        if not flat:
+            raise ValueError("ComposedTransform needs at least one transform.")
+        self.transforms = tuple(flat)
+        self.kernel_size = sum(t.kernel_size for t in flat)
+
+    def map_points(self, points) -> np.ndarray:
+        points = self._points(points)
+        for transform in self.transforms:
+            points = transform.map_points(points)
+        return points
+
+    def sample_points(self, points) -> np.ndarray:
+        points = self._points(points)
+        for transform in reversed(self.transforms):
+            points = transform.sample_points(points)
+        return points
+
+    def sample_points_torch(self, points_rc):
+        for transform in reversed(self.transforms):
+            points_rc = transform.sample_points_torch(points_rc)
+        return points_rc
+
+    def sample_jacobian(self, points) -> np.ndarray:
+        points = self._points(points)
+        jacobian = np.broadcast_to(np.eye(2), (len(points), 2, 2)).copy()
+        for transform in reversed(self.transforms):  # chain rule, innermost map first
+            jacobian = transform.sample_jacobian(points) @ jacobian
+            points = transform.sample_points(points)
+        return jacobian
+
+    def inverse(self) -> "ComposedTransform":
+        """Exact inverse; only defined when every part is affine."""
+        if not all(isinstance(t, AffineTransform) for t in self.transforms):
+            raise ValueError(
+                "only affine transforms have an exact inverse; a thin-plate spline's inverse is "
+                "not a thin-plate spline (fit one with the landmark roles swapped instead)."
+            )
+        return ComposedTransform([t.inverse() for t in reversed(self.transforms)])
+
+    def to_dict(self) -> dict:
+        return {"type": "composed", "transforms": [t.to_dict() for t in self.transforms]}
+
+    def __repr__(self) -> str:
+        return f"ComposedTransform({list(self.transforms)!r})"
+
+
+# =========================================================================== fitting
+def fit_affine(src, dst) -> AffineTransform:
+    """Least-squares affine transform taking content points ``src`` onto output points ``dst``."""
+    content, output = _validate_landmark_pairs(
+        src, dst, "src (content landmarks)", "dst (output landmarks)"
+    )
+    design = np.hstack([content, np.ones((len(content), 1))])
+    solution, *_ = np.linalg.lstsq(design, output, rcond=None)  # (3, 2)
+    return AffineTransform(np.vstack([solution.T, [0.0, 0.0, 1.0]]))
+
+
+def fit_tps(src, dst, regularization: float = 0.0) -> TPSTransform:
+    """Thin-plate spline warp in which content point ``src[i]`` lands on output point ``dst[i]``."""
+    content, output = _validate_landmark_pairs(
+        src, dst, "src (content landmarks)", "dst (output landmarks)"
+    )
+    return TPSTransform(output, content, regularization)
+
+
+# =========================================================================== serialisation
+def transform_from_dict(data) -> Transform:
+    """Rebuild a transform from ``to_dict()`` output (exactly: same numbers, same maps)."""
+    if not isinstance(data, dict) or "type" not in data:
+        raise ValueError("a transform dict needs a 'type' key ('affine', 'tps' or 'composed').")
+    kind = data["type"]
+    try:
+        if kind == "affine":
+            return AffineTransform(data["matrix"])
+        if kind == "tps":
+            frame = data.get("frame")
+            if frame is not None:
+                frame = (frame["center"], frame["scale"])
+            return TPSTransform(
+                data["output_points"],
+                data["content_points"],
+                data.get("regularization", 0.0),
+                frame,
+            )
+        if kind == "composed":
+            return ComposedTransform([transform_from_dict(d) for d in data["transforms"]])
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"malformed {kind!r} transform dict: missing or bad {error}") from None
+    raise ValueError(f"unknown transform type {kind!r}; expected 'affine', 'tps' or 'composed'.")
+
+
+# =================================================================== network parametrisations
+def _homogeneous_theta(theta) -> np.ndarray:
+    array = np.asarray(theta, dtype=np.float64)
+    if array.shape == (1, 2, 3):
+        array = array[0]
+    if array.shape != (2, 3):
+        raise ValueError(f"theta must have shape (2, 3); got {array.shape}.")
+    if not np.all(np.isfinite(array)):
+        raise ValueError("theta contains NaN or infinite values.")
+    return np.vstack([array, [0.0, 0.0, 1.0]])
+
+
+def affine_from_theta(theta, content_shape, output_shape) -> AffineTransform:
+    """``AffineTransform`` (content -> output pixels) from ``affine_grid``'s ``theta`` (2, 3).
+
+    ``theta`` maps normalised OUTPUT ``(x, y, 1)`` to normalised CONTENT ``(x, y)``.
+    """
+    content_shape = images.validate_shape(content_shape, "content_shape")
+    output_shape = images.validate_shape(output_shape, "output_shape")
+    sample = (
+        images.normalized_to_pixel_matrix(content_shape)
+        @ _homogeneous_theta(theta)
+        @ images.pixel_to_normalized_matrix(output_shape)
+    )
+    return AffineTransform(np.linalg.inv(sample))
+
+
+def theta_from_affine(transform: AffineTransform, content_shape, output_shape) -> np.ndarray:
+    """``affine_grid``'s ``theta`` (2, 3) for ``transform`` between images of these shapes."""
+    if not isinstance(transform, AffineTransform):
+        raise ValueError(
+            f"theta_from_affine needs an AffineTransform; got {type(transform).__name__}."
+        )
+    content_shape = images.validate_shape(content_shape, "content_shape")
+    output_shape = images.validate_shape(output_shape, "output_shape")
+    theta = (
+        images.pixel_to_normalized_matrix(content_shape)
+        @ transform._inverse
+        @ images.normalized_to_pixel_matrix(output_shape)
+    )
+    return theta[:2].copy()
+
+
+def tps_from_grid_params(params, content_shape, output_shape, grid_size: int = 3) -> TPSTransform:
+    """Landmark ``TPSTransform`` equal to the network TPS of ``params`` (``2 K^2``, see
+    ``tps_grid_params_to_grid``): output points are the K x K grid of ``output_shape``, content
+    points are the parameters in ``content_shape`` pixels; the spline is the same everywhere."""
+    grid_size = _check_grid_size(grid_size)
+    count = grid_size * grid_size
+    array = np.asarray(params, dtype=np.float64).reshape(-1)
+    if array.size != 2 * count:
+        raise ValueError(
+            f"TPS grid params for a {grid_size} x {grid_size} grid have {2 * count} values; "
+            f"got {array.size}."
+        )
+    if not np.all(np.isfinite(array)):
+        raise ValueError("TPS grid params contain NaN or infinite values.")
+    content_shape = images.validate_shape(content_shape, "content_shape")
+    output_shape = images.validate_shape(output_shape, "output_shape")
+    content_xy = np.stack([array[:count], array[count:]], axis=1)
+    return TPSTransform(
+        images.regular_grid_points(output_shape, grid_size),
+        images.normalized_to_pixel(content_xy, content_shape),
+        0.0,
+        frame=image_frame(output_shape),
+    )
+
+
+def grid_params_from_tps(
+    transform: TPSTransform, content_shape, output_shape, grid_size: int = 3
+) -> np.ndarray:
+    """Inverse of ``tps_from_grid_params``: the ``2 K^2`` params of a TPS whose output points are
+    the K x K grid of ``output_shape`` (its content points, normalised in ``content_shape``)."""
+    if not isinstance(transform, TPSTransform):
+        raise ValueError(
+            f"grid_params_from_tps needs a TPSTransform; got {type(transform).__name__}."
+        )
+    grid_size = _check_grid_size(grid_size)
+    content_shape = images.validate_shape(content_shape, "content_shape")
+    output_shape = images.validate_shape(output_shape, "output_shape")
+    grid = images.regular_grid_points(output_shape, grid_size)
+    if transform.output_points.shape != grid.shape or not np.allclose(
+        transform.output_points, grid, rtol=0, atol=1e-6 * max(output_shape)
+    ):
+        raise ValueError(
+            f"this TPS's output points are not the {grid_size} x {grid_size} control grid of a "
+            f"{output_shape[0]} x {output_shape[1]} output; only such a TPS has grid params."
+        )
+    content_xy = images.pixel_to_normalized(transform.content_points, content_shape)
+    return np.concatenate([content_xy[:, 0], content_xy[:, 1]])
+
+
+# =========================================================================== diagnostics
+def min_jacobian_determinant(transform: Transform, output_shape, samples: int = 32) -> float:
+    """Smallest Jacobian determinant of the sample map on a ``samples`` x ``samples`` output grid.
+
+    ``<= 0`` means the warp folds (or mirrors) the image somewhere: a bad prediction.
+    """
+    height, width = images.validate_shape(output_shape, "output_shape")
+    samples = int(samples)
+    if samples < 2:
+        raise ValueError(f"samples must be >= 2; got {samples}.")
+    rows, cols = np.meshgrid(
+        np.linspace(0.0, height - 1.0, samples),
+        np.linspace(0.0, width - 1.0, samples),
+        indexing="ij",
+    )
+    points = np.stack([rows.ravel(), cols.ravel()], axis=1)
+    return float(np.linalg.det(transform.sample_jacobian(points)).min())
