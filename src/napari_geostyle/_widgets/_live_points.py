@@ -1,0 +1,570 @@
+"""The live landmark warp: a warped Image layer and two paired Points layers kept in sync.
+
+One module used by both the Geometric Warp widget and ``viewer_api.add_warp``, so a warp made
+from the console behaves exactly like one made from the GUI:
+
+- ``<content> control points`` (on the content) and ``<content> target points`` (in the output
+  frame) are paired by index and labelled with their number. A landmark TPS sends control
+  point i to target point i (``fit_tps(control, target)``).
+- Adding a point in either layer adds its partner where the current warp puts it (so nothing
+  jumps); deleting one deletes its partner; dragging re-fits the TPS.
+- While a point is dragged a cheap preview (content at reduced size) is shown, debounced with a
+  QTimer; when the drag ends (the layer's ``CHANGED`` data event) the full warp runs in a napari
+  thread worker. Layers are only touched on the main thread.
+- Point edits have an undo/redo history (``undo()``/``redo()``, Ctrl+Z / Ctrl+Shift+Z on the
+  Points layers).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ._layer_data import (
+    LayerImage,
+    add_or_update_image,
+    full_resolution_points,
+    iter_slices,
+    provenance,
+    slices_shape,
+    spatial_scale_translate,
+    strided_points,
+)
+
+MIN_PAIRS = 3
+PREVIEW_SIDE = 192  # longest side of the image warped while a point is dragged
+GRID_POINTS = 4  # control grid shown for transforms that are not a landmark TPS already
+
+_COMMITTED = ("added", "changed", "removed")
+
+
+def landmarks_of(transform, output_shape) -> tuple[np.ndarray, np.ndarray]:
+    """``(control, target)`` landmark pairs that reproduce ``transform`` as one landmark TPS.
+
+    A landmark TPS keeps its own points. Anything else (affine, affine then TPS) is sampled on a
+    regular output grid (the last TPS's grid when there is one): target = grid, control =
+    ``transform.sample_points(grid)``. A TPS through these pairs reproduces an affine exactly.
+    """
+    from ..core.images import regular_grid_points
+
+    if hasattr(transform, "output_points") and hasattr(transform, "content_points"):
+        return np.array(transform.content_points), np.array(transform.output_points)
+    grid = None
+    for part in reversed(getattr(transform, "transforms", ())):
+        if hasattr(part, "output_points"):
+            grid = np.array(part.output_points)
+            break
+    if grid is None:
+        grid = regular_grid_points(output_shape, GRID_POINTS, margin=0.1)
+    return np.asarray(transform.sample_points(grid)), grid
+
+
+def warp_planes(source, transform, device=None, slices=None):
+    """Generator: warp a 2D image (``slices`` None) or every plane of an nD layer.
+
+    Yields the number of planes done (for progress) and returns the warped array.
+    """
+    from ..core.warp import warp_image
+
+    if slices is None:
+        warped = warp_image(source, transform, device=device)
+        yield 1
+        return warped
+    layer, level, stride = slices
+    lead = slices_shape(layer, level)
+    out = None
+    for count, (index, plane) in enumerate(iter_slices(layer, level, stride), start=1):
+        warped = warp_image(plane, transform, device=device)
+        if out is None:
+            out = np.empty(tuple(lead) + warped.shape, dtype=warped.dtype)
+        out[index] = warped
+        yield count
+    return out
+
+
+class LiveWarp:
+    """A landmark warp shown in a viewer: ``warped``, ``content_points``, ``target_points``.
+
+    ``transform`` is the current content -> output transform; ``status`` a one-line state
+    ("12 point pairs", "2 point pairs: add 1 more", ...). ``on_status`` (optional) is called with
+    it; ``on_changed`` after each re-warp.
+    """
+
+    def __init__(
+        self,
+        viewer,
+        content_layer,
+        content: LayerImage,
+        transform,
+        warped: np.ndarray,
+        *,
+        inputs: dict,
+        options: dict,
+        stack=None,
+        device=None,
+        on_status=None,
+    ):
+        from qtpy.QtCore import QTimer
+
+        self.viewer = viewer
+        self.content = content
+        self.transform = transform
+        self.device = device
+        self.inputs = dict(inputs)
+        self.options = dict(options)
+        self.stack = stack  # (layer, level, plane_step) when every plane is warped
+        self.on_status = on_status
+        self.status = ""
+        self.closed = False
+        self._syncing = False
+        self._dragging = False
+        self._generation = 0
+        self._worker = None
+        self._history: list[tuple[np.ndarray, np.ndarray]] = []
+        self._history_index = -1
+        self._grid_layer = None
+
+        name = content_layer.name
+        self._rgb = bool(content_layer.rgb)
+        scale, translate = spatial_scale_translate(content_layer)
+        self._scale = scale * content.stride
+        # a strided pixel p sits at full-resolution (p + 0.5) * stride - 0.5
+        self._translate = translate + scale * (content.stride - 1) / 2.0
+        self._lead_scale = np.asarray(content_layer.scale, float)[:-2]
+        self._lead_translate = np.asarray(content_layer.translate, float)[:-2]
+
+        control, target = landmarks_of(transform, content.shape)
+        self.warped = add_or_update_image(
+            viewer,
+            f"{name} warped",
+            warped,
+            rgb=content_layer.rgb,
+            metadata={"geostyle": self._provenance(len(control))},
+            **self._image_placement(warped),
+            **self._display_like(content_layer),
+        )
+        size = max(3.0, min(content.shape) / 40.0)
+        self.content_points = self._points_layer(
+            f"{name} control points", control, "yellow", size
+        )
+        self.target_points = self._points_layer(f"{name} target points", target, "cyan", size)
+        self._push_history()
+
+        self._preview_timer = QTimer()
+        self._preview_timer.setSingleShot(True)
+        self._preview_timer.setInterval(40)
+        self._preview_timer.timeout.connect(self._preview)
+        self._preview_small = self._small_source()
+
+        # one handler per layer: events carry the bare layer, which may differ from the
+        # (proxied) layer objects the viewer handed back, so identity is not compared
+        self._handlers = {
+            "content": lambda event: self._on_data(event, self.content_points),
+            "target": lambda event: self._on_data(event, self.target_points),
+        }
+        self.content_points.events.data.connect(self._handlers["content"])
+        self.target_points.events.data.connect(self._handlers["target"])
+        for layer in (self.content_points, self.target_points):
+            layer.mouse_drag_callbacks.append(self._drag_callback)
+            layer.bind_key("Control-Z", lambda _layer: self.undo(), overwrite=True)
+            layer.bind_key("Control-Shift-Z", lambda _layer: self.redo(), overwrite=True)
+        self._set_status(f"{len(control)} point pairs")
+
+    # ----------------------------------------------------------------- layers
+    def _image_placement(self, data) -> dict:
+        lead = np.ndim(data) - (3 if self._rgb else 2)
+        if lead > 0 and len(self._lead_scale) == lead:
+            return {
+                "scale": np.concatenate([self._lead_scale, self._scale]),
+                "translate": np.concatenate([self._lead_translate, self._translate]),
+            }
+        return {"scale": self._scale, "translate": self._translate}
+
+    @staticmethod
+    def _display_like(layer) -> dict:
+        if layer.rgb:
+            return {}
+        return {"contrast_limits": tuple(layer.contrast_limits), "colormap": layer.colormap.name}
+
+    def _points_layer(self, name, data, color, size):
+        numbers = np.arange(1, len(data) + 1)
+        kwargs = dict(
+            name=name,
+            scale=self._scale,
+            translate=self._translate,
+            size=size,
+            face_color=color,
+            border_color="black",
+            features={"number": numbers},
+            feature_defaults={"number": 0},
+            text={"string": "{number}", "color": color, "anchor": "upper_left", "size": 10},
+        )
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        return self.viewer.add_points(np.asarray(data, float), **kwargs)
+
+    def _relabel(self) -> None:
+        for layer in (self.content_points, self.target_points):
+            layer.features = {"number": np.arange(1, len(layer.data) + 1)}
+            layer.refresh_text()
+
+    def _provenance(self, pairs: int) -> dict:
+        return provenance(
+            "warp",
+            self.inputs,
+            self.options,
+            self.transform,
+            landmark_pairs=pairs,
+            pixel_stride=self.content.stride,
+            slice_index=list(self.content.slice_index),
+            all_slices=self.stack is not None,
+        )
+
+    # ----------------------------------------------------------------- point events
+    def _on_data(self, event, edited) -> None:
+        if self._syncing or self.closed:
+            return
+        action = str(getattr(event, "action", "changed"))
+        if action == "changing":
+            self._dragging = True
+            return
+        if action not in _COMMITTED:
+            return
+        self._dragging = False
+        self._preview_timer.stop()
+        self._pair_partner(edited, action, getattr(event, "data_indices", ()))
+        self._relabel()
+        self._push_history()
+        self.refit(full=True)
+
+    def _drag_callback(self, layer, event):
+        yield
+        while event.type == "mouse_move":
+            if self._dragging and not self._preview_timer.isActive():
+                self._preview_timer.start()  # throttled: at most one preview per 40 ms
+            yield
+
+    def _pair_partner(self, edited, action, indices) -> None:
+        """Keep both layers the same length: add partners where the warp puts them, drop deleted."""
+        partner = self.target_points if edited is self.content_points else self.content_points
+        count, partner_count = len(edited.data), len(partner.data)
+        if count == partner_count:
+            return
+        with self._syncing_on():
+            if count > partner_count:
+                new = np.asarray(edited.data[partner_count:], float)[:, -2:]
+                if edited is self.content_points:
+                    mapped = self.transform.map_points(new)
+                else:
+                    mapped = self.transform.sample_points(new)
+                partner.add(mapped)
+                partner.selected_data = set()
+            else:
+                removed = [int(i) for i in indices if 0 <= int(i) < partner_count]
+                if action != "removed" or len(removed) != partner_count - count:
+                    removed = list(range(count, partner_count))
+                partner.remove(removed)
+
+    def _syncing_on(self):
+        controller = self
+
+        class _Sync:
+            def __enter__(self):
+                controller._syncing = True
+
+            def __exit__(self, *exc):
+                controller._syncing = False
+
+        return _Sync()
+
+    # ----------------------------------------------------------------- fitting and warping
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Current ``(control, target)`` landmark pairs (content / output pixel (row, col))."""
+        control = np.asarray(self.content_points.data, float)[:, -2:]
+        target = np.asarray(self.target_points.data, float)[:, -2:]
+        count = min(len(control), len(target))
+        return control[:count], target[:count]
+
+    def _fit(self, control, target):
+        """Landmark TPS through the pairs, or None with the reason in ``status``."""
+        from ..core.transforms import fit_tps
+
+        if len(control) < MIN_PAIRS:
+            missing = MIN_PAIRS - len(control)
+            self._set_status(
+                f"{len(control)} point pairs: add {missing} more (a warp needs {MIN_PAIRS})."
+            )
+            return None
+        try:
+            return fit_tps(control, target)
+        except ValueError as error:
+            self._set_status(f"cannot fit the warp: {error}")
+            return None
+
+    def refit(self, full: bool = True) -> bool:
+        """Re-fit the TPS from the layers' points; re-warp (full or preview). False if it cannot."""
+        control, target = self.pairs()
+        transform = self._fit(control, target)
+        if transform is None:
+            return False
+        self.transform = transform
+        self._set_status(f"{len(control)} point pairs")
+        if full:
+            self._start_full_warp()
+        return True
+
+    def _small_source(self):
+        from ..core.images import fit_longest_side
+
+        if self.stack is not None:
+            return None
+        raw = self.content.raw
+        height, width = raw.shape[:2]
+        if max(height, width) <= PREVIEW_SIDE:
+            return None  # small enough: previews are full warps on the main thread
+        from skimage.transform import resize
+
+        shape = fit_longest_side(raw.shape, PREVIEW_SIDE)
+        small = resize(raw, shape + raw.shape[2:], order=1, anti_aliasing=True, preserve_range=True)
+        return small.astype(raw.dtype), max(height, width) / max(shape)
+
+    def _preview(self) -> None:
+        """Cheap warp of the points as they are now (called while a point is dragged)."""
+        from ..core.transforms import fit_tps
+        from ..core.warp import warp_image
+
+        if self.closed or self.stack is not None:
+            return
+        control, target = self.pairs()
+        if len(control) < MIN_PAIRS:
+            return
+        try:
+            if self._preview_small is None:
+                transform = fit_tps(control, target)
+                self.warped.data = warp_image(self.content.raw, transform, device=self.device)
+                return
+            small, factor = self._preview_small
+            transform = fit_tps(strided_points(control, factor), strided_points(target, factor))
+            preview = warp_image(small, transform, device=self.device)
+        except ValueError:
+            return  # e.g. points dragged onto a line: the commit reports it
+        self.warped.data = preview
+        self.warped.scale = self._scale * factor
+        self.warped.translate = self._translate + self._scale * (factor - 1) / 2.0
+
+    def _start_full_warp(self) -> None:
+        from napari.qt.threading import create_worker
+
+        self._generation += 1
+        generation = self._generation
+        transform = self.transform
+        if self._worker is not None:
+            self._worker.quit()  # a newer edit supersedes the running warp
+        source = self.content.raw if self.stack is None else None
+        progress = False
+        if self.stack is not None:
+            total = int(np.prod(slices_shape(self.stack[0], self.stack[1])))
+            progress = {"total": total, "desc": "GeoStyle: warping slices"}
+        worker = create_worker(
+            warp_planes,
+            source,
+            transform,
+            self.device,
+            self.stack,
+            _progress=progress,
+            _start_thread=False, _ignore_errors=True,
+        )
+        worker.returned.connect(lambda warped: self._show_full(warped, transform, generation))
+        worker.errored.connect(self._warp_failed)
+        worker.finished.connect(lambda: self._worker_done(worker))
+        self._worker = worker
+        worker.start()
+
+    def _worker_done(self, worker) -> None:
+        if self._worker is worker:
+            self._worker = None
+
+    @property
+    def busy(self) -> bool:
+        """True while a full re-warp is running."""
+        return self._worker is not None
+
+    def _show_full(self, warped, transform, generation) -> None:
+        if self.closed or generation != self._generation:
+            return  # a later edit is being warped
+        self.warped.data = warped
+        for key, value in self._image_placement(warped).items():
+            setattr(self.warped, key, value)
+        self.warped.metadata = {"geostyle": self._provenance(len(self.pairs()[0]))}
+        if self._grid_layer is not None:
+            self._update_grid()
+
+    def _warp_failed(self, error) -> None:
+        from napari.utils.notifications import show_error
+
+        self._set_status(f"warp failed: {error}")
+        show_error(f"GeoStyle: re-warping failed: {error}")
+
+    def _set_status(self, text: str) -> None:
+        self.status = text
+        if self.on_status is not None:
+            self.on_status(text)
+
+    # ----------------------------------------------------------------- history
+    def _push_history(self) -> None:
+        state = (
+            np.array(self.content_points.data, float),
+            np.array(self.target_points.data, float),
+        )
+        del self._history[self._history_index + 1 :]
+        self._history.append(state)
+        self._history_index = len(self._history) - 1
+
+    @property
+    def can_undo(self) -> bool:
+        return self._history_index > 0
+
+    @property
+    def can_redo(self) -> bool:
+        return self._history_index < len(self._history) - 1
+
+    def undo(self) -> bool:
+        """Restore the points before the last edit (and re-warp). False if there is none."""
+        if not self.can_undo:
+            return False
+        self._history_index -= 1
+        self._restore(self._history[self._history_index])
+        return True
+
+    def redo(self) -> bool:
+        """Re-apply an undone edit. False if there is none."""
+        if not self.can_redo:
+            return False
+        self._history_index += 1
+        self._restore(self._history[self._history_index])
+        return True
+
+    def _restore(self, state) -> None:
+        control, target = state
+        self.set_points(control, target, record=False)
+
+    def set_points(self, control, target, record: bool = True) -> bool:
+        """Replace all landmark pairs (content / output pixel (row, col)) and re-warp."""
+        from ..core.images import validate_points
+
+        control = validate_points(control, "control points")
+        target = validate_points(target, "target points")
+        if len(control) != len(target):
+            raise ValueError(
+                f"{len(control)} control points but {len(target)} target points; pairs need "
+                "one of each."
+            )
+        with self._syncing_on():
+            for layer, data in ((self.content_points, control), (self.target_points, target)):
+                layer.selected_data = set()
+                layer.data = data
+        self._relabel()
+        if record:
+            self._push_history()
+        return self.refit(full=True)
+
+    # ----------------------------------------------------------------- import / export
+    def export_bigwarp_csv(self, path) -> Path:
+        """Write the pairs as a BigWarp landmark CSV (moving = content, target = output)."""
+        from ..core.landmarks import write_bigwarp_csv
+
+        control, target = self.pairs()
+        stride = self.content.stride
+        write_bigwarp_csv(
+            path, full_resolution_points(control, stride), full_resolution_points(target, stride)
+        )
+        return Path(path)
+
+    def import_bigwarp_csv(self, path) -> bool:
+        """Replace the pairs with a BigWarp landmark CSV's (undoable)."""
+        from ..core.landmarks import read_bigwarp_csv
+
+        control, target = read_bigwarp_csv(path)
+        stride = self.content.stride
+        return self.set_points(strided_points(control, stride), strided_points(target, stride))
+
+    def export_transform_json(self, path) -> Path:
+        """Write the current transform (``to_dict()``) as JSON."""
+        path = Path(path)
+        path.write_text(json.dumps(self.transform.to_dict(), indent=1))
+        return path
+
+    def displacement_field(self) -> np.ndarray:
+        """``(H, W, 2)`` float32: for each output pixel, content (row, col) minus its own (row, col).
+
+        ``warped[p] = content[p + field[p]]``: where the warp pulls each output pixel from.
+        """
+        from ..core.images import pixel_grid
+        from ..core.warp import sampling_map
+
+        shape = self.content.shape
+        sample = np.asarray(sampling_map(self.transform, shape), np.float64)
+        return (sample - pixel_grid(shape).reshape(shape + (2,))).astype(np.float32)
+
+    def export_displacement_npy(self, path) -> Path:
+        np.save(path, self.displacement_field())
+        return Path(path)
+
+    # ----------------------------------------------------------------- deformation grid
+    def grid_lines(self, lines: int = 12, samples: int = 48) -> list[np.ndarray]:
+        """Lines of a regular output-frame grid pulled back into the content frame."""
+        height, width = self.content.shape
+        paths = []
+        for row in np.linspace(0, height - 1, lines):
+            paths.append(np.stack([np.full(samples, row), np.linspace(0, width - 1, samples)], 1))
+        for col in np.linspace(0, width - 1, lines):
+            paths.append(np.stack([np.linspace(0, height - 1, samples), np.full(samples, col)], 1))
+        return [np.asarray(self.transform.sample_points(path)) for path in paths]
+
+    def show_grid(self, visible: bool = True) -> None:
+        """Show (or hide) a Shapes layer: where the output's regular grid samples the content."""
+        if not visible:
+            if self._grid_layer is not None and self._grid_layer in self.viewer.layers:
+                self.viewer.layers.remove(self._grid_layer)
+            self._grid_layer = None
+            return
+        if self._grid_layer is None or self._grid_layer not in self.viewer.layers:
+            self._grid_layer = self.viewer.add_shapes(
+                self.grid_lines(),
+                shape_type="path",
+                edge_color="orange",
+                edge_width=max(1.0, min(self.content.shape) / 300.0),
+                name=f"{self.content.name} deformation grid",
+                scale=self._scale,
+                translate=self._translate,
+            )
+        else:
+            self._update_grid()
+
+    def _update_grid(self) -> None:
+        if self._grid_layer in self.viewer.layers:
+            self._grid_layer.data = self.grid_lines()
+            self._grid_layer.shape_type = "path"
+
+    # ----------------------------------------------------------------- teardown
+    def close(self) -> None:
+        """Stop reacting to point edits (the layers stay)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._preview_timer.stop()
+        if self._worker is not None:
+            self._worker.quit()
+        for key, layer in (("content", self.content_points), ("target", self.target_points)):
+            try:
+                layer.events.data.disconnect(self._handlers[key])
+                layer.mouse_drag_callbacks.remove(self._drag_callback)
+            except (ValueError, RuntimeError):
+                pass
+
+
+def start_live_warp(viewer, content_layer, content: LayerImage, transform, warped, **kwargs):
+    """Build the live layers for ``transform``: what the widget and ``viewer_api`` both call."""
+    return LiveWarp(viewer, content_layer, content, transform, warped, **kwargs)

@@ -1,0 +1,268 @@
+"""Long runs in napari thread workers, shown live in layers (shared by widgets and viewer_api).
+
+- ``estimate_and_warp``: the geometric stage as a generator (estimate, then warp every plane).
+- ``StyleRun``: a texture-transfer or both-stage run. The core generator runs in a napari
+  ``GeneratorWorker``; every step reaches the main thread through ``yielded``, where the output
+  layer is updated from previews (float32, contrast limits reset) and a napari progress bar shows
+  level and iteration. Cancelling keeps the last preview and frees cached GPU memory. Errors
+  become napari notifications that say what to do.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._layer_data import add_or_update_image, provenance, spatial_scale_translate
+from ._live_points import warp_planes
+
+
+def estimate_and_warp(content, style, model, method, device=None, stack=None):
+    """Generator: estimate ``content`` -> geometry of ``style``, then warp.
+
+    ``content``/``style`` are :class:`LayerImage`; the estimate sees what the user sees (contrast
+    limits applied), the warp transforms the raw data. Yields progress counts, returns
+    ``(transform, warped)``.
+    """
+    from ..core.estimate import estimate_warp
+
+    transform = estimate_warp(
+        content.normalized, style.normalized, model=model, method=method, device=device
+    )
+    yield 0
+    source = content.raw if stack is None else None
+    warped = yield from warp_planes(source, transform, device, stack)
+    return transform, warped
+
+
+def friendly_error(error, device=None) -> str:
+    """A message that says what went wrong and what to do about it."""
+    text = str(error)
+    name = type(error).__name__
+    if "out of memory" in text.lower() or name == "OutOfMemoryError":
+        return (
+            f"Out of memory on {device or 'the device'}: use a smaller size, the 'fast' preset, "
+            "or choose device 'cpu' (slower, but uses system memory)."
+        )
+    if isinstance(error, ImportError):
+        return f"PyTorch could not be loaded ({text}). Install it: pip install torch torchvision."
+    if isinstance(error, (ValueError, FileNotFoundError)):
+        return text
+    return f"{name}: {text}"
+
+
+def free_device_memory() -> None:
+    """Give cached GPU memory back (a second run rebuilds what it needs)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def progress_position(step) -> tuple[int, int]:
+    """``(done, total)`` iterations over all pyramid levels for a texture step."""
+    if getattr(step, "total", 0):
+        return int(step.progress), int(step.total)
+    levels = max(1, int(step.levels or 1))
+    iterations = max(1, int(step.iterations or 1))
+    level = int(step.level or 0)
+    level_index = level - 1 if level >= 1 else 0
+    done = min(levels * iterations, level_index * iterations + int(step.iteration or 0))
+    return done, levels * iterations
+
+
+class StyleRun:
+    """Runs ``make_steps()`` (a core generator of texture-like steps) in a napari worker.
+
+    ``stage`` is "texture" or "geometric style" (which also gets a first step with ``warped``
+    and ``transform``). The result lands in the Image layer ``output_name`` with
+    ``metadata["geostyle"]`` provenance. ``worker`` is the started napari worker.
+    """
+
+    def __init__(
+        self,
+        viewer,
+        make_steps,
+        *,
+        content_layer,
+        output_name: str,
+        stage: str,
+        inputs: dict,
+        options: dict,
+        reference_shape,
+        stride: int = 1,
+        device=None,
+        on_done=None,
+    ):
+        self.viewer = viewer
+        self.make_steps = make_steps
+        self.output_name = output_name
+        self.stage = stage
+        self.inputs = inputs
+        self.options = options
+        self.device = device
+        self.on_done = on_done
+        self.reference_shape = tuple(int(n) for n in reference_shape[:2])
+        self.output = None
+        self.warped = None
+        self.transform = None
+        self.error = None
+        self.cancelled = False
+        self.done = False
+        self._final_shown = False
+        self.steps_seen = 0
+        scale, translate = spatial_scale_translate(content_layer)
+        self._content_name = content_layer.name
+        self._content_scale = scale * stride
+        self._content_translate = translate + scale * (stride - 1) / 2.0
+        self._progress = None
+        self.worker = None
+
+    # ----------------------------------------------------------------- running
+    def _generate(self):
+        last = None
+        self._steps = self.make_steps()
+        for step in self._steps:
+            last = step
+            yield step
+        return None if last is None else last.image
+
+    def _close_steps(self) -> None:
+        """Close the core generator: it drops its device tensors at once."""
+        steps, self._steps = getattr(self, "_steps", None), None
+        if steps is not None and hasattr(steps, "close"):
+            steps.close()
+
+    def start(self):
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(self._generate, _start_thread=False, _ignore_errors=True)
+        worker.yielded.connect(self._on_step)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_error)
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        worker.geostyle_run = self  # keep this object alive as long as the worker
+        self.worker = worker
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        """Stop after the current step; the last preview stays in the output layer."""
+        if self.worker is not None:
+            self.cancelled = True
+            self.worker.quit()
+
+    @property
+    def running(self) -> bool:
+        """True from ``start()`` until every result handler has run."""
+        return self.worker is not None and not self.done
+
+    # ----------------------------------------------------------------- main-thread handlers
+    def _on_step(self, step) -> None:
+        self.steps_seen += 1
+        if getattr(step, "stage", None) == "geometry":
+            self._show_warped(step)
+            return
+        done, total = progress_position(step)
+        if not self.done:  # napari's progress bar may process events: hold a local reference
+            bar = self._progress
+            if bar is None:
+                from napari.utils import progress
+
+                bar = self._progress = progress(total=total, desc=f"GeoStyle {self.stage}")
+            if bar.total != total:
+                bar.total = total
+            bar.set_description(
+                f"GeoStyle {self.stage}: level {step.level}/{step.levels}, "
+                f"iteration {step.iteration}/{step.iterations}"
+            )
+            bar.n = done
+            bar.refresh()
+        if step.image is not None and not self._final_shown:
+            self._show_output(step.image, final=False)
+
+    def _show_warped(self, step) -> None:
+        self.transform = step.transform
+        self.warped = add_or_update_image(
+            self.viewer,
+            f"{self._content_name} warped",
+            step.warped,
+            scale=self._content_scale,
+            translate=self._content_translate,
+            rgb=step.warped.ndim == 3 and step.warped.shape[-1] in (3, 4),
+            metadata={
+                "geostyle": provenance("warp", self.inputs, self.options, step.transform)
+            },
+        )
+
+    def _output_scale(self, image) -> dict:
+        """Place the output over the content (texture may run at a smaller size)."""
+        shape = self.warped.data.shape if self.warped is not None else self.reference_shape
+        factor = np.asarray(shape[:2], float) / np.asarray(image.shape[:2], float)
+        return {
+            "scale": self._content_scale * factor,
+            "translate": self._content_translate + self._content_scale * (factor - 1) / 2.0,
+        }
+
+    def _show_output(self, image, final: bool) -> None:
+        image = np.asarray(image, dtype=np.float32)
+        meta = provenance(
+            self.stage,
+            self.inputs,
+            self.options,
+            self.transform,
+            complete=final,
+            cancelled=self.cancelled,
+            device=str(self.device) if self.device is not None else "auto",
+        )
+        self.output = add_or_update_image(
+            self.viewer,
+            self.output_name,
+            image,
+            rgb=image.ndim == 3,
+            metadata={"geostyle": meta},
+            **self._output_scale(image),
+        )
+        self.output.contrast_limits = (0.0, 1.0)
+        self.output.refresh()
+
+    def _on_returned(self, image) -> None:
+        if image is not None:
+            self._final_shown = True
+            self._show_output(image, final=True)
+
+    def _on_error(self, error) -> None:
+        from napari.utils.notifications import show_error
+
+        self.error = error
+        self._close_steps()
+        if "out of memory" in str(error).lower():
+            from ..core.features import clear_trunk_cache
+
+            clear_trunk_cache()  # the next run rebuilds the network on the chosen device
+        free_device_memory()
+        show_error(f"GeoStyle {self.stage} failed: {friendly_error(error, self.device)}")
+
+    def _on_aborted(self) -> None:
+        self.cancelled = True
+        if self.output is not None:
+            self.output.metadata["geostyle"]["cancelled"] = True
+            self.output.metadata["geostyle"]["complete"] = False
+        self._close_steps()
+        free_device_memory()
+
+    def _on_finished(self) -> None:
+        self.done = True
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        if self.on_done is not None:
+            self.on_done(self)
+
+
+def start_style_run(viewer, make_steps, **kwargs) -> StyleRun:
+    """Create and start a :class:`StyleRun` (``reference_shape``: the content's (H, W))."""
+    run = StyleRun(viewer, make_steps, **kwargs)
+    run.start()
+    return run

@@ -1,0 +1,55 @@
+"""Geometric Style Transfer widget: both stages (warp to the geometry, then texture) in one click."""
+
+from __future__ import annotations
+
+from qtpy.QtWidgets import QComboBox
+
+from ._common import NONE_TEXT, LayerCombo, keep_different
+from .texture_widget import TextureTransferWidget
+from .warp_widget import METHODS, MODELS
+
+
+class GeometricStyleTransferWidget(TextureTransferWidget):
+    """Plugins > GeoStyle > Geometric Style Transfer.
+
+    Content + style (geometry and texture from the same layer, or from two different ones);
+    the texture options are the Texture Transfer widget's. The warped image appears as soon as
+    the geometric stage ends, the result updates live.
+    """
+
+    stage = "geometric style"
+
+    def _build_inputs(self, form) -> None:
+        self.content_combo = LayerCombo(self.viewer)
+        self.style_combo = LayerCombo(self.viewer)
+        if len(self.style_combo.layers()) > 1:
+            self.style_combo.setCurrentIndex(1)
+        keep_different(self.content_combo, self.style_combo)
+        self.geometry_combo = LayerCombo(self.viewer, optional_text=NONE_TEXT)
+        self.texture_combo = LayerCombo(self.viewer, optional_text=NONE_TEXT)
+        self.model_combo = QComboBox()
+        self.model_combo.addItems(MODELS)
+        self.method_combo = QComboBox()
+        self.method_combo.addItems(METHODS)
+        form.addRow("content", self.content_combo)
+        form.addRow("style", self.style_combo)
+        form.addRow("geometry from", self.geometry_combo)
+        form.addRow("texture from", self.texture_combo)
+        form.addRow("warp model", self.model_combo)
+        form.addRow("warp method", self.method_combo)
+
+    def _start(self):
+        from .. import viewer_api
+
+        options = self.options()
+        options["model"] = self.model_combo.currentText()
+        options["method"] = self.method_combo.currentText()
+        return viewer_api._pipeline_run(
+            self.viewer,
+            self.content_combo.layer(),
+            self.style_combo.layer(),
+            geometry_style=self.geometry_combo.layer(),
+            texture_style=self.texture_combo.layer(),
+            on_done=self._finished,
+            **options,
+        )

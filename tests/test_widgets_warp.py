@@ -1,0 +1,218 @@
+"""Geometric Warp widget and its live control points (napari viewer + qtbot)."""
+
+import json
+
+import numpy as np
+
+from napari_geostyle._widgets._layer_data import read_layer_image
+from napari_geostyle._widgets._live_points import start_live_warp
+from napari_geostyle._widgets.warp_widget import GeometricWarpWidget
+
+WAIT_MS = 20000
+
+
+def _shifted_tps_warp(viewer, layer_name="content", stack=None):
+    """A live warp whose target grid is the control grid pushed right (a real landmark TPS)."""
+    from napari_geostyle import fit_tps, warp_image
+
+    layer = viewer.layers[layer_name]
+    content = read_layer_image(layer, viewer)
+    rows, cols = np.meshgrid(np.linspace(8, 56, 3), np.linspace(8, 56, 3), indexing="ij")
+    control = np.stack([rows.ravel(), cols.ravel()], 1)
+    target = control + [0.0, 3.0]
+    transform = fit_tps(control, target)
+    warped = warp_image(content.raw, transform)
+    if stack is not None:
+        warped = np.stack([warp_image(plane, transform) for plane in layer.data])
+    return start_live_warp(
+        viewer, layer, content, transform, warped,
+        inputs={"content": layer_name}, options={"model": "tps"}, stack=stack,
+    )
+
+
+def _wait_idle(qtbot, thing):
+    qtbot.waitUntil(lambda: not thing.busy, timeout=WAIT_MS)
+
+
+def test_run_makes_warped_layer_and_paired_points_with_provenance(geo_viewer, qtbot):
+    viewer = geo_viewer
+    viewer.layers["content"].scale = (2.0, 2.0)
+    viewer.layers["content"].translate = (5.0, -3.0)
+    widget = GeometricWarpWidget(viewer)
+    qtbot.addWidget(widget)
+    assert widget.content_combo.layer().name == "content"
+    assert widget.style_combo.layer().name == "style"
+    widget.model_combo.setCurrentText("affine")
+    widget.run()
+    qtbot.waitUntil(lambda: widget.live is not None or widget.last_error, timeout=WAIT_MS)
+    assert widget.last_error is None, widget.last_error
+    _wait_idle(qtbot, widget)
+
+    warped = viewer.layers["content warped"]
+    control = viewer.layers["content control points"]
+    target = viewer.layers["content target points"]
+    assert warped.data.shape == viewer.layers["content"].data.shape
+    np.testing.assert_allclose(warped.scale, (2.0, 2.0))
+    np.testing.assert_allclose(warped.translate, (5.0, -3.0))
+    record = warped.metadata["geostyle"]
+    assert record["inputs"] == {"content": "content", "geometry_style": "style"}
+    assert record["options"]["model"] == "affine"
+    assert record["transform"]["type"] in ("affine", "composed", "tps")
+    assert record["version"]
+    assert len(control.data) == len(target.data) >= 3
+    assert list(control.features["number"]) == list(range(1, len(control.data) + 1))
+    # the target points are where the transform sends the control points
+    from napari_geostyle import transform_from_dict
+
+    transform = transform_from_dict(record["transform"])
+    np.testing.assert_allclose(transform.map_points(control.data), target.data, atol=1e-3)
+
+
+def test_pickers_offer_only_image_layers_and_follow_the_layer_list(geo_viewer, qtbot):
+    viewer = geo_viewer
+    viewer.add_labels(np.zeros((8, 8), np.uint8), name="labels")
+    viewer.add_shapes(name="shapes")
+    widget = GeometricWarpWidget(viewer)
+    qtbot.addWidget(widget)
+    names = lambda combo: [combo.itemText(i) for i in range(combo.count())]
+    assert names(widget.content_combo) == ["content", "style"]
+    viewer.layers["style"].name = "renamed"
+    assert "renamed" in names(widget.style_combo)
+    viewer.add_image(np.ones((16, 16)), name="third")
+    assert "third" in names(widget.content_combo)
+    # choosing the style's layer as content moves the style to another layer
+    widget.content_combo.set_layer("renamed")
+    assert widget.style_combo.layer() is not widget.content_combo.layer()
+    viewer.layers.remove("third")
+    assert "third" not in names(widget.content_combo)
+
+
+def test_moving_a_point_rewarps_and_undo_redo_restore(geo_viewer, qtbot):
+    live = _shifted_tps_warp(geo_viewer)
+    original = np.array(live.warped.data, dtype=float)
+    moved = np.array(live.target_points.data)
+    moved[4] += [6.0, -5.0]  # drag the centre target point
+    live.target_points.data = moved
+    _wait_idle(qtbot, live)
+    edited = np.array(live.warped.data, dtype=float)
+    assert np.abs(edited - original).max() > 20
+    np.testing.assert_allclose(live.transform.map_points(live.content_points.data[4:5]),
+                               moved[4:5], atol=1e-3)
+    assert live.undo()
+    _wait_idle(qtbot, live)
+    np.testing.assert_allclose(live.target_points.data, moved - [[6.0, -5.0]] * (np.arange(9) == 4)[:, None])
+    assert np.abs(np.asarray(live.warped.data, float) - original).max() <= 1
+    assert live.redo()
+    _wait_idle(qtbot, live)
+    np.testing.assert_allclose(np.asarray(live.warped.data, float), edited, atol=1)
+    assert not live.redo()
+
+
+def test_adding_and_deleting_points_keeps_pairs(geo_viewer, qtbot):
+    live = _shifted_tps_warp(geo_viewer)
+    live.content_points.add([[30.0, 20.0]])
+    assert len(live.target_points.data) == 10
+    # the new partner sits where the current warp puts the new point: nothing jumps
+    np.testing.assert_allclose(live.target_points.data[-1], [30.0, 23.0], atol=0.05)
+    assert list(live.target_points.features["number"]) == list(range(1, 11))
+    live.target_points.remove([0, 1])
+    assert len(live.content_points.data) == 8
+    np.testing.assert_allclose(live.content_points.data[-1], [30.0, 20.0])
+    live.content_points.remove(list(range(6)))
+    assert len(live.target_points.data) == 2
+    assert "add 1 more" in live.status
+    _wait_idle(qtbot, live)
+    live.undo()
+    assert len(live.content_points.data) == len(live.target_points.data) == 8
+    assert live.status == "8 point pairs"
+
+
+def test_preview_while_dragging_then_full_warp(make_napari_viewer_proxy, qtbot):
+    viewer = make_napari_viewer_proxy()
+    big = np.random.default_rng(0).random((240, 300)).astype(np.float32)
+    viewer.add_image(big, name="content")
+    live = _shifted_tps_warp(viewer)
+    moved = np.array(live.target_points.data)
+    moved[4] += [5.0, 5.0]
+    with live.target_points.events.data.blocker():  # napari moves points this way mid-drag
+        live.target_points.data = moved
+    live._dragging = True
+    live._preview()
+    assert max(live.warped.data.shape) < 240  # a reduced-size preview ...
+    assert live.warped.scale[0] > 1.0  # ... placed over the content
+    live.target_points.events.data(value=moved, action="changed", data_indices=(4,))
+    _wait_idle(qtbot, live)
+    assert live.warped.data.shape == (240, 300)
+    np.testing.assert_allclose(live.warped.scale, (1.0, 1.0))
+
+
+def test_bigwarp_csv_round_trip_and_exports(geo_viewer, qtbot, tmp_path):
+    widget = GeometricWarpWidget(geo_viewer)
+    qtbot.addWidget(widget)
+    widget.live = _shifted_tps_warp(geo_viewer)
+    live = widget.live
+    control, target = np.array(live.content_points.data), np.array(live.target_points.data)
+    csv_path = tmp_path / "landmarks.csv"
+    widget.export_csv(str(csv_path))
+    assert csv_path.read_text().count("\n") >= 9
+    live.set_points(control[:5] + 1, target[:5])
+    _wait_idle(qtbot, live)
+    widget.import_csv(str(csv_path))
+    _wait_idle(qtbot, live)
+    np.testing.assert_allclose(live.content_points.data, control, atol=1e-6)
+    np.testing.assert_allclose(live.target_points.data, target, atol=1e-6)
+
+    json_path = tmp_path / "transform.json"
+    widget.export_transform(str(json_path))
+    from napari_geostyle import transform_from_dict
+
+    restored = transform_from_dict(json.loads(json_path.read_text()))
+    np.testing.assert_allclose(restored.map_points(control), target, atol=1e-3)
+
+    npy_path = tmp_path / "field.npy"
+    widget.export_displacement(str(npy_path))
+    field = np.load(npy_path)
+    assert field.shape == (64, 64, 2)
+    # the output pixel at a target point samples the content at its control point
+    r, c = target[4].round().astype(int)
+    np.testing.assert_allclose(field[r, c] + [r, c], restored.sample_points([[r, c]])[0], atol=1e-4)
+
+    widget.grid_check.setChecked(True)
+    grid = geo_viewer.layers["content deformation grid"]
+    assert grid.nshapes == 24
+    widget.grid_check.setChecked(False)
+    assert "content deformation grid" not in geo_viewer.layers
+
+
+def test_stack_all_slices_warps_every_slice(make_napari_viewer_proxy, qtbot):
+    viewer = make_napari_viewer_proxy()
+    stack = np.random.default_rng(1).random((3, 64, 64)).astype(np.float32)
+    layer = viewer.add_image(stack, name="content")
+    live = _shifted_tps_warp(viewer, stack=(layer, 0, 1))
+    assert live.warped.data.shape == (3, 64, 64)
+    moved = np.array(live.target_points.data)
+    moved[4] += [4.0, 0.0]
+    live.target_points.data = moved
+    _wait_idle(qtbot, live)
+    from napari_geostyle import warp_image
+
+    for index in range(3):
+        np.testing.assert_allclose(live.warped.data[index], warp_image(stack[index], live.transform),
+                                   atol=1e-5)
+
+
+def test_bad_choice_is_an_error_notification(geo_viewer, qtbot):
+    from napari.utils.notifications import notification_manager
+
+    geo_viewer.add_image(np.full((64, 64), np.nan, np.float32), name="broken")
+    widget = GeometricWarpWidget(geo_viewer)
+    qtbot.addWidget(widget)
+    widget.content_combo.set_layer("broken")
+    widget.style_combo.set_layer("style")
+    before = len(notification_manager.records)
+    widget.run()
+    qtbot.waitUntil(lambda: len(notification_manager.records) > before, timeout=WAIT_MS)
+    _wait_idle(qtbot, widget)
+    message = str(notification_manager.records[-1].message)
+    assert "NaN" in message
+    assert widget.live is None
