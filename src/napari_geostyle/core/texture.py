@@ -1,0 +1,669 @@
+"""Gatys et al. texture transfer, coarse to fine, as a generator (progress, previews, cancel).
+
+Losses (all relative, so a weight means the same at every resolution and for every backbone):
+- content: ``||F - F_c||^2 / ||F_c||^2`` on ``conv4_2``;
+- style: the mean over ``conv1_1 ... conv5_1`` of ``||G - G_s||^2 / ||G_s||^2`` where
+  ``G = F^T F / (H*W)`` is the Gram matrix per position (fp32 even when the trunk runs in bf16);
+- total variation: squared neighbour differences relative to the content's own.
+
+The solve starts at 1/8 of the output size (``levels=4``) and doubles per level, each level
+initialised with the upsampled result of the previous one. L-BFGS here is a fixed-step
+implementation whose bookkeeping stays on the device (torch's ``optim.LBFGS`` reads several
+scalars back to the host every iteration, which stalls a GPU).
+
+``iter_texture_transfer`` checks its arguments when called; torch is imported, the device
+resolved and the trunk built only when iteration starts, in the consuming thread.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Iterator
+
+import numpy as np
+
+from . import images
+
+PRESETS = {
+    # iterations per level, coarsest first (for levels=4; other level counts reuse the tail)
+    "fast": {"size": 256, "iterations": (80, 60, 40, 30)},
+    "balanced": {"size": 512, "iterations": (200, 150, 120, 100)},
+    "quality": {"size": 1024, "iterations": (300, 250, 200, 200)},
+}
+OPTIMIZERS = ("lbfgs", "adam")
+INITS = ("content", "noise")
+MIN_OUTPUT_SIDE = 16  # conv5_1 sits behind four 2x2 pools: 16 px -> 1 px
+# Coarser pyramid levels than this (longest side) carry too little content (conv4_2 would be
+# 4 x 4 or less) and only scramble the image the next level starts from, so they are skipped:
+# at the default 512 px the pyramid starts at 1/8 (64 px) as in the paper.
+MIN_LEVEL_SIDE = 64
+MIN_INPUT_SIDE = 16
+DEFAULT_CONTENT_WEIGHT = 1.0
+DEFAULT_STYLE_WEIGHT = 30.0
+DEFAULT_TV_WEIGHT = 0.01
+LBFGS_HISTORY = 10
+GRAPH_WARMUP = 3  # eager iterations per level before a CUDA graph is captured
+ADAM_LR = 0.02
+
+
+@dataclass
+class TextureStep:
+    """One iteration of the solve.
+
+    ``level`` (1..levels) and ``iteration`` (1..iterations) count from 1; ``loss`` is the latest
+    loss known on the host (on a GPU it may lag a few iterations behind so the loop never waits
+    for the device; it is exact on preview and final steps). ``image`` is None or a float32
+    ``(H, W, 3)`` preview at the output size; the last step has ``done=True`` and the result.
+    ``progress`` / ``total`` count iterations over all levels, for one progress bar.
+    """
+
+    level: int
+    levels: int
+    iteration: int
+    iterations: int
+    loss: float
+    image: np.ndarray | None = None
+    done: bool = False
+    progress: int = 0
+    total: int = 0
+    shape: tuple[int, int] = (0, 0)
+
+
+@dataclass
+class _Plan:
+    content: np.ndarray  # (H, W, 3) float32 0..1
+    styles: list
+    style_weights: np.ndarray
+    output_shape: tuple[int, int]
+    level_shapes: list
+    iterations: list
+    optimizer: str
+    content_weight: float
+    style_weight: float
+    tv_weight: float
+    preserve_color: bool
+    init: str
+    backbone: object
+    device: object
+    seed: int
+    preview_every: int
+    compile: bool
+    amp: bool | None
+    cuda_graphs: bool
+
+
+# --------------------------------------------------------------------------- argument checks
+def _number(value, name, minimum=0.0) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number; got {value!r}.") from None
+    if not math.isfinite(number) or number < minimum:
+        raise ValueError(f"{name} must be a finite number >= {minimum}; got {value!r}.")
+    return number
+
+
+def _integer(value, name, minimum, maximum=None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer; got {value!r}.")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise ValueError(f"{name} must be {bound}; got {value}.")
+    return int(value)
+
+
+def _style_list(texture_style) -> list:
+    if isinstance(texture_style, (list, tuple)):
+        if len(texture_style) == 0:
+            raise ValueError("texture_style is an empty list: give at least one style image.")
+        items = list(texture_style)
+    else:
+        items = [texture_style]
+    return [
+        images.to_rgb_float(item, f"texture style {i + 1}", min_size=MIN_INPUT_SIDE)
+        for i, item in enumerate(items)
+    ]
+
+
+def _style_weights(style_weights, count) -> np.ndarray:
+    if style_weights is None:
+        return np.full(count, 1.0 / count)
+    try:
+        weights = np.asarray(style_weights, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(f"style_weights must be numbers; got {style_weights!r}.") from None
+    if len(weights) != count:
+        raise ValueError(f"style_weights has {len(weights)} values for {count} style images.")
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() <= 0:
+        raise ValueError("style_weights must be finite, >= 0 and not all zero.")
+    return weights / weights.sum()
+
+
+def level_shapes(output_shape, levels: int) -> list[tuple[int, int]]:
+    """Shapes of the pyramid, coarsest first: output / 2**k; levels too small for VGG dropped."""
+    height, width = output_shape
+    shapes = []
+    for k in range(levels - 1, 0, -1):
+        shape = (max(1, round(height / 2**k)), max(1, round(width / 2**k)))
+        if max(shape) >= MIN_LEVEL_SIDE and min(shape) >= MIN_OUTPUT_SIDE:
+            shapes.append(shape)
+    return [*shapes, (int(height), int(width))]
+
+
+def _iterations(iterations, preset, levels) -> list[int]:
+    if iterations is None:
+        schedule = list(PRESETS[preset]["iterations"])
+        if levels <= len(schedule):
+            return schedule[len(schedule) - levels :]
+        return [schedule[0]] * (levels - len(schedule)) + schedule
+    if isinstance(iterations, (list, tuple, np.ndarray)):
+        values = [_integer(v, "iterations", 1) for v in iterations]
+        if len(values) != levels:
+            raise ValueError(
+                f"iterations has {len(values)} values but there are {levels} levels; give one "
+                "number per level (coarsest first) or a single number."
+            )
+        return values
+    return [_integer(iterations, "iterations", 1)] * levels
+
+
+def _check_backbone(backbone) -> None:
+    """Cheap check (no torch) so a typo fails when the call is made, not in a worker."""
+    if isinstance(backbone, Path):
+        if not backbone.is_file():
+            raise ValueError(f"no VGG-19 weights file at {backbone}.")
+        return
+    if not isinstance(backbone, str):
+        raise ValueError(f"backbone must be 'auto', 'vgg19', 'random' or a path; got {backbone!r}.")
+    if backbone.strip().lower() in ("auto", "vgg19", "random"):
+        return
+    if Path(backbone).expanduser().is_file():
+        return
+    if any(c in backbone for c in "/\\.") :
+        raise ValueError(f"no VGG-19 weights file at {backbone}.")
+    raise ValueError(
+        f"unknown backbone {backbone!r}; use 'auto', 'vgg19', 'random' or the path of a "
+        "VGG-19 weights file."
+    )
+
+
+def _make_plan(content, texture_style, *, size, levels, iterations, optimizer, content_weight,
+               style_weight, tv_weight, style_weights, preserve_color, init, backbone, device,
+               seed, preview_every, preset, compile, amp, cuda_graphs) -> _Plan:  # fmt: skip
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}.")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; use 'lbfgs' or 'adam'.")
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; use 'content' or 'noise'.")
+    _check_backbone(backbone)
+    content_rgb = images.to_rgb_float(content, "content", min_size=MIN_INPUT_SIDE)
+    styles = _style_list(texture_style)
+    weights = _style_weights(style_weights, len(styles))
+    size = PRESETS[preset]["size"] if size is None else _integer(size, "size", MIN_OUTPUT_SIDE)
+    levels = _integer(levels, "levels", 1, 8)
+    output_shape = images.fit_longest_side(content_rgb.shape, size)
+    if min(output_shape) < MIN_OUTPUT_SIDE:
+        raise ValueError(
+            f"at size {size} the output would be {output_shape[0]} x {output_shape[1]} px; "
+            f"VGG-19 needs at least {MIN_OUTPUT_SIDE} px on the short side: raise size or crop "
+            "the content to a less elongated shape."
+        )
+    shapes = level_shapes(output_shape, levels)
+    schedule = _iterations(iterations, preset, levels)[levels - len(shapes) :]
+    return _Plan(
+        content=content_rgb,
+        styles=styles,
+        style_weights=weights,
+        output_shape=output_shape,
+        level_shapes=shapes,
+        iterations=schedule,
+        optimizer=optimizer,
+        content_weight=_number(content_weight, "content_weight"),
+        style_weight=_number(style_weight, "style_weight"),
+        tv_weight=_number(tv_weight, "tv_weight"),
+        preserve_color=bool(preserve_color),
+        init=init,
+        backbone=backbone,
+        device=device,
+        seed=_integer(seed, "seed", 0),
+        preview_every=_integer(preview_every, "preview_every", 0),
+        compile=bool(compile),
+        amp=amp,
+        cuda_graphs=bool(cuda_graphs),
+    )
+
+
+# --------------------------------------------------------------------------- memory
+def estimate_memory_bytes(output_shape, amp: bool = False, channels: int = 3,
+                          history: int = LBFGS_HISTORY) -> int:  # fmt: skip
+    """Device memory a solve at ``output_shape`` needs, from VGG-19's layer widths.
+
+    Per input pixel up to ``conv5_1``: ~320 activations saved for the backward pass (ReLU outputs
+    and pool outputs), ~30 int64 pool indices, the fp32 copies the Gram matrices keep (122), the
+    widest gradients alive during the backward pass (2 x 64) and the image-sized optimiser
+    buffers; plus weights and convolution workspace.
+    """
+    activation_bytes = 2 if amp else 4
+    per_pixel = (
+        320 * activation_bytes
+        + 30 * 8
+        + 122 * 4
+        + 128 * activation_bytes
+        + (2 * history + 8) * channels * 4
+    )
+    fixed = 80e6 * (1.5 if amp else 1.0) + 256e6
+    pixels = int(output_shape[0]) * int(output_shape[1])
+    return int(1.25 * (fixed + per_pixel * pixels))
+
+
+def available_memory_bytes(device) -> int | None:
+    """Free memory usable on ``device`` (None when it cannot be known)."""
+    import torch
+
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(free + cached)
+    if device.type == "mps":
+        mps = getattr(torch, "mps", None)
+        try:
+            return int(mps.recommended_max_memory() - mps.driver_allocated_memory())
+        except Exception:  # older torch without these queries
+            return None
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:
+        return None
+
+
+def _check_memory(plan: _Plan, device, amp: bool, channels: int) -> None:
+    needed = estimate_memory_bytes(plan.output_shape, amp, channels)
+    available = available_memory_bytes(device)
+    if available is None or needed <= available:
+        return
+    height, width = plan.output_shape
+    per_pixel = (needed / 1.25 - estimate_memory_bytes((0, 0), amp, channels) / 1.25) / (
+        height * width
+    )
+    budget = available / 1.25 - estimate_memory_bytes((0, 0), amp, channels) / 1.25
+    aspect = min(height, width) / max(height, width)
+    fits = int(math.sqrt(max(budget, 0) / per_pixel / aspect)) // 8 * 8
+    raise ValueError(
+        f"a {height} x {width} px texture transfer needs about {needed / 1e9:.1f} GB on {device} "
+        f"but only {available / 1e9:.1f} GB are free; the largest size that fits is about "
+        f"{fits} px (size={fits}), or use another device."
+    )
+
+
+# --------------------------------------------------------------------------- the solve
+def _gram(feature):
+    """Gram matrix per position, in fp32, from ``(1, C, H, W)`` features of any dtype/layout."""
+    channels = feature.shape[1]
+    flat = feature.permute(0, 2, 3, 1).reshape(-1, channels).float()
+    return flat.T @ flat / flat.shape[0]
+
+
+def _tv(image):
+    dy = (image[:, :, 1:, :] - image[:, :, :-1, :]).pow(2).mean()
+    dx = (image[:, :, :, 1:] - image[:, :, :, :-1]).pow(2).mean()
+    return dy + dx
+
+
+class _Objective:
+    """Loss of an image against the fixed targets of one level (targets built once per level)."""
+
+    def __init__(self, trunk, autocast, content, styles, style_weights, weights):
+        import torch
+
+        from .features import CONTENT_LAYER, STYLE_LAYERS
+
+        self.trunk, self.autocast = trunk, autocast
+        self.content_layer, self.style_layers = CONTENT_LAYER, STYLE_LAYERS
+        self.content_weight, self.style_weight, self.tv_weight = weights
+        with torch.no_grad():
+            with autocast():
+                content_features = trunk(_rgb(content), taps=(CONTENT_LAYER,))[CONTENT_LAYER]
+            self.content_target = content_features.float()
+            self.content_norm = self.content_target.pow(2).sum().clamp_min(1e-12)
+            grams = [0.0] * len(STYLE_LAYERS)
+            for style, weight in zip(styles, style_weights):
+                with autocast():
+                    feats = trunk(_rgb(style), taps=STYLE_LAYERS)
+                for i, layer in enumerate(STYLE_LAYERS):
+                    grams[i] = grams[i] + float(weight) * _gram(feats[layer])
+                del feats
+            self.style_targets = grams
+            self.style_norms = [g.pow(2).sum().clamp_min(1e-12) for g in grams]
+            self.tv_norm = _tv(content).clamp_min(1e-8)
+
+    def __call__(self, image):
+        with self.autocast():
+            feats = self.trunk(_rgb(image), taps=(*self.style_layers, self.content_layer))
+        content = (feats[self.content_layer].float() - self.content_target).pow(2).sum()
+        loss = self.content_weight * content / self.content_norm
+        style = 0.0
+        for layer, target, norm in zip(self.style_layers, self.style_targets, self.style_norms):
+            style = style + (_gram(feats[layer]) - target).pow(2).sum() / norm
+        loss = loss + self.style_weight * style / len(self.style_layers)
+        if self.tv_weight:
+            loss = loss + self.tv_weight * _tv(image) / self.tv_norm
+        return loss
+
+
+def _rgb(image):
+    return image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image
+
+
+class _LBFGS:
+    """L-BFGS with a fixed step (as torch's without line search) and no host synchronisation.
+
+    The curvature pairs sit newest-last in fixed buffers that shift by one each step, and every
+    slot always takes part in the two-loop recursion: an empty slot, or a pair with
+    ``y.s <= 1e-10``, has ``rho = 0`` and contributes nothing. So from the second step on each
+    step is the same sequence of kernels with no host-side decision (CUDA-graph capturable).
+    """
+
+    def __init__(self, image, history=LBFGS_HISTORY, lr=1.0):
+        size = image.numel()
+        self.image, self.history, self.lr = image, history, lr
+        self.s = image.new_zeros(history, size)
+        self.y = image.new_zeros(history, size)
+        self.rho = image.new_zeros(history)
+        self.h_diag = image.new_ones(())
+        self.previous_x = image.new_zeros(size)
+        self.previous_g = image.new_zeros(size)
+        self.started = False
+
+    def step(self, grad) -> None:
+        import torch
+
+        g = grad.reshape(-1)
+        g = torch.where(torch.isfinite(g), g, torch.zeros_like(g))  # a bad step must not poison x
+        x = self.image.detach().view(-1)
+        if self.started:
+            s, y = x - self.previous_x, g - self.previous_g
+            ys, yy = y.dot(s), y.dot(y)
+            valid = ys > 1e-10
+            for buffer, newest in ((self.s, s), (self.y, y)):
+                buffer[:-1].copy_(buffer[1:].clone())
+                buffer[-1].copy_(newest)
+            self.rho[:-1].copy_(self.rho[1:].clone())
+            self.rho[-1].copy_(torch.where(valid, 1.0 / ys.clamp_min(1e-10), torch.zeros_like(ys)))
+            self.h_diag.copy_(torch.where(valid, ys / yy.clamp_min(1e-30), self.h_diag))
+        direction = -g
+        alphas = [None] * self.history
+        for i in range(self.history - 1, -1, -1):  # newest first
+            alphas[i] = self.rho[i] * self.s[i].dot(direction)
+            direction = direction - alphas[i] * self.y[i]
+        direction = direction * self.h_diag
+        for i in range(self.history):
+            beta = self.rho[i] * self.y[i].dot(direction)
+            direction = direction + (alphas[i] - beta) * self.s[i]
+        if self.started:
+            step = self.lr
+        else:  # first step: as torch, scaled by the gradient's size
+            step = torch.clamp(1.0 / g.abs().sum().clamp_min(1e-12), max=1.0) * self.lr
+        self.previous_x.copy_(x)
+        self.previous_g.copy_(g)
+        with torch.no_grad():
+            x.add_(direction * step)
+            x.clamp_(0.0, 1.0)
+        self.started = True
+
+
+class _Adam:
+    def __init__(self, image, lr=ADAM_LR):
+        import torch
+
+        self.image = image
+        self.optim = torch.optim.Adam([image], lr=lr)
+
+    def step(self, grad) -> None:
+        import torch
+
+        self.image.grad = grad
+        self.optim.step()
+        with torch.no_grad():
+            self.image.clamp_(0.0, 1.0)
+
+
+class _LossReporter:
+    """Loss values for progress without waiting for the GPU: copies go to the host
+    asynchronously and are read once their CUDA event has completed."""
+
+    def __init__(self, device):
+        self.cuda = device.type == "cuda"
+        self.pending: deque = deque()
+        self.latest = float("nan")
+
+    def push(self, loss) -> None:
+        import torch
+
+        if not self.cuda:
+            self.latest = float(loss.detach())
+            return
+        host = loss.detach().to("cpu", non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        self.pending.append((host, event))
+
+    def value(self, exact: bool = False) -> float:
+        while self.pending and (exact or self.pending[0][1].query()):
+            host, event = self.pending.popleft()
+            event.synchronize()
+            self.latest = float(host)
+        return self.latest
+
+
+def iter_texture_transfer(content, texture_style, *, size=None, levels=4, iterations=None,
+                          optimizer="lbfgs", content_weight=DEFAULT_CONTENT_WEIGHT,
+                          style_weight=DEFAULT_STYLE_WEIGHT, tv_weight=DEFAULT_TV_WEIGHT,
+                          style_weights=None, preserve_color=False, init="content",
+                          backbone="auto", device=None, seed=0, preview_every=10,
+                          preset="balanced", compile=False, amp=None, cuda_graphs=True,
+                          ) -> Iterator[TextureStep]:  # fmt: skip
+    """Texture transfer of ``texture_style`` (one image or a list, mixed by ``style_weights``)
+    onto ``content``, yielding a ``TextureStep`` per iteration.
+
+    ``size``: longest side of the output (default from ``preset``: fast 256, balanced 512,
+    quality 1024); the aspect is the content's. ``iterations``: per level, an int or one per
+    level (coarsest first); default from ``preset``. ``preserve_color``: transfer luminance only
+    and keep the content's chroma. ``amp``: bf16 autocast for the trunk (default: on CUDA).
+    ``compile``: ``torch.compile`` the loss (pays off only for long runs). ``cuda_graphs``: on
+    CUDA, replay each level's iteration as a CUDA graph after a short warm-up (removes the
+    per-kernel launch cost that dominates at small sizes). Arguments are checked
+    now (``ValueError``); the work starts on the first ``next()``. Closing the generator stops
+    it at once and frees its device memory.
+    """
+    plan = _make_plan(
+        content, texture_style, size=size, levels=levels, iterations=iterations,
+        optimizer=optimizer, content_weight=content_weight, style_weight=style_weight,
+        tv_weight=tv_weight, style_weights=style_weights, preserve_color=preserve_color,
+        init=init, backbone=backbone, device=device, seed=seed, preview_every=preview_every,
+        preset=preset, compile=compile, amp=amp, cuda_graphs=cuda_graphs,
+    )  # fmt: skip
+    return _solve(plan)
+
+
+def _working_images(plan: _Plan):
+    """Content and styles as the solve sees them: RGB, or luminance only for preserve_color
+    (each style's luminance matched to the content's mean and spread, as Gatys et al. 2016)."""
+    if not plan.preserve_color:
+        return plan.content, plan.styles
+    content_y = images.luminance(plan.content)[..., None]
+    mean, std = float(content_y.mean()), float(content_y.std())
+    styles = []
+    for style in plan.styles:
+        style_y = images.luminance(style)[..., None]
+        scaled = (style_y - style_y.mean()) * (std / max(float(style_y.std()), 1e-6)) + mean
+        styles.append(np.clip(scaled, 0.0, 1.0).astype(np.float32))
+    return content_y.astype(np.float32), styles
+
+
+def _capture(iterate):
+    """Record one iteration as a CUDA graph: ``(graph, static loss)``, or ``(None, None)``
+    with a warning when this torch/driver cannot capture it (the solve then runs eagerly)."""
+    import warnings
+
+    import torch
+
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph):
+            static_loss = iterate()
+    except Exception as error:  # capture support varies with torch and driver versions
+        warnings.warn(f"CUDA graph capture failed ({error}); running without graphs.",
+                      RuntimeWarning, stacklevel=2)  # fmt: skip
+        return None, None
+    return graph, static_loss
+
+
+def _style_level_shape(style_shape, longest: int) -> tuple[int, int]:
+    """Style scaled to the level's longest side, but never thinner than VGG-19 accepts."""
+    long_side, short_side = max(style_shape), min(style_shape)
+    longest = max(longest, math.ceil(MIN_OUTPUT_SIDE * long_side / short_side))
+    return images.fit_longest_side(style_shape, longest)
+
+
+def _solve(plan: _Plan) -> Iterator[TextureStep]:
+    import contextlib
+
+    import torch
+
+    from .devices import resolve_device
+    from .features import build_trunk
+
+    device = resolve_device(plan.device)
+    cuda = device.type == "cuda"
+    amp = cuda if plan.amp is None else bool(plan.amp) and cuda
+    content_np, styles_np = _working_images(plan)
+    channels = content_np.shape[2]
+    _check_memory(plan, device, amp, channels)
+    trunk = build_trunk(plan.backbone, device)
+
+    def autocast():
+        if amp:
+            # no cast cache: CUDA graph capture requires it, and weights are re-cast cheaply
+            return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
+        return contextlib.nullcontext()
+
+    chroma = None
+    if plan.preserve_color:
+        out_content = images.tensor_to_image(
+            images.resize_tensor(images.image_to_tensor(plan.content), plan.output_shape),
+            squeeze_gray=False,
+        )
+        chroma = images.rgb_to_yiq(out_content)[..., 1:]
+
+    def to_output(image) -> np.ndarray:
+        with torch.no_grad():
+            full = images.resize_tensor(image.detach(), plan.output_shape).clamp(0.0, 1.0)
+        array = images.tensor_to_image(full, squeeze_gray=False)
+        if chroma is None:
+            return np.ascontiguousarray(array, dtype=np.float32)
+        yiq = np.concatenate([array[..., :1], chroma], axis=2)
+        return np.clip(images.yiq_to_rgb(yiq), 0.0, 1.0).astype(np.float32)
+
+    levels = len(plan.level_shapes)
+    total = sum(plan.iterations)
+    progress = 0
+    image = objective = optimizer = reporter = content_full = styles_full = None
+    graph = static_loss = None
+    try:
+        content_full = images.image_to_tensor(content_np, device=device)
+        styles_full = [images.image_to_tensor(s, device=device) for s in styles_np]
+        loss_fn = None
+        for level, (shape, count) in enumerate(zip(plan.level_shapes, plan.iterations), 1):
+            content_level = images.resize_tensor(content_full, shape)
+            # each style is seen at the level's scale: its longest side matches the level's
+            style_levels = [
+                images.resize_tensor(s, _style_level_shape(s.shape[-2:], max(shape)))
+                for s in styles_full
+            ]
+            objective = _Objective(
+                trunk, autocast, content_level, style_levels, plan.style_weights,
+                (plan.content_weight, plan.style_weight, plan.tv_weight),
+            )  # fmt: skip
+            del style_levels
+            with torch.no_grad():
+                if image is None:
+                    if plan.init == "noise":
+                        generator = torch.Generator(device="cpu").manual_seed(plan.seed)
+                        start = torch.rand(content_level.shape, generator=generator).to(device)
+                    else:
+                        start = content_level.clone()
+                else:
+                    start = images.resize_tensor(image.detach(), shape).clamp(0.0, 1.0)
+            image = start.contiguous().requires_grad_(True)
+            del start
+            optimizer = _LBFGS(image) if plan.optimizer == "lbfgs" else _Adam(image)
+            reporter = _LossReporter(device)
+            loss_fn = objective
+            use_graphs = cuda and plan.cuda_graphs and not plan.compile
+            if plan.compile:
+                loss_fn = torch.compile(objective.__call__, dynamic=False)
+            def iterate():
+                with torch.enable_grad():  # grad mode is thread-local: the GUI runs us in a worker
+                    loss = loss_fn(image)
+                    (grad,) = torch.autograd.grad(loss, image)
+                optimizer.step(grad)
+                return loss.detach()
+
+            graph = static_loss = None
+            for iteration in range(1, count + 1):
+                if graph is not None:
+                    graph.replay()
+                    loss = static_loss
+                elif use_graphs and iteration > GRAPH_WARMUP and count - iteration >= 2:
+                    graph, static_loss = _capture(iterate)
+                    if graph is None:
+                        use_graphs = False
+                        loss = iterate()
+                    else:
+                        graph.replay()
+                        loss = static_loss
+                elif use_graphs:  # warm-up before capture, on a side stream as CUDA graphs need
+                    side = torch.cuda.Stream(device)
+                    side.wait_stream(torch.cuda.current_stream(device))
+                    with torch.cuda.stream(side):
+                        loss = iterate()
+                    torch.cuda.current_stream(device).wait_stream(side)
+                else:
+                    loss = iterate()
+                reporter.push(loss)
+                del loss
+                progress += 1
+                last = progress == total
+                preview = plan.preview_every and iteration % plan.preview_every == 0
+                exact = last or preview or iteration == 1
+                step = TextureStep(
+                    level=level, levels=levels, iteration=iteration, iterations=count,
+                    loss=reporter.value(exact=exact), done=last, progress=progress, total=total,
+                    shape=tuple(shape),
+                )  # fmt: skip
+                if last or preview:
+                    step.image = to_output(image)
+                yield step
+            graph = static_loss = None
+            objective = loss_fn = None
+    finally:
+        # runs on completion, on error and on generator.close(): drop every device tensor
+        graph = static_loss = None
+        image = objective = optimizer = reporter = content_full = styles_full = loss_fn = None
+        if cuda:
+            torch.cuda.empty_cache()
+
+
+def transfer_texture(content, texture_style, **options) -> np.ndarray:
+    """Run ``iter_texture_transfer`` to the end; float32 ``(H, W, 3)`` in 0..1."""
+    result = None
+    for step in iter_texture_transfer(content, texture_style, **options):
+        if step.done:
+            result = step.image
+    return result

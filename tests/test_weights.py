@@ -1,0 +1,154 @@
+"""Weights resolution and the loader, with a torchvision-format file written here."""
+
+import pytest
+import torch
+import torchvision
+
+from napari_geostyle.core import features, weights
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Two torch threads on a shared 2-core machine spin against other processes (15x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+    monkeypatch.setenv("GEOSTYLE_OFFLINE", "1")
+    monkeypatch.setenv("GEOSTYLE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("GEOSTYLE_VGG19_WEIGHTS", raising=False)
+    yield
+    features.clear_trunk_cache()
+
+
+@pytest.fixture(scope="module")
+def torchvision_state():
+    torch.manual_seed(0)
+    return torchvision.models.vgg19().state_dict()  # random init, torchvision's exact layout
+
+
+@pytest.fixture
+def weights_file(tmp_path, torchvision_state):
+    path = tmp_path / "vgg19-test.pth"
+    torch.save(torchvision_state, path)
+    return path
+
+
+def test_torchvision_file_loads_into_the_trunk(weights_file, torchvision_state):
+    state = weights.load_vgg19_state(weights_file)
+    assert set(state) == {k for k in torchvision_state if k.startswith("features.")}
+    trunk = features.build_trunk(str(weights_file), "cpu")
+    assert trunk.backbone_name == "vgg19" and trunk.source == str(weights_file)
+    assert torch.equal(trunk.features[0].weight, torchvision_state["features.0.weight"])
+    # same activations as torchvision's own module (away from the reflect-padded border)
+    net = torchvision.models.vgg19()
+    net.load_state_dict(torchvision_state)
+    x = torch.rand(1, 3, 32, 32)
+    normalised = (x - trunk.mean) / trunk.std
+    with torch.no_grad():
+        ours = trunk(x, taps=("conv2_1",))["conv2_1"]
+        theirs = net.features[:7](normalised)
+    assert torch.allclose(ours[..., 2:-2, 2:-2], theirs[..., 2:-2, 2:-2], atol=1e-4)
+
+
+def test_trimmed_file_with_features_only_loads(tmp_path, torchvision_state):
+    path = tmp_path / "trunk.pth"
+    torch.save({k: v for k, v in torchvision_state.items() if k.startswith("features.")}, path)
+    assert len(weights.load_vgg19_state(path)) == 32
+
+
+def test_wrong_shape_names_the_key(tmp_path, torchvision_state):
+    bad = dict(torchvision_state)
+    bad["features.10.weight"] = torch.zeros(256, 64, 3, 3)
+    path = tmp_path / "bad.pth"
+    torch.save(bad, path)
+    with pytest.raises(ValueError, match=r"features\.10\.weight.*\(256, 64, 3, 3\)"):
+        weights.load_vgg19_state(path)
+
+
+def test_missing_key_names_the_key(tmp_path, torchvision_state):
+    bad = {k: v for k, v in torchvision_state.items() if k != "features.34.bias"}
+    path = tmp_path / "bad.pth"
+    torch.save(bad, path)
+    with pytest.raises(ValueError, match=r"features\.34\.bias"):
+        weights.load_vgg19_state(path)
+
+
+def test_not_a_state_dict_is_a_value_error(tmp_path):
+    path = tmp_path / "junk.pth"
+    path.write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="not a readable"):
+        weights.load_vgg19_state(path)
+
+
+def test_resolution_order_env_then_hub_then_cache(tmp_path, monkeypatch, weights_file):
+    assert weights.resolve_vgg19_weights(download=False) is None
+    trimmed = weights.cache_dir() / weights.TRIMMED_FILENAME
+    trimmed.parent.mkdir(parents=True)
+    trimmed.write_bytes(b"x")
+    assert weights.resolve_vgg19_weights() == trimmed
+    hub = weights._hub_checkpoint_path()
+    hub.parent.mkdir(parents=True)
+    hub.write_bytes(b"x")
+    assert weights.resolve_vgg19_weights() == hub
+    monkeypatch.setenv("GEOSTYLE_VGG19_WEIGHTS", str(weights_file))
+    assert weights.resolve_vgg19_weights() == weights_file
+    other = tmp_path / "explicit.pth"
+    other.write_bytes(b"x")
+    assert weights.resolve_vgg19_weights(path=other) == other
+    info = weights.describe_vgg19_weights()
+    assert info["found"] and info["path"] == str(weights_file)
+    assert [entry["where"] for entry in info["looked"]][1:] == [
+        "$GEOSTYLE_VGG19_WEIGHTS", "torch hub cache", "napari-geostyle cache (trimmed trunk)"
+    ]
+
+
+def test_env_pointing_nowhere_is_a_value_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("GEOSTYLE_VGG19_WEIGHTS", str(tmp_path / "nope.pth"))
+    with pytest.raises(ValueError, match="nope.pth"):
+        weights.resolve_vgg19_weights()
+
+
+def test_offline_never_downloads(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("tried the network")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fail)
+    assert weights.resolve_vgg19_weights() is None  # GEOSTYLE_OFFLINE=1
+    monkeypatch.setenv("GEOSTYLE_OFFLINE", "0")
+    assert weights.resolve_vgg19_weights(download=False) is None
+
+
+def test_download_checks_hash_and_keeps_a_trimmed_trunk(monkeypatch, torchvision_state):
+    calls = {}
+
+    def fake_download(url, dst, hash_prefix=None, progress=True):
+        calls.update(url=url, hash_prefix=hash_prefix)
+        torch.save(torchvision_state, dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    path = weights.resolve_vgg19_weights(download=True)
+    assert calls == {"url": weights.VGG19_URL, "hash_prefix": "dcbb9e9d"}
+    assert path.name == weights.TRIMMED_FILENAME and path.is_file()
+    assert set(torch.load(path, weights_only=True)) == {
+        k for k in torchvision_state if k.startswith("features.")
+    }
+    assert list(path.parent.iterdir()) == [path]  # the full file is gone
+    assert weights.resolve_vgg19_weights(download=False) == path
+    features.clear_trunk_cache()
+    trunk = features.build_trunk("vgg19", "cpu")
+    assert trunk.backbone_name == "vgg19" and trunk.source == str(path)
+
+
+def test_failed_download_is_a_value_error_with_instructions(monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", broken)
+    with pytest.raises(ValueError, match="network unreachable.*GEOSTYLE_VGG19_WEIGHTS"):
+        weights.resolve_vgg19_weights(download=True)
