@@ -29,6 +29,7 @@ _PUBLIC = {
     "geometric_style_transfer": ".core.pipeline",
     "iter_geometric_style_transfer": ".core.pipeline",
     "GeometricStyleResult": ".core.pipeline",
+    "GeometricStyleStep": ".core.pipeline",
 }
 
 __all__ = ["__version__", *_PUBLIC]

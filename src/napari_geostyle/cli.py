@@ -80,6 +80,378 @@ def _build_parser() -> argparse.ArgumentParser:
 _REGISTRY: list = []
 
 
+# --------------------------------------------------------------------------- transfer
+def _cmd_transfer(args) -> int:
+    import time
+
+    from .core.texture import iter_texture_transfer
+
+    content = read_image(args.content)
+    styles = [read_image(path) for path in args.texture]
+    iterations = args.iterations
+    if iterations is not None and len(iterations) == 1:
+        iterations = iterations[0]
+    options = dict(
+        size=args.size, levels=args.levels, iterations=iterations, optimizer=args.optimizer,
+        style_weights=args.texture_weights, preserve_color=args.preserve_color,
+        backbone=args.backbone, device=args.device, seed=args.seed, preset=args.preset,
+        preview_every=0,
+    )  # fmt: skip
+    if args.style_weight is not None:
+        options["style_weight"] = args.style_weight
+    if args.content_weight is not None:
+        options["content_weight"] = args.content_weight
+    steps = iter_texture_transfer(content, styles, **options)
+    result = None
+    bar = None
+    started = time.perf_counter()
+    try:
+        for step in steps:
+            if bar is None:
+                bar = progress_bar(step.total, "texture")
+            bar.update(1)
+            bar.set_postfix(level=f"{step.level}/{step.levels}", loss=f"{step.loss:.4g}",
+                            refresh=False)  # fmt: skip
+            if step.done:
+                result = step.image
+    finally:
+        steps.close()
+        if bar is not None:
+            bar.close()
+    write_image(args.output, result)
+    height, width = result.shape[:2]
+    print(f"wrote {args.output} ({width} x {height} px, {time.perf_counter() - started:.1f} s)",
+          file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _register_transfer(sub) -> None:
+    parser = sub.add_parser(
+        "transfer",
+        help="transfer the texture of style image(s) onto a content image (Gatys et al.)",
+        description="Texture transfer, coarse to fine: content loss on VGG-19 conv4_2, Gram "
+        "style loss on conv1_1..conv5_1. Without ImageNet VGG-19 weights a seeded random "
+        "backbone is used (lower quality; see `napari-geostyle weights`).",
+    )
+    parser.add_argument("content", metavar="CONTENT", help="content image")
+    parser.add_argument("--texture", required=True, nargs="+", metavar="STYLE",
+                        help="texture style image(s)")  # fmt: skip
+    parser.add_argument("--texture-weights", type=float, nargs="+", metavar="W",
+                        help="one weight per style image (default: equal)")  # fmt: skip
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output image file")
+    parser.add_argument("--preset", choices=("fast", "balanced", "quality"), default="balanced",
+                        help="iteration schedule and default size (default: balanced)")  # fmt: skip
+    parser.add_argument("--size", type=int, metavar="PX",
+                        help="longest side of the output (default: from the preset)")  # fmt: skip
+    parser.add_argument("--levels", type=int, default=4, help="pyramid levels (default: 4)")
+    parser.add_argument("--iterations", type=int, nargs="+", metavar="N",
+                        help="iterations per level: one number, or one per level coarsest "
+                        "first (default: from the preset)")  # fmt: skip
+    parser.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
+    parser.add_argument("--style-weight", type=float, metavar="W", help="style loss weight")
+    parser.add_argument("--content-weight", type=float, metavar="W", help="content loss weight")
+    parser.add_argument("--preserve-color", action="store_true",
+                        help="transfer luminance only and keep the content's colours")  # fmt: skip
+    parser.add_argument("--backbone", default="auto",
+                        help="auto, vgg19, random or a VGG-19 weights file (default: auto)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (noise init)")
+    parser.set_defaults(func=_cmd_transfer)
+
+
+_REGISTRY.append(_register_transfer)
+
+
+# --------------------------------------------------------------------------- weights
+def _cmd_weights(args) -> int:
+    from .core import weights
+
+    if args.download:
+        path = weights.resolve_vgg19_weights(download=True)
+        print(f"VGG-19 weights: {path}", file=sys.stderr)
+    info = weights.describe_vgg19_weights()
+    if args.path:
+        if not info["found"]:
+            print("not found", file=sys.stderr)
+            return 1
+        print(info["path"])
+        return 0
+    print("VGG-19 (ImageNet) weights are looked for, in order:")
+    for entry in info["looked"]:
+        state = "found" if entry["exists"] else "missing"
+        where = entry["path"] or "(not set)"
+        print(f"  {entry['where']:<40} {where}  [{state if entry['path'] else '-'}]")
+    print(f"  download from {info['url']}" + ("  (disabled: GEOSTYLE_OFFLINE)" if info["offline"]
+                                              else f"  (run `{info['download_command']}`)"))
+    if info["found"]:
+        print(f"present: {info['path']}")
+        return 0
+    print("not present: texture transfer uses the seeded random backbone (lower quality).")
+    print(info["help"])
+    return 0
+
+
+def _register_weights(sub) -> None:
+    parser = sub.add_parser(
+        "weights",
+        help="where the VGG-19 weights are looked for, whether present; --download fetches them",
+    )
+    parser.add_argument("--download", action="store_true",
+                        help="download torchvision's VGG-19 (548 MB once; a trimmed 80 MB trunk "
+                        "is kept)")  # fmt: skip
+    parser.add_argument("--path", action="store_true",
+                        help="print only the path of the weights in use (exit 1 if none)")
+    parser.set_defaults(func=_cmd_weights)
+
+
+_REGISTRY.append(_register_weights)
+
+
+# --------------------------------------------------------------------------- warp
+def _cmd_warp(args) -> int:
+    from .core.landmarks import read_bigwarp_csv
+    from .core.transforms import fit_affine, fit_tps
+    from .core.warp import warp_image
+
+    image = read_image(args.content)
+    content_points, target_points = read_bigwarp_csv(args.landmarks)
+    if args.affine:
+        transform = fit_affine(content_points, target_points)
+    else:
+        transform = fit_tps(content_points, target_points, regularization=args.regularization)
+    warped = warp_image(image, transform, device=args.device, padding=args.padding)
+    write_image(args.output, warped)
+    kind = "affine" if args.affine else "thin-plate spline"
+    print(f"wrote {args.output} ({kind}, {len(content_points)} landmark pairs)", file=sys.stderr)
+    return 0
+
+
+def _register_warp(sub) -> None:
+    parser = sub.add_parser(
+        "warp",
+        help="warp an image with landmark pairs from a BigWarp CSV",
+        description="Warp CONTENT so that each moving landmark lands on its target landmark "
+        "(BigWarp CSV: name, active, moving x, moving y, target x, target y; x = column).",
+    )
+    parser.add_argument("content", metavar="CONTENT", help="image to warp (the moving image)")
+    parser.add_argument("--landmarks", required=True, metavar="FILE", help="BigWarp landmark CSV")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output image file")
+    parser.add_argument(
+        "--regularization", type=float, default=0.0, metavar="R",
+        help="thin-plate spline smoothing (0 = pass exactly through the landmarks)",
+    )
+    parser.add_argument("--affine", action="store_true", help="fit a least-squares affine instead")
+    parser.add_argument("--padding", choices=("border", "zeros", "reflection"), default="border",
+                        help="what samples outside the image get (default: border)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.set_defaults(func=_cmd_warp)
+
+
+_REGISTRY.append(_register_warp)
+
+
+# --------------------------------------------------------------------------- train-geometry
+def _cmd_train_geometry(args) -> int:
+    import json
+
+    from .core import training
+
+    out = Path(args.out)
+    if not out.parent.exists():
+        raise CLIError(f"output folder {out.parent} does not exist")
+    if args.steps is None and args.seconds is None:
+        raise CLIError("give --steps or --seconds (or both)")
+    images = training.load_images(args.images)
+    print(f"{len(images)} training images", file=sys.stderr)
+    bar = progress_bar(args.steps, f"train {args.model}")
+    last = None
+    for progress in training.train_geometry(
+        images, args.model, args.trunk, steps=args.steps, seconds=args.seconds,
+        batch_size=args.batch_size, lr=args.lr, device=args.device, out=out,
+        resume=args.resume, checkpoint_every=args.checkpoint_every, loss=args.loss,
+        backbone=args.backbone, seed=args.seed,
+    ):
+        bar.n = progress.step
+        bar.set_postfix(loss=f"{progress.loss:.5f}", lr=f"{progress.lr:.1e}")
+        if progress.checkpoint:
+            bar.write(f"checkpoint {progress.checkpoint} (step {progress.step})")
+        last = progress
+    bar.close()
+    print(f"wrote {out} after {last.step} steps, {last.elapsed:.0f} s, loss {last.loss:.5f}",
+          file=sys.stderr)
+    val = args.val_images or args.images
+    report = training.evaluate_geometry(
+        training.load_images(val, min_size=32)[: args.val_count], args.model,
+        ("identity", "network"), pairs_per_image=2, trunk=args.trunk, checkpoint=out,
+        device=args.device, keep_pairs=4,
+    )
+    figure = out.with_suffix(".validation.png")
+    write_image(figure, training.validation_figure(report.pop("examples"), ("network",)))
+    print(json.dumps(report, indent=1))
+    print(f"validation figure {figure}", file=sys.stderr)
+    return 0
+
+
+def _register_train_geometry(sub) -> None:
+    p = sub.add_parser(
+        "train-geometry",
+        help="train the geometry network on synthetic pairs from image folders",
+        description="Self-supervised training (random affine/TPS pairs with appearance "
+        "randomisation) of the geometry network; writes a checkpoint and a validation figure.",
+    )
+    p.add_argument("--images", nargs="+", required=True, help="image folders or files")
+    p.add_argument("--model", choices=("affine", "tps"), default="affine")
+    p.add_argument("--trunk", choices=("embedded", "vgg19"), default="embedded")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--seconds", type=float, default=None, help="wall-clock budget")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--loss", choices=("grid", "image"), default="grid")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--backbone", default="auto", help="VGG-19 weights for --trunk vgg19")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
+    p.add_argument("--resume", action="store_true", help="continue from --out's weights")
+    p.add_argument("--checkpoint-every", type=float, default=60.0, help="seconds")
+    p.add_argument("--val-images", nargs="+", default=None,
+                   help="held-out images for the validation figure (default: --images)")
+    p.add_argument("--val-count", type=int, default=4)
+    p.set_defaults(func=_cmd_train_geometry)
+
+
+_REGISTRY.append(_register_train_geometry)
+
+
+# --------------------------------------------------------------------------- eval-geometry
+def _cmd_eval_geometry(args) -> int:
+    import json
+
+    from .core import training
+
+    checkpoint = None
+    if args.checkpoint:
+        if args.model == "affine+tps":
+            if len(args.checkpoint) != 2:
+                raise CLIError("--model affine+tps needs two checkpoints: AFFINE TPS")
+            checkpoint = {"affine": args.checkpoint[0], "tps": args.checkpoint[1]}
+        elif len(args.checkpoint) != 1:
+            raise CLIError(f"--model {args.model} takes one checkpoint")
+        else:
+            checkpoint = args.checkpoint[0]
+    report = training.evaluate_geometry(
+        training.load_images(args.images, min_size=32), args.model,
+        ("identity", *args.method), pairs_per_image=args.pairs_per_image, seed=args.seed,
+        trunk=args.trunk, checkpoint=checkpoint, device=args.device,
+    )
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def _register_eval_geometry(sub) -> None:
+    p = sub.add_parser(
+        "eval-geometry",
+        help="accuracy of the geometry network on fixed-seed synthetic pairs",
+        description="Mean lattice sampling error (% of image side) and PCK@0.05/0.10 for "
+        "identity / network / refine on pairs made with fixed seeds from --images.",
+    )
+    p.add_argument("--images", nargs="+", required=True, help="held-out image folders or files")
+    p.add_argument("--model", choices=("affine", "tps", "affine+tps"), default="affine+tps")
+    p.add_argument("--trunk", choices=("embedded", "vgg19"), default="embedded")
+    p.add_argument("--checkpoint", nargs="+", default=None,
+                   help="checkpoint file(s); affine+tps takes AFFINE TPS; default: shipped")
+    p.add_argument("--method", nargs="+", choices=("network", "refine"),
+                   default=["network", "refine"])
+    p.add_argument("--pairs-per-image", type=int, default=4)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_eval_geometry)
+
+
+_REGISTRY.append(_register_eval_geometry)
+
+
+# --------------------------------------------------------------------------- demo (napari)
+def _cmd_demo(args) -> int:
+    """Open napari with the sample images and the GeoStyle widgets docked."""
+    try:
+        import napari
+    except ImportError:
+        raise CLIError("the demo needs napari: pip install 'napari[all]'") from None
+    if args.screenshot and not Path(args.screenshot).resolve().parent.is_dir():
+        raise CLIError(f"output folder {Path(args.screenshot).parent} does not exist")
+
+    try:  # triton (loaded lazily by torch.optim) segfaults when imported after an OpenGL
+        import torch._dynamo  # noqa: F401  # context on Mesa llvmpipe: load it first
+    except ImportError:
+        pass
+    viewer = napari.Viewer(title="GeoStyle demo")
+    viewer.open_sample("napari-geostyle", "content_style")
+    viewer.window.resize(1500, 950)
+    for name in ("Geometric Style Transfer", "Texture Transfer"):
+        viewer.window.add_plugin_dock_widget("napari-geostyle", name, tabify=True)
+    # added last so its tab is the one shown
+    _, warp_widget = viewer.window.add_plugin_dock_widget(
+        "napari-geostyle", "Geometric Warp", tabify=True
+    )
+    warp_widget.content_combo.set_layer("content")
+    warp_widget.style_combo.set_layer("geometry style")
+    warp_widget.model_combo.setCurrentText(args.model)
+    warp_widget.method_combo.setCurrentText(args.method)
+    outcome = {"status": 0}
+    if args.screenshot:
+        _screenshot_after_warp(viewer, warp_widget, args.screenshot, outcome)
+    napari.run()
+    return outcome["status"]
+
+
+def _screenshot_after_warp(viewer, widget, path, outcome) -> None:
+    """Run the warp, then save a screenshot of the whole window and quit (for the README)."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    poll = QTimer()
+    poll.setInterval(200)
+
+    def check():
+        if widget.last_error is not None:
+            print(f"error: the warp failed: {widget.last_error}", file=sys.stderr)
+            outcome["status"] = 2
+        elif widget.live is None or widget.busy:
+            return
+        else:
+            viewer.layers["content warped"].opacity = 0.85
+            for name in ("content", "geometry style", "texture style"):
+                viewer.layers[name].visible = name == "content"
+            viewer.reset_view()
+            viewer.screenshot(path, canvas_only=False, flash=False)
+            print(f"saved {path}")
+        poll.stop()
+        viewer.close()
+        QApplication.instance().quit()
+
+    poll.timeout.connect(check)
+    widget.run()
+    poll.start()
+    outcome["poll"] = poll  # keep the timer alive while napari runs
+
+
+def _register_demo(sub) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="open napari with sample images and the GeoStyle widgets",
+        description="Open napari with the 'content + style' sample and the GeoStyle widgets "
+        "docked (Geometric Warp, Texture Transfer, Geometric Style Transfer).",
+    )
+    p.add_argument("--screenshot", metavar="PATH",
+                   help="run the warp, save a screenshot of the window to PATH, then quit")
+    p.add_argument("--model", default="affine+tps", choices=("affine", "tps", "affine+tps"))
+    p.add_argument("--method", default="network", choices=("network", "refine"))
+    p.set_defaults(func=_cmd_demo)
+
+
+_REGISTRY.append(_register_demo)
+
+
 def main(argv=None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
