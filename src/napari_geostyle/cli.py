@@ -101,12 +101,24 @@ def _cmd_transfer(args) -> int:
         options["style_weight"] = args.style_weight
     if args.content_weight is not None:
         options["content_weight"] = args.content_weight
-    steps = iter_texture_transfer(content, styles, **options)
+    if args.geometry is None:
+        steps = iter_texture_transfer(content, styles, **options)
+    else:  # both stages: warp to the geometry style first
+        from .core.pipeline import iter_geometric_style_transfer
+
+        steps = iter_geometric_style_transfer(
+            content, geometry_style=read_image(args.geometry), texture_style=styles,
+            model=args.model, method=args.method, **options,
+        )  # fmt: skip
     result = None
     bar = None
     started = time.perf_counter()
     try:
         for step in steps:
+            if getattr(step, "stage", None) == "geometry":
+                if args.warped_output:
+                    write_image(args.warped_output, step.warped)
+                continue
             if bar is None:
                 bar = progress_bar(step.total, "texture")
             bar.update(1)
@@ -128,7 +140,8 @@ def _cmd_transfer(args) -> int:
 def _register_transfer(sub) -> None:
     parser = sub.add_parser(
         "transfer",
-        help="transfer the texture of style image(s) onto a content image (Gatys et al.)",
+        help="transfer the texture of style image(s) onto a content image (Gatys et al.), "
+        "optionally after warping it to a geometry style",
         description="Texture transfer, coarse to fine: content loss on VGG-19 conv4_2, Gram "
         "style loss on conv1_1..conv5_1. Without ImageNet VGG-19 weights a seeded random "
         "backbone is used (lower quality; see `napari-geostyle weights`).",
@@ -139,6 +152,15 @@ def _register_transfer(sub) -> None:
     parser.add_argument("--texture-weights", type=float, nargs="+", metavar="W",
                         help="one weight per style image (default: equal)")  # fmt: skip
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output image file")
+    parser.add_argument("--geometry", metavar="STYLE",
+                        help="geometry style image: warp the content to its geometry first "
+                        "(geometric style transfer, both stages)")  # fmt: skip
+    parser.add_argument("--model", choices=("affine", "tps", "affine+tps"), default="affine+tps",
+                        help="warp model with --geometry (default: affine+tps)")  # fmt: skip
+    parser.add_argument("--method", choices=("network", "refine"), default="network",
+                        help="warp estimate with --geometry (default: network)")  # fmt: skip
+    parser.add_argument("--warped-output", metavar="FILE",
+                        help="with --geometry, also write the warped content here")  # fmt: skip
     parser.add_argument("--preset", choices=("fast", "balanced", "quality"), default="balanced",
                         help="iteration schedule and default size (default: balanced)")  # fmt: skip
     parser.add_argument("--size", type=int, metavar="PX",

@@ -28,9 +28,10 @@ class GeometricStyleResult:
 
 @dataclass
 class GeometricStyleStep:
-    """One progress step. ``stage`` is ``"geometry"`` (one step, carrying ``warped`` and
-    ``transform``) or ``"texture"`` (the texture stage's steps, with ``image`` previews);
-    the last step carries ``result``."""
+    """One progress step. ``stage`` is ``"geometry"`` (the first step, carrying ``warped`` and
+    ``transform``) or ``"texture"`` (one per texture iteration, as :class:`TextureStep`:
+    ``progress`` of ``total`` iterations over all levels, ``image`` previews). The last step has
+    ``done=True`` and carries ``result``."""
 
     stage: str
     level: int = 0
@@ -39,6 +40,9 @@ class GeometricStyleStep:
     iterations: int = 0
     loss: float | None = None
     image: np.ndarray | None = None
+    progress: int = 0
+    total: int = 0
+    done: bool = False
     warped: np.ndarray | None = None
     transform: object = None
     result: GeometricStyleResult | None = None
@@ -71,14 +75,33 @@ def iter_geometric_style_transfer(
     """Generator form of :func:`geometric_style_transfer` (progress and previews as it goes).
 
     ``transform``: skip the geometric estimate and use this one (e.g. landmarks a user edited).
-    ``texture_options`` are those of :func:`napari_geostyle.iter_texture_transfer`.
+    ``texture_options`` are those of :func:`napari_geostyle.iter_texture_transfer`. Inputs and
+    choices are checked now (``ValueError``); the work starts on the first ``next()``.
     """
+    from .estimate import MIN_SIZE, check_options
+
+    content = validate_image(content, "content", min_size=MIN_SIZE)
+    geometry, texture = _pick_sources(style, geometry_style, texture_style)
+    if transform is None:
+        check_options(model, method, trunk)
+        geometry = validate_image(geometry, "geometry style", min_size=MIN_SIZE)
+    texture = (
+        [validate_image(t, "texture style") for t in texture]
+        if isinstance(texture, (list, tuple))
+        else validate_image(texture, "texture style")
+    )
+    return _run_both_stages(
+        content, geometry, texture, model, method, trunk, transform, device, texture_options
+    )
+
+
+def _run_both_stages(
+    content, geometry, texture, model, method, trunk, transform, device, texture_options
+) -> Iterator[GeometricStyleStep]:
     from .estimate import estimate_warp
     from .texture import iter_texture_transfer
     from .warp import warp_image
 
-    content = validate_image(content, "content")
-    geometry, texture = _pick_sources(style, geometry_style, texture_style)
     if transform is None:
         transform = estimate_warp(
             content, geometry, model=model, method=method, device=device, trunk=trunk
@@ -86,34 +109,27 @@ def iter_geometric_style_transfer(
     warped = warp_image(content, transform, device=device)
     yield GeometricStyleStep(stage="geometry", warped=warped, transform=transform)
 
-    final = None
-    for step in iter_texture_transfer(warped, texture, device=device, **texture_options):
-        final = step
-        yield GeometricStyleStep(
-            stage="texture",
-            level=step.level,
-            levels=step.levels,
-            iteration=step.iteration,
-            iterations=step.iterations,
-            loss=step.loss,
-            image=step.image,
-        )
-    if final is None or final.image is None:  # pragma: no cover - the texture stage always ends with an image
-        raise RuntimeError("texture transfer ended without an image")
     options = dict(model=model, method=method, trunk=trunk, **texture_options)
-    result = GeometricStyleResult(final.image, warped, transform, options)
-    yield GeometricStyleStep(
-        stage="done",
-        level=final.level,
-        levels=final.levels,
-        iteration=final.iteration,
-        iterations=final.iterations,
-        loss=final.loss,
-        image=final.image,
-        warped=warped,
-        transform=transform,
-        result=result,
-    )
+    texture_steps = iter_texture_transfer(warped, texture, device=device, **texture_options)
+    try:
+        for step in texture_steps:
+            result = GeometricStyleResult(step.image, warped, transform, options) if step.done else None
+            yield GeometricStyleStep(
+                stage="texture",
+                level=step.level,
+                levels=step.levels,
+                iteration=step.iteration,
+                iterations=step.iterations,
+                loss=step.loss,
+                image=step.image,
+                progress=step.progress,
+                total=step.total,
+                done=step.done,
+                transform=transform,
+                result=result,
+            )
+    finally:  # closing this generator stops the texture stage at once (frees device memory)
+        texture_steps.close()
 
 
 def geometric_style_transfer(
