@@ -2,8 +2,7 @@
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python docs/make_screenshot.py
 
-Equivalent to ``napari-geostyle demo --method refine --screenshot docs/screenshot.png``
-("refine": for this sample pair the shipped network alone predicts an almost identity warp).
+Equivalent to ``napari-geostyle demo --screenshot docs/screenshot.png``.
 """
 
 import sys
@@ -13,4 +12,4 @@ from napari_geostyle.cli import main
 
 if __name__ == "__main__":
     target = Path(__file__).resolve().parent / "screenshot.png"
-    sys.exit(main(["demo", "--method", "refine", "--screenshot", str(target), *sys.argv[1:]]))
+    sys.exit(main(["demo", "--screenshot", str(target), *sys.argv[1:]]))
