@@ -4,6 +4,27 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _isolated_weights(monkeypatch, tmp_path):
+    """Tests never see VGG-19 weights that happen to be installed, and never download."""
+    monkeypatch.setenv("GEOSTYLE_OFFLINE", "1")
+    monkeypatch.setenv("GEOSTYLE_CACHE_DIR", str(tmp_path / "geostyle-cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.delenv("GEOSTYLE_VGG19_WEIGHTS", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One torch thread: on a shared 2-core machine two threads spin against other processes
+    (and napari's worker threads) and run many times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _blob_image(size: int, center, radius: float, rgb: bool, seed: int) -> np.ndarray:
     """A bright disc with some texture on a darker ramp: structure a warp visibly moves."""
     rows, cols = np.mgrid[0:size, 0:size].astype(np.float32)

@@ -3,27 +3,13 @@
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
 
 from napari_geostyle import cli
 from napari_geostyle.core import texture
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Two torch threads on a shared 2-core machine spin against other processes (15x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("GEOSTYLE_OFFLINE", "1")
-    monkeypatch.setenv("GEOSTYLE_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv("GEOSTYLE_VGG19_WEIGHTS", raising=False)
+def _tiny_pyramid(monkeypatch):
     monkeypatch.setattr(texture, "MIN_LEVEL_SIDE", 32)
 
 

@@ -9,24 +9,6 @@ import torch
 from napari_geostyle.core import features
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Two torch threads on a shared 2-core machine spin against other processes (15x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _no_real_weights(monkeypatch, tmp_path):
-    """Tests never see weights that happen to be installed, and never download."""
-    monkeypatch.setenv("GEOSTYLE_OFFLINE", "1")
-    monkeypatch.setenv("GEOSTYLE_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv("GEOSTYLE_VGG19_WEIGHTS", raising=False)
-
-
 def test_taps_have_vgg19_shapes_and_strides():
     trunk = features.build_trunk("random", "cpu")
     x = torch.rand(1, 3, 64, 96)

@@ -2,20 +2,10 @@
 
 import numpy as np
 import pytest
-import torch
 
 from napari_geostyle.core import images, texture
 
 FAST = dict(backbone="random", device="cpu", size=64, iterations=6, preview_every=0)
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Two torch threads on a shared 2-core machine spin against other processes (15x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

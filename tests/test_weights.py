@@ -8,20 +8,7 @@ from napari_geostyle.core import features, weights
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Two torch threads on a shared 2-core machine spin against other processes (15x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch, tmp_path):
-    monkeypatch.setenv("GEOSTYLE_OFFLINE", "1")
-    monkeypatch.setenv("GEOSTYLE_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv("GEOSTYLE_VGG19_WEIGHTS", raising=False)
+def _fresh_trunk_cache():
     yield
     features.clear_trunk_cache()
 
