@@ -26,11 +26,12 @@ from napari_geostyle.core.transforms import (
 from napari_geostyle.core.warp import warp_image
 
 # Shipped-model accuracy this suite relies on (held-out astronaut/coffee, a known affine of
-# 10 deg, scale 0.9 and a small shift: the identity is ~8.8% off). Refine meets it with either
-# shipped model set; the network alone is held to it only for GPU-trained models.
+# 10 deg, scale 0.9 and a small shift: the identity is ~8.8% off). Measured with the shipped
+# GPU-trained models: network ~2.0% (affine and affine+tps), refine 0.1% / 0.3%, identity
+# pair 2.7%. The network alone is held to its tolerance only for GPU-trained models.
 IDENTITY_TOLERANCE_PCT = 3.0
-KNOWN_AFFINE_TOLERANCE_PCT = 3.0
-NETWORK_KNOWN_AFFINE_TOLERANCE_PCT = 5.0
+KNOWN_AFFINE_TOLERANCE_PCT = 1.0
+NETWORK_KNOWN_AFFINE_TOLERANCE_PCT = 3.0
 
 
 def _shipped_models_gpu_trained() -> bool:
@@ -103,7 +104,84 @@ def test_known_affine_is_recovered_by_the_shipped_network(astronaut):
     error = _lattice_error_pct(tf, truth, astronaut.shape)
     identity_error = _identity_error_pct(truth, astronaut.shape)
     assert error < NETWORK_KNOWN_AFFINE_TOLERANCE_PCT, (error, identity_error)
-    assert error < identity_error / 2
+    assert error < identity_error / 3
+
+
+def test_network_passes_compose_into_one_transform_per_stage(astronaut):
+    style, truth = _known_affine_pair(astronaut)
+    one = estimate.estimate_warp(astronaut, style, model="affine+tps", device="cpu", passes=1)
+    three = estimate.estimate_warp(astronaut, style, model="affine+tps", device="cpu",
+                                   passes={"affine": 3, "tps": 3})
+    for tf in (one, three):
+        affine, tps = tf.transforms
+        assert isinstance(affine, AffineTransform) and isinstance(tps, TPSTransform)
+    # the later passes only add small residuals: the result stays near the one-pass estimate
+    # and keeps the accuracy the one-pass estimate has on this pair
+    lattice = regular_grid_points(astronaut.shape, 20)
+    moved = np.linalg.norm(one.sample_points(lattice) - three.sample_points(lattice), axis=1)
+    assert moved.mean() / max(astronaut.shape) * 100 < 3.0
+    assert _lattice_error_pct(three, truth, astronaut.shape) < NETWORK_KNOWN_AFFINE_TOLERANCE_PCT
+
+
+def test_tps_residuals_compose_into_the_closest_single_tps():
+    rng = np.random.default_rng(3)
+    outer = geonet.identity_parameters("tps") + torch.as_tensor(rng.normal(0, 0.05, 18),
+                                                                dtype=torch.float32)
+    inner = geonet.identity_parameters("tps") + torch.as_tensor(rng.normal(0, 0.05, 18),
+                                                                dtype=torch.float32)
+    composed = estimate._compose_tps(outer, inner, 3)
+    points = torch.as_tensor(rng.uniform(-1, 1, (1, 300, 2)), dtype=torch.float32)
+    both = estimate._sample_map(None, outer, estimate._sample_map(None, inner, points, 3), 3)
+    single = estimate._sample_map(None, composed, points, 3)
+    assert float((single - both).norm(dim=-1).mean()) < 0.005  # normalised units (side = 2)
+    theta_a = torch.tensor([[1.1, 0.2, 0.1], [-0.1, 0.9, 0.05]])
+    theta_b = torch.tensor([[0.95, -0.1, 0.02], [0.05, 1.05, -0.1]])
+    from napari_geostyle.core.transforms import affine_sample_points
+
+    assert torch.allclose(affine_sample_points(estimate._compose_theta(theta_a, theta_b)[None],
+                                               points),
+                          affine_sample_points(theta_a[None],
+                                               affine_sample_points(theta_b[None], points)),
+                          atol=1e-6)
+
+
+@pytest.mark.parametrize("passes, message", [
+    (0, "from 1 to 8"), (9, "from 1 to 8"), ("2", "from 1 to 8"), (True, "from 1 to 8"),
+    ({"affine": 2, "homography": 1}, "'affine' and/or 'tps'"), ({"tps": 0}, "passes \\(tps\\)"),
+])
+def test_bad_passes_say_what_is_accepted(coffee, passes, message):
+    with pytest.raises(ValueError, match=message):
+        estimate.estimate_warp(coffee, coffee, device="cpu", passes=passes)
+
+
+def test_hand_written_adam_steps_like_adam():
+    variable = torch.tensor([3.0, -2.0])
+    adam = estimate._Adam(variable, lr=0.1)
+    adam.step(torch.tensor([10.0, -0.001]))
+    # Adam's first step moves every coordinate by lr against the sign of its gradient
+    assert torch.allclose(variable, torch.tensor([2.9, -1.9]), atol=1e-4)
+    for _ in range(300):
+        adam.step(2 * variable)  # gradient of |v|^2
+    assert float(variable.abs().max()) < 0.05
+
+
+def test_refine_does_not_import_torch_dynamo():
+    """torch.optim's first step imports torch._dynamo -> triton, which segfaults a process that
+    holds napari's OpenGL context (Xvfb / Mesa): the refinement must not touch it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, skimage.data\n"
+        "from napari_geostyle.core.estimate import estimate_warp\n"
+        "a = skimage.data.astronaut()[::4, ::4]\n"
+        "estimate_warp(a, a[:, ::-1], method='refine', device='cpu')\n"
+        "print(sorted(m for m in ('torch._dynamo', 'triton') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_result_is_in_content_pixels_for_any_size(coffee):

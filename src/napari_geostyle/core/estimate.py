@@ -8,12 +8,17 @@ size and aspect; ``transforms.affine_from_theta`` / ``tps_from_grid_params`` tur
 
 - ``model="affine"``: one affine; ``"tps"``: one 3 x 3 TPS; ``"affine+tps"``: an affine, then a
   TPS estimated on the affine-warped content, composed (``ComposedTransform([affine, tps])``).
+- Each stage runs its network ``passes`` times (CNNGeometric's iterative use): a pass sees the
+  content warped by the estimate so far and predicts the residual, which is composed into the
+  stage's one transform (exactly for the affine; for the TPS, the least-squares TPS of the
+  composition). Defaults per model: ``DEFAULT_PASSES``.
 - A prediction that folds the image (Jacobian determinant <= a small margin somewhere) is damped:
   moved toward the identity until it does not fold.
-- ``method="refine"`` starts from the network and optimises the parameters directly (affine,
-  then TPS) so that deep features of the warped content match the style's, coarse (stride 16)
-  to fine (stride 8), with a bending (smoothness) term and a fold barrier. The best parameters on
-  that objective are kept, so it never ends worse than the network's estimate.
+- ``method="refine"`` starts from the network and optimises the parameters directly so that the
+  stride-16 features of the warped content match the style's (see ``_FeatureObjective``), with
+  a trust region around the network's estimate, a bending term and fold barriers. The best
+  parameters on that objective are kept, and only when they beat the start by ``margin``, so
+  it never ends worse than the network's estimate on its own objective. Settings: ``REFINE``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,20 @@ METHODS = ("network", "refine")
 MIN_SIZE = 32
 FOLD_MARGIN = 0.02  # smallest Jacobian determinant (area ratio) accepted as "not folding"
 _DAMPING = (1.0, 0.8, 0.6, 0.4, 0.2, 0.1, 0.0)
+# Network passes per stage and model: each pass after the first predicts the residual between
+# the content warped so far and the style. Chosen on a tuning split of TRAINING images (see
+# MODEL_CARD.md): more affine passes help the affine model but hurt affine+tps, whose affine
+# stage then absorbs part of the TPS.
+DEFAULT_PASSES = {
+    "affine": {"affine": 3},
+    "tps": {"tps": 2},
+    "affine+tps": {"affine": 1, "tps": 3},
+}
+MAX_PASSES = 8
+# Refinement settings, chosen on the tuning split (MODEL_CARD.md). ``margin``: how much lower
+# the objective must end than it started for the refined parameters to replace the network's.
+REFINE = {"trust_weight": 1.0, "affine_iterations": 25, "affine_lr": 0.01,
+          "tps_iterations": 25, "tps_lr": 0.02, "margin": 0.0}
 
 
 def check_options(model: str, method: str, trunk: str) -> None:
@@ -136,14 +155,15 @@ def _sample_map(theta, tps, points, grid_size: int, spline=None):
     return points
 
 
-def _warp_tensor(image, theta, tps, grid_size: int):
+def _warp_tensor(image, theta, tps, grid_size: int, spline=None):
     """Warp a (1, C, H, W) tensor by A(T(p)), mirror padding (as the training pairs)."""
     import torch.nn.functional as F
 
     from .images import ALIGN_CORNERS
 
     _, _, h, w = image.shape
-    grid = _sample_map(theta, tps, _centres(h, w, image.device).reshape(1, h * w, 2), grid_size)
+    grid = _sample_map(theta, tps, _centres(h, w, image.device).reshape(1, h * w, 2), grid_size,
+                       spline)
     return F.grid_sample(image, grid.reshape(1, h, w, 2).to(image.dtype), mode="bilinear",
                          padding_mode="reflection", align_corners=ALIGN_CORNERS)
 
@@ -152,39 +172,34 @@ def _warp_tensor(image, theta, tps, grid_size: int):
 class _FeatureObjective:
     """Feature alignment objective of the refinement (see the module docstring).
 
-    Per tap: mean over style locations of ``1 - cos`` between the style's feature and the warped
-    content's, with features centred per image (so the shared mean does not make everything
-    look alike) and samples outside the content counting as mismatches. Plus a bending term
-    and a fold barrier on the TPS, a fold barrier on the affine, and a trust region: the mean
-    squared lattice displacement from the network's estimate (``anchor``).
+    The content IMAGE is warped (mirror padding, as the training pairs) and goes through the
+    TPS network's trunk; the objective is the mean over locations of ``1 - cos`` between its
+    stride-16 features and the style's. Features of the warped image, not warped features:
+    the trunk is not equivariant to rotation, shear or scale, and the TPS trunk, trained on
+    the strongest deformations, is the one whose features score the true warp above the
+    network's estimate most often (tuning split, MODEL_CARD.md). Plus a bending term and a
+    fold barrier on the TPS, a fold barrier on the affine, and a trust region: the mean squared
+    lattice displacement from the network's estimate (``anchor``).
     """
 
     smoothness = 0.05
     fold_weight = 10.0
     trust_weight = 1.0
+    taps = ("s16",)
 
-    def __init__(self, trunk, content, style, grid_size: int, taps=("s16", "s8")):
+    def __init__(self, trunk, content, style, grid_size: int):
         import torch
 
         from .geonet import _classes
         from .images import regular_grid_xy
 
-        normalize = _classes()["l2_normalize"]
-        self.grid_size, self.taps = grid_size, taps
+        self.normalize = _classes()["l2_normalize"]
+        self.trunk, self.content, self.grid_size = trunk, content, grid_size
         with torch.no_grad():
-            both = trunk(torch.cat([content, style], 0), taps=taps)
-
-        def centred(feat):
-            feat = feat.float()
-            return normalize(feat - feat.mean((2, 3), keepdim=True))
-
-        self.content = {t: centred(both[t][:1]) for t in taps}
-        self.style = {t: centred(both[t][1:]) for t in taps}
-        self.centres = {t: _centres(*self.content[t].shape[-2:], content.device).reshape(1, -1, 2)
-                        for t in taps}
+            self.style = {t: self.normalize(f.float())
+                          for t, f in trunk(style, taps=self.taps).items()}
         self.lattice = torch.as_tensor(regular_grid_xy(5), dtype=torch.float32,
                                        device=content.device)[None]
-        self.normalize = normalize
         self.anchor = None
 
     def set_anchor(self, theta, tps):
@@ -196,23 +211,15 @@ class _FeatureObjective:
 
     def __call__(self, theta, tps, taps=None):
         import torch
-        import torch.nn.functional as F
-
-        from .images import ALIGN_CORNERS
 
         total = 0.0
+        taps = taps or self.taps
         spline = None if tps is None else _tps_spline(tps[None], self.grid_size)
-        for tap in taps or self.taps:
-            feat = self.content[tap]
-            h, w = feat.shape[-2:]
-            grid = _sample_map(theta, tps, self.centres[tap], self.grid_size, spline)
-            grid = grid.reshape(1, h, w, 2)
-            warped = F.grid_sample(feat, grid, mode="bilinear", padding_mode="border",
-                                   align_corners=ALIGN_CORNERS)
-            # soft in-image weight: 1 inside, 0 a little beyond the border
-            inside = ((1.05 - grid.abs()) / 0.1).clamp(0, 1).prod(-1)
-            cos = (self.normalize(warped) * self.style[tap]).sum(1)
-            total = total + (1.0 - cos * inside).mean()
+        warped = _warp_tensor(self.content, theta, tps, self.grid_size, spline)
+        features = self.trunk(warped, taps=taps)
+        for tap in taps:
+            cos = (self.normalize(features[tap].float()) * self.style[tap]).sum(1)
+            total = total + (1.0 - cos).mean()
         if tps is not None:
             k = self.grid_size
             d = (tps - _identity_like("tps", tps, k)).reshape(2, k, k)
@@ -236,6 +243,34 @@ def _identity_like(kind, tensor, grid_size):
     return identity_parameters(kind, grid_size).to(tensor)
 
 
+class _Adam:
+    """Adam (Kingma & Ba) on one tensor, in plain tensor ops.
+
+    Not ``torch.optim.Adam``: its first ``step`` imports ``torch._dynamo`` and ``triton``, which
+    segfaults a process that already holds napari's OpenGL context (Xvfb / Mesa).
+    """
+
+    def __init__(self, variable, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        import torch
+
+        self.variable, self.lr, self.betas, self.eps = variable, lr, betas, eps
+        self.first = torch.zeros_like(variable)
+        self.second = torch.zeros_like(variable)
+        self.steps = 0
+
+    def step(self, gradient) -> None:
+        import torch
+
+        beta1, beta2 = self.betas
+        self.steps += 1
+        with torch.no_grad():
+            self.first.mul_(beta1).add_(gradient, alpha=1 - beta1)
+            self.second.mul_(beta2).addcmul_(gradient, gradient, value=1 - beta2)
+            first = self.first / (1 - beta1 ** self.steps)
+            second = self.second / (1 - beta2 ** self.steps)
+            self.variable.sub_(self.lr * first / (second.sqrt() + self.eps))
+
+
 def _optimise(objective, theta, tps, which: str, iterations: int, lr: float):
     """Adam on ``which`` ("affine" | "tps") coarse to fine; returns the best (theta, tps, value)."""
     import torch
@@ -251,15 +286,14 @@ def _optimise(objective, theta, tps, which: str, iterations: int, lr: float):
     best = variable.detach().clone()
     levels = [objective.taps[:i] for i in range(1, len(objective.taps) + 1)]
     for level, taps in enumerate(levels):
-        optimizer = torch.optim.Adam([variable], lr=lr)
+        optimizer = _Adam(variable, lr)
         final_level = level == len(levels) - 1
         for _ in range(iterations):
             value = objective(*unpack(variable), taps=taps)
             if final_level and float(value.detach()) < best_value:
                 best_value, best = float(value.detach()), variable.detach().clone()
-            optimizer.zero_grad()
-            value.backward()
-            optimizer.step()
+            (gradient,) = torch.autograd.grad(value, variable)
+            optimizer.step(gradient)
         with torch.no_grad():
             value = float(objective(*unpack(variable)))
         if value < best_value:
@@ -269,19 +303,102 @@ def _optimise(objective, theta, tps, which: str, iterations: int, lr: float):
 
 
 # --------------------------------------------------------------------------- main entry
+def _compose_theta(outer, inner):
+    """theta (2, 3) of the sample map ``p -> outer(inner(p))`` (both (2, 3))."""
+    import torch
+
+    linear = outer[:, :2] @ inner[:, :2]
+    shift = outer[:, :2] @ inner[:, 2] + outer[:, 2]
+    return torch.cat([linear, shift[:, None]], 1)
+
+
+def _tps_basis(points, grid_size: int):
+    """(M, K^2) matrix B: a grid-param TPS evaluated at ``points`` (M, 2) is ``B @ values``.
+
+    A TPS through fixed control points is linear in the values it takes there.
+    """
+    import torch
+
+    from .images import regular_grid_xy
+    from .transforms import tps_evaluate, tps_solve
+
+    count = grid_size * grid_size
+    control = torch.as_tensor(regular_grid_xy(grid_size), dtype=points.dtype,
+                              device=points.device)[None].expand(count, count, 2)
+    unit = torch.eye(count, dtype=points.dtype, device=points.device)
+    values = torch.stack([unit, torch.zeros_like(unit)], 2)  # value e_b in x, 0 in y
+    spline = tps_solve(control, values)
+    return tps_evaluate(points[None].expand(count, -1, 2), control, spline)[..., 0].T
+
+
+def _compose_tps(outer, inner, grid_size: int, lattice_size: int = 20):
+    """Grid params of the TPS closest (least squares on a lattice) to ``outer(inner(p))``.
+
+    Two TPS do not compose into one exactly; on the stage's residuals (small, smooth) the
+    least-squares fit differs from the composition by a small fraction of a percent.
+    """
+    import torch
+
+    from .images import regular_grid_xy
+
+    lattice = torch.as_tensor(regular_grid_xy(lattice_size), dtype=torch.float64,
+                              device=outer.device)
+    target = _sample_map(None, outer.double(), _sample_map(None, inner.double(), lattice[None],
+                                                           grid_size), grid_size)[0]
+    basis = _tps_basis(lattice, grid_size)
+    fitted = torch.linalg.lstsq(basis, target).solution  # (K^2, 2)
+    return torch.cat([fitted[:, 0], fitted[:, 1]]).to(outer.dtype)
+
+
+def stage_passes(model: str, passes=None) -> dict:
+    """``{stage: count}`` for ``model`` from the user's ``passes`` (None, an int or a dict)."""
+    defaults = dict(DEFAULT_PASSES[model])
+    if passes is None:
+        return defaults
+    if isinstance(passes, dict):
+        unknown = set(passes) - {"affine", "tps"}
+        if unknown:
+            raise ValueError(f"passes keys must be 'affine' and/or 'tps'; got {sorted(unknown)}.")
+        chosen = {**defaults, **{k: v for k, v in passes.items() if k in defaults}}
+    else:
+        chosen = {kind: passes for kind in defaults}
+    for kind, count in chosen.items():
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not (
+                1 <= count <= MAX_PASSES):
+            raise ValueError(f"passes ({kind}) must be an integer from 1 to {MAX_PASSES}; "
+                             f"got {count!r}.")
+    return {kind: int(count) for kind, count in chosen.items()}
+
+
+def _objective_trunk(nets: dict, trunk: str, device):
+    """The trunk whose features the refinement matches: the TPS network's (see
+    ``_FeatureObjective``), the shipped one when only an affine network is in use; the affine
+    network's own when no TPS network exists for ``trunk``."""
+    from .geonet import load_geometry_model, shipped_checkpoint_path
+
+    if "tps" in nets:
+        return nets["tps"].trunk
+    if shipped_checkpoint_path("tps", trunk).is_file():
+        return load_geometry_model("tps", trunk, None, device).trunk
+    return nets["affine"].trunk
+
+
 def estimate_parameters(content, style, model: str = "affine+tps", method: str = "network",
                         device=None, trunk: str = "embedded", checkpoint=None,
-                        refine_iterations: int = 25):
+                        passes=None, refine_iterations: int | None = None):
     """Normalised parameters: ``{"theta": (2, 3) or None, "tps": (2K^2,) or None, ...}``.
 
     ``content``/``style`` are (1, 3, H, W) RGB tensors in 0..1 on ``device``. Also returns
     ``"damped"`` (the damping factors applied) and, for refine, ``"objective"`` (start, end).
+    ``passes``: network passes per stage (see ``estimate_warp``); ``refine_iterations``: Adam
+    steps of the refinement (None = ``REFINE``'s).
     """
     import torch
 
     from .geonet import load_geometry_model
 
-    info = {"theta": None, "tps": None, "damped": {}}
+    counts = stage_passes(model, passes)
+    info = {"theta": None, "tps": None, "damped": {"affine": [], "tps": []}}
     nets = {}
     if model in ("affine", "affine+tps"):
         nets["affine"] = load_geometry_model("affine", trunk, _checkpoint_for("affine", model,
@@ -293,42 +410,57 @@ def estimate_parameters(content, style, model: str = "affine+tps", method: str =
     grid_size = nets["tps"].grid_size if "tps" in nets else 3
     content_in, style_in = first.prepare(content), first.prepare(style)
 
+    def predict_affine():
+        theta = None
+        for _ in range(counts["affine"]):
+            # each pass sees the content warped by the estimate so far (CNNGeometric's
+            # iterative use) and predicts the residual, composed on the output side
+            source = content_in if theta is None else _warp_tensor(content_in, theta, None,
+                                                                   grid_size)
+            residual, factor = damp_folding("affine", nets["affine"](source, style_in)[0])
+            info["damped"]["affine"].append(factor)
+            residual = residual.reshape(2, 3)
+            theta = residual if theta is None else _compose_theta(theta, residual)
+        return theta
+
     def predict_tps(theta):
-        source = content_in if theta is None else _warp_tensor(content_in, theta, None, grid_size)
-        params = nets["tps"](source, style_in)[0]
-        params, factor = damp_folding("tps", params, grid_size)
-        info["damped"]["tps"] = factor
-        return params
+        tps = None
+        for _ in range(counts["tps"]):
+            source = content_in if theta is None and tps is None else _warp_tensor(
+                content_in, theta, tps, grid_size)
+            residual, factor = damp_folding("tps", nets["tps"](source, style_in)[0],
+                                           grid_size)
+            info["damped"]["tps"].append(factor)
+            tps = residual if tps is None else damp_folding(
+                "tps", _compose_tps(tps, residual, grid_size), grid_size)[0]
+        return tps
 
     with torch.no_grad():
-        theta = tps = None
-        if "affine" in nets:
-            theta, factor = damp_folding("affine", nets["affine"](content_in, style_in)[0])
-            info["damped"]["affine"] = factor
-            theta = theta.reshape(2, 3)
-        if "tps" in nets:
-            tps = predict_tps(theta)
+        theta = predict_affine() if "affine" in nets else None
+        tps = predict_tps(theta) if "tps" in nets else None
     if method == "refine":
-        objective = _FeatureObjective(first.trunk, content_in, style_in, grid_size)
+        objective = _FeatureObjective(_objective_trunk(nets, trunk, device), content_in,
+                                      style_in, grid_size)
+        objective.trust_weight = REFINE["trust_weight"]
         objective.set_anchor(theta, tps)
         with torch.no_grad():
             start_value = float(objective(theta, tps))
         candidates = [(start_value, theta, tps)]
         with torch.enable_grad():
-            if theta is not None:
-                # the affine moves under the network's TPS (one objective throughout)
+            if tps is None:
                 theta, _, value = _optimise(objective, theta, tps, "affine",
-                                            refine_iterations, 0.005)
-                if tps is not None:
-                    with torch.no_grad():
-                        tps = predict_tps(theta)
-                        value = float(objective(theta, tps))
-                candidates.append((value, theta, tps))
-            if tps is not None:
-                theta, tps, value = _optimise(objective, theta, tps, "tps", refine_iterations,
-                                              0.01)
-                candidates.append((value, theta, tps))
+                                            refine_iterations or REFINE["affine_iterations"],
+                                            REFINE["affine_lr"])
+            else:
+                # only the TPS moves: it holds an affine part of its own, and moving the
+                # affine under it as well did worse on the tuning split, in more time
+                theta, tps, value = _optimise(objective, theta, tps, "tps",
+                                              refine_iterations or REFINE["tps_iterations"],
+                                              REFINE["tps_lr"])
+            candidates.append((value, theta, tps))
         best_value, theta, tps = min(candidates, key=lambda c: c[0])
+        if best_value > start_value - REFINE["margin"]:
+            best_value, theta, tps = candidates[0]
         info["objective"] = (start_value, best_value)
     info["theta"] = None if theta is None else theta.detach().cpu().numpy().astype(np.float64)
     info["tps"] = None if tps is None else tps.detach().cpu().numpy().astype(np.float64)
@@ -337,7 +469,7 @@ def estimate_parameters(content, style, model: str = "affine+tps", method: str =
 
 
 def estimate_warp(content, geometry_style, model: str = "affine+tps", method: str = "network",
-                  device=None, trunk: str = "embedded", checkpoint=None):
+                  device=None, trunk: str = "embedded", checkpoint=None, passes=None):
     """Transform (content -> output, CONTENT PIXEL coordinates, output frame = content's (H, W))
     that gives ``content`` the geometry of ``geometry_style``.
 
@@ -345,6 +477,8 @@ def estimate_warp(content, geometry_style, model: str = "affine+tps", method: st
     uint8/uint16/float. ``model``: "affine" | "tps" | "affine+tps"; ``method``: "network" |
     "refine"; ``trunk``: "embedded" (shipped) | "vgg19" (needs a trained checkpoint);
     ``checkpoint``: a path (single model) or ``{"affine": path, "tps": path}``; None = shipped.
+    ``passes``: network passes per stage, an int for every stage or ``{"affine": n, "tps": m}``
+    (1..8); None = ``DEFAULT_PASSES[model]``, chosen on a tuning split of training images.
     """
     import torch
 
@@ -353,12 +487,14 @@ def estimate_warp(content, geometry_style, model: str = "affine+tps", method: st
     from .transforms import ComposedTransform, affine_from_theta, tps_from_grid_params
 
     check_options(model, method, trunk)
+    stage_passes(model, passes)  # a bad value fails before any work
     device = resolve_device(device)
     content_t = rgb_tensor(content, device, "content", MIN_SIZE)
     style_t = rgb_tensor(geometry_style, device, "geometry_style", MIN_SIZE)
     shape = tuple(content_t.shape[-2:])
     with torch.inference_mode(False):
-        info = estimate_parameters(content_t, style_t, model, method, device, trunk, checkpoint)
+        info = estimate_parameters(content_t, style_t, model, method, device, trunk, checkpoint,
+                                   passes=passes)
     parts = []
     if info["theta"] is not None:
         parts.append(affine_from_theta(info["theta"], shape, shape))

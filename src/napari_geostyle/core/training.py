@@ -549,8 +549,11 @@ def make_eval_pairs(images, kind: str, pairs_per_image: int = 4, seed: int = 123
 def evaluate_geometry(images, model: str = "affine+tps", methods=EVAL_METHODS,
                       pairs_per_image: int = 4, seed: int = 1234, size: int = 240,
                       trunk: str = "embedded", checkpoint=None, device=None,
-                      ranges: PairRanges | None = None, pairs=None, keep_pairs: int = 0):
+                      ranges: PairRanges | None = None, pairs=None, keep_pairs: int = 0,
+                      estimate_options: dict | None = None):
     """Accuracy of ``estimate_warp`` on fixed-seed synthetic pairs (with appearance changes).
+
+    ``estimate_options``: further keyword arguments of ``estimate_warp`` (e.g. ``passes``).
 
     Returns ``{"pairs": n, "model": ..., method: {"mean_error_pct", "median_error_pct",
     "pck@0.05", "pck@0.10", "seconds_per_pair"}}``: lattice sampling error in % of the image
@@ -583,7 +586,7 @@ def evaluate_geometry(images, model: str = "affine+tps", methods=EVAL_METHODS,
                 predicted = lattice
             else:
                 tf = estimate_warp(source, target, model=model, method=method, device=device,
-                                   trunk=trunk, checkpoint=checkpoint)
+                                   trunk=trunk, checkpoint=checkpoint, **(estimate_options or {}))
                 predicted = tf.sample_points(lattice)
                 transforms[method] = tf
             timings[method] += time.perf_counter() - t0
