@@ -156,7 +156,9 @@ def test_bad_passes_say_what_is_accepted(coffee, passes, message):
 
 def test_hand_written_adam_steps_like_adam():
     variable = torch.tensor([3.0, -2.0])
-    adam = estimate._Adam(variable, lr=0.1)
+    from napari_geostyle.core.optim import Adam
+
+    adam = Adam(variable, lr=0.1)
     adam.step(torch.tensor([10.0, -0.001]))
     # Adam's first step moves every coordinate by lr against the sign of its gradient
     assert torch.allclose(variable, torch.tensor([2.9, -1.9]), atol=1e-4)

@@ -163,3 +163,23 @@ def test_bad_input_is_a_value_error(content, style, change):
     args = {"content": content, "texture_style": style, **FAST, "levels": 2, **change}
     with pytest.raises(ValueError):
         texture.transfer_texture(args.pop("content"), args.pop("texture_style"), **args)
+
+
+def test_adam_does_not_import_torch_dynamo():
+    """The GUI runs texture transfer in a process that holds napari's OpenGL context, where
+    importing triton (torch.optim -> torch._dynamo -> triton) segfaults on Mesa."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from napari_geostyle.core import texture\n"
+        "rng = np.random.default_rng(0)\n"
+        "texture.transfer_texture(rng.random((40, 40, 3)), rng.random((40, 40, 3)), size=40,\n"
+        "    levels=1, iterations=3, optimizer='adam', backbone='random', device='cpu')\n"
+        "print(sorted(m for m in ('torch._dynamo', 'triton') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=False)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -402,10 +402,6 @@ def _cmd_demo(args) -> int:
     if args.screenshot and not Path(args.screenshot).resolve().parent.is_dir():
         raise CLIError(f"output folder {Path(args.screenshot).parent} does not exist")
 
-    try:  # triton (loaded lazily by torch.optim) segfaults when imported after an OpenGL
-        import torch._dynamo  # noqa: F401  # context on Mesa llvmpipe: load it first
-    except ImportError:
-        pass
     viewer = napari.Viewer(title="GeoStyle demo")
     viewer.open_sample("napari-geostyle", "content_style")
     viewer.window.resize(1500, 950)

@@ -243,37 +243,11 @@ def _identity_like(kind, tensor, grid_size):
     return identity_parameters(kind, grid_size).to(tensor)
 
 
-class _Adam:
-    """Adam (Kingma & Ba) on one tensor, in plain tensor ops.
-
-    Not ``torch.optim.Adam``: its first ``step`` imports ``torch._dynamo`` and ``triton``, which
-    segfaults a process that already holds napari's OpenGL context (Xvfb / Mesa).
-    """
-
-    def __init__(self, variable, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
-        import torch
-
-        self.variable, self.lr, self.betas, self.eps = variable, lr, betas, eps
-        self.first = torch.zeros_like(variable)
-        self.second = torch.zeros_like(variable)
-        self.steps = 0
-
-    def step(self, gradient) -> None:
-        import torch
-
-        beta1, beta2 = self.betas
-        self.steps += 1
-        with torch.no_grad():
-            self.first.mul_(beta1).add_(gradient, alpha=1 - beta1)
-            self.second.mul_(beta2).addcmul_(gradient, gradient, value=1 - beta2)
-            first = self.first / (1 - beta1 ** self.steps)
-            second = self.second / (1 - beta2 ** self.steps)
-            self.variable.sub_(self.lr * first / (second.sqrt() + self.eps))
-
-
 def _optimise(objective, theta, tps, which: str, iterations: int, lr: float):
     """Adam on ``which`` ("affine" | "tps") coarse to fine; returns the best (theta, tps, value)."""
     import torch
+
+    from .optim import Adam
 
     start = theta if which == "affine" else tps
     variable = start.detach().clone().requires_grad_(True)
@@ -286,7 +260,7 @@ def _optimise(objective, theta, tps, which: str, iterations: int, lr: float):
     best = variable.detach().clone()
     levels = [objective.taps[:i] for i in range(1, len(objective.taps) + 1)]
     for level, taps in enumerate(levels):
-        optimizer = _Adam(variable, lr)
+        optimizer = Adam(variable, lr)
         final_level = level == len(levels) - 1
         for _ in range(iterations):
             value = objective(*unpack(variable), taps=taps)

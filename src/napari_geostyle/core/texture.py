@@ -418,17 +418,18 @@ class _LBFGS:
 
 
 class _Adam:
+    """Adam on the image, kept in 0..1 (``optim.Adam``: no ``torch.optim`` in the GUI's worker)."""
+
     def __init__(self, image, lr=ADAM_LR):
-        import torch
+        from .optim import Adam
 
         self.image = image
-        self.optim = torch.optim.Adam([image], lr=lr)
+        self.adam = Adam(image, lr)
 
     def step(self, grad) -> None:
         import torch
 
-        self.image.grad = grad
-        self.optim.step()
+        self.adam.step(grad)
         with torch.no_grad():
             self.image.clamp_(0.0, 1.0)
 
