@@ -13,7 +13,7 @@ SUDO=""
 install_system_packages() {
   # Xvfb + Mesa give napari's OpenGL canvas a display; the xcb libraries are what Qt's xcb
   # platform plugin loads.
-  local packages=(xvfb xauth libgl1-mesa-dri libegl1 libglib2.0-0 libfontconfig1 libdbus-1-3
+  local packages=(xvfb xauth libgl1 libgl1-mesa-dri libegl1 libglib2.0-0 libfontconfig1 libdbus-1-3 libx11-xcb1
     libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
     libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 libxcb-xkb1)
   local missing=()
