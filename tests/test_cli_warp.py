@@ -108,3 +108,24 @@ def test_user_mistakes_give_one_line_and_exit_2(files, tmp_path, capsys):
         assert main(argv) == 2
         error = capsys.readouterr().err.strip()
         assert error.startswith("error:") and message in error and "\n" not in error
+
+
+def test_usage_mistakes_and_unreadable_files_are_one_line_exit_2(files, tmp_path, capsys):
+    image_path, landmarks_path, out_path = files
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("not an image")
+    base = ["warp", str(image_path), "--landmarks", str(landmarks_path), "-o", str(out_path)]
+    cases = [
+        (base + ["--regularization", "abc"], "invalid float value"),
+        (base + ["--padding", "mirror"], "invalid choice"),
+        (["warp", str(image_path)], "required"),
+        (["no-such-command"], "invalid choice"),
+        (["warp", str(not_an_image), *base[2:]], "cannot read"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2  # a status, not a SystemExit from argparse
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("error:") and message in error and "\n" not in error
+    for command in ("warp", "transfer", "weights", "train-geometry", "eval-geometry", "demo"):
+        assert main([command, "--help"]) == 0
+        assert "usage:" in capsys.readouterr().out

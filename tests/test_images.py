@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -109,3 +111,19 @@ def test_regular_grid_spans_the_image_edges():
 def test_fit_longest_side_keeps_aspect():
     assert images.fit_longest_side((300, 600), 256) == (128, 256)
     assert images.fit_longest_side((300, 600), None) == (300, 600)
+
+
+def test_floats_outside_zero_to_one_are_rescaled_with_a_warning():
+    # a float image in 0..255 read as 0..1 would clip to a blank white image
+    gray = np.linspace(0.0, 255.0, 12, dtype=np.float32).reshape(3, 4)
+    with pytest.warns(UserWarning, match="dividing by 255"):
+        rgb = images.to_rgb_float(gray, "content")
+    np.testing.assert_allclose(rgb[..., 0], gray / 255.0, atol=1e-6)
+    with pytest.warns(UserWarning, match="stretching its min..max"):
+        rgb = images.to_rgb_float(gray - 1000.0)
+    assert rgb.min() == 0.0 and rgb.max() == pytest.approx(1.0)
+    # rounding just past 0..1 is clipped without a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rgb = images.to_rgb_float(np.array([[-1e-4, 1.0 + 1e-4]], np.float32))
+    assert rgb.min() == 0.0 and rgb.max() == 1.0

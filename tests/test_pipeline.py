@@ -61,6 +61,10 @@ def test_closing_stops_the_texture_stage(content):
         (dict(method="magic"), "unknown method"),
         (dict(content=np.zeros((8, 8, 3))), "32 x 32"),
         (dict(geometry_style=np.full((64, 64), np.nan)), "NaN"),
+        # texture options too: not after minutes of geometric stage
+        (dict(levels=0), "levels"),
+        (dict(iterations=[1, 2, 3], levels=2), "iterations"),
+        (dict(backbone="no/such/weights.pth"), "no VGG-19 weights file"),
     ],
 )
 def test_bad_input_is_refused_before_any_work(content, kwargs, message):

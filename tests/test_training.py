@@ -150,6 +150,8 @@ def test_eval_pairs_truth_matches_lattice_convention():
         (dict(), "steps or seconds"),
         (dict(steps=0), "steps"),
         (dict(steps=1, batch_size=1), "batch_size"),
+        (dict(seconds=-1), "seconds"),  # a negative budget trained forever
+        (dict(steps=1, lr=0), "lr"),
         (dict(steps=1, model="homography"), "affine, tps"),
         (dict(steps=1, trunk="resnet"), "embedded, vgg19"),
     ],
@@ -159,6 +161,11 @@ def test_train_geometry_rejects_bad_options(pool, kwargs, message):
     model = kwargs.pop("model")
     with pytest.raises(ValueError, match=message):
         next(training.train_geometry(pool, model, images_are_pool=True, device="cpu", **kwargs))
+
+
+def test_eval_pairs_need_at_least_one_pair_per_image():
+    with pytest.raises(ValueError, match="pairs_per_image"):
+        training.make_eval_pairs([np.zeros((64, 64))], "affine", pairs_per_image=0)
 
 
 def test_load_images_rejects_empty_folder(tmp_path):

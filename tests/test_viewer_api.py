@@ -41,6 +41,13 @@ def test_wrong_layer_choices_are_clear_value_errors(geo_viewer):
         viewer_api.add_warp(geo_viewer, "content", "style", model="spline")
     with pytest.raises(ValueError, match="texture style"):
         viewer_api.start_texture_transfer(geo_viewer, "content", "labels")
+    # bad options fail in the caller, not later in the worker as a notification
+    with pytest.raises(ValueError, match="levels"):
+        viewer_api.start_texture_transfer(geo_viewer, "content", "style", levels=0)
+    with pytest.raises(ValueError, match="style_weights"):
+        viewer_api.start_geometric_style_transfer(
+            geo_viewer, "content", "style", style_weights=[1, 2]
+        )
 
 
 def test_start_texture_transfer_result_lands_in_a_layer(geo_viewer, qtbot):

@@ -86,6 +86,15 @@ def test_identity_warp_returns_the_image():
         np.testing.assert_allclose(out, image, atol=1e-6 if image.dtype.kind == "f" else 0)
 
 
+def test_bool_mask_stays_a_mask_and_moves_with_the_image():
+    mask = np.zeros(SHAPE, bool)
+    mask[10:30, 20:40] = True
+    shift = T.AffineTransform([[1.0, 0.0, 3.0], [0.0, 1.0, -5.0]])  # rows +3, cols -5
+    out = W.warp_image(mask, shift)
+    assert out.dtype == bool and out.shape == mask.shape
+    np.testing.assert_array_equal(out, np.roll(mask, (3, -5), axis=(0, 1)))
+
+
 def test_feature_lands_where_map_points_says():
     # Coordinate ramps: bilinear sampling reproduces a linear image exactly, so the warped ramps
     # read back the content (row, col) that each output pixel shows.

@@ -18,6 +18,18 @@ class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
+def _one_line(error) -> str:
+    """An exception's message on one line (imageio's, for one, span several)."""
+    return " ".join(str(error).split())
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes print one ``error:`` line (and where to get help) instead of the usage."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 # --------------------------------------------------------------------------- shared helpers
 def read_image(path) -> np.ndarray:
     """Read an image file (anything scikit-image / imageio read)."""
@@ -29,7 +41,7 @@ def read_image(path) -> np.ndarray:
     try:
         return np.asarray(iio.imread(path))
     except Exception as error:  # imageio raises many types for unreadable files
-        raise CLIError(f"cannot read {path} as an image: {error}") from None
+        raise CLIError(f"cannot read {path} as an image: {_one_line(error)}") from None
 
 
 def write_image(path, image: np.ndarray) -> None:
@@ -49,7 +61,7 @@ def write_image(path, image: np.ndarray) -> None:
     try:
         iio.imwrite(path, array)
     except Exception as error:
-        raise CLIError(f"cannot write {path}: {error}") from None
+        raise CLIError(f"cannot write {path}: {_one_line(error)}") from None
 
 
 def progress_bar(total: int, desc: str):
@@ -61,7 +73,7 @@ def progress_bar(total: int, desc: str):
 
 # --------------------------------------------------------------------------- parser and entry
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="napari-geostyle",
         description="Geometric style transfer: warp content to a style's geometry, then "
         "transfer the style's texture.",
@@ -472,11 +484,14 @@ _REGISTRY.append(_register_demo)
 
 def main(argv=None) -> int:
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version (0) or a usage error (2): a status, as below
+        return 0 if stop.code is None else int(stop.code)
     try:
         result = args.func(args)
     except (CLIError, ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -95,9 +95,12 @@ def _texture_run(viewer, content, style, on_done=None, **options) -> StyleRun:
     content_image = read_layer_image(content_layer, viewer)
     style_images = [read_layer_image(layer, viewer).normalized for layer in style_layers]
     texture_input = style_images[0] if len(style_images) == 1 else style_images
+    # Built here, not in the worker, so a bad option is a ValueError for the caller; the
+    # generator does no work until the worker's first next().
+    steps = iter_texture_transfer(content_image.normalized, texture_input, **options)
 
     def make_steps():
-        return iter_texture_transfer(content_image.normalized, texture_input, **options)
+        return steps
 
     return start_style_run(
         viewer,
@@ -145,13 +148,16 @@ def _pipeline_run(viewer, content, style, geometry_style=None, texture_style=Non
     geometry_image = read_layer_image(layers["geometry_style"], viewer).normalized
     texture_image = read_layer_image(layers["texture_style"], viewer).normalized
 
+    # Built here so that bad options are a ValueError for the caller (see _texture_run).
+    steps = iter_geometric_style_transfer(
+        content_image.normalized,
+        geometry_style=geometry_image,
+        texture_style=texture_image,
+        **options,
+    )
+
     def make_steps():
-        return iter_geometric_style_transfer(
-            content_image.normalized,
-            geometry_style=geometry_image,
-            texture_style=texture_image,
-            **options,
-        )
+        return steps
 
     return start_style_run(
         viewer,

@@ -125,15 +125,52 @@ def split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return image, None
 
 
+_UNIT_RANGE_SLACK = 1e-3  # float rounding past 0..1 (resampling, colour conversion) is clipped
+
+
+def to_unit_range(array: np.ndarray, name: str = "image") -> np.ndarray:
+    """Float pixel values clipped into 0..1, for inputs whose values must mean 0..1 (networks).
+
+    Floats are read as 0..1; values well outside it (floats in 0..255, signed or raw sensor
+    data) would otherwise be clipped to a blank image, so they are rescaled with a warning:
+    0..255 by 1/255, anything else by its own min..max.
+    """
+    import warnings
+
+    low, high = float(array.min()), float(array.max())
+    if low >= -_UNIT_RANGE_SLACK and high <= 1.0 + _UNIT_RANGE_SLACK:
+        return np.clip(array, 0.0, 1.0)
+    if low >= 0.0 and high <= 255.0:
+        warnings.warn(
+            f"{name} has float values up to {high:g}, but float images are read as 0..1; "
+            "treating it as 0..255 and dividing by 255. Pass uint8, or floats in 0..1, to "
+            "silence this.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return array / np.float32(255.0)
+    warnings.warn(
+        f"{name} has values from {low:g} to {high:g}, outside 0..1 (the range float images are "
+        "read in); stretching its min..max to 0..1. Rescale it yourself to silence this.",
+        UserWarning,
+        stacklevel=3,
+    )
+    span = high - low
+    return (array - np.float32(low)) / np.float32(span if span > 0 else 1.0)
+
+
 def to_rgb_float(image, name: str = "image", min_size: int = 1) -> np.ndarray:
-    """Validated ``(H, W, 3)`` float32 RGB in 0..1: gray replicated, alpha dropped."""
+    """Validated ``(H, W, 3)`` float32 RGB in 0..1: gray replicated, alpha dropped.
+
+    Values outside 0..1 (e.g. floats in 0..255) are rescaled with a warning (``to_unit_range``).
+    """
     array = to_float(validate_image(image, name, min_size))
     if array.ndim == 2:
         array = array[..., None]
     array, _ = split_alpha(array)
     if array.shape[2] == 1:
         array = np.repeat(array, 3, axis=2)
-    return np.ascontiguousarray(array, dtype=np.float32)
+    return np.ascontiguousarray(to_unit_range(array, name), dtype=np.float32)
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:

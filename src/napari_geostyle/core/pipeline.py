@@ -90,6 +90,11 @@ def iter_geometric_style_transfer(
         if isinstance(texture, (list, tuple))
         else validate_image(texture, "texture style")
     )
+    # The texture stage runs on the warped content, which has the content's shape and dtype:
+    # planning it on the content now makes a bad texture option fail before the geometric stage.
+    from .texture import iter_texture_transfer
+
+    iter_texture_transfer(content, texture, device=device, **texture_options).close()
     return _run_both_stages(
         content, geometry, texture, model, method, trunk, transform, device, texture_options
     )

@@ -427,6 +427,11 @@ def train_geometry(images, model: str = "affine", trunk: str = "embedded", *, st
         raise ValueError("give steps or seconds (or both) to bound the training.")
     if steps is not None and int(steps) < 1:
         raise ValueError(f"steps must be >= 1; got {steps}.")
+    # a budget <= 0 never ends the loop (progress = elapsed / seconds stays below 1)
+    if seconds is not None and not (math.isfinite(float(seconds)) and float(seconds) > 0):
+        raise ValueError(f"seconds must be a positive number; got {seconds}.")
+    if not (math.isfinite(float(lr)) and float(lr) > 0):
+        raise ValueError(f"lr must be a positive number; got {lr}.")
     if int(batch_size) < 2:
         raise ValueError(f"batch_size must be >= 2 (batch norm); got {batch_size}.")
     device = resolve_device(device)
@@ -529,6 +534,8 @@ def make_eval_pairs(images, kind: str, pairs_per_image: int = 4, seed: int = 123
 
     from .images import normalized_to_pixel, tensor_to_image
 
+    if int(pairs_per_image) < 1:
+        raise ValueError(f"pairs_per_image must be >= 1; got {pairs_per_image}.")
     pairs = []
     for index, image in enumerate(images):
         pool = build_image_pool([image], size=int(size * 1.34), device="cpu", crops_per_image=1)

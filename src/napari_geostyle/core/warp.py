@@ -104,10 +104,12 @@ def warp_image(
     - ``padding``: "border" (default: edge pixels continue, no black borders), "zeros" or
       "reflection" for samples that fall outside the content image.
     - ``mode``: "bilinear" (default), "nearest" or "bicubic".
+    - A bool mask stays a bool mask (interpolated, then thresholded at one half).
     """
     import torch
 
-    array = images.validate_image(image)
+    is_mask = np.asarray(image).dtype == bool
+    array = images.validate_image(image)  # a bool mask comes back as uint8 0/255
     _check_options(transform, mode, padding)
     output_shape = images.validate_shape(array.shape[:2] if output_shape is None else output_shape)
     device = resolve_device(device)
@@ -129,7 +131,7 @@ def warp_image(
                     np.clip(np.rint(block), *_integer_limits(array.dtype)), array.dtype
                 )
             result[start:stop] = block
-    return result
+    return result >= 128 if is_mask else result
 
 
 def _integer_limits(dtype) -> tuple[int, int]:
