@@ -16,7 +16,7 @@ size and aspect; ``transforms.affine_from_theta`` / ``tps_from_grid_params`` tur
   moved toward the identity until it does not fold.
 - ``method="refine"`` starts from the network and optimises the parameters directly so that the
   stride-16 features of the warped content match the style's (see ``_FeatureObjective``), with
-  a trust region around the network's estimate, a bending term and fold barriers. The best
+  a trust region around the network's estimate and fold barriers. The best
   parameters on that objective are kept, and only when they beat the start by ``margin``, so
   it never ends worse than the network's estimate on its own objective. Settings: ``REFINE``.
 """
@@ -177,12 +177,11 @@ class _FeatureObjective:
     stride-16 features and the style's. Features of the warped image, not warped features:
     the trunk is not equivariant to rotation, shear or scale, and the TPS trunk, trained on
     the strongest deformations, is the one whose features score the true warp above the
-    network's estimate most often (tuning split, MODEL_CARD.md). Plus a bending term and a
-    fold barrier on the TPS, a fold barrier on the affine, and a trust region: the mean squared
-    lattice displacement from the network's estimate (``anchor``).
+    network's estimate most often (tuning split, MODEL_CARD.md). Plus fold barriers on the TPS
+    and the affine, and a trust region: the mean squared lattice displacement from the
+    network's estimate (``anchor``). No bending term (see ``__call__``).
     """
 
-    smoothness = 0.05
     fold_weight = 10.0
     trust_weight = 1.0
     taps = ("s16",)
@@ -221,12 +220,10 @@ class _FeatureObjective:
             cos = (self.normalize(features[tap].float()) * self.style[tap]).sum(1)
             total = total + (1.0 - cos).mean()
         if tps is not None:
-            k = self.grid_size
-            d = (tps - _identity_like("tps", tps, k)).reshape(2, k, k)
-            bend = (d[:, :, 2:] - 2 * d[:, :, 1:-1] + d[:, :, :-2]).pow(2).sum()
-            bend = bend + (d[:, 2:] - 2 * d[:, 1:-1] + d[:, :-2]).pow(2).sum()
-            total = total + self.smoothness * bend
-            det = _tps_min_det(tps[None], k, samples=10, spline=spline)
+            # no bending penalty: one toward the identity pulls the TPS off the network's estimate
+            # (the tuning split's refine error fell from 6.90% to 5.70% without it); the trust
+            # region already keeps the refinement near that estimate, the barrier keeps it unfolded
+            det = _tps_min_det(tps[None], self.grid_size, samples=10, spline=spline)
             total = total + self.fold_weight * torch.relu(0.1 - det).pow(2).sum()
         if theta is not None:
             det = _affine_min_det(theta.reshape(1, 2, 3))
@@ -235,12 +232,6 @@ class _FeatureObjective:
             moved = _sample_map(theta, tps, self.lattice, self.grid_size, spline) - self.anchor
             total = total + self.trust_weight * moved.pow(2).sum(-1).mean()
         return total
-
-
-def _identity_like(kind, tensor, grid_size):
-    from .geonet import identity_parameters
-
-    return identity_parameters(kind, grid_size).to(tensor)
 
 
 def _optimise(objective, theta, tps, which: str, iterations: int, lr: float):
