@@ -20,17 +20,9 @@ from __future__ import annotations
 from ._widgets._layer_data import read_layer_image, resolve_image_layer, same_layer
 from ._widgets._live_points import LiveWarp, start_live_warp
 from ._widgets._runs import StyleRun, estimate_and_warp, start_style_run
+from .core.estimate import check_options
 
 __all__ = ["LiveWarp", "add_warp", "start_geometric_style_transfer", "start_texture_transfer"]
-
-MODELS = ("affine", "tps", "affine+tps")
-METHODS = ("network", "refine")
-
-
-def _check_choice(value, choices, name):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}.")
-
 
 def _two_layers(viewer, content, style, style_role):
     content_layer = resolve_image_layer(viewer, content, "content")
@@ -49,8 +41,7 @@ def add_warp(viewer, content, style, model: str = "affine+tps", method: str = "n
     ``.transform``, ``.undo()``, ``.redo()``, ``.set_points(...)`` and the exports.
     For nD content the slice the viewer shows is warped.
     """
-    _check_choice(model, MODELS, "model")
-    _check_choice(method, METHODS, "method")
+    check_options(model, method, "embedded")
     content_layer, style_layer = _two_layers(viewer, content, style, "geometry style")
     content_image = read_layer_image(content_layer, viewer)
     style_image = read_layer_image(style_layer, viewer)
@@ -99,12 +90,9 @@ def _texture_run(viewer, content, style, on_done=None, **options) -> StyleRun:
     # generator does no work until the worker's first next().
     steps = iter_texture_transfer(content_image.normalized, texture_input, **options)
 
-    def make_steps():
-        return steps
-
     return start_style_run(
         viewer,
-        make_steps,
+        steps,
         content_layer=content_layer,
         output_name=f"{content_layer.name} textured",
         stage="texture",
@@ -142,13 +130,11 @@ def _pipeline_run(viewer, content, style, geometry_style=None, texture_style=Non
         layers[role] = resolve_image_layer(viewer, given, role.replace("_", " "))
         if same_layer(layers[role], content_layer):
             raise ValueError(f"the content layer is also the {role.replace('_', ' ')}; pick another.")
-    _check_choice(options.get("model", "affine+tps"), MODELS, "model")
-    _check_choice(options.get("method", "network"), METHODS, "method")
     content_image = read_layer_image(content_layer, viewer)
     geometry_image = read_layer_image(layers["geometry_style"], viewer).normalized
     texture_image = read_layer_image(layers["texture_style"], viewer).normalized
 
-    # Built here so that bad options are a ValueError for the caller (see _texture_run).
+    # Built here so that bad options (model, method, texture) are a ValueError for the caller.
     steps = iter_geometric_style_transfer(
         content_image.normalized,
         geometry_style=geometry_image,
@@ -156,12 +142,9 @@ def _pipeline_run(viewer, content, style, geometry_style=None, texture_style=Non
         **options,
     )
 
-    def make_steps():
-        return steps
-
     return start_style_run(
         viewer,
-        make_steps,
+        steps,
         content_layer=content_layer,
         output_name=f"{content_layer.name} geostyle",
         stage="geometric style",

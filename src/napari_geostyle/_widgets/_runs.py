@@ -77,7 +77,7 @@ def progress_position(step) -> tuple[int, int]:
 
 
 class StyleRun:
-    """Runs ``make_steps()`` (a core generator of texture-like steps) in a napari worker.
+    """Runs ``steps`` (a core generator of texture-like steps, not yet started) in a napari worker.
 
     ``stage`` is "texture" or "geometric style" (which also gets a first step with ``warped``
     and ``transform``). The result lands in the Image layer ``output_name`` with
@@ -87,7 +87,7 @@ class StyleRun:
     def __init__(
         self,
         viewer,
-        make_steps,
+        steps,
         *,
         content_layer,
         output_name: str,
@@ -100,7 +100,7 @@ class StyleRun:
         on_done=None,
     ):
         self.viewer = viewer
-        self.make_steps = make_steps
+        self._steps = steps
         self.output_name = output_name
         self.stage = stage
         self.inputs = inputs
@@ -131,7 +131,6 @@ class StyleRun:
         which at hundreds of iterations a second slowed the whole run several times."""
         last = None
         forwarded_at = float("-inf")
-        self._steps = self.make_steps()
         for step in self._steps:
             last = step
             now = time.monotonic()
@@ -279,8 +278,8 @@ class StyleRun:
             self.on_done(self)
 
 
-def start_style_run(viewer, make_steps, **kwargs) -> StyleRun:
+def start_style_run(viewer, steps, **kwargs) -> StyleRun:
     """Create and start a :class:`StyleRun` (``reference_shape``: the content's (H, W))."""
-    run = StyleRun(viewer, make_steps, **kwargs)
+    run = StyleRun(viewer, steps, **kwargs)
     run.start()
     return run

@@ -51,11 +51,11 @@ def check_options(model: str, method: str, trunk: str) -> None:
     from .geonet import TRUNKS
 
     if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; accepted: {', '.join(MODELS)}.")
+        raise ValueError(f"unknown model {model!r}: model must be one of {', '.join(MODELS)}.")
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; accepted: {', '.join(METHODS)}.")
+        raise ValueError(f"unknown method {method!r}: method must be one of {', '.join(METHODS)}.")
     if trunk not in TRUNKS:
-        raise ValueError(f"unknown trunk {trunk!r}; accepted: {', '.join(TRUNKS)}.")
+        raise ValueError(f"unknown trunk {trunk!r}: trunk must be one of {', '.join(TRUNKS)}.")
 
 
 def _checkpoint_for(kind: str, model: str, checkpoint):
