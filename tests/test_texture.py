@@ -183,3 +183,17 @@ def test_adam_does_not_import_torch_dynamo():
                          timeout=120, check=False)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_init_image_warm_starts_the_solve(content, style):
+    options = {**FAST, "levels": 1}
+    solved = texture.transfer_texture(content, style, **{**options, "iterations": 8})
+    cold = list(texture.iter_texture_transfer(content, style, **{**options, "iterations": 1}))
+    # a start image at another size (and uint8) is resized to the level
+    start = (solved[::2, ::2] * 255).astype(np.uint8)
+    warm = list(texture.iter_texture_transfer(content, style, init=start,
+                                              **{**options, "iterations": 1}))
+    assert warm[0].loss < cold[0].loss
+    assert np.abs(warm[-1].image - solved).mean() < np.abs(cold[-1].image - solved).mean()
+    with pytest.raises(ValueError, match="init"):
+        texture.iter_texture_transfer(content, style, init=np.full((8, 8), np.nan), **options)

@@ -29,8 +29,9 @@ def test_texture_run_makes_a_layer_with_provenance(geo_viewer, qtbot):
     assert run.error is None, run.error
     assert widget.run_button.text() == "Run"
     layer = geo_viewer.layers["content textured"]
-    assert layer.data.dtype == np.float32 and layer.data.shape == (32, 32, 3)
-    assert 0.0 <= layer.data.min() and layer.data.max() <= 1.0
+    # the content's kind: uint8 RGB in, uint8 RGB out
+    assert layer.data.dtype == np.uint8 and layer.data.shape == (32, 32, 3)
+    assert layer.data.max() > layer.data.min()
     # placed over the 64 px content although computed at 32 px
     np.testing.assert_allclose(layer.scale, (2.0, 2.0))
     record = layer.metadata["geostyle"]

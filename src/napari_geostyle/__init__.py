@@ -30,6 +30,7 @@ _PUBLIC = {
     "iter_geometric_style_transfer": ".core.pipeline",
     "GeometricStyleResult": ".core.pipeline",
     "GeometricStyleStep": ".core.pipeline",
+    "batch_geometric_style_transfer": ".core.batch",
 }
 
 __all__ = ["__version__", *_PUBLIC]

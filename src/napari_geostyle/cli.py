@@ -482,6 +482,98 @@ def _register_demo(sub) -> None:
 _REGISTRY.append(_register_demo)
 
 
+# --------------------------------------------------------------------------- batch
+def _cmd_batch(args) -> int:
+    import importlib.util
+
+    from .core.batch import batch_geometric_style_transfer
+
+    if args.geometry is None and not args.texture:
+        raise CLIError("give --geometry (warp), --texture (style) or both")
+    if importlib.util.find_spec("distributed") is None:
+        raise CLIError("batch runs on Dask: pip install 'napari-geostyle[batch]'")
+    options = dict(size=args.size, levels=args.levels, preset=args.preset, backbone=args.backbone,
+                   seed=args.seed, preserve_color=args.preserve_color)  # fmt: skip
+    if args.iterations is not None:
+        options["iterations"] = args.iterations[0] if len(args.iterations) == 1 else args.iterations
+    results = batch_geometric_style_transfer(
+        args.input, args.output, geometry_style=args.geometry,
+        texture_style=(args.texture if len(args.texture or ()) > 1 else
+                       (args.texture[0] if args.texture else None)),
+        scheduler=args.scheduler, workers=args.workers, processes=not args.threads,
+        device=None if args.device == "auto" else args.device, overwrite=args.overwrite,
+        coherent=args.coherent, chunk=args.chunk, model=args.model, method=args.method,
+        strength=args.strength, **options,
+    )  # fmt: skip
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    bar = progress_bar(results.pending, "batch")  # skipped outputs stay out of the ETA
+    bar.unit = "image"
+    try:
+        for result in results:
+            counts[result.status] += 1
+            if result.kind == "item" and result.status != "skipped":
+                bar.update(1)
+            bar.set_postfix(counts, refresh=False)
+            if result.status == "failed":
+                bar.write(f"failed: {result.output}: {result.error}", file=sys.stderr)
+    finally:
+        results.close()
+        bar.close()
+    print(f"{counts['done']} done, {counts['skipped']} skipped (finished before), "
+          f"{counts['failed']} failed; manifest: {Path(args.output) / 'manifest.json'}",
+          file=sys.stderr)  # fmt: skip
+    return 1 if counts["failed"] else 0
+
+
+def _register_batch(sub) -> None:
+    p = sub.add_parser(
+        "batch",
+        help="warp and/or style a folder, glob, video or stack of images, on Dask; resumable",
+        description="Every input is warped to --geometry, styled with --texture, or both. "
+        "Outputs keep the inputs' names in OUTDIR, with manifest.json/.csv; a rerun skips "
+        "outputs finished with the same inputs and options.",
+    )
+    p.add_argument("input", metavar="INPUT", nargs="+",
+                   help="folder, glob (quoted), image, video or multi-page TIFF")  # fmt: skip
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+    p.add_argument("--geometry", metavar="IMG", help="geometry style image (warp the inputs)")
+    p.add_argument("--texture", nargs="+", metavar="IMG", help="texture style image(s)")
+    p.add_argument("--model", choices=("affine", "tps", "affine+tps"), default="affine+tps")
+    p.add_argument("--method", choices=("network", "refine"), default="network")
+    p.add_argument("--strength", type=float, default=1.0, help="warp strength, 0..1")
+    p.add_argument("--preset", choices=("fast", "balanced", "quality"), default="fast",
+                   help="texture schedule and default size (default: fast)")  # fmt: skip
+    p.add_argument("--size", type=int, metavar="PX", help="longest side of the styled output")
+    p.add_argument("--levels", type=int, default=4, help="texture pyramid levels (default: 4)")
+    p.add_argument("--iterations", type=int, nargs="+", metavar="N",
+                   help="texture iterations per level (default: from the preset)")  # fmt: skip
+    p.add_argument("--preserve-color", action="store_true", help="keep the inputs' colours")
+    p.add_argument("--backbone", default="auto", help="auto, vgg19, random or a weights file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scheduler", default="local", metavar="local|tcp://HOST:PORT",
+                   help="a local Dask cluster (default) or a running scheduler's address")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="local workers (default: one per GPU, else one per CPU core)")
+    p.add_argument("--threads", action="store_true",
+                   help="local workers as threads of this process (quicker start)")
+    p.add_argument("--device", default="auto", help="auto (a GPU per worker), cpu, cuda:N, mps")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--coherent", dest="coherent", action="store_true", default=True,
+                       help="videos/stacks: one geometry for all frames, texture warm-started "
+                       "from the previous frame (default)")  # fmt: skip
+    group.add_argument("--independent", dest="coherent", action="store_false",
+                       help="videos/stacks: every frame on its own")
+    p.add_argument("--chunk", type=int, metavar="N",
+                   help="coherent mode: restart the warm start every N frames, so chunks of one "
+                   "video run in parallel (default: one chain per video)")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace outputs in OUTDIR not made by this batch with these options")
+    p.set_defaults(func=_cmd_batch)
+
+
+_REGISTRY.append(_register_batch)
+
+
 def main(argv=None) -> int:
     parser = _build_parser()
     try:

@@ -33,15 +33,20 @@ def _two_layers(viewer, content, style, style_role):
 
 
 def add_warp(viewer, content, style, model: str = "affine+tps", method: str = "network",
-             device=None) -> LiveWarp:
+             device=None, strength: float = 1.0) -> LiveWarp:
     """Warp ``content`` to the geometry of ``style`` and show it live (blocks until warped).
 
     Returns a :class:`LiveWarp` with ``.warped`` (Image layer ``<content> warped``),
     ``.content_points`` / ``.target_points`` (editable, paired landmark Points layers),
     ``.transform``, ``.undo()``, ``.redo()``, ``.set_points(...)`` and the exports.
-    For nD content the slice the viewer shows is warped.
+    For nD content the slice the viewer shows is warped. ``strength`` (0..1) doses the warp
+    (``LiveWarp.set_strength`` changes it later).
     """
+    from .core.transforms import check_strength, with_strength
+    from .core.warp import warp_image
+
     check_options(model, method, "embedded")
+    strength = check_strength(strength)
     content_layer, style_layer = _two_layers(viewer, content, style, "geometry style")
     content_image = read_layer_image(content_layer, viewer)
     style_image = read_layer_image(style_layer, viewer)
@@ -51,6 +56,8 @@ def add_warp(viewer, content, style, model: str = "affine+tps", method: str = "n
             next(steps)
     except StopIteration as stop:
         transform, warped = stop.value
+    if strength != 1.0:
+        warped = warp_image(content_image.raw, with_strength(transform, strength), device=device)
     return start_live_warp(
         viewer,
         content_layer,
@@ -58,8 +65,10 @@ def add_warp(viewer, content, style, model: str = "affine+tps", method: str = "n
         transform,
         warped,
         inputs={"content": content_layer.name, "geometry_style": style_layer.name},
-        options={"model": model, "method": method, "device": device or "auto"},
+        options={"model": model, "method": method, "device": device or "auto",
+                 "strength": strength},
         device=device,
+        strength=strength,
     )
 
 
@@ -73,7 +82,21 @@ def start_texture_transfer(viewer, content, style, **options):
     return _texture_run(viewer, content, style, **options).worker
 
 
-def _texture_run(viewer, content, style, on_done=None, **options) -> StyleRun:
+def _result_kind(content_layer, content_image, style_layers, color_output: bool) -> dict:
+    """How a texture result is shown: in the content's kind (gray stays gray, integers keep
+    their dtype and the contrast range the user saw), colour only when asked and a style has
+    colour."""
+    value_range = None if content_layer.rgb else tuple(content_layer.contrast_limits)
+    return {
+        "content_like": content_image.raw,
+        "value_range": value_range,
+        "keep_color": bool(color_output) and any(layer.rgb for layer in style_layers),
+        "slice_index": content_image.slice_index,
+    }
+
+
+def _texture_run(viewer, content, style, on_done=None, on_progress=None, reuse=False,
+                 color_output=False, **options) -> StyleRun:
     from .core.texture import iter_texture_transfer
 
     content_layer = resolve_image_layer(viewer, content, "content")
@@ -102,6 +125,9 @@ def _texture_run(viewer, content, style, on_done=None, **options) -> StyleRun:
         stride=content_image.stride,
         device=options.get("device"),
         on_done=on_done,
+        on_progress=on_progress,
+        reuse=reuse,
+        **_result_kind(content_layer, content_image, style_layers, color_output),
     )
 
 
@@ -111,13 +137,15 @@ def start_geometric_style_transfer(viewer, content, style, geometry_style=None,
 
     ``geometry_style`` / ``texture_style`` default to ``style``. The warped image appears as
     ``<content> warped`` when the first stage ends; the result (live previews) as
-    ``<content> geostyle``. Returns the started worker.
+    ``<content> geostyle``. Results never replace existing layers (``reuse=True`` updates
+    layers of those names instead). Returns the started worker.
     """
     return _pipeline_run(viewer, content, style, geometry_style, texture_style, **options).worker
 
 
 def _pipeline_run(viewer, content, style, geometry_style=None, texture_style=None,
-                  on_done=None, **options) -> StyleRun:
+                  on_done=None, on_progress=None, reuse=False, color_output=False,
+                  **options) -> StyleRun:
     from .core.pipeline import iter_geometric_style_transfer
 
     content_layer = resolve_image_layer(viewer, content, "content")
@@ -154,4 +182,7 @@ def _pipeline_run(viewer, content, style, geometry_style=None, texture_style=Non
         stride=content_image.stride,
         device=options.get("device"),
         on_done=on_done,
+        on_progress=on_progress,
+        reuse=reuse,
+        **_result_kind(content_layer, content_image, [layers["texture_style"]], color_output),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox
 
 from ._layer_data import image_layers, is_offerable_image, same_layer
@@ -13,19 +14,37 @@ class LayerCombo(QComboBox):
     """A picker of the viewer's non-empty Image layers, kept current as layers come and go.
 
     Refreshes when layers are inserted, removed, moved or renamed, keeping the chosen layer
-    (by identity) when it is still there. ``optional`` adds a first entry meaning "none".
+    when it is still there. ``optional_text`` adds a first entry meaning "none".
+
+    Until the user (or code, through :meth:`set_layer`) chooses a layer, the choice is automatic
+    and follows the layer list: the first layer whose name matches one of ``prefer`` (exactly,
+    then as a part of the name; a callable hint ``hint(viewer)`` returns a layer), else the
+    first layer no ``avoid`` picker shows (optional pickers then stay on "none"). So a widget
+    docked before any data picks distinct, sensible layers once File > Open Sample adds them.
+    ``refreshed`` is emitted after every refresh.
     """
 
-    def __init__(self, viewer, optional_text: str | None = None, parent=None):
+    refreshed = Signal()
+
+    def __init__(self, viewer, optional_text: str | None = None, parent=None,
+                 prefer: tuple = ()):
         super().__init__(parent)
         self.viewer = viewer
         self.optional_text = optional_text
+        self.prefer = tuple(prefer)
+        self.avoid: list[LayerCombo] = []
+        self.chosen_by_user = False
         self._layers: list = []
         self._watched: list = []
         viewer.layers.events.inserted.connect(self._on_layers_changed)
         viewer.layers.events.removed.connect(self._on_layers_changed)
         viewer.layers.events.moved.connect(self._on_layers_changed)
+        self.activated.connect(self._on_user_choice)
+        self.destroyed.connect(_disconnector(viewer, self._on_layers_changed))
         self.refresh()
+
+    def _on_user_choice(self, _index=None) -> None:
+        self.chosen_by_user = True
 
     def _on_layers_changed(self, event=None) -> None:
         self.refresh()
@@ -40,10 +59,36 @@ class LayerCombo(QComboBox):
         for layer in self._watched:
             layer.events.name.connect(self._on_layers_changed)
 
+    def automatic_choice(self):
+        """The layer this picker shows while the user has not chosen one (or None)."""
+        layers = image_layers(self.viewer)
+        taken = [combo.layer() for combo in self.avoid]
+        free = [layer for layer in layers if not any(same_layer(layer, t) for t in taken)]
+        names = [hint for hint in self.prefer if isinstance(hint, str)]
+        for hint in self.prefer:
+            if callable(hint):  # e.g. "the latest warped layer"
+                found = hint(self.viewer)
+                if found is not None and any(same_layer(found, layer) for layer in free):
+                    return found
+            for layer in free:
+                if isinstance(hint, str) and layer.name.lower() == hint.lower():
+                    return layer
+        for hint in names:
+            for layer in free:
+                if hint.lower() in layer.name.lower():
+                    return layer
+        if self.optional_text is not None:
+            return None
+        if free:
+            return free[0]
+        return layers[0] if layers else None
+
     def refresh(self) -> None:
         chosen = self.layer()
         layers = image_layers(self.viewer)
         self._watch_names()
+        if not self.chosen_by_user or chosen is None and self.optional_text is None:
+            chosen = self.automatic_choice()
         self.blockSignals(True)
         try:
             self.clear()
@@ -59,8 +104,8 @@ class LayerCombo(QComboBox):
                     self.setCurrentIndex(index)
         finally:
             self.blockSignals(False)
-        if not same_layer(self.layer(), chosen):
-            self.currentIndexChanged.emit(self.currentIndex())
+        self.currentIndexChanged.emit(self.currentIndex())
+        self.refreshed.emit()
 
     def layer(self):
         """The chosen layer (None when nothing, or the optional entry, is chosen)."""
@@ -72,9 +117,10 @@ class LayerCombo(QComboBox):
         return None
 
     def set_layer(self, layer) -> bool:
-        """Choose ``layer`` (object or name). False if it is not offered."""
+        """Choose ``layer`` (object or name), as a user would. False if it is not offered."""
         for index, candidate in enumerate(self._layers):
             if candidate is not None and (candidate.name == getattr(layer, "name", layer)):
+                self.chosen_by_user = True
                 self.setCurrentIndex(index)
                 return True
         return False
@@ -83,8 +129,25 @@ class LayerCombo(QComboBox):
         return [layer for layer in self._layers if layer is not None]
 
 
+def _disconnector(viewer, callback):
+    """A slot for ``destroyed`` that stops a deleted picker from hearing the layer list."""
+
+    def disconnect(*_):
+        for emitter in (viewer.layers.events.inserted, viewer.layers.events.removed,
+                        viewer.layers.events.moved):
+            try:
+                emitter.disconnect(callback)
+            except (ValueError, RuntimeError, TypeError):
+                pass
+
+    return disconnect
+
+
 def keep_different(first: LayerCombo, second: LayerCombo) -> None:
-    """When both pickers show the same layer, move ``second`` to another one (if any)."""
+    """Keep two pickers on different layers: ``second``'s automatic choice avoids ``first``'s,
+    and when both show the same layer, ``second`` moves to another one (if any)."""
+    if first not in second.avoid:
+        second.avoid.append(first)
 
     def fix(_index=None):
         chosen = first.layer()
@@ -92,12 +155,38 @@ def keep_different(first: LayerCombo, second: LayerCombo) -> None:
             return
         for candidate in second.layers():
             if not same_layer(candidate, chosen):
+                user = second.chosen_by_user
                 second.set_layer(candidate)
+                second.chosen_by_user = user
                 return
 
     first.currentIndexChanged.connect(fix)
     second.currentIndexChanged.connect(fix)
-    fix()
+    first.refreshed.connect(fix)
+    second.refreshed.connect(fix)
+    second.refresh()
+
+
+class WidgetLife:
+    """Whether a widget's Qt side still exists; runs ``on_destroyed`` callbacks when it goes.
+
+    Closing the viewer deletes the docked widgets while a thread worker may still run: its
+    handlers ask ``alive`` before touching a button, and the callbacks stop the work.
+    """
+
+    def __init__(self, widget):
+        self.alive = True
+        self._callbacks: list = []
+        widget.destroyed.connect(self._destroyed)
+
+    def on_destroyed(self, callback) -> None:
+        self._callbacks.append(callback)
+
+    def _destroyed(self, *_):
+        self.alive = False
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
 
 
 def bind_console(viewer) -> None:
@@ -126,3 +215,21 @@ def choose_file(parent, caption: str, filters: str, save: bool):
     else:
         path, _ = QFileDialog.getOpenFileName(parent, caption, "", filters)
     return path or None
+
+
+def collapsible(title: str, form, expanded: bool = False):
+    """A section (superqt's QCollapsible) holding ``form``; starts collapsed unless ``expanded``."""
+    from qtpy.QtWidgets import QWidget
+    from superqt import QCollapsible
+
+    inner = QWidget()
+    form.setContentsMargins(0, 0, 0, 0)
+    inner.setLayout(form)
+    box = QCollapsible(title)
+    box.addWidget(inner)
+    box.layout().setContentsMargins(0, 0, 0, 0)
+    if expanded:
+        box.expand(animate=False)
+    else:
+        box.collapse(animate=False)
+    return box

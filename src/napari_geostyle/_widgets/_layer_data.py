@@ -311,3 +311,60 @@ def add_or_update_image(viewer, name: str, data, **kwargs):
                     setattr(existing, key, kwargs[key])
             return existing
     return viewer.add_image(data, name=name, **kwargs)
+
+
+def unique_layer_name(viewer, base: str) -> str:
+    """``base`` if no layer has that name, else ``base [2]``, ``base [3]``, ...: results never
+    replace a layer the user has (and may have edited)."""
+    taken = {layer.name for layer in viewer.layers}
+    if base not in taken:
+        return base
+    number = 2
+    while f"{base} [{number}]" in taken:
+        number += 1
+    return f"{base} [{number}]"
+
+
+def slice_suffix(slice_index) -> str:
+    """`` (slice 3)`` / `` (slice 1, 4)`` for a slice of a stack; empty for a 2D image."""
+    if not slice_index:
+        return ""
+    return " (slice " + ", ".join(str(int(i)) for i in slice_index) + ")"
+
+
+def place_below_points(viewer, layer) -> None:
+    """Move ``layer`` (usually just added, on top) under the lowest Points/Shapes layer it
+    covers, so new images never hide the landmarks a user is editing."""
+    from napari.layers import Points, Shapes
+
+    names = [candidate.name for candidate in viewer.layers]
+    if layer.name not in names:
+        return
+    index = names.index(layer.name)
+    covered = [
+        i for i, c in enumerate(viewer.layers) if isinstance(c, (Points, Shapes)) and i < index
+    ]
+    if covered:
+        viewer.layers.move(index, min(covered))
+
+
+def layer_present(viewer, layer) -> bool:
+    """Whether ``layer`` (not merely a layer of the same name) is still in the viewer."""
+    if layer is None:
+        return False
+    for candidate in viewer.layers:
+        if candidate is layer or _unwrapped(candidate) is _unwrapped(layer):
+            return True
+    return False
+
+
+def _unwrapped(layer):
+    # napari's test proxies wrap layers; the wrapped object is what identity should compare
+    return getattr(layer, "__wrapped__", layer)
+
+
+def applicable_layers(viewer) -> list:
+    """Image and Labels layers a transform can be applied to, in layer-list order."""
+    from napari.layers import Image, Labels
+
+    return [layer for layer in viewer.layers if isinstance(layer, (Image, Labels))]

@@ -13,6 +13,12 @@ from the console behaves exactly like one made from the GUI:
   thread worker. Layers are only touched on the main thread.
 - Point edits have an undo/redo history (``undo()``/``redo()``, Ctrl+Z / Ctrl+Shift+Z on the
   Points layers).
+- The points layers open in select mode with the target points active, so a drag moves a point
+  (not the camera). ``fit_model`` (rigid, similarity, affine, tps) chooses the landmark fit;
+  ``strength`` (0..1) doses the shown warp; a pair whose ``active`` feature is off is left out.
+- Results go to new layers (never over a layer the user has). If the warped layer is removed,
+  the next edit re-creates it; if a points layer is removed, the link is gone and ``status`` says
+  so.
 """
 
 from __future__ import annotations
@@ -24,20 +30,23 @@ import numpy as np
 
 from ._layer_data import (
     LayerImage,
-    add_or_update_image,
     full_resolution_points,
     iter_slices,
+    layer_present,
     provenance,
     slices_shape,
     spatial_scale_translate,
     strided_points,
+    unique_layer_name,
 )
 
 MIN_PAIRS = 3
+LABEL_COLOR = "white"  # point numbers: readable over the yellow / cyan points and most images
 PREVIEW_SIDE = 192  # longest side of the image warped while a point is dragged
 GRID_POINTS = 4  # control grid shown for transforms that are not a landmark TPS already
 
 _COMMITTED = ("added", "changed", "removed")
+_FEATURE_DEFAULTS = {"number": 0, "active": True}  # a new point's pair is switched on
 
 
 def landmarks_of(transform, output_shape) -> tuple[np.ndarray, np.ndarray]:
@@ -105,12 +114,20 @@ class LiveWarp:
         stack=None,
         device=None,
         on_status=None,
+        strength: float = 1.0,
+        fit_model: str = "tps",
+        landmarks=None,
     ):
         from qtpy.QtCore import QTimer
 
+        from ..core.transforms import check_strength, with_strength
+
         self.viewer = viewer
         self.content = content
-        self.transform = transform
+        self.fitted = transform  # the landmark fit at full strength
+        self.strength = check_strength(strength)
+        self.transform = with_strength(transform, self.strength)  # what the warp shows
+        self.fit_model = fit_model
         self.device = device
         self.inputs = dict(inputs)
         self.options = dict(options)
@@ -125,6 +142,7 @@ class LiveWarp:
         self._history: list[tuple[np.ndarray, np.ndarray]] = []
         self._history_index = -1
         self._grid_layer = None
+        self._alternate = False  # clicks add pairs point by point: content, then output
 
         name = content_layer.name
         self._rgb = bool(content_layer.rgb)
@@ -135,22 +153,23 @@ class LiveWarp:
         self._lead_scale = np.asarray(content_layer.scale, float)[:-2]
         self._lead_translate = np.asarray(content_layer.translate, float)[:-2]
 
-        control, target = landmarks_of(transform, content.shape)
-        self.warped = add_or_update_image(
-            viewer,
-            f"{name} warped",
-            warped,
-            rgb=content_layer.rgb,
-            metadata={"geostyle": self._provenance(len(control))},
-            **self._image_placement(warped),
-            **self._display_like(content_layer),
-        )
-        size = max(3.0, min(content.shape) / 40.0)
+        if landmarks is None:
+            control, target = landmarks_of(transform, content.shape)
+        else:
+            control, target = (np.asarray(p, float).reshape(-1, 2) for p in landmarks)
+        self._display = self._display_like(content_layer)
+        self.warped = None
+        self._add_warped(warped, unique_layer_name(viewer, f"{name} warped"), len(control))
+        self._point_size = max(3.0, min(content.shape) / 40.0)
         self.content_points = self._points_layer(
-            f"{name} control points", control, "yellow", size
+            unique_layer_name(viewer, f"{name} control points"), control, "yellow"
         )
-        self.target_points = self._points_layer(f"{name} target points", target, "cyan", size)
+        self.target_points = self._points_layer(
+            unique_layer_name(viewer, f"{name} target points"), target, "cyan"
+        )
         self._push_history()
+        self._activate(self.target_points)
+        viewer.layers.events.removed.connect(self._on_layer_removed)
 
         self._preview_timer = QTimer()
         self._preview_timer.setSingleShot(True)
@@ -173,6 +192,38 @@ class LiveWarp:
         self._set_status(f"{len(control)} point pairs")
 
     # ----------------------------------------------------------------- layers
+    def _add_warped(self, data, name: str, pairs: int) -> None:
+        self.warped = self.viewer.add_image(
+            data,
+            name=name,
+            rgb=self._rgb,
+            metadata={"geostyle": self._provenance(pairs)},
+            **self._image_placement(data),
+            **self._display,
+        )
+
+    def _activate(self, layer) -> None:
+        """Make ``layer`` the active one, in select mode (a drag moves a point)."""
+        from napari.layers import Points
+
+        if layer_present(self.viewer, layer):
+            if isinstance(layer, Points):
+                layer.mode = "select"
+            self.viewer.layers.selection.active = layer
+
+    def _on_layer_removed(self, event) -> None:
+        if self.closed:
+            return
+        removed = getattr(event, "value", None)
+        for role, layer in (("control", self.content_points), ("target", self.target_points)):
+            if removed is not None and (removed is layer or removed is _unwrap(layer)):
+                self.close()
+                self._set_status(
+                    f"the {role} points layer was removed: the link to the warp is gone. "
+                    "Run the warp again to edit landmarks."
+                )
+                return
+
     def _image_placement(self, data) -> dict:
         lead = np.ndim(data) - (3 if self._rgb else 2)
         if lead > 0 and len(self._lead_scale) == lead:
@@ -188,8 +239,12 @@ class LiveWarp:
             return {}
         return {"contrast_limits": tuple(layer.contrast_limits), "colormap": layer.colormap.name}
 
-    def _points_layer(self, name, data, color, size):
+    def _points_layer(self, name, data, color):
+        data = np.asarray(data, float).reshape(-1, 2)
         numbers = np.arange(1, len(data) + 1)
+        size = self._point_size
+        # labels in white, larger than the default and offset up-right of their point: readable
+        # next to the yellow / cyan points rather than drawn over them in the same colour
         kwargs = dict(
             name=name,
             scale=self._scale,
@@ -197,17 +252,29 @@ class LiveWarp:
             size=size,
             face_color=color,
             border_color="black",
-            features={"number": numbers},
-            feature_defaults={"number": 0},
-            text={"string": "{number}", "color": color, "anchor": "upper_left", "size": 10},
+            border_width=0.15,
+            features={"number": numbers, "active": np.ones(len(data), bool)},
+            feature_defaults=_FEATURE_DEFAULTS,
+            text={
+                "string": "{number}",
+                "color": LABEL_COLOR,
+                "anchor": "lower_left",
+                "size": 12,
+                "translation": [-0.6 * size, 0.6 * size],
+            },
         )
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        return self.viewer.add_points(np.asarray(data, float), **kwargs)
+        layer = self.viewer.add_points(data, **kwargs)
+        layer.mode = "select"
+        return layer
 
     def _relabel(self) -> None:
         for layer in (self.content_points, self.target_points):
-            layer.features = {"number": np.arange(1, len(layer.data) + 1)}
+            count = len(layer.data)
+            active = np.ones(count, bool)
+            if "active" in layer.features and len(layer.features) == count:
+                active = np.asarray(layer.features["active"], bool)
+            layer.features = {"number": np.arange(1, count + 1), "active": active}
+            layer.feature_defaults = _FEATURE_DEFAULTS  # setting features resets them
             layer.refresh_text()
 
     def _provenance(self, pairs: int) -> dict:
@@ -217,6 +284,8 @@ class LiveWarp:
             self.options,
             self.transform,
             landmark_pairs=pairs,
+            strength=self.strength,
+            fit_model=self.fit_model,
             pixel_stride=self.content.stride,
             slice_index=list(self.content.slice_index),
             all_slices=self.stack is not None,
@@ -234,10 +303,39 @@ class LiveWarp:
             return
         self._dragging = False
         self._preview_timer.stop()
+        if self._alternate and action == "added" and self._alternate_step(edited):
+            return
         self._pair_partner(edited, action, getattr(event, "data_indices", ()))
         self._relabel()
         self._push_history()
-        self.refit(full=True)
+        if self.refit(full=True) and self._alternate:
+            self._set_status(f"{self.status}; click the next point on the content")
+
+    def alternate_pairs(self, on: bool = True) -> None:
+        """Add pairs by clicking, as affinder does: a point on the content, then where it lands
+        in the output, and so on (the layer to click next is made active in add mode)."""
+        self._alternate = bool(on)
+        if on:
+            self._click_next(self.content_points, "click a point on the content")
+
+    def _click_next(self, layer, hint: str) -> None:
+        if layer_present(self.viewer, layer):
+            self.viewer.layers.selection.active = layer
+            layer.mode = "add"
+        pairs = len(self.pairs()[0])
+        self._set_status(f"{pairs} point pairs: {hint}.")
+
+    def _alternate_step(self, edited) -> bool:
+        """One click of alternate mode; True when it waits for the partner point."""
+        content, target = len(self.content_points.data), len(self.target_points.data)
+        if content == target:
+            self._click_next(self.content_points, "click a point on the content")
+            return False  # the pair is complete: re-fit below
+        partner = self.target_points if content > target else self.content_points
+        where = "the output" if partner is self.target_points else "the content"
+        self._relabel()
+        self._click_next(partner, f"now click where it is in {where}")
+        return True
 
     def _drag_callback(self, layer, event):
         yield
@@ -256,9 +354,9 @@ class LiveWarp:
             if count > partner_count:
                 new = np.asarray(edited.data[partner_count:], float)[:, -2:]
                 if edited is self.content_points:
-                    mapped = self.transform.map_points(new)
+                    mapped = self.fitted.map_points(new)
                 else:
-                    mapped = self.transform.sample_points(new)
+                    mapped = self.fitted.sample_points(new)
                 partner.add(mapped)
                 partner.selected_data = set()
             else:
@@ -287,10 +385,32 @@ class LiveWarp:
         count = min(len(control), len(target))
         return control[:count], target[:count]
 
-    def _fit(self, control, target):
-        """Landmark TPS through the pairs, or None with the reason in ``status``."""
-        from ..core.transforms import fit_tps
+    def active_pairs(self) -> np.ndarray:
+        """Boolean mask of the pairs switched on (both points' ``active`` feature)."""
+        count = len(self.pairs()[0])
+        mask = np.ones(count, bool)
+        for layer in (self.content_points, self.target_points):
+            if "active" in layer.features and len(layer.features) >= count:
+                mask &= np.asarray(layer.features["active"], bool)[:count]
+        return mask
 
+    def set_pair_active(self, index: int, active: bool) -> bool:
+        """Switch pair ``index`` on or off (off: left out of the fit) and re-warp."""
+        for layer in (self.content_points, self.target_points):
+            values = np.asarray(layer.features["active"], bool).copy()
+            values[index] = bool(active)
+            features = layer.features.copy()
+            features["active"] = values
+            layer.features = features
+            layer.feature_defaults = _FEATURE_DEFAULTS
+        return self.refit(full=True)
+
+    def _fit(self, control, target, model=None):
+        """The landmark fit through the active pairs, or None with the reason in ``status``."""
+        from ..core.landmark_models import fit_landmarks
+
+        mask = self.active_pairs()
+        control, target = control[mask], target[mask]
         if len(control) < MIN_PAIRS:
             missing = MIN_PAIRS - len(control)
             self._set_status(
@@ -298,22 +418,63 @@ class LiveWarp:
             )
             return None
         try:
-            return fit_tps(control, target)
+            return fit_landmarks(control, target, model or self.fit_model)
         except ValueError as error:
             self._set_status(f"cannot fit the warp: {error}")
             return None
 
+    def _pair_status(self, count: int) -> str:
+        text = f"{count} point pairs"
+        off = int((~self.active_pairs()).sum())
+        if off:
+            text += f" ({off} off)"
+        if self.fit_model != "tps":
+            text += f", {self.fit_model} fit"
+        return text
+
     def refit(self, full: bool = True) -> bool:
-        """Re-fit the TPS from the layers' points; re-warp (full or preview). False if it cannot."""
+        """Re-fit from the layers' points; re-warp (full or preview). False if it cannot."""
+        from ..core.transforms import with_strength
+
         control, target = self.pairs()
         transform = self._fit(control, target)
         if transform is None:
             return False
-        self.transform = transform
-        self._set_status(f"{len(control)} point pairs")
+        self.fitted = transform
+        self.transform = with_strength(transform, self.strength)
+        self._set_status(self._pair_status(len(control)))
         if full:
             self._start_full_warp()
         return True
+
+    def set_strength(self, strength: float) -> None:
+        """Dose the shown warp from none (0) to the landmarks' full fit (1), and re-warp."""
+        from ..core.transforms import check_strength, with_strength
+
+        self.strength = check_strength(strength)
+        if self.closed:
+            return
+        self.transform = with_strength(self.fitted, self.strength)
+        self._start_full_warp()
+
+    def set_fit_model(self, model: str) -> bool:
+        """Fit the landmarks with ``model`` (rigid, similarity, affine, tps) from now on."""
+        from ..core.landmark_models import FIT_MODELS
+
+        if model not in FIT_MODELS:
+            raise ValueError(f"unknown landmark model {model!r}; choose one of {list(FIT_MODELS)}.")
+        self.fit_model = model
+        if self.closed:
+            return False
+        return self.refit(full=True)
+
+    def residuals(self) -> np.ndarray:
+        """Per pair, how far (output pixels) the current fit puts its control point from its
+        target (0 under TPS; under rigid/similarity/affine a large one flags a misplaced pair)."""
+        from ..core.landmark_models import landmark_residuals
+
+        control, target = self.pairs()
+        return landmark_residuals(self.fitted, control, target)
 
     def _small_source(self):
         from ..core.images import fit_longest_side
@@ -332,22 +493,29 @@ class LiveWarp:
 
     def _preview(self) -> None:
         """Cheap warp of the points as they are now (called while a point is dragged)."""
-        from ..core.transforms import fit_tps
+        from ..core.landmark_models import fit_landmarks
+        from ..core.transforms import with_strength
         from ..core.warp import warp_image
 
-        if self.closed or self.stack is not None:
+        if self.closed or self.stack is not None or not layer_present(self.viewer, self.warped):
             return
         control, target = self.pairs()
+        mask = self.active_pairs()
+        control, target = control[mask], target[mask]
         if len(control) < MIN_PAIRS:
             return
         try:
             if self._preview_small is None:
-                transform = fit_tps(control, target)
+                transform = with_strength(
+                    fit_landmarks(control, target, self.fit_model), self.strength
+                )
                 self.warped.data = warp_image(self.content.raw, transform, device=self.device)
                 return
             small, factor = self._preview_small
-            transform = fit_tps(strided_points(control, factor), strided_points(target, factor))
-            preview = warp_image(small, transform, device=self.device)
+            transform = fit_landmarks(
+                strided_points(control, factor), strided_points(target, factor), self.fit_model
+            )
+            preview = warp_image(small, with_strength(transform, self.strength), device=self.device)
         except ValueError:
             return  # e.g. points dragged onto a line: the commit reports it
         self.warped.data = preview
@@ -394,10 +562,24 @@ class LiveWarp:
     def _show_full(self, warped, transform, generation) -> None:
         if self.closed or generation != self._generation:
             return  # a later edit is being warped
-        self.warped.data = warped
-        for key, value in self._image_placement(warped).items():
-            setattr(self.warped, key, value)
-        self.warped.metadata = {"geostyle": self._provenance(len(self.pairs()[0]))}
+        pairs = len(self.pairs()[0])
+        if not layer_present(self.viewer, self.warped):
+            # the user removed the warped layer: editing points brings it back, said aloud
+            active = self.viewer.layers.selection.active
+            name = unique_layer_name(self.viewer, self.warped.name)
+            self._add_warped(warped, name, pairs)
+            from ._layer_data import place_below_points
+
+            place_below_points(self.viewer, self.warped)
+            if active is not None and layer_present(self.viewer, active):
+                self._activate(active)
+            self._set_status(f"{self._pair_status(pairs)}; the warped layer was re-created "
+                             f"as {name!r}")
+        else:
+            self.warped.data = warped
+            for key, value in self._image_placement(warped).items():
+                setattr(self.warped, key, value)
+            self.warped.metadata = {"geostyle": self._provenance(pairs)}
         if self._grid_layer is not None:
             self._update_grid()
 
@@ -512,34 +694,135 @@ class LiveWarp:
         np.save(path, self.displacement_field())
         return Path(path)
 
+    # ----------------------------------------------------------------- other layers, sessions
+    def inverse_transform(self):
+        """Output -> content: the landmarks fitted with their roles swapped (exact for the
+        linear fits, the matching TPS otherwise), at the same strength."""
+        from ..core.landmark_models import fit_landmarks
+        from ..core.transforms import with_strength
+
+        control, target = self.pairs()
+        mask = self.active_pairs()
+        return with_strength(
+            fit_landmarks(target[mask], control[mask], self.fit_model), self.strength
+        )
+
+    def apply_to(self, layer, inverse: bool = False, output_shape=None):
+        """Warp another Image or Labels layer (its shown slice, in the content's pixel frame)
+        with the current transform into a new layer over the output (labels: nearest
+        neighbour, zeros outside)."""
+        from napari.layers import Labels
+
+        from ..core.warp import warp_image
+        from ._layer_data import place_below_points, slice_suffix
+
+        labels = isinstance(layer, Labels)
+        data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+        rgb = bool(getattr(layer, "rgb", False))
+        lead = np.ndim(data) - (3 if rgb else 2)
+        index = ()
+        if lead > 0:
+            position = layer.world_to_data(self.viewer.dims.point)
+            index = tuple(
+                int(np.clip(np.round(position[axis]), 0, np.shape(data)[axis] - 1))
+                for axis in range(lead)
+            )
+        plane = np.asarray(data[index] if index else data)
+        if self.content.stride > 1:
+            plane = plane[:: self.content.stride, :: self.content.stride]
+        transform = self.inverse_transform() if inverse else self.transform
+        shape = tuple(output_shape) if output_shape is not None else self.content.shape
+        warped = warp_image(
+            plane, transform, output_shape=shape, device=self.device,
+            mode="nearest" if labels else "bilinear", padding="zeros" if labels else "border",
+        )
+        kind = "unwarped" if inverse else "warped"
+        name = unique_layer_name(self.viewer, f"{layer.name} {kind}{slice_suffix(index)}")
+        meta = {"geostyle": provenance(
+            "apply transform", {"layer": layer.name, **self.inputs},
+            {"inverse": inverse, "strength": self.strength, "fit_model": self.fit_model},
+            transform,
+        )}
+        placement = {"scale": self._scale, "translate": self._translate}
+        active = self.viewer.layers.selection.active
+        if labels:
+            new = self.viewer.add_labels(warped, name=name, metadata=meta, **placement)
+        else:
+            new = self.viewer.add_image(
+                warped, name=name, rgb=rgb, metadata=meta, **placement,
+                **self._display_like(layer),
+            )
+        place_below_points(self.viewer, new)
+        if active is not None and layer_present(self.viewer, active):
+            self._activate(active)
+        return new
+
+    def session(self) -> dict:
+        """Everything needed to rebuild this warp: layers' sources, landmarks, fit, options."""
+        control, target = self.pairs()
+        return {
+            "inputs": dict(self.inputs),
+            "options": dict(self.options),
+            "sources": self._sources(),
+            "control_points": control.tolist(),
+            "target_points": target.tolist(),
+            "active": self.active_pairs().tolist(),
+            "fit_model": self.fit_model,
+            "strength": self.strength,
+            "pixel_stride": self.content.stride,
+            "slice_index": list(self.content.slice_index),
+            "transform": self.transform.to_dict(),
+        }
+
+    def _sources(self) -> dict:
+        sources = {}
+        names = {layer.name: layer for layer in self.viewer.layers}
+        for role, name in self.inputs.items():
+            if isinstance(name, str) and name in names:
+                path = getattr(names[name].source, "path", None)
+                sources[role] = None if path is None else str(path)
+        return sources
+
     # ----------------------------------------------------------------- deformation grid
     def grid_lines(self, lines: int = 12, samples: int = 48) -> list[np.ndarray]:
-        """Lines of a regular output-frame grid pulled back into the content frame."""
+        """Lines of a regular content grid carried into the output frame (drawn over the
+        warped image: where the warp moves each part of the content)."""
         height, width = self.content.shape
         paths = []
         for row in np.linspace(0, height - 1, lines):
             paths.append(np.stack([np.full(samples, row), np.linspace(0, width - 1, samples)], 1))
         for col in np.linspace(0, width - 1, lines):
             paths.append(np.stack([np.linspace(0, height - 1, samples), np.full(samples, col)], 1))
-        return [np.asarray(self.transform.sample_points(path)) for path in paths]
+        mapped = self.transform.map_points(np.concatenate(paths))
+        return list(np.asarray(mapped).reshape(len(paths), samples, 2))
 
     def show_grid(self, visible: bool = True) -> None:
-        """Show (or hide) a Shapes layer: where the output's regular grid samples the content."""
+        """Show (or hide) a Shapes layer over the output: the content's regular grid, warped.
+        The grid never becomes the active layer (the next drag must still move a point)."""
         if not visible:
             if self._grid_layer is not None and self._grid_layer in self.viewer.layers:
                 self.viewer.layers.remove(self._grid_layer)
             self._grid_layer = None
             return
         if self._grid_layer is None or self._grid_layer not in self.viewer.layers:
+            active = self.viewer.layers.selection.active
             self._grid_layer = self.viewer.add_shapes(
                 self.grid_lines(),
                 shape_type="path",
                 edge_color="orange",
                 edge_width=max(1.0, min(self.content.shape) / 300.0),
-                name=f"{self.content.name} deformation grid",
+                name=unique_layer_name(self.viewer, f"{self.content.name} deformation grid"),
                 scale=self._scale,
                 translate=self._translate,
             )
+            # just above the warped image, under the points
+            from ._layer_data import place_below_points
+
+            place_below_points(self.viewer, self._grid_layer)
+            if active is not None and layer_present(self.viewer, active):
+                self._activate(active)
+            else:
+                self._activate(self.target_points)
         else:
             self._update_grid()
 
@@ -555,8 +838,13 @@ class LiveWarp:
             return
         self.closed = True
         self._preview_timer.stop()
+        self._generation += 1  # a warp still running is not shown
         if self._worker is not None:
             self._worker.quit()
+        try:
+            self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
+        except (ValueError, RuntimeError, TypeError):
+            pass
         for key, layer in (("content", self.content_points), ("target", self.target_points)):
             try:
                 layer.events.data.disconnect(self._handlers[key])
@@ -568,3 +856,7 @@ class LiveWarp:
 def start_live_warp(viewer, content_layer, content: LayerImage, transform, warped, **kwargs):
     """Build the live layers for ``transform``: what the widget and ``viewer_api`` both call."""
     return LiveWarp(viewer, content_layer, content, transform, warped, **kwargs)
+
+
+def _unwrap(layer):
+    return getattr(layer, "__wrapped__", layer)

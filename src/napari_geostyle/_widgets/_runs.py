@@ -6,6 +6,10 @@
   layer is updated from previews (float32, contrast limits reset) and a napari progress bar shows
   level and iteration. Cancelling keeps the last preview and frees cached GPU memory. Errors
   become napari notifications that say what to do.
+- Results go to new layers (``<content> textured``, ``... [2]``, ...) unless ``reuse`` asks to
+  update the layer of the same name; they keep the content's kind (gray stays gray, uint16 stays
+  uint16) and sit under the landmark Points layers.
+- ``abandon()`` (the widget is gone, the viewer closed) stops the work and touches no layer.
 """
 
 from __future__ import annotations
@@ -14,7 +18,14 @@ import time
 
 import numpy as np
 
-from ._layer_data import add_or_update_image, provenance, spatial_scale_translate
+from ._layer_data import (
+    layer_present,
+    place_below_points,
+    provenance,
+    slice_suffix,
+    spatial_scale_translate,
+    unique_layer_name,
+)
 from ._live_points import warp_planes
 
 
@@ -29,7 +40,7 @@ def estimate_and_warp(content, style, model, method, device=None, stack=None):
 
     transform = estimate_warp(
         content.normalized, style.normalized, model=model, method=method, device=device
-    )
+    )  # the full warp: the live warp doses it with the widget's strength
     yield 0
     source = content.raw if stack is None else None
     warped = yield from warp_planes(source, transform, device, stack)
@@ -98,15 +109,28 @@ class StyleRun:
         stride: int = 1,
         device=None,
         on_done=None,
+        on_progress=None,
+        content_like=None,
+        value_range=None,
+        keep_color: bool = False,
+        slice_index=(),
+        reuse: bool = False,
     ):
         self.viewer = viewer
         self._steps = steps
-        self.output_name = output_name
+        self.output_name = output_name + slice_suffix(slice_index)
         self.stage = stage
         self.inputs = inputs
         self.options = options
         self.device = device
         self.on_done = on_done
+        self.on_progress = on_progress  # (done, total, text) for a widget's own progress bar
+        self.content_like = content_like  # the content's raw 2D slice: the result's kind
+        self.value_range = value_range
+        self.keep_color = keep_color
+        self.reuse = reuse
+        self.abandoned = False
+        self.started_at = None
         self.reference_shape = tuple(int(n) for n in reference_shape[:2])
         self.output = None
         self.warped = None
@@ -161,6 +185,7 @@ class StyleRun:
         worker.finished.connect(self._on_finished)
         worker.geostyle_run = self  # keep this object alive as long as the worker
         self.worker = worker
+        self.started_at = time.monotonic()
         worker.start()
         return worker
 
@@ -170,6 +195,12 @@ class StyleRun:
             self.cancelled = True
             self.worker.quit()
 
+    def abandon(self) -> None:
+        """The viewer or widget is gone: stop, touch no layer, call nobody back."""
+        self.abandoned = True
+        self.on_done = self.on_progress = None
+        self.cancel()
+
     @property
     def running(self) -> bool:
         """True from ``start()`` until every result handler has run."""
@@ -178,6 +209,8 @@ class StyleRun:
     # ----------------------------------------------------------------- main-thread handlers
     def _on_step(self, step) -> None:
         self.steps_seen += 1
+        if self.abandoned:
+            return
         if getattr(step, "stage", None) == "geometry":
             self._show_warped(step)
             return
@@ -196,13 +229,38 @@ class StyleRun:
             )
             bar.n = done
             bar.refresh()
+            if self.on_progress is not None:
+                self.on_progress(done, total, self._progress_text(step, done, total))
         if step.image is not None and not self._final_shown:
             self._show_output(step.image, final=False)
 
+    def _progress_text(self, step, done: int, total: int) -> str:
+        text = (f"level {step.level}/{step.levels}, iteration {step.iteration}/"
+                f"{step.iterations}")
+        elapsed = time.monotonic() - (self.started_at or time.monotonic())
+        if done > 0 and total > done:
+            text += f", about {elapsed * (total - done) / done:.0f} s left"
+        return text
+
+    def _result_layer(self, name: str, data, **kwargs):
+        """A new layer called ``name`` (made unique), or with ``reuse`` the layer of that name."""
+        from ._layer_data import add_or_update_image
+
+        active = self.viewer.layers.selection.active
+        if self.reuse:
+            layer = add_or_update_image(self.viewer, name, data, **kwargs)
+        else:
+            layer = self.viewer.add_image(
+                data, name=unique_layer_name(self.viewer, name), **kwargs
+            )
+        place_below_points(self.viewer, layer)
+        if active is not None and active is not layer:
+            self.viewer.layers.selection.active = active  # a drag still moves the point
+        return layer
+
     def _show_warped(self, step) -> None:
         self.transform = step.transform
-        self.warped = add_or_update_image(
-            self.viewer,
+        self.warped = self._result_layer(
             f"{self._content_name} warped",
             step.warped,
             scale=self._content_scale,
@@ -222,8 +280,21 @@ class StyleRun:
             "translate": self._content_translate + self._content_scale * (factor - 1) / 2.0,
         }
 
-    def _show_output(self, image, final: bool) -> None:
+    def _in_content_kind(self, image):
+        """The result as the content's kind (gray / colour, dtype), and its contrast limits."""
+        from ..core.images import match_kind
+
         image = np.asarray(image, dtype=np.float32)
+        if self.content_like is None:
+            return image, (0.0, 1.0)
+        result = match_kind(image, self.content_like, self.value_range, self.keep_color)
+        if result.dtype.kind in "ui":
+            low, high = self.value_range or (0, np.iinfo(result.dtype).max)
+            return result, (float(low), float(high))
+        return result, (0.0, 1.0)
+
+    def _show_output(self, image, final: bool) -> None:
+        image, limits = self._in_content_kind(image)
         meta = provenance(
             self.stage,
             self.inputs,
@@ -233,19 +304,26 @@ class StyleRun:
             cancelled=self.cancelled,
             device=str(self.device) if self.device is not None else "auto",
         )
-        self.output = add_or_update_image(
-            self.viewer,
-            self.output_name,
-            image,
-            rgb=image.ndim == 3,
-            metadata={"geostyle": meta},
-            **self._output_scale(image),
-        )
-        self.output.contrast_limits = (0.0, 1.0)
+        placement = self._output_scale(image)
+        rgb = image.ndim == 3
+        if self.output is not None and self.output.rgb == rgb and layer_present(
+            self.viewer, self.output
+        ):
+            self.output.data = image
+            self.output.metadata = {"geostyle": meta}
+            for key, value in placement.items():
+                setattr(self.output, key, value)
+        else:
+            self.output = self._result_layer(
+                self.output_name, image, rgb=rgb, metadata={"geostyle": meta}, **placement
+            )
+            self.output_name = self.output.name
+        if not rgb:
+            self.output.contrast_limits = limits
         self.output.refresh()
 
     def _on_returned(self, image) -> None:
-        if image is not None:
+        if image is not None and not self.abandoned:
             self._final_shown = True
             self._show_output(image, final=True)
 
@@ -254,6 +332,9 @@ class StyleRun:
 
         self.error = error
         self._close_steps()
+        if self.abandoned:
+            free_device_memory()
+            return
         if "out of memory" in str(error).lower():
             from ..core.features import clear_trunk_cache
 
@@ -263,7 +344,7 @@ class StyleRun:
 
     def _on_aborted(self) -> None:
         self.cancelled = True
-        if self.output is not None:
+        if self.output is not None and not self.abandoned:
             self.output.metadata["geostyle"]["cancelled"] = True
             self.output.metadata["geostyle"]["complete"] = False
         self._close_steps()
@@ -274,6 +355,10 @@ class StyleRun:
         if self._progress is not None:
             self._progress.close()
             self._progress = None
+        self._close_steps()
+        if self.abandoned:  # drop what the closed viewer's layers would have held
+            self.output = self.warped = None
+            free_device_memory()
         if self.on_done is not None:
             self.on_done(self)
 

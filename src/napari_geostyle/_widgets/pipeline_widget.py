@@ -20,13 +20,20 @@ class GeometricStyleTransferWidget(TextureTransferWidget):
     stage = "geometric style"
 
     def _build_inputs(self, form) -> None:
-        self.content_combo = LayerCombo(self.viewer)
-        self.style_combo = LayerCombo(self.viewer)
-        if len(self.style_combo.layers()) > 1:
-            self.style_combo.setCurrentIndex(1)
+        self.content_combo = LayerCombo(self.viewer, prefer=("content",))
+        self.style_combo = LayerCombo(self.viewer, prefer=("style", "geometry style"))
         keep_different(self.content_combo, self.style_combo)
+        # optional pickers stay on "(same as style)" unless a layer is plainly meant for them
         self.geometry_combo = LayerCombo(self.viewer, optional_text=NONE_TEXT)
-        self.texture_combo = LayerCombo(self.viewer, optional_text=NONE_TEXT)
+        self.texture_combo = LayerCombo(
+            self.viewer, optional_text=NONE_TEXT, prefer=("texture style", "texture")
+        )
+        for combo in (self.geometry_combo, self.texture_combo):
+            combo.avoid.extend([self.content_combo, self.style_combo])
+            combo.refresh()
+        for combo in (self.content_combo, self.style_combo, self.geometry_combo,
+                      self.texture_combo):
+            combo.currentIndexChanged.connect(self._clear_stale_status)
         self.model_combo = QComboBox()
         self.model_combo.addItems(MODELS)
         self.method_combo = QComboBox()
@@ -50,6 +57,6 @@ class GeometricStyleTransferWidget(TextureTransferWidget):
             self.style_combo.layer(),
             geometry_style=self.geometry_combo.layer(),
             texture_style=self.texture_combo.layer(),
-            on_done=self._finished,
+            **self._run_hooks(),
             **options,
         )

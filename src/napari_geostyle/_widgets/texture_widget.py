@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import time
+
 from qtpy.QtWidgets import (
+    QApplication,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
-from ._common import LayerCombo, bind_console, device_names
+from ._common import LayerCombo, WidgetLife, bind_console, collapsible, device_names
 
 PRESETS = ("fast", "balanced", "quality")
 BACKBONES = ("auto", "vgg19", "random")
 PRESET_SIZES = {"fast": 256, "balanced": 512, "quality": 1024}
 PREVIEW_EVERY = 5  # iterations between live previews of the result
+TEXTURE_HINTS = ("texture style", "texture", "style")
 
 
 def latest_warped_layer(viewer):
@@ -35,9 +40,11 @@ def latest_warped_layer(viewer):
 class StyleRow(QWidget):
     """One texture-style layer and its weight."""
 
-    def __init__(self, viewer, on_remove, parent=None):
+    def __init__(self, viewer, on_remove, parent=None, avoid=()):
         super().__init__(parent)
-        self.combo = LayerCombo(viewer)
+        self.combo = LayerCombo(viewer, prefer=TEXTURE_HINTS)
+        self.combo.avoid.extend(avoid)
+        self.combo.refresh()
         self.weight = QDoubleSpinBox()
         self.weight.setRange(0.0, 100.0)
         self.weight.setSingleStep(0.1)
@@ -63,6 +70,9 @@ class TextureTransferWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.run_state = None  # the StyleRun in progress or last finished
+        self._started_at = float("-inf")
+        self.life = WidgetLife(self)
+        self.life.on_destroyed(self._abandon_run)
 
         self.size_spin = QSpinBox()
         self.size_spin.setRange(32, 8192)
@@ -98,13 +108,25 @@ class TextureTransferWidget(QWidget):
         )
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, 2**31 - 1)
+        self.reuse_check = QCheckBox("update the previous result layer")
+        self.reuse_check.setToolTip(
+            "off: every run makes a new layer (layers you edited are never replaced)"
+        )
+        self.color_output_check = QCheckBox("colour result for gray content")
+        self.color_output_check.setToolTip(
+            "gray content gives a gray result; tick to keep a colour style's colours"
+        )
 
-        self.backbone_label = QLabel()
-        self.backbone_label.setWordWrap(True)
+        self.backbone_label = QLabel()  # one line; the details are in its tooltip
         self.fetch_button = QPushButton("Fetch ImageNet weights (548 MB)")
         self.fetch_button.clicked.connect(self.fetch_weights)
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self.run_or_cancel)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("%p%")
+        self.progress_bar.setVisible(False)
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
 
@@ -121,13 +143,17 @@ class TextureTransferWidget(QWidget):
         advanced.addRow("content weight", self.content_weight_spin)
         advanced.addRow("backbone", self.backbone_combo)
         advanced.addRow("seed", self.seed_spin)
-        self.advanced_box = _collapsible("advanced", advanced)
+        advanced.addRow("", self.color_output_check)
+        advanced.addRow("", self.reuse_check)
+        advanced.addRow(self.fetch_button)
+        self.advanced_box = collapsible("advanced", advanced)
         layout = QVBoxLayout(self)
+        layout.setSpacing(4)
         layout.addLayout(form)
         layout.addWidget(self.advanced_box)
         layout.addWidget(self.backbone_label)
-        layout.addWidget(self.fetch_button)
         layout.addWidget(self.run_button)
+        layout.addWidget(self.progress_bar)
         layout.addWidget(self.status_label)
         layout.addStretch(1)
 
@@ -136,10 +162,8 @@ class TextureTransferWidget(QWidget):
 
     # ----------------------------------------------------------------- inputs
     def _build_inputs(self, form) -> None:
-        self.content_combo = LayerCombo(self.viewer)
-        warped = latest_warped_layer(self.viewer)
-        if warped is not None:
-            self.content_combo.set_layer(warped)
+        self.content_combo = LayerCombo(self.viewer, prefer=(latest_warped_layer, "content"))
+        self.content_combo.currentIndexChanged.connect(self._clear_stale_status)
         self.style_rows: list[StyleRow] = []
         self.styles_box = QVBoxLayout()
         self.add_style_button = QPushButton("+ add style")
@@ -150,17 +174,11 @@ class TextureTransferWidget(QWidget):
         self.add_style_row()
 
     def add_style_row(self, layer=None) -> StyleRow:
-        row = StyleRow(self.viewer, self._remove_style_row)
-        content = self.content_combo.layer()
+        avoid = [self.content_combo, *(r.combo for r in self.style_rows)]
+        row = StyleRow(self.viewer, self._remove_style_row, avoid=avoid)
+        row.combo.currentIndexChanged.connect(self._clear_stale_status)
         if layer is not None:
             row.combo.set_layer(layer)
-        else:
-            taken = {getattr(r.combo.layer(), "name", None) for r in self.style_rows}
-            taken.add(getattr(content, "name", None))
-            for candidate in reversed(row.combo.layers()):
-                if candidate.name not in taken:
-                    row.combo.set_layer(candidate)
-                    break
         self.style_rows.append(row)
         self.styles_box.addWidget(row)
         self._update_remove_buttons()
@@ -183,18 +201,18 @@ class TextureTransferWidget(QWidget):
         from ..core.weights import describe_vgg19_weights
 
         state = describe_vgg19_weights()
+        looked = "\n".join(f"{entry['where']}: {entry['path']}" for entry in state["looked"])
         if state["found"]:
-            self.backbone_label.setText(f"ImageNet VGG-19 weights: found ({state['source']}).")
+            self.backbone_label.setText(f"VGG-19 weights: ImageNet ({state['source']})")
             self.fetch_button.setVisible(False)
+            self.backbone_label.setToolTip(looked)
         else:
-            self.backbone_label.setText(
-                "ImageNet VGG-19 weights: not found, 'auto' uses a random VGG-19 (poor "
-                "textures). Fetch them below, or set " + str(state["env_var"]) + "."
-            )
+            self.backbone_label.setText("VGG-19 weights: not found, textures will be poor")
             self.fetch_button.setVisible(True)
-        self.backbone_label.setToolTip(
-            "\n".join(f"{entry['where']}: {entry['path']}" for entry in state["looked"])
-        )
+            self.backbone_label.setToolTip(
+                "'auto' uses a random VGG-19. Fetch the ImageNet weights under 'advanced', or "
+                f"set {state['env_var']}. Looked in:\n{looked}"
+            )
         return state
 
     def fetch_weights(self) -> None:
@@ -250,7 +268,12 @@ class TextureTransferWidget(QWidget):
         return self.run_state is not None and self.run_state.running
 
     def run_or_cancel(self) -> None:
+        """The Run button: start, or cancel a running run. A second click within the
+        double-click interval of the start is the rest of a double click, not a Cancel."""
         if self.running:
+            since_start_ms = (time.monotonic() - self._started_at) * 1000.0
+            if since_start_ms < QApplication.doubleClickInterval():
+                return
             self.cancel()
         else:
             self.run()
@@ -261,6 +284,23 @@ class TextureTransferWidget(QWidget):
             self.status_label.setText("cancelling…")
             self.run_state.cancel()
 
+    def _abandon_run(self) -> None:
+        """The widget is gone (the viewer closed): stop the run, free what it holds."""
+        if self.run_state is not None:
+            self.run_state.abandon()
+        self.run_state = None
+
+    def _clear_stale_status(self, *_):
+        if self.status_label.text().startswith(("not started", "failed")):
+            self.status_label.setText("")
+
+    def _show_progress(self, done: int, total: int, text: str) -> None:
+        if not self.life.alive:
+            return
+        self.progress_bar.setRange(0, max(1, total))
+        self.progress_bar.setValue(done)
+        self.progress_bar.setFormat(f"{text} (%p%)")
+
     def _start(self):
         from .. import viewer_api
 
@@ -269,8 +309,16 @@ class TextureTransferWidget(QWidget):
         if len(styles) > 1:
             options["style_weights"] = [row.weight.value() for row in self.style_rows]
         return viewer_api._texture_run(
-            self.viewer, self.content_combo.layer(), styles, on_done=self._finished, **options
+            self.viewer, self.content_combo.layer(), styles, **self._run_hooks(), **options
         )
+
+    def _run_hooks(self) -> dict:
+        return {
+            "on_done": self._finished,
+            "on_progress": self._show_progress,
+            "reuse": self.reuse_check.isChecked(),
+            "color_output": self.color_output_check.isChecked(),
+        }
 
     def run(self):
         """Start the run (returns the StyleRun, or None after an error notification)."""
@@ -286,27 +334,26 @@ class TextureTransferWidget(QWidget):
             show_error(f"GeoStyle {self.stage}: {friendly_error(error)}")
             self.status_label.setText(f"not started: {error}")
             return None
+        self._started_at = time.monotonic()
         self.run_button.setText("Cancel")
+        self.progress_bar.setRange(0, 0)  # busy until the first step reports its position
+        self.progress_bar.setFormat("starting…")
+        self.progress_bar.setVisible(True)
         self.status_label.setText("running…")
         return self.run_state
 
     def _finished(self, run) -> None:
+        if not self.life.alive:
+            return
         self.run_button.setText("Run")
+        self.progress_bar.setVisible(False)
         if run.error is not None:
             self.status_label.setText(f"failed: {run.error}")
+        elif run.cancelled and run.output is not None:
+            self.status_label.setText(
+                f"cancelled: the last preview is kept in {run.output_name!r}."
+            )
         elif run.cancelled:
-            self.status_label.setText("cancelled: the last preview is kept.")
+            self.status_label.setText("cancelled before a preview was made.")
         else:
             self.status_label.setText(f"done: {run.output_name!r}")
-
-
-def _collapsible(title: str, form) -> QWidget:
-    """A section that starts collapsed (superqt's QCollapsible)."""
-    from superqt import QCollapsible
-
-    inner = QWidget()
-    inner.setLayout(form)
-    box = QCollapsible(title)
-    box.addWidget(inner)
-    box.collapse(animate=False)
-    return box

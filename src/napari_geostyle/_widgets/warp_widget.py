@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
     QGridLayout,
+    QHBoxLayout,
     QLabel,
+    QProgressBar,
     QPushButton,
+    QSlider,
     QVBoxLayout,
     QWidget,
 )
 
-from ._common import LayerCombo, bind_console, choose_file, device_names, keep_different
+from ._common import (
+    LayerCombo,
+    WidgetLife,
+    bind_console,
+    choose_file,
+    collapsible,
+    device_names,
+    keep_different,
+)
+import numpy as np
+
 from ._layer_data import (
     leading_shape,
     read_layer_image,
@@ -25,6 +39,15 @@ from ._layer_data import (
 MODELS = ("affine+tps", "affine", "tps")
 METHODS = ("network", "refine")
 SLICE_MODES = ("current slice", "all slices")
+LANDMARK_FITS = ("tps", "affine", "similarity", "rigid")
+STRENGTH_STEPS = 100  # slider positions from no warp (0) to the full warp (1)
+
+
+def describe_warp(model: str) -> str:
+    """"an affine+TPS warp", "a TPS warp": the model named for people, with its article."""
+    name = model.replace("tps", "TPS")
+    article = "an" if name[0].lower() in "aeio" else "a"
+    return f"{article} {name} warp"
 
 
 class GeometricWarpWidget(QWidget):
@@ -40,11 +63,14 @@ class GeometricWarpWidget(QWidget):
         self.live = None
         self.worker = None
         self.last_error = None
+        self._run_id = 0  # a cancelled (or superseded) estimate's result is dropped
+        self.life = WidgetLife(self)
+        self.life.on_destroyed(self._stop_everything)
 
-        self.content_combo = LayerCombo(napari_viewer)
-        self.style_combo = LayerCombo(napari_viewer)
-        if len(self.style_combo.layers()) > 1:
-            self.style_combo.setCurrentIndex(1)
+        self.content_combo = LayerCombo(napari_viewer, prefer=("content",))
+        self.style_combo = LayerCombo(
+            napari_viewer, prefer=("geometry style", "geometry", "style")
+        )
         keep_different(self.content_combo, self.style_combo)
         self.model_combo = QComboBox()
         self.model_combo.addItems(MODELS)
@@ -60,9 +86,35 @@ class GeometricWarpWidget(QWidget):
         self.slice_combo.addItems(SLICE_MODES)
         self.slice_combo.setToolTip("For stacks and time series: warp the shown slice or all.")
         self.run_button = QPushButton("Run")
-        self.run_button.clicked.connect(self.run)
+        self.run_button.clicked.connect(self.run_or_cancel)
+        self.landmarks_button = QPushButton("Start from landmarks")
+        self.landmarks_button.setToolTip(
+            "No network: an identity warp with no landmarks. Click on the content, then where "
+            "that point should land in the output; repeat (3 pairs make a warp)."
+        )
+        self.landmarks_button.clicked.connect(lambda: self.start_from_landmarks())
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 0)  # the estimate is one call: a busy bar, no ETA
+        self.progress_bar.setMaximumHeight(12)
+        self.progress_bar.setTextVisible(False)
+        self.progress_bar.setVisible(False)
         self.status_label = QLabel("Pick a content and a geometry-style layer, then Run.")
         self.status_label.setWordWrap(True)
+        self.strength_slider = QSlider(Qt.Orientation.Horizontal)
+        self.strength_slider.setRange(0, STRENGTH_STEPS)
+        self.strength_slider.setValue(STRENGTH_STEPS)
+        self.strength_slider.setToolTip("0: no warp, 1: the full warp (re-warps live)")
+        self.strength_label = QLabel("1.00")
+        self.strength_slider.valueChanged.connect(self._on_strength_changed)
+        self.fit_combo = QComboBox()
+        self.fit_combo.addItems(LANDMARK_FITS)
+        self.fit_combo.setToolTip(
+            "How the landmarks are fitted when you edit them: TPS bends through every pair; "
+            "affine, similarity (rotation + scale) and rigid (rotation) are least squares."
+        )
+        self.fit_combo.currentTextChanged.connect(self._on_fit_changed)
+        self.content_combo.currentIndexChanged.connect(self._clear_stale_status)
+        self.style_combo.currentIndexChanged.connect(self._clear_stale_status)
 
         self.undo_button = QPushButton("Undo")
         self.redo_button = QPushButton("Redo")
@@ -83,28 +135,71 @@ class GeometricWarpWidget(QWidget):
         self.field_button.clicked.connect(lambda: self.export_displacement())
         self.grid_check = QCheckBox("Show deformation grid")
         self.grid_check.toggled.connect(self._on_grid_toggled)
+        self.table_button = QPushButton("Landmark table")
+        self.table_button.clicked.connect(lambda: self.show_landmark_table())
+        self.apply_button = QPushButton("Apply to layer…")
+        self.apply_button.setToolTip("Warp another Image or Labels layer with this transform")
+        self.apply_button.clicked.connect(lambda: self.apply_to_layer())
+        self.apply_combo = QComboBox()
+        self.apply_combo.setToolTip("the layer 'Apply to layer' warps (labels: nearest)")
+        self.inverse_check = QCheckBox("inverse")
+        self.inverse_check.setToolTip("apply the inverse transform (output -> content frame)")
+        self.save_session_button = QPushButton("Save session…")
+        self.load_session_button = QPushButton("Load session…")
+        self.save_session_button.clicked.connect(lambda: self.save_session())
+        self.load_session_button.clicked.connect(lambda: self.load_session())
+        self.table_dock = None
 
         form = QFormLayout()
         form.addRow("content", self.content_combo)
         form.addRow("geometry style", self.style_combo)
         form.addRow("model", self.model_combo)
-        form.addRow("method", self.method_combo)
-        form.addRow("device", self.device_combo)
-        form.addRow("stacks", self.slice_combo)
+        strength_row = QHBoxLayout()
+        strength_row.addWidget(self.strength_slider, 1)
+        strength_row.addWidget(self.strength_label)
+        form.addRow("strength", strength_row)
+        advanced = QFormLayout()
+        advanced.addRow("method", self.method_combo)
+        advanced.addRow("device", self.device_combo)
+        advanced.addRow("stacks", self.slice_combo)
         edits = QGridLayout()
-        edits.addWidget(self.undo_button, 0, 0)
-        edits.addWidget(self.redo_button, 0, 1)
-        edits.addWidget(self.import_button, 1, 0)
-        edits.addWidget(self.export_button, 1, 1)
-        edits.addWidget(self.json_button, 2, 0)
-        edits.addWidget(self.field_button, 2, 1)
+        edits.addWidget(QLabel("landmark fit"), 0, 0)
+        edits.addWidget(self.fit_combo, 0, 1)
+        edits.addWidget(self.undo_button, 1, 0)
+        edits.addWidget(self.redo_button, 1, 1)
+        edits.addWidget(self.table_button, 2, 0)
+        edits.addWidget(self.grid_check, 2, 1)
+        edits.addWidget(self.apply_combo, 3, 0)
+        apply_row = QHBoxLayout()
+        apply_row.addWidget(self.apply_button)
+        apply_row.addWidget(self.inverse_check)
+        edits.addLayout(apply_row, 3, 1)
+        files = QGridLayout()
+        files.addWidget(self.import_button, 0, 0)
+        files.addWidget(self.export_button, 0, 1)
+        files.addWidget(self.json_button, 1, 0)
+        files.addWidget(self.field_button, 1, 1)
+        files.addWidget(self.save_session_button, 2, 0)
+        files.addWidget(self.load_session_button, 2, 1)
+        self.advanced_box = collapsible("advanced", advanced)
+        self.landmarks_box = collapsible("landmarks", edits, expanded=True)
+        self.files_box = collapsible("files", files)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button, 1)
+        buttons.addWidget(self.landmarks_button)
         layout = QVBoxLayout(self)
+        layout.setSpacing(4)
         layout.addLayout(form)
-        layout.addWidget(self.run_button)
+        layout.addWidget(self.advanced_box)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress_bar)
         layout.addWidget(self.status_label)
-        layout.addLayout(edits)
-        layout.addWidget(self.grid_check)
+        layout.addWidget(self.landmarks_box)
+        layout.addWidget(self.files_box)
         layout.addStretch(1)
+        napari_viewer.layers.events.inserted.connect(self._refresh_apply_choices)
+        napari_viewer.layers.events.removed.connect(self._refresh_apply_choices)
+        self._refresh_apply_choices()
         self.content_combo.currentIndexChanged.connect(self._update_enabled)
         self._update_enabled()
         bind_console(napari_viewer)
@@ -115,14 +210,62 @@ class GeometricWarpWidget(QWidget):
         self.slice_combo.setEnabled(bool(content is not None and leading_shape(content)))
         has_live = self.live is not None and not self.live.closed
         for button in (self.import_button, self.export_button, self.json_button,
-                       self.field_button, self.grid_check):
+                       self.field_button, self.grid_check, self.table_button,
+                       self.apply_button, self.save_session_button):
             button.setEnabled(has_live)
         self.undo_button.setEnabled(has_live and self.live.can_undo)
         self.redo_button.setEnabled(has_live and self.live.can_redo)
 
     def set_status(self, text: str) -> None:
+        if not self.life.alive:
+            return
         self.status_label.setText(text)
         self._update_enabled()
+
+    def _clear_stale_status(self, *_):
+        """A 'not started' / 'failed' message is about the old choice: drop it."""
+        text = self.status_label.text()
+        if text.startswith(("not started", "failed")):
+            self.status_label.setText("Pick a content and a geometry-style layer, then Run.")
+
+    def _stop_everything(self) -> None:
+        """The widget is gone (viewer closed): stop the estimate, drop its result, stop live."""
+        self._run_id += 1
+        if self.worker is not None:
+            self.worker.quit()
+        if self.live is not None:
+            self.live.close()
+        self.live = None
+
+    def _on_strength_changed(self, value: int) -> None:
+        strength = value / STRENGTH_STEPS
+        self.strength_label.setText(f"{strength:.2f}")
+        if self.live is not None and not self.live.closed:
+            self.live.set_strength(strength)
+
+    @property
+    def strength(self) -> float:
+        return self.strength_slider.value() / STRENGTH_STEPS
+
+    def _on_fit_changed(self, model: str) -> None:
+        if self.live is not None and not self.live.closed:
+            self.live.set_fit_model(model)
+
+    def _refresh_apply_choices(self, *_):
+        from ._layer_data import applicable_layers
+
+        current = self.apply_combo.currentText()
+        live_names = set()
+        if self.live is not None:
+            live_names = {self.live.warped.name}
+        names = [layer.name for layer in applicable_layers(self.viewer)
+                 if layer.name not in live_names]
+        self.apply_combo.blockSignals(True)
+        self.apply_combo.clear()
+        self.apply_combo.addItems(names)
+        if current in names:
+            self.apply_combo.setCurrentText(current)
+        self.apply_combo.blockSignals(False)
 
     @property
     def busy(self) -> bool:
@@ -130,6 +273,20 @@ class GeometricWarpWidget(QWidget):
         return self.worker is not None or (self.live is not None and self.live.busy)
 
     # ----------------------------------------------------------------- run
+    def run_or_cancel(self) -> None:
+        if self.worker is not None:
+            self.cancel()
+        else:
+            self.run()
+
+    def cancel(self) -> None:
+        """Stop waiting for the estimate: its result is discarded when it arrives."""
+        if self.worker is None:
+            return
+        self._run_id += 1
+        self.worker.quit()
+        self.set_status("cancelled: the estimate's result will be discarded.")
+
     def run(self) -> None:
         """Estimate the warp (in a thread worker) and show it as live, editable layers."""
         from napari.qt.threading import create_worker
@@ -172,39 +329,83 @@ class GeometricWarpWidget(QWidget):
             estimate_and_warp, content, style, model, method, device, stack,
             _progress=progress, _start_thread=False, _ignore_errors=True,
         )
+        self._run_id += 1
+        run_id = self._run_id
+        life = self.life  # handlers below outlive the widget when the viewer closes
 
         def done(result):
+            if not life.alive or run_id != self._run_id:
+                return  # cancelled, or the viewer was closed: drop the result
             transform, warped = result
-            if self.live is not None:
-                self.live.close()
-            from ._live_points import start_live_warp
-
-            self.live = start_live_warp(
-                self.viewer, content_layer, content, transform, warped,
-                inputs=inputs, options=options, stack=stack, device=device,
-                on_status=self.set_status,
-            )
-            self.grid_check.setChecked(False)
-            self._update_enabled()
+            self._show_live(content_layer, content, transform, warped, inputs, options,
+                            stack, device)
 
         def failed(error):
             from ._runs import friendly_error
 
+            if not life.alive or run_id != self._run_id:
+                return
             self.last_error = error
             self.set_status(f"failed: {friendly_error(error, device)}")
             show_error(f"GeoStyle warp failed: {friendly_error(error, device)}")
 
         def finished():
-            self.worker = None
-            self.run_button.setEnabled(True)
+            if not life.alive:
+                return
+            if self.worker is worker:
+                self.worker = None
+            self.run_button.setText("Run")
+            self.progress_bar.setVisible(False)
 
         worker.returned.connect(done)
         worker.errored.connect(failed)
         worker.finished.connect(finished)
         self.worker = worker
-        self.run_button.setEnabled(False)
-        self.set_status(f"estimating a {model} warp ({method})…")
+        self.run_button.setText("Cancel")
+        self.progress_bar.setVisible(True)
+        self.set_status(f"estimating {describe_warp(model)} ({method})…")
         worker.start()
+
+    def _show_live(self, content_layer, content, transform, warped, inputs, options,
+                   stack=None, device=None, landmarks=None):
+        from ._live_points import start_live_warp
+
+        if self.live is not None:
+            self.live.close()
+        options = dict(options, strength=self.strength)
+        self.live = start_live_warp(
+            self.viewer, content_layer, content, transform, warped,
+            inputs=inputs, options=options, stack=stack, device=device,
+            on_status=self.set_status, strength=self.strength,
+            fit_model=self.fit_combo.currentText(), landmarks=landmarks,
+        )
+        self.grid_check.setChecked(False)
+        self._refresh_apply_choices()
+        if self.table_dock is not None:
+            self.table_dock.widget().set_live(self.live)
+        self._update_enabled()
+        return self.live
+
+    def start_from_landmarks(self):
+        """A live warp of the content with no landmarks yet (identity): click pairs to warp."""
+        from napari.utils.notifications import show_error
+
+        from ..core.transforms import identity_transform
+
+        try:
+            content_layer = resolve_image_layer(self.viewer, self.content_combo.layer(), "content")
+            content = read_layer_image(content_layer, self.viewer)
+        except ValueError as error:
+            show_error(f"GeoStyle warp: {error}")
+            return None
+        empty = np.zeros((0, 2))
+        live = self._show_live(
+            content_layer, content, identity_transform(), content.raw,
+            {"content": content_layer.name}, {"model": "landmarks"},
+            device=self.device_combo.currentText(), landmarks=(empty, empty),
+        )
+        live.alternate_pairs(True)
+        return live
 
     # ----------------------------------------------------------------- edits and files
     def undo(self) -> None:
@@ -257,6 +458,110 @@ class GeometricWarpWidget(QWidget):
             lambda p: self.live.export_displacement_npy(p), path, "Export displacement field",
             "NumPy (*.npy)", True,
         )
+
+    def save_session(self, path=None):
+        """Write the live warp (layers' names and sources, landmarks, fit, strength) as JSON."""
+        from ..core.session import write_session
+
+        return self._file_action(
+            lambda p: write_session(p, self.live.session()), path, "Save GeoStyle session",
+            "GeoStyle session (*.json)", True,
+        )
+
+    def load_session(self, path=None):
+        """Rebuild a live warp from a session file; the content layer is found by name, or
+        opened from its recorded source."""
+        from napari.utils.notifications import show_error, show_info
+
+        path = path or choose_file(self, "Load GeoStyle session", "GeoStyle session (*.json)",
+                                   False)
+        if not path:
+            return None
+        try:
+            live = self._load_session(path)
+        except (ValueError, OSError) as error:
+            show_error(f"GeoStyle: {error}")
+            return None
+        show_info(f"GeoStyle: loaded {path}")
+        return live
+
+    def _load_session(self, path):
+        from ..core.landmark_models import fit_landmarks
+        from ..core.session import read_session
+        from ..core.transforms import identity_transform
+        from ..core.warp import warp_image
+
+        record = read_session(path)
+        name = record["inputs"]["content"]
+        if name not in [layer.name for layer in self.viewer.layers]:
+            source = record.get("sources", {}).get("content")
+            if not source:
+                raise ValueError(
+                    f"the session's content layer {name!r} is not open and has no source "
+                    "file recorded; open it (with that name) first."
+                )
+            opened = self.viewer.open(source)
+            opened[0].name = name
+        content_layer = resolve_image_layer(self.viewer, name, "content")
+        index = tuple(record.get("slice_index") or ()) or None
+        content = read_layer_image(content_layer, self.viewer, slice_index=index)
+        control, target = record["control_points"], record["target_points"]
+        active = record["active"]
+        model = record["fit_model"]
+        self.fit_combo.blockSignals(True)
+        self.fit_combo.setCurrentText(model)
+        self.fit_combo.blockSignals(False)
+        self.strength_slider.blockSignals(True)
+        self.strength_slider.setValue(round(record["strength"] * STRENGTH_STEPS))
+        self.strength_label.setText(f"{record['strength']:.2f}")
+        self.strength_slider.blockSignals(False)
+        if int(active.sum()) >= 3:
+            fitted = fit_landmarks(control[active], target[active], model)
+        else:
+            fitted = identity_transform()
+        from ..core.transforms import with_strength
+
+        warped = warp_image(content.raw, with_strength(fitted, record["strength"]))
+        live = self._show_live(
+            content_layer, content, fitted, warped, record["inputs"], record.get("options", {}),
+            device=self.device_combo.currentText(), landmarks=(control, target),
+        )
+        for index in np.flatnonzero(~active):
+            live.set_pair_active(int(index), False)
+        return live
+
+    def show_landmark_table(self):
+        """Dock the landmark table (pairs, residuals, on/off, delete, jump-to)."""
+        from .landmark_table import LandmarkTable
+
+        if self.table_dock is not None:
+            table = self.table_dock.widget()
+            table.set_live(self.live)
+            self.table_dock.show()
+            return table
+        table = LandmarkTable(self.viewer, self.live)
+        self.table_dock = self.viewer.window.add_dock_widget(
+            table, name="GeoStyle landmarks", area="right"
+        )
+        return table
+
+    def apply_to_layer(self, layer=None, inverse=None):
+        """Warp another Image/Labels layer (the chosen one by default) into a new layer."""
+        from napari.utils.notifications import show_error
+
+        if self.live is None or self.live.closed:
+            return None
+        name = getattr(layer, "name", layer) or self.apply_combo.currentText()
+        layers = {candidate.name: candidate for candidate in self.viewer.layers}
+        if name not in layers:
+            show_error(f"GeoStyle: there is no layer {name!r} to apply the transform to.")
+            return None
+        inverse = self.inverse_check.isChecked() if inverse is None else inverse
+        try:
+            return self.live.apply_to(layers[name], inverse=inverse)
+        except ValueError as error:
+            show_error(f"GeoStyle: {error}")
+            return None
 
     def _on_grid_toggled(self, checked: bool) -> None:
         if self.live is not None:

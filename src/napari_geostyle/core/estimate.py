@@ -434,7 +434,8 @@ def estimate_parameters(content, style, model: str = "affine+tps", method: str =
 
 
 def estimate_warp(content, geometry_style, model: str = "affine+tps", method: str = "network",
-                  device=None, trunk: str = "embedded", checkpoint=None, passes=None):
+                  device=None, trunk: str = "embedded", checkpoint=None, passes=None,
+                  strength: float = 1.0):
     """Transform (content -> output, CONTENT PIXEL coordinates, output frame = content's (H, W))
     that gives ``content`` the geometry of ``geometry_style``.
 
@@ -444,15 +445,24 @@ def estimate_warp(content, geometry_style, model: str = "affine+tps", method: st
     ``checkpoint``: a path (single model) or ``{"affine": path, "tps": path}``; None = shipped.
     ``passes``: network passes per stage, an int for every stage or ``{"affine": n, "tps": m}``
     (1..8); None = ``DEFAULT_PASSES[model]``, chosen on a tuning split of training images.
+    ``strength``: 0 (the identity: the content comes back unchanged) .. 1 (the full warp), see
+    ``transforms.with_strength``.
     """
     import torch
 
     from .devices import resolve_device
     from .images import rgb_tensor
-    from .transforms import ComposedTransform, affine_from_theta, tps_from_grid_params
+    from .transforms import (
+        ComposedTransform,
+        affine_from_theta,
+        check_strength,
+        tps_from_grid_params,
+        with_strength,
+    )
 
     check_options(model, method, trunk)
     stage_passes(model, passes)  # a bad value fails before any work
+    strength = check_strength(strength)
     device = resolve_device(device)
     content_t = rgb_tensor(content, device, "content", MIN_SIZE)
     style_t = rgb_tensor(geometry_style, device, "geometry_style", MIN_SIZE)
@@ -465,4 +475,5 @@ def estimate_warp(content, geometry_style, model: str = "affine+tps", method: st
         parts.append(affine_from_theta(info["theta"], shape, shape))
     if info["tps"] is not None:
         parts.append(tps_from_grid_params(info["tps"], shape, shape, info["grid_size"]))
-    return parts[0] if len(parts) == 1 else ComposedTransform(parts)
+    full = parts[0] if len(parts) == 1 else ComposedTransform(parts)
+    return with_strength(full, strength)

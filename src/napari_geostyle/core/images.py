@@ -351,3 +351,26 @@ def resize_tensor(tensor: "torch.Tensor", shape) -> "torch.Tensor":
         align_corners=ALIGN_CORNERS,
         antialias=shrinking,
     )
+
+
+def match_kind(result, like, value_range=None, keep_color: bool = False) -> np.ndarray:
+    """A 0..1 float ``(H, W, 3)`` result in the kind of the image ``like`` it was made from.
+
+    Gray ``like`` (2D or one channel) gives a gray 2D result (its luminance) unless
+    ``keep_color``; the dtype is ``like``'s (integers filled to ``value_range``, the
+    ``(low, high)`` that 0..1 stood for, by default the dtype's range; floats as float32).
+    RGB(A) ``like`` keeps the result's colour channels.
+    """
+    result = np.clip(np.asarray(result, np.float32), 0.0, 1.0)
+    like = np.asarray(like)
+    gray = like.ndim == 2 or (like.ndim == 3 and like.shape[-1] == 1)
+    if gray and not keep_color and result.ndim == 3:
+        result = np.clip(luminance(result[..., :3]), 0.0, 1.0)
+    if like.dtype.kind not in "ui":
+        return result.astype(np.float32, copy=False)
+    if value_range is None:
+        return from_float(result, like.dtype)
+    low, high = (float(v) for v in value_range)
+    info = np.iinfo(like.dtype)
+    scaled = low + np.asarray(result, np.float64) * (high - low)
+    return np.clip(np.rint(scaled), info.min, info.max).astype(like.dtype)

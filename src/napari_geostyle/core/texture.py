@@ -85,7 +85,7 @@ class _Plan:
     style_weight: float
     tv_weight: float
     preserve_color: bool
-    init: str
+    init: object  # "content", "noise" or a float32 (H, W, 3) start image
     backbone: object
     device: object
     seed: int
@@ -197,8 +197,11 @@ def _make_plan(content, texture_style, *, size, levels, iterations, optimizer, c
         raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}.")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; use 'lbfgs' or 'adam'.")
-    if init not in INITS:
-        raise ValueError(f"unknown init {init!r}; use 'content' or 'noise'.")
+    if isinstance(init, str):
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; use 'content', 'noise' or an image.")
+    else:  # a start image, e.g. the previous frame's result (warm start): any size, resized
+        init = images.to_rgb_float(init, "init", min_size=1)
     _check_backbone(backbone)
     content_rgb = images.to_rgb_float(content, "content", min_size=MIN_INPUT_SIDE)
     styles = _style_list(texture_style)
@@ -475,7 +478,9 @@ def iter_texture_transfer(content, texture_style, *, size=None, levels=4, iterat
     ``size``: longest side of the output (default from ``preset``: fast 256, balanced 512,
     quality 1024); the aspect is the content's. ``iterations``: per level, an int or one per
     level (coarsest first); default from ``preset``. ``preserve_color``: transfer luminance only
-    and keep the content's chroma. ``amp``: bf16 autocast for the trunk (default: on CUDA).
+    and keep the content's chroma. ``init``: what the first level starts from: "content",
+    "noise" (seeded) or an image resized to that level (a warm start, e.g. the previous video
+    frame's result). ``amp``: bf16 autocast for the trunk (default: on CUDA).
     ``compile``: ``torch.compile`` the loss (pays off only for long runs). ``cuda_graphs``: on
     CUDA, replay each level's iteration as a CUDA graph after a short warm-up (removes the
     per-kernel launch cost that dominates at small sizes). Arguments are checked
@@ -505,6 +510,13 @@ def _working_images(plan: _Plan):
         scaled = (style_y - style_y.mean()) * (std / max(float(style_y.std()), 1e-6)) + mean
         styles.append(np.clip(scaled, 0.0, 1.0).astype(np.float32))
     return content_y.astype(np.float32), styles
+
+
+def _working_init(plan: _Plan) -> np.ndarray:
+    """The start image in the solve's channels (luminance only for preserve_color)."""
+    if not plan.preserve_color:
+        return plan.init
+    return images.luminance(plan.init)[..., None].astype(np.float32)
 
 
 def _capture(iterate):
@@ -594,7 +606,10 @@ def _solve(plan: _Plan) -> Iterator[TextureStep]:
             del style_levels
             with torch.no_grad():
                 if image is None:
-                    if plan.init == "noise":
+                    if not isinstance(plan.init, str):
+                        start = images.resize_tensor(
+                            images.image_to_tensor(_working_init(plan), device=device), shape)
+                    elif plan.init == "noise":
                         generator = torch.Generator(device="cpu").manual_seed(plan.seed)
                         start = torch.rand(content_level.shape, generator=generator).to(device)
                     else:

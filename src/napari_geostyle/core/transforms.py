@@ -645,12 +645,83 @@ def fit_affine(src, dst) -> AffineTransform:
     return AffineTransform(np.vstack([solution.T, [0.0, 0.0, 1.0]]))
 
 
+def _fit_rotation(src, dst, with_scale: bool) -> AffineTransform:
+    """Least-squares rotation (+ uniform scale) + translation (Umeyama 1991), no reflection."""
+    content, output = _validate_landmark_pairs(
+        src, dst, "src (content landmarks)", "dst (output landmarks)"
+    )
+    content_mean, output_mean = content.mean(axis=0), output.mean(axis=0)
+    centred_content, centred_output = content - content_mean, output - output_mean
+    u, singular, vt = np.linalg.svd(centred_output.T @ centred_content)
+    sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])  # a rotation, not a mirror
+    rotation = u @ sign @ vt
+    scale = 1.0
+    if with_scale:
+        scale = float((singular * np.diag(sign)).sum() / (centred_content**2).sum())
+    matrix = np.eye(3)
+    matrix[:2, :2] = scale * rotation
+    matrix[:2, 2] = output_mean - scale * rotation @ content_mean
+    return AffineTransform(matrix)
+
+
+def fit_rigid(src, dst) -> AffineTransform:
+    """Least-squares rotation + translation taking content points ``src`` onto ``dst``."""
+    return _fit_rotation(src, dst, with_scale=False)
+
+
+def fit_similarity(src, dst) -> AffineTransform:
+    """Least-squares rotation + uniform scale + translation taking ``src`` onto ``dst``."""
+    return _fit_rotation(src, dst, with_scale=True)
+
+
 def fit_tps(src, dst, regularization: float = 0.0) -> TPSTransform:
     """Thin-plate spline warp in which content point ``src[i]`` lands on output point ``dst[i]``."""
     content, output = _validate_landmark_pairs(
         src, dst, "src (content landmarks)", "dst (output landmarks)"
     )
     return TPSTransform(output, content, regularization)
+
+
+def identity_transform() -> AffineTransform:
+    """The transform that leaves every point where it is."""
+    return AffineTransform(np.eye(3))
+
+
+def check_strength(strength) -> float:
+    """``strength`` as a float in [0, 1]; anything else is a ``ValueError``."""
+    try:
+        value = float(strength)
+    except (TypeError, ValueError):
+        raise ValueError(f"strength must be a number from 0 to 1; got {strength!r}.") from None
+    if not (0.0 <= value <= 1.0):
+        raise ValueError(f"strength must be from 0 (no warp) to 1 (the full warp); got {value}.")
+    return value
+
+
+def with_strength(transform: Transform, strength: float) -> Transform:
+    """``transform`` dosed from the identity (``strength`` 0) to itself (1).
+
+    Affine: the matrix moves linearly from the identity. TPS: each output landmark keeps its
+    place and its content landmark moves from the output landmark (no displacement) to where it
+    was. A composition doses each part. Strength 0 is exactly ``identity_transform()``, so a warp
+    gives the content back unchanged; strength 1 is ``transform`` itself.
+    """
+    strength = check_strength(strength)
+    if not isinstance(transform, Transform):
+        raise ValueError(f"with_strength needs a transform; got {type(transform).__name__}.")
+    if strength == 1.0:
+        return transform
+    if strength == 0.0:
+        return identity_transform()
+    if isinstance(transform, AffineTransform):
+        return AffineTransform(np.eye(3) + strength * (transform.matrix - np.eye(3)))
+    if isinstance(transform, TPSTransform):
+        output = transform.output_points
+        content = output + strength * (transform.content_points - output)
+        return TPSTransform(output, content, transform.regularization, transform.frame)
+    if isinstance(transform, ComposedTransform):
+        return ComposedTransform([with_strength(t, strength) for t in transform.transforms])
+    raise ValueError(f"with_strength does not know {type(transform).__name__}.")
 
 
 # =========================================================================== serialisation

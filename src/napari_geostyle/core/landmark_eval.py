@@ -1,0 +1,484 @@
+"""Cross-instance accuracy of ``estimate_warp`` on image pairs with corresponding landmarks.
+
+The question a user asks: "does my content take the shape of ANOTHER object?" Each pair is two
+different images (face A, face B; one cat and another) whose landmarks correspond. The content's
+landmarks go through the estimated transform and are compared with the style's; a landmark is
+correct within ``alpha`` x the longest side of the style's landmark box (PCK, as Proposal Flow and
+CNNGeometric report it).
+
+Protocols:
+- ``"perturbed"`` (the default for landmark sets): both images are zoomed ``zoom`` x about their
+  centre, then the content is moved by a random similarity (rotation, scale, shift; mirror
+  padding) drawn from a fixed seed; the style is not moved.
+- ``"as-is"``: the images as they are (Proposal Flow's own protocol; use it to compare with
+  published PF-WILLOW / PF-PASCAL numbers).
+
+Sources: a landmark set (``.npz`` with ``images`` (N, H, W, C), ``landmarks`` (N, K, 2) in
+``(row, col)`` and optional ``names``; pairs are ordered pairs of different items, drawn with a
+seed) or a Proposal Flow pair CSV (``read_pf_pairs``).
+
+Reference rows are computed in the same run: ``identity`` (no warp) and ``oracle`` (the
+least-squares affine fitted on the true landmarks: what an affine could reach).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+PROTOCOLS = ("perturbed", "as-is")
+REFERENCE_METHODS = ("identity", "oracle")
+DEFAULT_ALPHAS = (0.05, 0.1, 0.15)
+
+
+@dataclass
+class LandmarkPair:
+    """Two images and their corresponding landmarks, ``(row, col)`` pixels of each image."""
+
+    content: np.ndarray
+    style: np.ndarray
+    content_points: np.ndarray
+    style_points: np.ndarray
+    name: str = ""
+
+
+@dataclass
+class Perturbation:
+    """The protocol's changes: zoom of both images, then a similarity of the content only."""
+
+    zoom: float = 1.4
+    rotation_deg: float = 15.0
+    scale: tuple = (0.8, 1.2)
+    shift: float = 0.1  # fraction of the image side
+
+    def __post_init__(self):
+        if not (math.isfinite(self.zoom) and self.zoom > 0):
+            raise ValueError(f"zoom must be a positive number; got {self.zoom}.")
+        low, high = self.scale
+        if not (0 < low <= high):
+            raise ValueError(f"scale must be (low, high) with 0 < low <= high; got {self.scale}.")
+        if self.rotation_deg < 0 or self.shift < 0:
+            raise ValueError("rotation_deg and shift must be >= 0.")
+
+
+@dataclass
+class MethodScore:
+    pck: dict  # alpha -> share of correct landmarks over all pairs
+    per_pair: list  # PCK at the middle alpha per pair
+    seconds_per_pair: float = 0.0
+
+
+@dataclass
+class LandmarkReport:
+    pairs: int
+    model: str
+    protocol: str
+    alphas: tuple
+    scores: dict  # method -> MethodScore
+    examples: list = field(default_factory=list)  # (pair, {method: transform}) for figures
+
+    def table(self) -> str:
+        """A Markdown table: one row per method, one column per alpha."""
+        head = "| method | " + " | ".join(f"PCK@{a:g}" for a in self.alphas) + " | s / pair |"
+        rule = "|---" * (len(self.alphas) + 2) + "|"
+        rows = [head, rule]
+        for method, score in self.scores.items():
+            cells = " | ".join(f"{score.pck[a]:.3f}" for a in self.alphas)
+            rows.append(f"| {method} | {cells} | {score.seconds_per_pair:.3f} |")
+        return "\n".join(rows)
+
+    def to_dict(self) -> dict:
+        return {
+            "pairs": self.pairs,
+            "model": self.model,
+            "protocol": self.protocol,
+            "alphas": list(self.alphas),
+            "methods": {
+                method: {
+                    **{f"pck@{a:g}": score.pck[a] for a in self.alphas},
+                    "seconds_per_pair": score.seconds_per_pair,
+                }
+                for method, score in self.scores.items()
+            },
+        }
+
+
+# --------------------------------------------------------------------------- reading
+def _points_array(points, name: str) -> np.ndarray:
+    array = np.asarray(points, dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] != 2:
+        raise ValueError(f"{name} must be an (N, 2) array of (row, col); got shape {array.shape}.")
+    return array
+
+
+def load_landmark_set(path) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """``(image, landmarks (K, 2) row/col, name)`` items from an ``.npz`` landmark set."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no landmark set at {path}")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read landmark set {path}: {error}") from error
+    for key in ("images", "landmarks"):
+        if key not in data.files:
+            raise ValueError(f"landmark set {path} has no {key!r} array (it has {data.files}).")
+    images, landmarks = data["images"], data["landmarks"]
+    if len(images) != len(landmarks):
+        raise ValueError(
+            f"landmark set {path}: {len(images)} images but {len(landmarks)} landmark arrays."
+        )
+    names = [str(n) for n in data["names"]] if "names" in data.files else [
+        f"item {i}" for i in range(len(images))]
+    items = []
+    for index, (image, points) in enumerate(zip(images, landmarks)):
+        points = _points_array(points, f"landmarks of item {index}")
+        items.append((np.asarray(image), points, names[index]))
+    if len(items) < 2:
+        raise ValueError(f"landmark set {path} needs at least two items to make pairs.")
+    return items
+
+
+def pairs_from_set(items, count: int | None = None, seed: int = 0) -> list[LandmarkPair]:
+    """Ordered pairs ``(content, style)`` of DIFFERENT items, shuffled with ``seed``.
+
+    ``count`` None takes all ``n (n - 1)`` pairs. Landmarks not finite in either item of a pair
+    are dropped from that pair.
+    """
+    n = len(items)
+    order = [(i, j) for i in range(n) for j in range(n) if i != j]
+    rng = np.random.default_rng(seed)
+    rng.shuffle(order)
+    if count is not None:
+        if int(count) < 1:
+            raise ValueError(f"count must be >= 1; got {count}.")
+        order = order[: int(count)]
+    pairs = []
+    for i, j in order:
+        (image_a, points_a, name_a), (image_b, points_b, name_b) = items[i], items[j]
+        if len(points_a) != len(points_b):
+            raise ValueError(
+                f"items {name_a!r} and {name_b!r} have {len(points_a)} and {len(points_b)} "
+                "landmarks; corresponding landmark sets need the same count."
+            )
+        keep = np.isfinite(points_a).all(1) & np.isfinite(points_b).all(1)
+        pairs.append(LandmarkPair(image_a, image_b, points_a[keep], points_b[keep],
+                                  f"{name_a} -> {name_b}"))
+    return pairs
+
+
+def _coordinates(text: str, line: int, column: str) -> np.ndarray:
+    try:
+        values = [float(v) for v in str(text).replace(",", ";").split(";") if v.strip()]
+    except ValueError:
+        raise ValueError(f"line {line}: column {column} must be numbers separated by ';'; "
+                         f"got {text!r}.") from None
+    return np.asarray(values, dtype=np.float64)
+
+
+_PF_IMAGE_COLUMNS = (("imageA", "imageB"), ("source_image", "target_image"))
+
+
+def read_pf_pairs(csv_path, image_root=None, one_based: bool = True, limit: int | None = None):
+    """Pairs from a Proposal Flow benchmark CSV (PF-WILLOW ``test_pairs_pf.csv`` or PF-PASCAL).
+
+    Columns: two image paths (``imageA``/``imageB`` or ``source_image``/``target_image``) and
+    ``XA;YA;XB;YB``: each a ';'-separated list of coordinates (x = column, y = row). Image paths
+    are relative to ``image_root`` (default: the CSV's folder). ``one_based``: the annotations
+    are MATLAB's 1-based pixel coordinates (Proposal Flow's), shifted here to 0-based. Points
+    with a negative or non-finite coordinate (missing keypoints) are dropped.
+    """
+    import imageio.v3 as iio
+
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"no pair CSV at {csv_path}")
+    root = Path(image_root) if image_root is not None else csv_path.parent
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        fields = reader.fieldnames or []
+        columns = next((c for c in _PF_IMAGE_COLUMNS if set(c) <= set(fields)), None)
+        missing = {"XA", "YA", "XB", "YB"} - set(fields)
+        if columns is None or missing:
+            raise ValueError(
+                f"{csv_path} is not a Proposal Flow pair CSV: it needs columns imageA,imageB (or "
+                f"source_image,target_image) and XA,YA,XB,YB; it has {fields}."
+            )
+        rows = list(reader)
+    pairs, cache = [], {}
+
+    def image(name: str, line: int):
+        if name not in cache:
+            path = root / name
+            if not path.is_file():
+                raise FileNotFoundError(f"{csv_path} line {line}: no image at {path}")
+            cache[name] = np.asarray(iio.imread(path))
+        return cache[name]
+
+    shift = 1.0 if one_based else 0.0
+    for offset, row in enumerate(rows[: limit if limit else None]):
+        line = offset + 2  # the header is line 1
+        xa, ya = _coordinates(row["XA"], line, "XA"), _coordinates(row["YA"], line, "YA")
+        xb, yb = _coordinates(row["XB"], line, "XB"), _coordinates(row["YB"], line, "YB")
+        if not (len(xa) == len(ya) == len(xb) == len(yb)):
+            raise ValueError(f"{csv_path} line {line}: XA, YA, XB, YB have different counts.")
+        content_rc = np.stack([ya, xa], 1)
+        style_rc = np.stack([yb, xb], 1)
+        keep = (np.isfinite(content_rc).all(1) & np.isfinite(style_rc).all(1)
+                & (content_rc >= 0).all(1) & (style_rc >= 0).all(1))
+        if keep.sum() < 1:
+            continue
+        name_a, name_b = row[columns[0]], row[columns[1]]
+        pairs.append(LandmarkPair(image(name_a, line), image(name_b, line),
+                                  content_rc[keep] - shift, style_rc[keep] - shift,
+                                  f"{name_a} -> {name_b}"))
+    if not pairs:
+        raise ValueError(f"{csv_path} holds no pair with valid keypoints.")
+    return pairs
+
+
+# --------------------------------------------------------------------------- protocol
+def _zoom_matrix(shape, zoom: float) -> np.ndarray:
+    """Content -> output ``(row, col, 1)`` matrix of a zoom about the image centre."""
+    centre = (np.asarray(shape[:2], np.float64) - 1.0) / 2.0
+    matrix = np.eye(3)
+    matrix[:2, :2] *= zoom
+    matrix[:2, 2] = centre - zoom * centre
+    return matrix
+
+
+def _similarity_matrix(shape, angle_deg: float, scale: float, shift_rc) -> np.ndarray:
+    """Rotation and scale about the image centre, then a shift (all in pixels, row/col)."""
+    centre = (np.asarray(shape[:2], np.float64) - 1.0) / 2.0
+    angle = math.radians(angle_deg)
+    c, s = math.cos(angle), math.sin(angle)
+    linear = scale * np.array([[c, -s], [s, c]])
+    matrix = np.eye(3)
+    matrix[:2, :2] = linear
+    matrix[:2, 2] = centre - linear @ centre + np.asarray(shift_rc, np.float64)
+    return matrix
+
+
+def _moved(image, points, matrix):
+    from .transforms import AffineTransform
+    from .warp import warp_image
+
+    transform = AffineTransform(matrix)
+    return (warp_image(image, transform, padding="reflection", device="cpu"),
+            transform.map_points(points))
+
+
+def perturb_pairs(pairs, perturbation: Perturbation | None = None, seed: int = 0):
+    """The ``"perturbed"`` protocol applied to ``pairs`` (fixed ``seed``): new pairs."""
+    perturbation = perturbation or Perturbation()
+    rng = np.random.default_rng(seed)
+    moved = []
+    for pair in pairs:
+        angle = rng.uniform(-1, 1) * perturbation.rotation_deg
+        scale = rng.uniform(*perturbation.scale)
+        side = np.asarray(pair.content.shape[:2], np.float64)
+        shift = rng.uniform(-1, 1, 2) * perturbation.shift * side
+        content_matrix = _similarity_matrix(pair.content.shape, angle, scale, shift) @ _zoom_matrix(
+            pair.content.shape, perturbation.zoom)
+        content, content_points = _moved(pair.content, pair.content_points, content_matrix)
+        style, style_points = _moved(pair.style, pair.style_points,
+                                     _zoom_matrix(pair.style.shape, perturbation.zoom))
+        moved.append(LandmarkPair(content, style, content_points, style_points, pair.name))
+    return moved
+
+
+# --------------------------------------------------------------------------- scoring
+def pck_threshold(style_points) -> float:
+    """The PCK unit: the longest side of the style landmarks' bounding box, in pixels."""
+    points = _points_array(style_points, "style_points")
+    return float((points.max(0) - points.min(0)).max())
+
+
+def correct_keypoints(predicted, style_points, alpha: float) -> np.ndarray:
+    """Bool per landmark: within ``alpha`` x ``pck_threshold(style_points)`` of the truth."""
+    predicted = _points_array(predicted, "predicted")
+    truth = _points_array(style_points, "style_points")
+    if predicted.shape != truth.shape:
+        raise ValueError(f"predicted {predicted.shape} and true {truth.shape} points differ.")
+    return np.linalg.norm(predicted - truth, axis=1) <= alpha * pck_threshold(truth)
+
+
+def to_style_frame(points_output, content_shape, style_shape) -> np.ndarray:
+    """``estimate_warp``'s output frame is the content's ``(H, W)`` holding the style's geometry;
+    its points, in the style's own pixels."""
+    from .images import normalized_to_pixel, pixel_to_normalized
+
+    return normalized_to_pixel(pixel_to_normalized(points_output, content_shape), style_shape)
+
+
+def predict_points(pair: LandmarkPair, method: str, model: str, estimate_options: dict):
+    """``(predicted style points, transform or None)`` of ``method`` on ``pair``."""
+    from .estimate import estimate_warp
+
+    content_shape, style_shape = pair.content.shape[:2], pair.style.shape[:2]
+    if method == "identity":
+        return to_style_frame(pair.content_points, content_shape, style_shape), None
+    if method == "oracle":
+        # plain least squares: landmark sets may repeat a point (closed lips), which fit_affine
+        # rightly refuses for a warp but which does not matter for this reference row
+        design = np.hstack([pair.content_points, np.ones((len(pair.content_points), 1))])
+        solution, *_ = np.linalg.lstsq(design, pair.style_points, rcond=None)
+        return design @ solution, None
+    tf = estimate_warp(pair.content, pair.style, model=model, method=method, **estimate_options)
+    mapped = tf.map_points(pair.content_points)
+    return to_style_frame(mapped, content_shape, style_shape), tf
+
+
+def evaluate_landmark_pairs(pairs, model: str = "affine+tps", methods=("network", "refine"),
+                            alphas=DEFAULT_ALPHAS, keep_examples: int = 0,
+                            **estimate_options) -> LandmarkReport:
+    """PCK of identity, the oracle affine and each of ``methods`` on ``pairs`` (same run).
+
+    ``estimate_options``: further ``estimate_warp`` keywords (device, checkpoint, passes, ...).
+    """
+    from .estimate import METHODS, MODELS
+
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}: model must be one of {', '.join(MODELS)}.")
+    for method in methods:
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}: accepted {', '.join(METHODS)}.")
+    alphas = tuple(float(a) for a in alphas)
+    if not alphas or any(not (0 < a < 1) for a in alphas):
+        raise ValueError(f"alphas must be numbers between 0 and 1; got {alphas}.")
+    pairs = list(pairs)
+    if not pairs:
+        raise ValueError("no pairs to evaluate.")
+    all_methods = ("identity", *methods, "oracle")
+    middle = alphas[len(alphas) // 2]
+    correct = {m: {a: [] for a in alphas} for m in all_methods}
+    per_pair = {m: [] for m in all_methods}
+    seconds = {m: 0.0 for m in all_methods}
+    examples = []
+    for index, pair in enumerate(pairs):
+        transforms = {}
+        for method in all_methods:
+            start = time.perf_counter()
+            predicted, tf = predict_points(pair, method, model, estimate_options)
+            seconds[method] += time.perf_counter() - start
+            if tf is not None:
+                transforms[method] = tf
+            for alpha in alphas:
+                correct[method][alpha].append(correct_keypoints(predicted, pair.style_points,
+                                                                alpha))
+            per_pair[method].append(float(correct[method][middle][-1].mean()))
+        if index < keep_examples:
+            examples.append((pair, transforms))
+    scores = {
+        m: MethodScore({a: float(np.concatenate(correct[m][a]).mean()) for a in alphas},
+                       per_pair[m], seconds[m] / len(pairs))
+        for m in all_methods
+    }
+    return LandmarkReport(len(pairs), model, "", alphas, scores, examples)
+
+
+def run_protocol(source, model: str = "affine+tps", methods=("network", "refine"),
+                 count: int | None = 40, seed: int = 0, protocol: str | None = None,
+                 perturbation: Perturbation | None = None, image_root=None,
+                 alphas=DEFAULT_ALPHAS, keep_examples: int = 0,
+                 **estimate_options) -> LandmarkReport:
+    """The whole evaluation from a file: ``.npz`` landmark set or Proposal Flow ``.csv``.
+
+    ``protocol`` None picks ``"perturbed"`` for landmark sets and ``"as-is"`` for Proposal Flow
+    CSVs (comparable with published numbers).
+    """
+    source = Path(source)
+    if source.suffix.lower() == ".csv":
+        pairs = read_pf_pairs(source, image_root)
+        default_protocol = "as-is"
+        if count is not None:
+            pairs = pairs[: int(count)]
+    elif source.suffix.lower() == ".npz":
+        pairs = pairs_from_set(load_landmark_set(source), count, seed)
+        default_protocol = "perturbed"
+    else:
+        raise ValueError(f"{source}: expected a landmark set (.npz) or a Proposal Flow pair CSV "
+                         "(.csv).")
+    protocol = protocol or default_protocol
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; accepted: {', '.join(PROTOCOLS)}.")
+    if protocol == "perturbed":
+        pairs = perturb_pairs(pairs, perturbation, seed)
+    report = evaluate_landmark_pairs(pairs, model, methods, alphas, keep_examples,
+                                     **estimate_options)
+    report.protocol = protocol
+    return report
+
+
+# --------------------------------------------------------------------------- figure
+def _dots(image: np.ndarray, points, colour, radius: int = 2) -> np.ndarray:
+    out = image.copy()
+    height, width = out.shape[:2]
+    for row, col in np.rint(np.asarray(points)).astype(int):
+        r0, r1 = max(row - radius, 0), min(row + radius + 1, height)
+        c0, c1 = max(col - radius, 0), min(col + radius + 1, width)
+        if r0 < r1 and c0 < c1:
+            out[r0:r1, c0:c1] = colour
+    return out
+
+
+def landmark_figure(examples, methods=("network", "refine"), size: int = 192) -> np.ndarray:
+    """uint8 mosaic, a row per pair: content | style | content warped by each method.
+
+    Dots: green = the style's landmarks (where the content's should land), red = the content's
+    landmarks where the method puts them.
+    """
+    from .images import to_rgb_float
+    from .transforms import AffineTransform
+    from .warp import warp_image
+
+    green, red = np.array([0.1, 0.9, 0.2]), np.array([1.0, 0.15, 0.1])
+    rows = []
+    for pair, transforms in examples:
+        content = to_rgb_float(pair.content)
+        style = to_rgb_float(pair.style)
+        style_shape = style.shape[:2]
+        to_style = AffineTransform(_frame_matrix(content.shape, style_shape))
+        tiles = [_dots(content, pair.content_points, red),
+                 _dots(style, pair.style_points, green)]
+        for method in methods:
+            tf = transforms.get(method)
+            if tf is None:
+                continue
+            warped = warp_image(content, tf, device="cpu")
+            warped = warp_image(warped, to_style, output_shape=style_shape, device="cpu")
+            mapped = to_style_frame(tf.map_points(pair.content_points), content.shape,
+                                    style_shape)
+            tiles.append(_dots(_dots(warped, pair.style_points, green), mapped, red, 1))
+        tiles = [_fit(t, size) for t in tiles]
+        gap = np.ones((size, 4, 3))
+        rows.append(np.concatenate([p for t in tiles for p in (t, gap)][:-1], 1))
+    if not rows:
+        raise ValueError("no examples to draw.")
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=1) for r in rows]
+    return (np.clip(np.concatenate(rows, 0), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _frame_matrix(content_shape, style_shape) -> np.ndarray:
+    """Pixel matrix taking the content-sized output frame to the style's frame."""
+    from .images import normalized_to_pixel_matrix, pixel_to_normalized_matrix
+
+    return normalized_to_pixel_matrix(style_shape) @ pixel_to_normalized_matrix(content_shape)
+
+
+def _fit(tile: np.ndarray, size: int) -> np.ndarray:
+    from skimage.transform import resize
+
+    height, width = tile.shape[:2]
+    scale = size / max(height, width)
+    small = resize(tile, (max(1, round(height * scale)), max(1, round(width * scale))),
+                   anti_aliasing=True)
+    out = np.ones((size, size, 3))
+    out[: small.shape[0], : small.shape[1]] = small
+    return out

@@ -1,0 +1,98 @@
+"""The batch manifest: what was done to each output, so a rerun can skip finished work.
+
+``manifest.json`` in the output folder holds the run's options and provenance and one entry per
+output file (status, resume key, transform, timings, device, error). It is rewritten now and
+then and at the end; between rewrites each finished output is appended to a small journal
+(``.manifest-journal.jsonl``), so a killed run loses at most the output being written.
+``manifest.csv`` is a flat copy of the entries for spreadsheets.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+from .media import write_atomic
+
+MANIFEST_NAME = "manifest.json"
+CSV_NAME = "manifest.csv"
+JOURNAL_NAME = ".manifest-journal.jsonl"
+FORMAT = "napari-geostyle batch manifest"
+CSV_COLUMNS = ("output", "kind", "status", "source", "frame", "key", "seconds", "device",
+               "worker", "error", "transform")
+SAVE_EVERY_S = 2.0
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class Manifest:
+    """Entries by output name (relative to the folder) plus the run's header."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.path = self.folder / MANIFEST_NAME
+        self.header: dict = {}
+        self.entries: dict = {}
+        self.sequences: dict = {}
+        self._saved_at = 0.0
+        self._load()
+
+    def _load(self) -> None:
+        if self.path.is_file():
+            try:
+                data = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                data = {}  # unreadable: every output counts as unfinished
+            if data.get("format") == FORMAT:
+                self.entries = dict(data.get("items", {}))
+                self.sequences = dict(data.get("sequences", {}))
+        journal = self.folder / JOURNAL_NAME
+        if journal.is_file():
+            for line in journal.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:  # a line cut short by a kill
+                    continue
+                target = self.sequences if record.get("kind") == "sequence" else self.entries
+                target[record["output"]] = record
+
+    def finished(self, output: str, key: str, table: str = "items") -> bool:
+        """True when ``output`` was written with ``key`` and the file is there."""
+        entry = (self.entries if table == "items" else self.sequences).get(output)
+        return (entry is not None and entry.get("status") == "done" and entry.get("key") == key
+                and (self.folder / output).is_file())
+
+    def record(self, entry: dict) -> None:
+        """Add one finished (or failed) output: journal now, full manifest now and then."""
+        target = self.sequences if entry.get("kind") == "sequence" else self.entries
+        target[entry["output"]] = entry
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / JOURNAL_NAME, "a") as journal:
+            journal.write(json.dumps(entry) + "\n")
+            journal.flush()
+        if time.monotonic() - self._saved_at > SAVE_EVERY_S:
+            self.save()
+
+    def save(self) -> None:
+        data = {"format": FORMAT, "version": 1, "updated": _now(), **self.header,
+                "items": self.entries, "sequences": self.sequences}
+        write_atomic(self.path, json.dumps(data, indent=1).encode())
+        write_atomic(self.folder / CSV_NAME, self._csv().encode())
+        (self.folder / JOURNAL_NAME).unlink(missing_ok=True)
+        self._saved_at = time.monotonic()
+
+    def _csv(self) -> str:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for entry in [*self.entries.values(), *self.sequences.values()]:
+            row = dict(entry)
+            row["seconds"] = (entry.get("timings") or {}).get("total")
+            row["transform"] = json.dumps(entry["transform"]) if entry.get("transform") else ""
+            writer.writerow(row)
+        return buffer.getvalue()
