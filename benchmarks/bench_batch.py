@@ -16,13 +16,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from _common import Timer, write_json
 
 
 def _images(folder: Path, count: int) -> None:
@@ -51,16 +50,16 @@ def _throughput(folder, geometry, texture, workers, options, scratch) -> dict:
             sorted(folder.glob("*.png"))[:workers], scratch / f"warm{workers}{texture is None}",
             geometry, texture, client=client, **options))
         out = scratch / f"run{workers}{texture is None}"
-        started = time.perf_counter()
-        results = list(gs.batch_geometric_style_transfer(folder, out, geometry, texture,
-                                                         client=client, **options))
-        wall = time.perf_counter() - started
+        with Timer() as timer:
+            results = list(gs.batch_geometric_style_transfer(folder, out, geometry, texture,
+                                                             client=client, **options))
+        wall = timer.seconds
         assert all(r.status == "done" for r in results), [r.error for r in results]
         work = sum(r.timings["total"] for r in results)
         count = 300
-        started = time.perf_counter()
-        client.gather(client.map(_noop, range(count), pure=False))
-        empty = (time.perf_counter() - started) / count
+        with Timer() as timer:
+            client.gather(client.map(_noop, range(count), pure=False))
+        empty = timer.seconds / count
     return {"workers": workers, "images": len(results), "wall_s": wall,
             "images_per_s": len(results) / wall, "task_work_s": work / len(results),
             "overhead_per_image_s": max(wall * workers - work, 0) / len(results),
@@ -112,13 +111,10 @@ def _gpu_batching(batch: int = 16, repeat: int = 20) -> dict | None:
                                                       for i in range(batch)]),
                            ("batched", lambda: net(a, b))):
             run()
-            torch.cuda.synchronize()
-            started = time.perf_counter()
-            for _ in range(repeat):
-                run()
-            torch.cuda.synchronize()
-            result[f"{label}_ms_per_pair"] = 1e3 * (time.perf_counter() - started) / (
-                repeat * batch)
+            with Timer(torch.device("cuda")) as timer:
+                for _ in range(repeat):
+                    run()
+            result[f"{label}_ms_per_pair"] = 1e3 * timer.seconds / (repeat * batch)
     result["batch"] = batch
     result["speedup"] = result["one_at_a_time_ms_per_pair"] / result["batched_ms_per_pair"]
     return result
@@ -169,7 +165,7 @@ def main() -> None:
               f"time, {gpu['batched_ms_per_pair']:.2f} ms/pair batched x{gpu['batch']} "
               f"({gpu['speedup']:.1f}x)")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """CPU timing of the geometry network: inference per pair (2 threads) and estimate_warp.
 
-    PYTHONPATH=src python benchmarks/bench_geonet.py [--threads 2] [--repeats 10]
+    python benchmarks/bench_geonet.py [--threads 2] [--repeats 10] [--json PATH]
 
 Reports milliseconds per pair for the bare network forward (both images at 240 x 240), for
 ``estimate_warp`` with method "network" (affine, tps, affine+tps; includes input conversion,
@@ -14,11 +14,9 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from _common import environment, timed, write_json
 
 
 def main(argv=None) -> int:
@@ -26,6 +24,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--refine-repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the result as JSON")
     args = parser.parse_args(argv)
 
     import skimage.data
@@ -48,29 +47,29 @@ def main(argv=None) -> int:
     content, style = skimage.data.astronaut(), skimage.data.coffee()
     results = {"threads": args.threads, "shipped_weights": shipped, "torch": torch.__version__}
 
-    def timed(fn, repeats):
-        fn()  # warm-up (allocations, one-time kernels)
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        return (time.perf_counter() - t0) / repeats
+    def mean_seconds(fn, repeats):
+        times = timed(fn, repeats)  # one warm-up call first (allocations, one-time kernels)
+        return sum(times) / len(times)
 
     for kind in geonet.MODEL_KINDS:
         net = geonet.load_geometry_model(kind, checkpoint=checkpoints[kind], device="cpu")
         a = net.prepare(rgb_tensor(content))
         b = net.prepare(rgb_tensor(style))
         with torch.no_grad():
-            seconds = timed(lambda net=net, a=a, b=b: net(a, b), args.repeats)
+            seconds = mean_seconds(lambda net=net, a=a, b=b: net(a, b), args.repeats)
         results[f"network_forward_{kind}_ms"] = round(seconds * 1000, 1)
     for model in ("affine", "tps", "affine+tps"):
         ck = checkpoints if model == "affine+tps" else checkpoints[model]
-        seconds = timed(lambda model=model, ck=ck: estimate_warp(
+        seconds = mean_seconds(lambda model=model, ck=ck: estimate_warp(
             content, style, model, "network", "cpu", checkpoint=ck), args.repeats)
         results[f"estimate_network_{model}_ms"] = round(seconds * 1000, 1)
-        seconds = timed(lambda model=model, ck=ck: estimate_warp(
+        seconds = mean_seconds(lambda model=model, ck=ck: estimate_warp(
             content, style, model, "refine", "cpu", checkpoint=ck), args.refine_repeats)
         results[f"estimate_refine_{model}_s"] = round(seconds, 2)
+    results["environment"] = environment(torch.device("cpu"))
     print(json.dumps(results, indent=1))
+    if args.json:
+        write_json(args.json, results)
     return 0
 
 

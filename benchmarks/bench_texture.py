@@ -22,12 +22,10 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from _common import Timer, environment, write_json
 
 from napari_geostyle.core import features, images, texture
 from napari_geostyle.core.devices import resolve_device
@@ -50,26 +48,6 @@ def benchmark_images(seed: int = 0):
         stripes = 0.5 + 0.5 * np.sin(40 * (xx + 0.3 * yy))
         style = np.stack([stripes, 0.4 * stripes, 0.2 + 0.1 * rng.random((512, 512))], -1)
         return content.astype(np.float32), style.astype(np.float32), "procedural"
-
-
-class Timer:
-    def __init__(self, device):
-        self.device = device
-
-    def sync(self):
-        import torch
-
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    def __enter__(self):
-        self.sync()
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.sync()
-        self.seconds = time.perf_counter() - self.start
 
 
 # --------------------------------------------------------------------------- (a) trunk floor
@@ -267,8 +245,9 @@ def main(argv=None) -> int:
     table = _markdown(rows, device, gpu, backbone, schedule, image_source)
     print(table)
     result = {"device": str(device), "device_name": gpu, "torch": torch.__version__,
-              "backbone": backbone, "schedule": schedule, "images": image_source, "rows": rows}  # fmt: skip
-    (args.out / "texture_benchmark.json").write_text(json.dumps(result, indent=2))
+              "backbone": backbone, "schedule": schedule, "images": image_source, "rows": rows,
+              "environment": environment(device)}  # fmt: skip
+    write_json(args.out / "texture_benchmark.json", result)
     (args.out / "texture_benchmark.md").write_text(table)
     return 0
 

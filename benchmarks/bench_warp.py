@@ -7,21 +7,12 @@ about 1% of the size) and prints one line: size, device, best and median seconds
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import resource
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-
-
-def _peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024.0 ** (2 if sys.platform == "darwin" else 1)  # bytes on macOS, KiB on Linux
+from _common import environment, peak_rss_mb, timed, write_json
 
 
 def main(argv=None) -> int:
@@ -55,34 +46,29 @@ def main(argv=None) -> int:
     src += rng.uniform(-0.02, 0.02, src.shape) * size
     transform = fit_tps(src, src + rng.normal(0.0, 0.01 * size, src.shape))
 
-    def synchronize():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
     warp_image(image[:64, :64], transform, device=device)  # warm-up (kernels, allocator)
-    synchronize()
-    times = []
-    for _ in range(max(1, args.repeat)):
-        start = time.perf_counter()
-        warped = warp_image(image, transform, device=device)
-        synchronize()
-        times.append(time.perf_counter() - start)
+    last = {}  # only the latest output is kept: the peak memory is one warp's
+    times = timed(lambda: last.update(warped=warp_image(image, transform, device=device)),
+                  args.repeat, warmup=0, device=device)  # fmt: skip
+    warped = last.pop("warped")
     assert warped.shape == image.shape and warped.dtype == np.uint8
+    env = environment(device)
     result = {
         "size": size,
         "landmarks": len(src),
         "device": str(device),
-        "threads": torch.get_num_threads(),
+        "threads": env["torch_threads"],
         "best_s": round(min(times), 3),
         "median_s": round(statistics.median(times), 3),
         "times_s": [round(t, 3) for t in times],
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         "gpu_peak_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
         if device.type == "cuda"
         else None,
-        "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
-        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "torch": env["torch"],
+        "machine": env["machine"],
+        "load_average": env["load_average"],
+        "environment": env,
     }
     print(
         f"warp {size}x{size} RGB uint8, TPS {len(src)} landmarks on {device} "
@@ -92,7 +78,7 @@ def main(argv=None) -> int:
         f"load average {result['load_average'][0]}"
     )
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result, device)
     return 0
 
 

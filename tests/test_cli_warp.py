@@ -47,7 +47,9 @@ def test_regularization_changes_the_result(files):
     base = ["warp", str(image_path), "--landmarks", str(landmarks_path), "-o", str(out_path)]
     assert main(base) == 0
     exact = iio.imread(out_path)
-    assert main(base + ["--regularization", "5"]) == 0
+    assert main(base + ["--regularization", "5"]) == 2  # the output exists
+    np.testing.assert_array_equal(iio.imread(out_path), exact)
+    assert main(base + ["--regularization", "5", "--overwrite"]) == 0
     assert not np.array_equal(iio.imread(out_path), exact)
 
 

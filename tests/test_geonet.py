@@ -100,3 +100,124 @@ def test_vgg19_trunk_runs_with_random_backbone():
     with torch.no_grad():
         out = net(torch.rand(1, 3, 240, 240), torch.rand(1, 3, 240, 240))
     assert out.shape == (1, 6) and bool(torch.isfinite(out).all())
+
+
+# --------------------------------------------------------------------------- hostile checkpoints
+def _saved(tmp_path, **config):
+    net = geonet.build_geometry_net(geonet.default_config("affine"))
+    path = geonet.save_checkpoint(net, tmp_path / "net.pt")
+    if config:
+        payload = torch.load(path, weights_only=True)
+        payload["config"].update(config)
+        torch.save(payload, path)
+    return path
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"input_size": 8000}, "input_size"),
+    ({"input_size": 250}, "multiple of 16"),
+    ({"input_size": 64}, "input_size"),
+    ({"grid_size": 40}, "grid_size"),
+    ({"grid_size": True}, "grid_size"),
+    ({"embedded_widths": [32, 64, 96]}, "embedded_widths"),
+    ({"embedded_widths": [32, 64, -96, 128]}, "embedded_widths"),
+    ({"model": "homography"}, "model"),
+    ({"trunk": "resnet"}, "trunk"),
+    ({"version": 99}, "version"),
+    ({"mystery": 1}, "unknown config key"),
+])
+def test_bad_config_is_refused_before_building(tmp_path, monkeypatch, change, message):
+    path = _saved(tmp_path, **change)
+    built = []
+    monkeypatch.setattr(geonet, "build_geometry_net", lambda *a, **k: built.append(a))
+    with pytest.raises(ValueError, match=message):
+        geonet.net_from_checkpoint(geonet.read_checkpoint(path))
+    payload = torch.load(path, weights_only=True)
+    with pytest.raises(ValueError, match=message):
+        geonet.net_from_checkpoint(payload)  # also when the dict did not come from read
+    assert built == []
+
+
+@pytest.mark.parametrize("key", ["model", "trunk", "grid_size", "input_size"])
+def test_missing_config_key_is_named(tmp_path, key):
+    path = _saved(tmp_path)
+    payload = torch.load(path, weights_only=True)
+    del payload["config"][key]
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match=f"config key '{key}' is missing"):
+        geonet.read_checkpoint(path)
+
+
+def test_nan_weights_are_refused(tmp_path):
+    path = _saved(tmp_path)
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"]["linear.weight"][0, 0] = float("nan")
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match="'linear.weight' contain NaN"):
+        geonet.load_geometry_model("affine", checkpoint=path, device="cpu")
+
+
+def test_wrong_tensor_shape_is_a_value_error(tmp_path):
+    path = _saved(tmp_path)
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"]["linear.bias"] = torch.zeros(7, dtype=torch.float16)
+    with pytest.raises(ValueError, match=r"'linear.bias' have shape \(7,\)"):
+        geonet.net_from_checkpoint(payload)
+
+
+def test_flipped_bytes_in_a_checkpoint_are_a_value_error(tmp_path):
+    path = _saved(tmp_path)
+    data = bytearray(path.read_bytes())
+    for offset in range(200, len(data), len(data) // 7):
+        data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError):
+        geonet.net_from_checkpoint(geonet.read_checkpoint(path))
+
+
+def test_crafted_pickle_checkpoint_does_not_execute(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (marker.touch, ())
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": geonet.CHECKPOINT_FORMAT, "config": Exploit(), "state_dict": {}}, path)
+    with pytest.raises(ValueError, match="cannot read"):
+        geonet.read_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_checksums_json_matches_the_shipped_files():
+    # fails after a retrain until `python scripts/update_model_checksums.py` is run
+    import json
+
+    table = json.loads(geonet.CHECKSUMS_FILE.read_text())
+    shipped = sorted(p.name for p in geonet.MODELS_DIR.glob("geonet_*.pt"))
+    assert sorted(table) == shipped
+    for name in shipped:
+        assert geonet.file_sha256(geonet.MODELS_DIR / name) == table[name], name
+
+
+def test_damaged_shipped_model_is_refused(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    models = tmp_path / "models"
+    models.mkdir()
+    original = geonet.shipped_checkpoint_path("affine")
+    copy = models / original.name
+    shutil.copy(original, copy)
+    (models / "checksums.json").write_text(json.dumps({copy.name: geonet.file_sha256(copy)}))
+    monkeypatch.setattr(geonet, "MODELS_DIR", models)
+    monkeypatch.setattr(geonet, "CHECKSUMS_FILE", models / "checksums.json")
+    assert geonet.read_checkpoint(copy)["config"]["model"] == "affine"
+    data = bytearray(copy.read_bytes())
+    data[-100] ^= 0x01  # one flipped bit
+    copy.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="damaged.*reinstall"):
+        geonet.read_checkpoint(copy)
+    user = tmp_path / original.name  # the same bytes outside the models folder: no hash check
+    user.write_bytes(original.read_bytes())
+    assert geonet.read_checkpoint(user)["config"]["model"] == "affine"

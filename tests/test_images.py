@@ -127,3 +127,21 @@ def test_floats_outside_zero_to_one_are_rescaled_with_a_warning():
         warnings.simplefilter("error")
         rgb = images.to_rgb_float(np.array([[-1e-4, 1.0 + 1e-4]], np.float32))
     assert rgb.min() == 0.0 and rgb.max() == 1.0
+
+
+def test_tensor_that_requires_grad_is_a_clear_value_error():
+    import torch
+
+    from napari_geostyle.core import images
+
+    with pytest.raises(ValueError, match="requires grad.*detach"):
+        images.validate_image(torch.rand(8, 8, 3, requires_grad=True))
+    array = images.validate_image(torch.rand(8, 8, 3))
+    assert isinstance(array, np.ndarray) and array.shape == (8, 8, 3)
+
+
+def test_empty_point_lists_are_no_points():
+    from napari_geostyle.core import images
+
+    assert images.validate_points([]).shape == (0, 2)
+    assert images.validate_points(np.empty((0, 2))).shape == (0, 2)

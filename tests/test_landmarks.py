@@ -55,7 +55,10 @@ def test_write_then_read_is_exact_and_bigwarp_shaped(tmp_path):
         ('"Pt-0","true","1","2","3","4"\n"Pt-1","maybe","1","2","3","4"\n', "true or false"),
         ('"Pt-0","false","1","2","3","4"\n', "no active"),
         ("", "no active"),
-        ('"Pt-0","true","1","2","Infinity","4"\n', "NaN or infinite"),
+        ('"Pt-0","true","1","2","3","4"\n"Pt-1","true","1","2","Infinity","4"\n',
+         "line 2: target x is 'Infinity'"),
+        ('"Pt-0","ture","1","2","3","4"\n"Pt-1","true","1","2","3","4"\n',
+         "line 1: active must be true or false; got 'ture'"),
     ],
 )
 def test_malformed_files_raise_clear_errors(tmp_path, text, message):
@@ -74,3 +77,23 @@ def test_missing_file_and_bad_write_arguments(tmp_path):
         write_bigwarp_csv(tmp_path / "x.csv", np.zeros((3, 2)), np.zeros((3, 2)), names=["a"])
     with pytest.raises(ValueError, match="does not exist"):
         write_bigwarp_csv(tmp_path / "no" / "x.csv", np.zeros((3, 2)), np.zeros((3, 2)))
+
+
+def test_header_is_only_a_row_whose_coordinates_are_not_numbers(tmp_path):
+    path = tmp_path / "landmarks.csv"
+    path.write_text('"name","active","mx","my","tx","ty"\n' + BIGWARP_FILE)
+    assert len(read_bigwarp_csv(path)[0]) == 3
+    path.write_text('"Pt-0","TRUE","1","2","3","4"\n' + BIGWARP_FILE)  # data, not a header
+    assert len(read_bigwarp_csv(path)[0]) == 4
+
+
+def test_unreadable_file_is_a_value_error_with_the_reason(tmp_path, monkeypatch):
+    path = tmp_path / "landmarks.csv"
+    path.write_text(BIGWARP_FILE)
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(type(path), "open", refuse)
+    with pytest.raises(ValueError, match="cannot read the landmark file .*Permission denied"):
+        read_bigwarp_csv(path)

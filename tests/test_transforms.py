@@ -473,3 +473,50 @@ def test_non_finite_landmarks_raise(row, column, bad, which):
 def test_bad_transform_input_raises(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# =========================================================================== hostile input
+def _many_points(count, seed=0):
+    return np.random.default_rng(seed).uniform(0, 5000, (count, 2))
+
+
+def test_duplicates_among_many_landmarks_are_found_without_an_n_by_n_array():
+    src = _many_points(100_000)
+    src[77_777] = src[1234]  # an N x N x 2 distance array would need 160 GB here
+    with pytest.raises(ValueError, match="1234 and 77777 are at the same position"):
+        T.fit_affine(src, src + 1.0)
+
+
+def test_several_landmarks_at_one_spot_name_a_real_pair():
+    src = np.vstack([GOOD, GOOD[[2, 2, 2]]])
+    with pytest.raises(ValueError, match=r"\b2 and (4|5|6) are at the same position"):
+        T.fit_tps(src, src + 1.0)
+
+
+def test_tps_landmark_count_is_capped_with_a_clear_error():
+    src = _many_points(T.MAX_TPS_LANDMARKS + 1)
+    with pytest.raises(ValueError, match=f"at most {T.MAX_TPS_LANDMARKS}"):
+        T.fit_tps(src, src + 1.0)
+    with pytest.raises(ValueError, match="at most"):
+        T.TPSTransform(_many_points(200_000), _many_points(200_000, seed=1))
+    assert isinstance(T.fit_affine(_many_points(200_000), _many_points(200_000)), T.Transform)
+
+
+def test_deeply_nested_transform_dict_is_a_value_error():
+    data = T.AffineTransform(np.eye(3)).to_dict()
+    for _ in range(500):
+        data = {"type": "composed", "transforms": [data]}
+    with pytest.raises(ValueError, match="nested"):
+        T.transform_from_dict(data)
+    shallow = T.AffineTransform(np.eye(3)).to_dict()
+    for _ in range(T.MAX_DICT_DEPTH):
+        shallow = {"type": "composed", "transforms": [shallow]}
+    assert isinstance(T.transform_from_dict(shallow), T.ComposedTransform)
+
+
+@pytest.mark.parametrize("transform", [T.AffineTransform(np.eye(3)), T.fit_tps(GOOD, GOOD + 1)])
+@pytest.mark.parametrize("method", ["map_points", "sample_points"])
+def test_no_points_in_any_form_give_an_empty_result(transform, method):
+    empty_list = getattr(transform, method)([])
+    empty_array = getattr(transform, method)(np.empty((0, 2)))
+    assert empty_list.shape == empty_array.shape == (0, 2)

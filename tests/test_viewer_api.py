@@ -93,7 +93,7 @@ def test_opening_a_widget_binds_geostyle_in_the_console(geo_viewer, qtbot, monke
 def test_layers_are_read_as_the_user_sees_them(make_napari_viewer_proxy):
     from napari.utils.notifications import notification_manager
 
-    from napari_geostyle._widgets._layer_data import read_layer_image
+    from napari_geostyle._napari.layer_data import read_layer_image
 
     viewer = make_napari_viewer_proxy()
     gray = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)

@@ -144,7 +144,8 @@ def test_tiles_give_the_same_result(monkeypatch):
     whole = W.warp_image(image, tf)
     monkeypatch.setattr(W, "_TILE_PIXELS", 3 * SHAPE[1] + 5)  # 3-row tiles, a ragged last tile
     tiled = W.warp_image(image, tf)
-    np.testing.assert_array_equal(tiled, whole)
+    # each tile samples its own content crop: the same values up to float32 rounding
+    np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-6)
 
 
 def test_warp_tensor_matches_warp_image_and_is_differentiable():
@@ -200,3 +201,111 @@ def test_warp_tensor_rejects_non_tensors():
         W.warp_tensor(np.zeros((1, 3, 4, 4)), T.AffineTransform(np.eye(3)))
     with pytest.raises(ValueError, match="float tensor"):
         W.warp_tensor(torch.zeros(3, 4, 4), T.AffineTransform(np.eye(3)))
+
+
+# --------------------------------------------------------------------------- exact for every dtype
+def _shift(rows=2.0, cols=-3.0):
+    return T.AffineTransform([[1.0, 0.0, rows], [0.0, 1.0, cols]])
+
+
+@pytest.mark.parametrize(
+    "dtype, extreme",
+    [(np.int32, 2**31 - 1), (np.int32, -(2**31)), (np.uint32, 2**32 - 1), (np.int64, -(2**32))],
+)
+@pytest.mark.parametrize("mode", ["bilinear", "nearest", "bicubic"])
+def test_wide_integers_come_back_exactly(dtype, extreme, mode):
+    image = np.zeros(SHAPE, dtype)
+    image[10:20, 10:30] = extreme
+    image[30, 40] = extreme - 1 if extreme > 0 else extreme + 1
+    out = W.warp_image(image, T.AffineTransform(np.eye(3)), mode=mode)
+    assert out.dtype == image.dtype
+    np.testing.assert_array_equal(out, image)
+    moved = W.warp_image(image, _shift(), mode=mode)  # a whole-pixel shift moves values as they are
+    np.testing.assert_array_equal(moved[12:22, 7:27], image[10:20, 10:30])
+    assert moved[32, 37] == image[30, 40]
+
+
+def test_nearest_keeps_label_ids_above_2_to_the_24_distinct():
+    labels = np.zeros(SHAPE, np.uint32)
+    labels[5:25, 5:30] = 2**24 + 1
+    labels[25:45, 30:60] = 2**24 + 2  # merged with its neighbour in float32
+    out = W.warp_image(labels, tps_transform(7), mode="nearest")
+    assert set(np.unique(out)) <= {0, 2**24 + 1, 2**24 + 2}
+    assert {2**24 + 1, 2**24 + 2} <= set(np.unique(out))
+
+
+def test_nearest_matches_grid_sample_nearest():
+    image = smooth_image()
+    tf = tps_transform(8)
+    for padding in W.PADDINGS:
+        ours = W.warp_image(image, tf, mode="nearest", padding=padding)
+        tensor = images.image_to_tensor(image)
+        reference = images.tensor_to_image(
+            W.warp_tensor(tensor, tf, mode="nearest", padding=padding)
+        )
+        # rounding ties may go either way through the normalised coordinates
+        assert np.mean(ours == reference) > 0.999
+
+
+@pytest.mark.parametrize("padding", W.PADDINGS)
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+def test_crops_match_whole_image_sampling(monkeypatch, padding, mode):
+    # a shift that reads far past two edges: the crops must pad exactly as the whole image does
+    image = smooth_image()
+    tf = T.AffineTransform([[1.1, 0.2, -30.0], [-0.15, 0.9, 40.0]])
+    tensor = images.image_to_tensor(image)
+    reference = images.tensor_to_image(W.warp_tensor(tensor, tf, mode=mode, padding=padding))
+    monkeypatch.setattr(W, "_CROP_PIXELS", 40)  # forces blocks down to a few pixels
+    crops = []
+    original = W._crop_tensor
+    monkeypatch.setattr(
+        W, "_crop_tensor", lambda *a: crops.append(original(*a)) or crops[-1]
+    )
+    ours = W.warp_image(image, tf, mode=mode, padding=padding)
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=2e-5)
+    assert len(crops) > 20 and max(c.shape[-2] * c.shape[-1] for c in crops) < image[..., 0].size
+
+
+def test_only_crops_are_converted_to_float(monkeypatch):
+    # the memory bound: no tile converts (much) more than it reads, never the whole image
+    image = (smooth_image((256, 256)) * 255).astype(np.uint8)
+    tf = T.AffineTransform([[0.97, 0.05, 3.0], [-0.05, 0.97, 4.0]])
+    whole = W.warp_image(image, tf)
+    monkeypatch.setattr(W, "_TILE_PIXELS", 32 * 256)
+    sizes = []
+    original = W._crop_tensor
+    monkeypatch.setattr(W, "_crop_tensor", lambda *a: sizes.append(original(*a)) or sizes[-1])
+    tiled = W.warp_image(image, tf)
+    assert len(sizes) == 8
+    assert max(t.shape[-2] * t.shape[-1] for t in sizes) < 256 * 256 / 4
+    assert np.abs(tiled.astype(int) - whole).max() <= 1
+
+
+def test_float64_beyond_float32_range_is_warped_not_nan():
+    image = np.full(SHAPE, 1e300)
+    image[10:20, 10:20] = -1e300
+    out = W.warp_image(image, _shift())
+    assert out.dtype == np.float64 and np.all(np.isfinite(out))
+    np.testing.assert_array_equal(out[12:22, 7:17], -1e300)
+
+
+def test_float16_overshoot_stays_finite():
+    image = np.zeros(SHAPE, np.float16)
+    image[::2] = np.finfo(np.float16).max  # bicubic rings past the largest float16
+    out = W.warp_image(image, tps_transform(9), mode="bicubic")
+    assert out.dtype == np.float16 and np.all(np.isfinite(out))
+
+
+def test_huge_int64_needs_nearest():
+    image = np.full(SHAPE, 2**60, np.int64)
+    with pytest.raises(ValueError, match="nearest"):
+        W.warp_image(image, _shift())
+    np.testing.assert_array_equal(W.warp_image(image, _shift(), mode="nearest"), image)
+
+
+def test_grad_tensor_is_refused_and_plain_tensor_accepted():
+    tensor = torch.rand(16, 16, requires_grad=True)
+    with pytest.raises(ValueError, match="detach"):
+        W.warp_image(tensor, T.AffineTransform(np.eye(3)))
+    out = W.warp_image(tensor.detach(), T.AffineTransform(np.eye(3)))
+    np.testing.assert_allclose(out, tensor.detach().numpy(), atol=1e-6)

@@ -119,6 +119,7 @@ def test_download_checks_hash_and_keeps_a_trimmed_trunk(monkeypatch, torchvision
         torch.save(torchvision_state, dst)
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    monkeypatch.setenv("GEOSTYLE_OFFLINE", "0")
     path = weights.resolve_vgg19_weights(download=True)
     assert calls == {"url": weights.VGG19_URL, "hash_prefix": "dcbb9e9d"}
     assert path.name == weights.TRIMMED_FILENAME and path.is_file()
@@ -137,5 +138,79 @@ def test_failed_download_is_a_value_error_with_instructions(monkeypatch):
         raise OSError("network unreachable")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", broken)
+    monkeypatch.setenv("GEOSTYLE_OFFLINE", "0")
     with pytest.raises(ValueError, match="network unreachable.*GEOSTYLE_VGG19_WEIGHTS"):
         weights.resolve_vgg19_weights(download=True)
+
+
+# --------------------------------------------------------------------------- hostile input
+def _set_mtime(path, seconds):
+    import os
+
+    os.utime(path, (seconds, seconds))
+
+
+def test_weights_file_replaced_on_disk_is_read_again(weights_file, torchvision_state):
+    first = features.build_trunk(str(weights_file), "cpu")
+    assert features.build_trunk(str(weights_file), "cpu") is first  # cached while unchanged
+    changed = dict(torchvision_state)
+    changed["features.0.bias"] = torch.full((64,), 0.5)
+    torch.save(changed, weights_file)
+    _set_mtime(weights_file, 1_000_000)  # same size: only the mtime tells them apart
+    second = features.build_trunk(str(weights_file), "cpu")
+    assert second is not first
+    assert torch.equal(second.features[0].bias, torch.full((64,), 0.5))
+    weights_file.write_bytes(b"truncated")  # a bad replacement is reported, not hidden
+    with pytest.raises(ValueError, match="not a readable"):
+        features.build_trunk(str(weights_file), "cpu")
+
+
+def test_offline_download_is_refused_before_the_network(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("tried the network")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fail)
+    with pytest.raises(ValueError, match="GEOSTYLE_OFFLINE"):
+        weights.download_vgg19_weights()
+    with pytest.raises(ValueError, match="GEOSTYLE_OFFLINE"):
+        weights.resolve_vgg19_weights(download=True)
+
+
+def test_cli_weights_download_offline_prints_one_line(monkeypatch, capsys):
+    from napari_geostyle import cli
+
+    calls = []
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: calls.append(a))
+    assert cli.main(["weights", "--download"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "GEOSTYLE_OFFLINE" in err[0]
+    assert calls == []
+
+
+def test_cli_weights_does_not_report_an_unusable_file_as_present(monkeypatch, tmp_path, capsys):
+    from napari_geostyle import cli
+
+    junk = tmp_path / "vgg19-junk.pth"
+    junk.write_bytes(b"\x00" * 1000)
+    monkeypatch.setenv("GEOSTYLE_VGG19_WEIGHTS", str(junk))
+    assert cli.main(["weights"]) == 0
+    out = capsys.readouterr().out
+    assert "unusable: " in out and "not present" in out
+    assert not any(line.startswith("present:") for line in out.splitlines())
+    assert cli.main(["weights", "--path"]) == 1
+    info = weights.describe_vgg19_weights(check=True)
+    assert not info["found"] and info["looked"][1]["problem"]
+
+
+def test_crafted_pickle_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (marker.touch, ())
+
+    path = tmp_path / "vgg19-evil.pth"
+    torch.save({"features.0.weight": Exploit()}, path)
+    with pytest.raises(ValueError, match="not a readable"):
+        weights.load_vgg19_state(path)
+    assert not marker.exists()

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from napari_geostyle._widgets._layer_data import read_layer_image
-from napari_geostyle._widgets._live_points import start_live_warp
+from napari_geostyle._napari.layer_data import read_layer_image
+from napari_geostyle._napari.live_warp import start_live_warp
 from napari_geostyle._widgets.warp_widget import GeometricWarpWidget, describe_warp
 
 WAIT_MS = 20000

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 
-from napari_geostyle._widgets._layer_data import read_layer_image
-from napari_geostyle._widgets._live_points import start_live_warp
+from napari_geostyle._napari.layer_data import read_layer_image
+from napari_geostyle._napari.live_warp import start_live_warp
 from napari_geostyle._widgets.warp_widget import GeometricWarpWidget
 
 WAIT_MS = 20000
@@ -57,7 +57,7 @@ def test_run_makes_warped_layer_and_paired_points_with_provenance(geo_viewer, qt
     record = warped.metadata["geostyle"]
     assert record["inputs"] == {"content": "content", "geometry_style": "style"}
     assert record["options"]["model"] == "affine"
-    assert record["transform"]["type"] in ("affine", "composed", "tps")
+    assert record["transform"]["type"] == "affine"  # the model chosen above, nothing else
     assert record["version"]
     assert len(control.data) == len(target.data) >= 3
     assert list(control.features["number"]) == list(range(1, len(control.data) + 1))
@@ -82,7 +82,10 @@ def test_pickers_offer_only_image_layers_and_follow_the_layer_list(geo_viewer, q
     assert "third" in names(widget.content_combo)
     # choosing the style's layer as content moves the style to another layer
     widget.content_combo.set_layer("renamed")
-    assert widget.style_combo.layer() is not widget.content_combo.layer()
+    # compared by name: the proxy viewer hands out wrapped layers, so identity proves nothing
+    assert widget.content_combo.layer().name == "renamed"
+    assert widget.style_combo.layer() is not None
+    assert widget.style_combo.layer().name != "renamed"
     viewer.layers.remove("third")
     assert "third" not in names(widget.content_combo)
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+_DISTRIBUTION = "napari-geostyle"
+# what __version__ says when the package runs from a source tree that was never installed
+_UNKNOWN_VERSION = "0+unknown"
 
 # public name -> module that defines it (relative to this package)
 _PUBLIC = {
@@ -36,7 +38,20 @@ _PUBLIC = {
 __all__ = ["__version__", *_PUBLIC]
 
 
+def _installed_version() -> str:
+    """The installed distribution's version (from the git tag at build time, setuptools-scm)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(_DISTRIBUTION)
+    except PackageNotFoundError:
+        return _UNKNOWN_VERSION
+
+
 def __getattr__(name: str):
+    if name == "__version__":  # read from the metadata on first use: import stays cheap
+        value = globals()["__version__"] = _installed_version()
+        return value
     module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module 'napari_geostyle' has no attribute {name!r}")

@@ -41,14 +41,78 @@ def read_image(path) -> np.ndarray:
     try:
         return np.asarray(iio.imread(path))
     except Exception as error:  # imageio raises many types for unreadable files
-        raise CLIError(f"cannot read {path} as an image: {_one_line(error)}") from None
+        raise CLIError(f"cannot read {path} as an image: {_one_line(error)}") from error
 
 
-def write_image(path, image: np.ndarray) -> None:
-    """Write ``image``; floats (0..1) become uint8 for 8-bit formats, uint16 is kept for TIFF/PNG."""
+def check_output_path(path, overwrite: bool = False, image: bool = True) -> Path:
+    """Check an output path before any work is done (``CLIError`` otherwise): not a folder, in
+    an existing folder we can write to, not an existing file unless ``overwrite``, and (for
+    ``image``) an extension that an image can be written as."""
     path = Path(path)
-    if path.parent and not path.parent.exists():
+    if path.is_dir():
+        raise CLIError(f"output {path} is a folder; give a file name")
+    if not path.parent.is_dir():
         raise CLIError(f"output folder {path.parent} does not exist")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise CLIError(f"{path} exists; pass --overwrite to replace it")
+    if image:
+        import imageio.config
+        import imageio.v3 as iio
+
+        # imageio writes a TIFF under any name it does not know: refuse those names
+        if path.suffix.lower() not in imageio.config.known_extensions:
+            raise CLIError(
+                f"cannot write {path}: {path.suffix or 'no extension'} is not an image format; "
+                "use .png, .tif, .jpg or another image extension"
+            )
+        probe = np.zeros((2, 2, 3), np.uint8)
+        writer = lambda tmp: iio.imwrite(tmp, probe, extension=path.suffix)  # noqa: E731
+    else:
+        writer = lambda tmp: tmp.write_bytes(b"")  # noqa: E731
+    try:
+        with _temporary_sibling(path) as tmp:  # nothing of it is left behind
+            writer(tmp)
+    except Exception as error:
+        what = f"a {path.suffix or 'extension-less'} image" if image else "a file"
+        raise CLIError(f"cannot write {path} as {what}: {_one_line(error)}") from None
+    return path
+
+
+class _temporary_sibling:
+    """A not-yet-existing temporary path next to ``path`` (same folder, so ``os.replace`` is
+    atomic), removed on exit unless it was moved into place."""
+
+    def __init__(self, path: Path):
+        import secrets
+
+        self.path = path.parent / f".{path.name}.{secrets.token_hex(4)}.partial"
+
+    def __enter__(self) -> Path:
+        return self.path
+
+    def __exit__(self, *exc_info) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def write_atomically(path, write) -> None:
+    """``write(tmp)`` a temporary file next to ``path``, then move it into place: an error or
+    Ctrl-C leaves the previous file intact and nothing partial on disk."""
+    import os
+
+    path = Path(path)
+    with _temporary_sibling(path) as tmp:
+        write(tmp)
+        os.replace(tmp, path)
+
+
+def write_image(path, image: np.ndarray, overwrite: bool = True) -> None:
+    """Write ``image`` atomically; floats (0..1) become uint8 for 8-bit formats, uint16 is kept
+    for TIFF/PNG. ``overwrite=False`` refuses to replace an existing file."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise CLIError(f"output folder {path.parent} does not exist")
+    if path.exists() and not overwrite:
+        raise CLIError(f"{path} exists; pass --overwrite to replace it")
     import imageio.v3 as iio
 
     from .core.images import from_float
@@ -59,9 +123,25 @@ def write_image(path, image: np.ndarray) -> None:
     if array.dtype == np.uint16 and path.suffix.lower() in (".jpg", ".jpeg"):
         array = (array >> 8).astype(np.uint8)
     try:
-        iio.imwrite(path, array)
+        write_atomically(path, lambda tmp: iio.imwrite(tmp, array, extension=path.suffix))
     except Exception as error:
         raise CLIError(f"cannot write {path}: {_one_line(error)}") from None
+
+
+_DEVICE_NOTE_PRINTED = False
+
+
+def print_device_note() -> None:
+    """Print, once per process, why a CUDA build of torch runs on the CPU (an old driver)."""
+    global _DEVICE_NOTE_PRINTED
+    if _DEVICE_NOTE_PRINTED:
+        return
+    _DEVICE_NOTE_PRINTED = True
+    from .core import devices
+
+    note = devices.cuda_build_note()
+    if note:
+        print(note, file=sys.stderr)
 
 
 def progress_bar(total: int, desc: str):
@@ -98,6 +178,14 @@ def _cmd_transfer(args) -> int:
 
     from .core.texture import iter_texture_transfer
 
+    if args.device in (None, "auto") or str(args.device).startswith("cuda"):
+        print_device_note()
+    # every output is checked before the (long) optimisation, not after it
+    check_output_path(args.output, args.overwrite)
+    if args.warped_output:
+        if Path(args.warped_output).resolve() == Path(args.output).resolve():
+            raise CLIError("--warped-output and -o/--output are the same file")
+        check_output_path(args.warped_output, args.overwrite)
     content = read_image(args.content)
     styles = [read_image(path) for path in args.texture]
     iterations = args.iterations
@@ -129,7 +217,7 @@ def _cmd_transfer(args) -> int:
         for step in steps:
             if getattr(step, "stage", None) == "geometry":
                 if args.warped_output:
-                    write_image(args.warped_output, step.warped)
+                    write_image(args.warped_output, step.warped, overwrite=args.overwrite)
                 continue
             if bar is None:
                 bar = progress_bar(step.total, "texture")
@@ -142,7 +230,7 @@ def _cmd_transfer(args) -> int:
         steps.close()
         if bar is not None:
             bar.close()
-    write_image(args.output, result)
+    write_image(args.output, result, overwrite=args.overwrite)
     height, width = result.shape[:2]
     print(f"wrote {args.output} ({width} x {height} px, {time.perf_counter() - started:.1f} s)",
           file=sys.stderr)  # fmt: skip
@@ -150,6 +238,9 @@ def _cmd_transfer(args) -> int:
 
 
 def _register_transfer(sub) -> None:
+    from .core.estimate import METHODS, MODELS
+    from .core.texture import OPTIMIZERS, PRESET_NAMES
+
     parser = sub.add_parser(
         "transfer",
         help="transfer the texture of style image(s) onto a content image (Gatys et al.), "
@@ -164,16 +255,18 @@ def _register_transfer(sub) -> None:
     parser.add_argument("--texture-weights", type=float, nargs="+", metavar="W",
                         help="one weight per style image (default: equal)")  # fmt: skip
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output image file")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace output files that exist (default: refuse)")  # fmt: skip
     parser.add_argument("--geometry", metavar="STYLE",
                         help="geometry style image: warp the content to its geometry first "
                         "(geometric style transfer, both stages)")  # fmt: skip
-    parser.add_argument("--model", choices=("affine", "tps", "affine+tps"), default="affine+tps",
+    parser.add_argument("--model", choices=MODELS, default="affine+tps",
                         help="warp model with --geometry (default: affine+tps)")  # fmt: skip
-    parser.add_argument("--method", choices=("network", "refine"), default="network",
+    parser.add_argument("--method", choices=METHODS, default="network",
                         help="warp estimate with --geometry (default: network)")  # fmt: skip
     parser.add_argument("--warped-output", metavar="FILE",
                         help="with --geometry, also write the warped content here")  # fmt: skip
-    parser.add_argument("--preset", choices=("fast", "balanced", "quality"), default="balanced",
+    parser.add_argument("--preset", choices=PRESET_NAMES, default="balanced",
                         help="iteration schedule and default size (default: balanced)")  # fmt: skip
     parser.add_argument("--size", type=int, metavar="PX",
                         help="longest side of the output (default: from the preset)")  # fmt: skip
@@ -181,7 +274,7 @@ def _register_transfer(sub) -> None:
     parser.add_argument("--iterations", type=int, nargs="+", metavar="N",
                         help="iterations per level: one number, or one per level coarsest "
                         "first (default: from the preset)")  # fmt: skip
-    parser.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="lbfgs")
     parser.add_argument("--style-weight", type=float, metavar="W", help="style loss weight")
     parser.add_argument("--content-weight", type=float, metavar="W", help="content loss weight")
     parser.add_argument("--preserve-color", action="store_true",
@@ -201,9 +294,15 @@ def _cmd_weights(args) -> int:
     from .core import weights
 
     if args.download:
+        if weights.offline():  # refuse here, before anything could touch the network
+            raise CLIError(
+                f"{weights.ENV_OFFLINE} is set, so nothing is downloaded; unset it to run "
+                f"`{weights.DOWNLOAD_COMMAND}`, or set {weights.ENV_WEIGHTS} to a local file."
+            )
         path = weights.resolve_vgg19_weights(download=True)
         print(f"VGG-19 weights: {path}", file=sys.stderr)
-    info = weights.describe_vgg19_weights()
+    info = weights.describe_vgg19_weights(check=True)  # a corrupt file is not "present"
+    print_device_note()
     if args.path:
         if not info["found"]:
             print("not found", file=sys.stderr)
@@ -213,6 +312,8 @@ def _cmd_weights(args) -> int:
     print("VGG-19 (ImageNet) weights are looked for, in order:")
     for entry in info["looked"]:
         state = "found" if entry["exists"] else "missing"
+        if entry.get("problem"):
+            state = f"unusable: {_one_line(entry['problem'])}"
         where = entry["path"] or "(not set)"
         print(f"  {entry['where']:<40} {where}  [{state if entry['path'] else '-'}]")
     print(f"  download from {info['url']}" + ("  (disabled: GEOSTYLE_OFFLINE)" if info["offline"]
@@ -247,6 +348,7 @@ def _cmd_warp(args) -> int:
     from .core.transforms import fit_affine, fit_tps
     from .core.warp import warp_image
 
+    check_output_path(args.output, args.overwrite)
     image = read_image(args.content)
     content_points, target_points = read_bigwarp_csv(args.landmarks)
     if args.affine:
@@ -254,13 +356,15 @@ def _cmd_warp(args) -> int:
     else:
         transform = fit_tps(content_points, target_points, regularization=args.regularization)
     warped = warp_image(image, transform, device=args.device, padding=args.padding)
-    write_image(args.output, warped)
+    write_image(args.output, warped, overwrite=args.overwrite)
     kind = "affine" if args.affine else "thin-plate spline"
     print(f"wrote {args.output} ({kind}, {len(content_points)} landmark pairs)", file=sys.stderr)
     return 0
 
 
 def _register_warp(sub) -> None:
+    from .core.warp import PADDINGS
+
     parser = sub.add_parser(
         "warp",
         help="warp an image with landmark pairs from a BigWarp CSV",
@@ -270,12 +374,14 @@ def _register_warp(sub) -> None:
     parser.add_argument("content", metavar="CONTENT", help="image to warp (the moving image)")
     parser.add_argument("--landmarks", required=True, metavar="FILE", help="BigWarp landmark CSV")
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output image file")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the output file if it exists (default: refuse)")
     parser.add_argument(
         "--regularization", type=float, default=0.0, metavar="R",
         help="thin-plate spline smoothing (0 = pass exactly through the landmarks)",
     )
     parser.add_argument("--affine", action="store_true", help="fit a least-squares affine instead")
-    parser.add_argument("--padding", choices=("border", "zeros", "reflection"), default="border",
+    parser.add_argument("--padding", choices=PADDINGS, default="border",
                         help="what samples outside the image get (default: border)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.set_defaults(func=_cmd_warp)
@@ -291,8 +397,11 @@ def _cmd_train_geometry(args) -> int:
     from .core import training
 
     out = Path(args.out)
-    if not out.parent.exists():
-        raise CLIError(f"output folder {out.parent} does not exist")
+    # --resume continues --out (and replaces its validation figure); else it must be new
+    replace = args.overwrite or args.resume
+    check_output_path(out, replace, image=False)
+    figure = out.with_suffix(".validation.png")
+    check_output_path(figure, replace)
     if args.steps is None and args.seconds is None:
         raise CLIError("give --steps or --seconds (or both)")
     images = training.load_images(args.images)
@@ -319,7 +428,6 @@ def _cmd_train_geometry(args) -> int:
         ("identity", "network"), pairs_per_image=2, trunk=args.trunk, checkpoint=out,
         device=args.device, keep_pairs=4,
     )
-    figure = out.with_suffix(".validation.png")
     write_image(figure, training.validation_figure(report.pop("examples"), ("network",)))
     print(json.dumps(report, indent=1))
     print(f"validation figure {figure}", file=sys.stderr)
@@ -327,6 +435,9 @@ def _cmd_train_geometry(args) -> int:
 
 
 def _register_train_geometry(sub) -> None:
+    from .core.geonet import MODEL_KINDS, TRUNKS
+    from .core.training import LOSSES
+
     p = sub.add_parser(
         "train-geometry",
         help="train the geometry network on synthetic pairs from image folders",
@@ -334,18 +445,20 @@ def _register_train_geometry(sub) -> None:
         "randomisation) of the geometry network; writes a checkpoint and a validation figure.",
     )
     p.add_argument("--images", nargs="+", required=True, help="image folders or files")
-    p.add_argument("--model", choices=("affine", "tps"), default="affine")
-    p.add_argument("--trunk", choices=("embedded", "vgg19"), default="embedded")
+    p.add_argument("--model", choices=MODEL_KINDS, default="affine")
+    p.add_argument("--trunk", choices=TRUNKS, default="embedded")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--seconds", type=float, default=None, help="wall-clock budget")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--loss", choices=("grid", "image"), default="grid")
+    p.add_argument("--loss", choices=LOSSES, default="grid")
     p.add_argument("--device", default="auto")
     p.add_argument("--backbone", default="auto", help="VGG-19 weights for --trunk vgg19")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
     p.add_argument("--resume", action="store_true", help="continue from --out's weights")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh even if --out exists (replaces it and its figure)")
     p.add_argument("--checkpoint-every", type=float, default=60.0, help="seconds")
     p.add_argument("--val-images", nargs="+", default=None,
                    help="held-out images for the validation figure (default: --images)")
@@ -409,10 +522,10 @@ def _cmd_demo(args) -> int:
     """Open napari with the sample images and the GeoStyle widgets docked."""
     try:
         import napari
-    except ImportError:
-        raise CLIError("the demo needs napari: pip install 'napari[all]'") from None
-    if args.screenshot and not Path(args.screenshot).resolve().parent.is_dir():
-        raise CLIError(f"output folder {Path(args.screenshot).parent} does not exist")
+    except ImportError as error:
+        raise CLIError("the demo needs napari: pip install 'napari[all]'") from error
+    if args.screenshot:  # before napari starts, not after the warp
+        check_output_path(args.screenshot, args.overwrite)
 
     viewer = napari.Viewer(title="GeoStyle demo")
     viewer.open_sample("napari-geostyle", "content_style")
@@ -453,8 +566,13 @@ def _screenshot_after_warp(viewer, widget, path, outcome) -> None:
             for name in ("content", "geometry style", "texture style"):
                 viewer.layers[name].visible = name == "content"
             viewer.reset_view()
-            viewer.screenshot(path, canvas_only=False, flash=False)
-            print(f"saved {path}")
+            shot = viewer.screenshot(canvas_only=False, flash=False)
+            try:
+                write_image(path, shot)  # atomic; --overwrite was checked at the start
+                print(f"saved {path}")
+            except CLIError as error:
+                print(f"error: {error}", file=sys.stderr)
+                outcome["status"] = 2
         poll.stop()
         viewer.close()
         QApplication.instance().quit()
@@ -466,6 +584,8 @@ def _screenshot_after_warp(viewer, widget, path, outcome) -> None:
 
 
 def _register_demo(sub) -> None:
+    from .core.estimate import METHODS, MODELS
+
     p = sub.add_parser(
         "demo",
         help="open napari with sample images and the GeoStyle widgets",
@@ -474,8 +594,10 @@ def _register_demo(sub) -> None:
     )
     p.add_argument("--screenshot", metavar="PATH",
                    help="run the warp, save a screenshot of the window to PATH, then quit")
-    p.add_argument("--model", default="affine+tps", choices=("affine", "tps", "affine+tps"))
-    p.add_argument("--method", default="network", choices=("network", "refine"))
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the --screenshot file if it exists (default: refuse)")
+    p.add_argument("--model", default="affine+tps", choices=MODELS)
+    p.add_argument("--method", default="network", choices=METHODS)
     p.set_defaults(func=_cmd_demo)
 
 
@@ -526,6 +648,9 @@ def _cmd_batch(args) -> int:
 
 
 def _register_batch(sub) -> None:
+    from .core.estimate import METHODS, MODELS
+    from .core.texture import PRESET_NAMES
+
     p = sub.add_parser(
         "batch",
         help="warp and/or style a folder, glob, video or stack of images, on Dask; resumable",
@@ -538,10 +663,10 @@ def _register_batch(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     p.add_argument("--geometry", metavar="IMG", help="geometry style image (warp the inputs)")
     p.add_argument("--texture", nargs="+", metavar="IMG", help="texture style image(s)")
-    p.add_argument("--model", choices=("affine", "tps", "affine+tps"), default="affine+tps")
-    p.add_argument("--method", choices=("network", "refine"), default="network")
+    p.add_argument("--model", choices=MODELS, default="affine+tps")
+    p.add_argument("--method", choices=METHODS, default="network")
     p.add_argument("--strength", type=float, default=1.0, help="warp strength, 0..1")
-    p.add_argument("--preset", choices=("fast", "balanced", "quality"), default="fast",
+    p.add_argument("--preset", choices=PRESET_NAMES, default="fast",
                    help="texture schedule and default size (default: fast)")  # fmt: skip
     p.add_argument("--size", type=int, metavar="PX", help="longest side of the styled output")
     p.add_argument("--levels", type=int, default=4, help="texture pyramid levels (default: 4)")

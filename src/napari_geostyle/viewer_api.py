@@ -12,17 +12,18 @@ The workers returned have ``worker.geostyle_run`` (``.done``, ``.output``, ``.er
 
 Layers are given as layer objects or names; anything but a non-empty Image layer is a
 ``ValueError`` that lists the usable layers. These functions make the same layers, with the same
-live wiring, as the widgets (both use ``napari_geostyle._widgets``' shared modules).
+live wiring, as the widgets: both call the controllers in ``napari_geostyle._napari``.
 """
 
 from __future__ import annotations
 
-from ._widgets._layer_data import read_layer_image, resolve_image_layer, same_layer
-from ._widgets._live_points import LiveWarp, start_live_warp
-from ._widgets._runs import StyleRun, estimate_and_warp, start_style_run
+from ._napari.layer_data import read_layer_image, resolve_image_layer, same_layer
+from ._napari.live_warp import LiveWarp, start_live_warp
+from ._napari.runs import estimate_and_warp, pipeline_run, texture_run
 from .core.estimate import check_options
 
 __all__ = ["LiveWarp", "add_warp", "start_geometric_style_transfer", "start_texture_transfer"]
+
 
 def _two_layers(viewer, content, style, style_role):
     content_layer = resolve_image_layer(viewer, content, "content")
@@ -79,56 +80,7 @@ def start_texture_transfer(viewer, content, style, **options):
     are those of :func:`napari_geostyle.iter_texture_transfer`. Returns the started worker; the
     image (updated live from previews) lands in the layer ``<content> textured``.
     """
-    return _texture_run(viewer, content, style, **options).worker
-
-
-def _result_kind(content_layer, content_image, style_layers, color_output: bool) -> dict:
-    """How a texture result is shown: in the content's kind (gray stays gray, integers keep
-    their dtype and the contrast range the user saw), colour only when asked and a style has
-    colour."""
-    value_range = None if content_layer.rgb else tuple(content_layer.contrast_limits)
-    return {
-        "content_like": content_image.raw,
-        "value_range": value_range,
-        "keep_color": bool(color_output) and any(layer.rgb for layer in style_layers),
-        "slice_index": content_image.slice_index,
-    }
-
-
-def _texture_run(viewer, content, style, on_done=None, on_progress=None, reuse=False,
-                 color_output=False, **options) -> StyleRun:
-    from .core.texture import iter_texture_transfer
-
-    content_layer = resolve_image_layer(viewer, content, "content")
-    styles = list(style) if isinstance(style, (list, tuple)) else [style]
-    if not styles:
-        raise ValueError("give at least one texture-style layer.")
-    style_layers = [resolve_image_layer(viewer, s, "texture style") for s in styles]
-    if any(same_layer(layer, content_layer) for layer in style_layers):
-        raise ValueError("the content layer is also a texture style; pick a different style layer.")
-    content_image = read_layer_image(content_layer, viewer)
-    style_images = [read_layer_image(layer, viewer).normalized for layer in style_layers]
-    texture_input = style_images[0] if len(style_images) == 1 else style_images
-    # Built here, not in the worker, so a bad option is a ValueError for the caller; the
-    # generator does no work until the worker's first next().
-    steps = iter_texture_transfer(content_image.normalized, texture_input, **options)
-
-    return start_style_run(
-        viewer,
-        steps,
-        content_layer=content_layer,
-        output_name=f"{content_layer.name} textured",
-        stage="texture",
-        inputs={"content": content_layer.name, "texture_style": [s.name for s in style_layers]},
-        options=options,
-        reference_shape=content_image.shape,
-        stride=content_image.stride,
-        device=options.get("device"),
-        on_done=on_done,
-        on_progress=on_progress,
-        reuse=reuse,
-        **_result_kind(content_layer, content_image, style_layers, color_output),
-    )
+    return texture_run(viewer, content, style, **options).worker
 
 
 def start_geometric_style_transfer(viewer, content, style, geometry_style=None,
@@ -140,49 +92,4 @@ def start_geometric_style_transfer(viewer, content, style, geometry_style=None,
     ``<content> geostyle``. Results never replace existing layers (``reuse=True`` updates
     layers of those names instead). Returns the started worker.
     """
-    return _pipeline_run(viewer, content, style, geometry_style, texture_style, **options).worker
-
-
-def _pipeline_run(viewer, content, style, geometry_style=None, texture_style=None,
-                  on_done=None, on_progress=None, reuse=False, color_output=False,
-                  **options) -> StyleRun:
-    from .core.pipeline import iter_geometric_style_transfer
-
-    content_layer = resolve_image_layer(viewer, content, "content")
-    roles = {
-        "geometry_style": geometry_style if geometry_style is not None else style,
-        "texture_style": texture_style if texture_style is not None else style,
-    }
-    layers = {}
-    for role, given in roles.items():
-        layers[role] = resolve_image_layer(viewer, given, role.replace("_", " "))
-        if same_layer(layers[role], content_layer):
-            raise ValueError(f"the content layer is also the {role.replace('_', ' ')}; pick another.")
-    content_image = read_layer_image(content_layer, viewer)
-    geometry_image = read_layer_image(layers["geometry_style"], viewer).normalized
-    texture_image = read_layer_image(layers["texture_style"], viewer).normalized
-
-    # Built here so that bad options (model, method, texture) are a ValueError for the caller.
-    steps = iter_geometric_style_transfer(
-        content_image.normalized,
-        geometry_style=geometry_image,
-        texture_style=texture_image,
-        **options,
-    )
-
-    return start_style_run(
-        viewer,
-        steps,
-        content_layer=content_layer,
-        output_name=f"{content_layer.name} geostyle",
-        stage="geometric style",
-        inputs={"content": content_layer.name, **{k: v.name for k, v in layers.items()}},
-        options=options,
-        reference_shape=content_image.shape,
-        stride=content_image.stride,
-        device=options.get("device"),
-        on_done=on_done,
-        on_progress=on_progress,
-        reuse=reuse,
-        **_result_kind(content_layer, content_image, [layers["texture_style"]], color_output),
-    )
+    return pipeline_run(viewer, content, style, geometry_style, texture_style, **options).worker

@@ -5,7 +5,7 @@ from __future__ import annotations
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox
 
-from ._layer_data import image_layers, is_offerable_image, same_layer
+from .._napari.layer_data import image_layers, is_offerable_image, same_layer
 
 NONE_TEXT = "(same as style)"
 

@@ -11,12 +11,13 @@ import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QHBoxLayout,
-    QPushButton,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
+
+from ._controls import button
 
 COLUMNS = ("on", "content row", "content col", "output row", "output col", "residual")
 
@@ -33,10 +34,8 @@ class LandmarkTable(QWidget):
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.itemChanged.connect(self._on_item_changed)
-        self.delete_button = QPushButton("Delete")
-        self.delete_button.clicked.connect(self.delete_selected)
-        self.jump_button = QPushButton("Jump to")
-        self.jump_button.clicked.connect(lambda: self.jump_to(self.selected_rows()[:1]))
+        self.delete_button = button("Delete", self.delete_selected)
+        self.jump_button = button("Jump to", lambda: self.jump_to(self.selected_rows()[:1]))
         self.table.cellDoubleClicked.connect(lambda row, _col: self.jump_to([row]))
         buttons = QHBoxLayout()
         buttons.addWidget(self.delete_button)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QComboBox
-
 from ._common import NONE_TEXT, LayerCombo, keep_different
+from ._controls import combo
 from .texture_widget import TextureTransferWidget
 from .warp_widget import METHODS, MODELS
 
@@ -28,16 +27,14 @@ class GeometricStyleTransferWidget(TextureTransferWidget):
         self.texture_combo = LayerCombo(
             self.viewer, optional_text=NONE_TEXT, prefer=("texture style", "texture")
         )
-        for combo in (self.geometry_combo, self.texture_combo):
-            combo.avoid.extend([self.content_combo, self.style_combo])
-            combo.refresh()
-        for combo in (self.content_combo, self.style_combo, self.geometry_combo,
-                      self.texture_combo):
-            combo.currentIndexChanged.connect(self._clear_stale_status)
-        self.model_combo = QComboBox()
-        self.model_combo.addItems(MODELS)
-        self.method_combo = QComboBox()
-        self.method_combo.addItems(METHODS)
+        for picker in (self.geometry_combo, self.texture_combo):
+            picker.avoid.extend([self.content_combo, self.style_combo])
+            picker.refresh()
+        for picker in (self.content_combo, self.style_combo, self.geometry_combo,
+                       self.texture_combo):
+            picker.currentIndexChanged.connect(self._clear_stale_status)
+        self.model_combo = combo(MODELS)
+        self.method_combo = combo(METHODS, "method")
         form.addRow("content", self.content_combo)
         form.addRow("style", self.style_combo)
         form.addRow("geometry from", self.geometry_combo)
@@ -46,12 +43,12 @@ class GeometricStyleTransferWidget(TextureTransferWidget):
         form.addRow("warp method", self.method_combo)
 
     def _start(self):
-        from .. import viewer_api
+        from .._napari.runs import pipeline_run
 
         options = self.options()
         options["model"] = self.model_combo.currentText()
         options["method"] = self.method_combo.currentText()
-        return viewer_api._pipeline_run(
+        return pipeline_run(
             self.viewer,
             self.content_combo.layer(),
             self.style_combo.layer(),

@@ -6,24 +6,19 @@ import time
 
 from qtpy.QtWidgets import (
     QApplication,
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
     QProgressBar,
-    QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
+from ..core.features import BACKBONES
+from ..core.texture import PRESET_NAMES, PRESET_SIZES
 from ._common import LayerCombo, WidgetLife, bind_console, collapsible, device_names
+from ._controls import button, check, combo, double_spin, spin
 
-PRESETS = ("fast", "balanced", "quality")
-BACKBONES = ("auto", "vgg19", "random")
-PRESET_SIZES = {"fast": 256, "balanced": 512, "quality": 1024}
 PREVIEW_EVERY = 5  # iterations between live previews of the result
 TEXTURE_HINTS = ("texture style", "texture", "style")
 
@@ -45,15 +40,9 @@ class StyleRow(QWidget):
         self.combo = LayerCombo(viewer, prefer=TEXTURE_HINTS)
         self.combo.avoid.extend(avoid)
         self.combo.refresh()
-        self.weight = QDoubleSpinBox()
-        self.weight.setRange(0.0, 100.0)
-        self.weight.setSingleStep(0.1)
-        self.weight.setValue(1.0)
-        self.weight.setToolTip("relative weight of this style's texture")
-        self.remove_button = QPushButton("−")
-        self.remove_button.setToolTip("remove this style")
+        self.weight = double_spin(0.0, 100.0, 1.0, step=0.1, tip="style_weight_row")
+        self.remove_button = button("−", lambda: on_remove(self), "remove_style")
         self.remove_button.setMaximumWidth(28)
-        self.remove_button.clicked.connect(lambda: on_remove(self))
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.combo, 3)
@@ -74,54 +63,27 @@ class TextureTransferWidget(QWidget):
         self.life = WidgetLife(self)
         self.life.on_destroyed(self._abandon_run)
 
-        self.size_spin = QSpinBox()
-        self.size_spin.setRange(32, 8192)
-        self.size_spin.setValue(PRESET_SIZES["fast"])
-        self.size_spin.setToolTip("longest side of the result in pixels")
-        self.preset_combo = QComboBox()
-        self.preset_combo.addItems(PRESETS)
+        self.size_spin = spin(32, 8192, PRESET_SIZES[PRESET_NAMES[0]], "size")
+        self.preset_combo = combo(PRESET_NAMES)
         self.preset_combo.currentTextChanged.connect(
             lambda preset: self.size_spin.setValue(PRESET_SIZES[preset])
         )
-        self.color_check = QCheckBox("preserve colour")
-        self.color_check.setToolTip("transfer luminance only and keep the content's colours")
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(device_names())
+        self.color_check = check("preserve colour", "preserve_colour")
+        self.device_combo = combo(device_names())
 
         # advanced: 0 means "the preset's value"
-        self.iterations_spin = QSpinBox()
-        self.iterations_spin.setRange(0, 5000)
-        self.iterations_spin.setSpecialValueText("preset")
-        self.levels_spin = QSpinBox()
-        self.levels_spin.setRange(1, 6)
-        self.levels_spin.setValue(4)
-        self.style_weight_spin = QDoubleSpinBox()
-        self.style_weight_spin.setRange(0.0, 1e6)
-        self.style_weight_spin.setSpecialValueText("default")
-        self.content_weight_spin = QDoubleSpinBox()
-        self.content_weight_spin.setRange(0.0, 1e6)
-        self.content_weight_spin.setSpecialValueText("default")
-        self.backbone_combo = QComboBox()
-        self.backbone_combo.addItems(BACKBONES)
-        self.backbone_combo.setToolTip(
-            "auto: ImageNet VGG-19 if found, else a random VGG-19 (textures look worse)"
-        )
-        self.seed_spin = QSpinBox()
-        self.seed_spin.setRange(0, 2**31 - 1)
-        self.reuse_check = QCheckBox("update the previous result layer")
-        self.reuse_check.setToolTip(
-            "off: every run makes a new layer (layers you edited are never replaced)"
-        )
-        self.color_output_check = QCheckBox("colour result for gray content")
-        self.color_output_check.setToolTip(
-            "gray content gives a gray result; tick to keep a colour style's colours"
-        )
+        self.iterations_spin = spin(0, 5000, special="preset")
+        self.levels_spin = spin(1, 6, 4)
+        self.style_weight_spin = double_spin(0.0, 1e6, special="default")
+        self.content_weight_spin = double_spin(0.0, 1e6, special="default")
+        self.backbone_combo = combo(BACKBONES, "backbone")
+        self.seed_spin = spin(0, 2**31 - 1)
+        self.reuse_check = check("update the previous result layer", "reuse")
+        self.color_output_check = check("colour result for gray content", "colour_output")
 
         self.backbone_label = QLabel()  # one line; the details are in its tooltip
-        self.fetch_button = QPushButton("Fetch ImageNet weights (548 MB)")
-        self.fetch_button.clicked.connect(self.fetch_weights)
-        self.run_button = QPushButton("Run")
-        self.run_button.clicked.connect(self.run_or_cancel)
+        self.fetch_button = button("Fetch ImageNet weights (548 MB)", self.fetch_weights)
+        self.run_button = button("Run", self.run_or_cancel)
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
@@ -166,8 +128,7 @@ class TextureTransferWidget(QWidget):
         self.content_combo.currentIndexChanged.connect(self._clear_stale_status)
         self.style_rows: list[StyleRow] = []
         self.styles_box = QVBoxLayout()
-        self.add_style_button = QPushButton("+ add style")
-        self.add_style_button.clicked.connect(lambda: self.add_style_row())
+        self.add_style_button = button("+ add style", self.add_style_row)
         form.addRow("content", self.content_combo)
         form.addRow("texture style, weight", self.styles_box)
         form.addRow("", self.add_style_button)
@@ -302,13 +263,13 @@ class TextureTransferWidget(QWidget):
         self.progress_bar.setFormat(f"{text} (%p%)")
 
     def _start(self):
-        from .. import viewer_api
+        from .._napari.runs import texture_run
 
         styles = [row.combo.layer() for row in self.style_rows]
         options = self.options()
         if len(styles) > 1:
             options["style_weights"] = [row.weight.value() for row in self.style_rows]
-        return viewer_api._texture_run(
+        return texture_run(
             self.viewer, self.content_combo.layer(), styles, **self._run_hooks(), **options
         )
 
@@ -329,7 +290,7 @@ class TextureTransferWidget(QWidget):
         try:
             self.run_state = self._start()
         except (ValueError, ImportError) as error:
-            from ._runs import friendly_error
+            from .._napari.runs import friendly_error
 
             show_error(f"GeoStyle {self.stage}: {friendly_error(error)}")
             self.status_label.setText(f"not started: {error}")

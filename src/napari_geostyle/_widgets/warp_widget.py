@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
     QFormLayout,
     QGridLayout,
     QHBoxLayout,
     QLabel,
     QProgressBar,
-    QPushButton,
     QSlider,
     QVBoxLayout,
     QWidget,
 )
 
+from .._napari.layer_data import (
+    leading_shape,
+    read_layer_image,
+    resolve_image_layer,
+    same_layer,
+    slices_shape,
+)
+from ..core.estimate import METHODS
+from ..core.estimate import MODELS as _CORE_MODELS
+from ..core.landmark_models import FIT_MODELS
 from ._common import (
     LayerCombo,
     WidgetLife,
@@ -26,20 +34,14 @@ from ._common import (
     device_names,
     keep_different,
 )
-import numpy as np
+from ._controls import TOOLTIPS, button, check, combo
 
-from ._layer_data import (
-    leading_shape,
-    read_layer_image,
-    resolve_image_layer,
-    same_layer,
-    slices_shape,
-)
-
-MODELS = ("affine+tps", "affine", "tps")
-METHODS = ("network", "refine")
+DEFAULT_MODEL = "affine+tps"
+# display order: the default first, then core's order
+MODELS = (DEFAULT_MODEL, *(model for model in _CORE_MODELS if model != DEFAULT_MODEL))
 SLICE_MODES = ("current slice", "all slices")
-LANDMARK_FITS = ("tps", "affine", "similarity", "rigid")
+# display order: the most flexible fit first (core lists them from the most rigid)
+LANDMARK_FITS = tuple(reversed(FIT_MODELS))
 STRENGTH_STEPS = 100  # slider positions from no warp (0) to the full warp (1)
 
 
@@ -72,27 +74,14 @@ class GeometricWarpWidget(QWidget):
             napari_viewer, prefer=("geometry style", "geometry", "style")
         )
         keep_different(self.content_combo, self.style_combo)
-        self.model_combo = QComboBox()
-        self.model_combo.addItems(MODELS)
-        self.method_combo = QComboBox()
-        self.method_combo.addItems(METHODS)
-        self.method_combo.setToolTip(
-            "network: one forward pass of the geometry network; refine: then optimise the "
-            "transform on feature correlations (slower, closer)."
+        self.model_combo = combo(MODELS)
+        self.method_combo = combo(METHODS, "method")
+        self.device_combo = combo(device_names())
+        self.slice_combo = combo(SLICE_MODES, "stacks")
+        self.run_button = button("Run", self.run_or_cancel)
+        self.landmarks_button = button(
+            "Start from landmarks", self.start_from_landmarks, "start_from_landmarks"
         )
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(device_names())
-        self.slice_combo = QComboBox()
-        self.slice_combo.addItems(SLICE_MODES)
-        self.slice_combo.setToolTip("For stacks and time series: warp the shown slice or all.")
-        self.run_button = QPushButton("Run")
-        self.run_button.clicked.connect(self.run_or_cancel)
-        self.landmarks_button = QPushButton("Start from landmarks")
-        self.landmarks_button.setToolTip(
-            "No network: an identity warp with no landmarks. Click on the content, then where "
-            "that point should land in the output; repeat (3 pairs make a warp)."
-        )
-        self.landmarks_button.clicked.connect(lambda: self.start_from_landmarks())
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 0)  # the estimate is one call: a busy bar, no ETA
         self.progress_bar.setMaximumHeight(12)
@@ -103,51 +92,31 @@ class GeometricWarpWidget(QWidget):
         self.strength_slider = QSlider(Qt.Orientation.Horizontal)
         self.strength_slider.setRange(0, STRENGTH_STEPS)
         self.strength_slider.setValue(STRENGTH_STEPS)
-        self.strength_slider.setToolTip("0: no warp, 1: the full warp (re-warps live)")
+        self.strength_slider.setToolTip(TOOLTIPS["strength"])
         self.strength_label = QLabel("1.00")
         self.strength_slider.valueChanged.connect(self._on_strength_changed)
-        self.fit_combo = QComboBox()
-        self.fit_combo.addItems(LANDMARK_FITS)
-        self.fit_combo.setToolTip(
-            "How the landmarks are fitted when you edit them: TPS bends through every pair; "
-            "affine, similarity (rotation + scale) and rigid (rotation) are least squares."
-        )
+        self.fit_combo = combo(LANDMARK_FITS, "landmark_fit")
         self.fit_combo.currentTextChanged.connect(self._on_fit_changed)
         self.content_combo.currentIndexChanged.connect(self._clear_stale_status)
         self.style_combo.currentIndexChanged.connect(self._clear_stale_status)
 
-        self.undo_button = QPushButton("Undo")
-        self.redo_button = QPushButton("Redo")
+        self.undo_button = button("Undo", self.undo)
+        self.redo_button = button("Redo", self.redo)
         self.undo_button.setShortcut("Ctrl+Z")
         self.redo_button.setShortcut("Ctrl+Shift+Z")
-        self.undo_button.clicked.connect(self.undo)
-        self.redo_button.clicked.connect(self.redo)
-        self.import_button = QPushButton("Import BigWarp CSV…")
-        self.export_button = QPushButton("Export BigWarp CSV…")
-        self.json_button = QPushButton("Export transform JSON…")
-        self.field_button = QPushButton("Export displacement .npy…")
-        self.field_button.setToolTip(
-            "(H, W, 2) float32: per output pixel, the content (row, col) it samples minus its own."
+        self.import_button = button("Import BigWarp CSV…", self.import_csv)
+        self.export_button = button("Export BigWarp CSV…", self.export_csv)
+        self.json_button = button("Export transform JSON…", self.export_transform)
+        self.field_button = button(
+            "Export displacement .npy…", self.export_displacement, "export_displacement"
         )
-        self.import_button.clicked.connect(lambda: self.import_csv())
-        self.export_button.clicked.connect(lambda: self.export_csv())
-        self.json_button.clicked.connect(lambda: self.export_transform())
-        self.field_button.clicked.connect(lambda: self.export_displacement())
-        self.grid_check = QCheckBox("Show deformation grid")
-        self.grid_check.toggled.connect(self._on_grid_toggled)
-        self.table_button = QPushButton("Landmark table")
-        self.table_button.clicked.connect(lambda: self.show_landmark_table())
-        self.apply_button = QPushButton("Apply to layer…")
-        self.apply_button.setToolTip("Warp another Image or Labels layer with this transform")
-        self.apply_button.clicked.connect(lambda: self.apply_to_layer())
-        self.apply_combo = QComboBox()
-        self.apply_combo.setToolTip("the layer 'Apply to layer' warps (labels: nearest)")
-        self.inverse_check = QCheckBox("inverse")
-        self.inverse_check.setToolTip("apply the inverse transform (output -> content frame)")
-        self.save_session_button = QPushButton("Save session…")
-        self.load_session_button = QPushButton("Load session…")
-        self.save_session_button.clicked.connect(lambda: self.save_session())
-        self.load_session_button.clicked.connect(lambda: self.load_session())
+        self.grid_check = check("Show deformation grid", on_toggled=self._on_grid_toggled)
+        self.table_button = button("Landmark table", self.show_landmark_table)
+        self.apply_button = button("Apply to layer…", self.apply_to_layer, "apply_to_layer")
+        self.apply_combo = combo((), "apply_layer")
+        self.inverse_check = check("inverse", "inverse")
+        self.save_session_button = button("Save session…", self.save_session)
+        self.load_session_button = button("Load session…", self.load_session)
         self.table_dock = None
 
         form = QFormLayout()
@@ -209,10 +178,10 @@ class GeometricWarpWidget(QWidget):
         content = self.content_combo.layer()
         self.slice_combo.setEnabled(bool(content is not None and leading_shape(content)))
         has_live = self.live is not None and not self.live.closed
-        for button in (self.import_button, self.export_button, self.json_button,
-                       self.field_button, self.grid_check, self.table_button,
-                       self.apply_button, self.save_session_button):
-            button.setEnabled(has_live)
+        for control in (self.import_button, self.export_button, self.json_button,
+                        self.field_button, self.grid_check, self.table_button,
+                        self.apply_button, self.save_session_button):
+            control.setEnabled(has_live)
         self.undo_button.setEnabled(has_live and self.live.can_undo)
         self.redo_button.setEnabled(has_live and self.live.can_redo)
 
@@ -252,7 +221,7 @@ class GeometricWarpWidget(QWidget):
             self.live.set_fit_model(model)
 
     def _refresh_apply_choices(self, *_):
-        from ._layer_data import applicable_layers
+        from .._napari.layer_data import applicable_layers
 
         current = self.apply_combo.currentText()
         live_names = set()
@@ -292,8 +261,8 @@ class GeometricWarpWidget(QWidget):
         from napari.qt.threading import create_worker
         from napari.utils.notifications import show_error
 
+        from .._napari.runs import estimate_and_warp
         from ..core.images import validate_image
-        from ._runs import estimate_and_warp
 
         if self.worker is not None:
             return
@@ -341,7 +310,7 @@ class GeometricWarpWidget(QWidget):
                             stack, device)
 
         def failed(error):
-            from ._runs import friendly_error
+            from .._napari.runs import friendly_error
 
             if not life.alive or run_id != self._run_id:
                 return
@@ -368,7 +337,7 @@ class GeometricWarpWidget(QWidget):
 
     def _show_live(self, content_layer, content, transform, warped, inputs, options,
                    stack=None, device=None, landmarks=None):
-        from ._live_points import start_live_warp
+        from .._napari.live_warp import start_live_warp
 
         if self.live is not None:
             self.live.close()

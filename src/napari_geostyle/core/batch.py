@@ -373,7 +373,7 @@ def _start_client(scheduler, workers, processes, device):
         try:
             return Client(scheduler, timeout="30s"), None
         except OSError as error:
-            raise ValueError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
+            raise ValueError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from error
     raise ValueError(f"scheduler must be 'local' or an address such as tcp://HOST:8786; "
                      f"got {scheduler!r}.")
 

@@ -47,7 +47,7 @@ def _tap_indices() -> dict[str, int]:
 TAP_INDICES = _tap_indices()
 TAP_NAMES = tuple(TAP_INDICES)
 
-_BACKBONES = ("auto", "vgg19", "random")
+BACKBONES = ("auto", "vgg19", "random")  # or the path of a VGG-19 weights file
 _CACHE: dict = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -164,7 +164,7 @@ def _load_state(model, path: Path) -> None:
 def _resolve_backbone(backbone, download) -> tuple[str, Path | None]:
     """``(name, weights path)`` for a backbone argument; warns when auto falls back."""
     if isinstance(backbone, Path) or (
-        isinstance(backbone, str) and backbone.strip().lower() not in _BACKBONES
+        isinstance(backbone, str) and backbone.strip().lower() not in BACKBONES
     ):
         text = str(backbone)
         looks_like_path = isinstance(backbone, Path) or any(c in text for c in "/\\.") or Path(
@@ -217,7 +217,9 @@ def build_trunk(backbone="auto", device=None, last_layer="conv5_1", download=Non
     _check_tap(last_layer)
     device = resolve_device(device)
     name, path = _resolve_backbone(backbone, download)
-    key = (name, None if path is None else str(path.resolve()), str(device), last_layer)
+    # keyed by the file's identity (path, size, mtime): a file replaced on disk is read again
+    identity = None if path is None else _weights.file_identity(path)
+    key = (name, identity, str(device), last_layer)
     with _CACHE_LOCK:
         model = _CACHE.get(key)
         if model is not None:

@@ -241,27 +241,165 @@ def save_checkpoint(net, path, extra: dict | None = None, half: bool = True) -> 
     return path
 
 
+CHECKSUMS_FILE = MODELS_DIR / "checksums.json"  # SHA-256 of each shipped model file
+INPUT_SIZE_RANGE = (176, 1024)  # the head's 7x7 and 5x5 convolutions need >= 11 x 11 cells
+GRID_SIZE_RANGE = (2, 8)
+_REQUIRED_CONFIG = ("model", "trunk", "grid_size", "input_size")
+_OPTIONAL_CONFIG = ("embedded_widths", "version", "package_version")
+
+
+def file_sha256(path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_shipped_file(path: Path) -> None:
+    """A file from the package's models folder must match its SHA-256 in ``checksums.json``."""
+    import json
+
+    path = path.resolve()
+    if path.parent != MODELS_DIR.resolve():
+        return  # a user checkpoint: no known hash
+    try:
+        expected = json.loads(CHECKSUMS_FILE.read_text(encoding="utf-8"))[path.name]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(
+            f"{path.name} has no entry in {CHECKSUMS_FILE}; the installation is incomplete "
+            "(reinstall napari-geostyle)."
+        ) from None
+    actual = file_sha256(path)
+    if actual != expected:
+        raise ValueError(
+            f"shipped model {path} is damaged (SHA-256 {actual[:12]}..., expected "
+            f"{str(expected)[:12]}...); reinstall napari-geostyle (after retraining a "
+            "model, run scripts/update_model_checksums.py)."
+        )
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_config(config, where: str = "checkpoint") -> dict:
+    """Check a checkpoint config before anything is built from it (``ValueError`` naming the
+    key): known keys, types, and sizes in a sane range (a huge ``input_size`` would allocate
+    gigabytes before failing)."""
+    if not isinstance(config, dict):
+        raise ValueError(f"{where}: 'config' must be a dict; got {type(config).__name__}.")
+    unknown = sorted(str(k) for k in config if k not in _REQUIRED_CONFIG + _OPTIONAL_CONFIG)
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown config key(s) {', '.join(unknown)} (made by a newer "
+            "napari-geostyle, or edited by hand?)."
+        )
+    for key in _REQUIRED_CONFIG:
+        if key not in config:
+            raise ValueError(f"{where}: config key {key!r} is missing.")
+    if config["model"] not in MODEL_KINDS:
+        raise ValueError(f"{where}: config 'model' must be one of {MODEL_KINDS}; got "
+                         f"{config['model']!r}.")  # fmt: skip
+    if config["trunk"] not in TRUNKS:
+        raise ValueError(f"{where}: config 'trunk' must be one of {TRUNKS}; got "
+                         f"{config['trunk']!r}.")  # fmt: skip
+    low, high = GRID_SIZE_RANGE
+    grid = config["grid_size"]
+    if not _is_int(grid) or not low <= grid <= high:
+        raise ValueError(f"{where}: config 'grid_size' must be an integer {low}..{high}; "
+                         f"got {grid!r}.")  # fmt: skip
+    low, high = INPUT_SIZE_RANGE
+    size = config["input_size"]
+    if not _is_int(size) or not low <= size <= high or size % FEATURE_STRIDE:
+        raise ValueError(
+            f"{where}: config 'input_size' must be a multiple of {FEATURE_STRIDE} from {low} "
+            f"to {high}; got {size!r}."
+        )
+    if config["trunk"] == "embedded" or "embedded_widths" in config:
+        if "embedded_widths" not in config:
+            raise ValueError(f"{where}: config key 'embedded_widths' is missing.")
+        widths = config["embedded_widths"]
+        if (
+            not isinstance(widths, (list, tuple))
+            or len(widths) != 4
+            or not all(_is_int(w) and 1 <= w <= 4096 for w in widths)
+        ):
+            raise ValueError(f"{where}: config 'embedded_widths' must be 4 positive integers "
+                             f"(at most 4096); got {widths!r}.")  # fmt: skip
+    version = config.get("version", CHECKPOINT_VERSION)
+    if not _is_int(version) or not 1 <= version <= CHECKPOINT_VERSION:
+        raise ValueError(
+            f"{where}: checkpoint format version {version!r} is not one this napari-geostyle "
+            f"reads (1..{CHECKPOINT_VERSION}); update napari-geostyle."
+        )
+    return config
+
+
+def _validate_state(state, where: str) -> None:
+    import torch
+
+    if not isinstance(state, dict) or not state:
+        raise ValueError(f"{where}: 'state_dict' must be a non-empty dict of tensors.")
+    for name, tensor in state.items():
+        if not isinstance(name, str) or not torch.is_tensor(tensor):
+            raise ValueError(f"{where}: state_dict entry {name!r} is not a named tensor.")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(
+                f"{where}: weights {name!r} contain NaN or infinite values (a damaged or "
+                "diverged checkpoint)."
+            )
+
+
 def read_checkpoint(path) -> dict:
-    """The checkpoint dict at ``path``; a missing or foreign file is a clear error."""
+    """The checkpoint dict at ``path``; a missing, foreign or damaged file is a clear error.
+
+    Loaded with ``weights_only=True`` (a crafted pickle cannot run code); the config and the
+    tensors (finite) are validated; a shipped model must match its SHA-256 in ``checksums.json``.
+    """
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no geometry-network checkpoint at {path}")
+    _check_shipped_file(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise ValueError(f"cannot read geometry checkpoint {path}: {error}") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a napari-geostyle geometry-network checkpoint.")
+    for key in ("config", "state_dict"):
+        if key not in payload:
+            raise ValueError(f"checkpoint {path}: key {key!r} is missing.")
+    validate_config(payload["config"], f"checkpoint {path}")
+    _validate_state(payload["state_dict"], f"checkpoint {path}")
     return payload
 
 
 def net_from_checkpoint(payload: dict, device=None, backbone: str = "auto"):
-    """Build a ``GeometryNet`` from a checkpoint dict, in eval mode, float32, on ``device``."""
+    """Build a ``GeometryNet`` from a checkpoint dict, in eval mode, float32, on ``device``.
+
+    The config is validated before anything is built, and every tensor must be finite and of
+    the network's shape (``ValueError`` naming the first that is not).
+    """
     import torch
 
+    if not isinstance(payload, dict) or "config" not in payload or "state_dict" not in payload:
+        raise ValueError("a checkpoint dict needs 'config' and 'state_dict' keys.")
+    validate_config(payload["config"])
+    _validate_state(payload["state_dict"], "checkpoint")
     net = build_geometry_net(payload["config"], backbone=backbone)
+    own = net.state_dict()
+    for name, tensor in payload["state_dict"].items():
+        if name in own and tuple(tensor.shape) != tuple(own[name].shape):
+            raise ValueError(
+                f"checkpoint weights {name!r} have shape {tuple(tensor.shape)}, but the "
+                f"network built from its config needs {tuple(own[name].shape)}."
+            )
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:

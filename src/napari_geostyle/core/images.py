@@ -1,6 +1,6 @@
 """The one place that converts and validates images, tensors and coordinates.
 
-Conventions (see DESIGN.md):
+Conventions (docs/ARCHITECTURE.md has the whole picture):
 - Images are numpy arrays ``(H, W)`` or ``(H, W, C)`` with C in 1, 3, 4; uint8, uint16 or float
   (floats are read as 0..1). Gray is replicated to RGB for networks; alpha rides along untouched.
 - Points are ``(N, 2)`` float arrays of ``(row, col)`` pixel coordinates (napari's order).
@@ -34,7 +34,7 @@ def validate_image(image, name: str = "image", min_size: int = 1) -> np.ndarray:
     """
     if image is None:
         raise ValueError(f"{name} is missing: give a 2D image array (H, W) or (H, W, C).")
-    array = np.asarray(image)
+    array = as_array(image, name)
     if array.dtype == bool:
         array = array.astype(np.uint8) * 255
     if array.dtype.kind not in "uif":
@@ -63,6 +63,19 @@ def validate_image(image, name: str = "image", min_size: int = 1) -> np.ndarray:
     return array
 
 
+def as_array(image, name: str = "image") -> np.ndarray:
+    """``image`` as a numpy array; a torch tensor is copied off its device, but one that
+    requires grad is refused (these functions are not differentiable: detach it)."""
+    if type(image).__module__.partition(".")[0] == "torch" and hasattr(image, "detach"):
+        if image.requires_grad:
+            raise ValueError(
+                f"{name} is a torch tensor that requires grad; the result would not be "
+                "differentiable. Pass tensor.detach() (or a numpy array) instead."
+            )
+        return image.cpu().numpy()
+    return np.asarray(image)
+
+
 def validate_points(points, name: str = "points", min_count: int = 0) -> np.ndarray:
     """Return ``points`` as a float64 ``(N, 2)`` array of finite ``(row, col)`` coordinates."""
     try:
@@ -71,6 +84,8 @@ def validate_points(points, name: str = "points", min_count: int = 0) -> np.ndar
         raise ValueError(f"{name} must be numbers of shape (N, 2): {error}") from None
     if array.ndim == 1 and array.size == 2:
         array = array[None, :]
+    if array.ndim == 1 and array.size == 0:  # [] is no points, as np.empty((0, 2)) is
+        array = array.reshape(0, 2)
     if array.ndim != 2 or array.shape[1] != 2:
         raise ValueError(f"{name} has shape {array.shape}; expected (N, 2) (row, col) pairs.")
     if not np.all(np.isfinite(array)):

@@ -9,6 +9,8 @@ import numpy as np
 
 #: models a landmark warp can be fitted with, most to least constrained
 FIT_MODELS = ("rigid", "similarity", "affine", "tps")
+#: grid side used to show a transform that is not a landmark TPS as landmark pairs
+GRID_POINTS = 4
 
 
 def fit_landmarks(src, dst, model: str = "tps"):
@@ -34,3 +36,24 @@ def landmark_residuals(transform, src, dst) -> np.ndarray:
     if len(src) == 0:
         return np.zeros(0)
     return np.linalg.norm(np.asarray(transform.map_points(src)) - dst, axis=1)
+
+
+def landmarks_of(transform, output_shape, grid_points: int = GRID_POINTS):
+    """``(control, target)`` landmark pairs that reproduce ``transform`` as one landmark TPS.
+
+    A landmark TPS keeps its own points. Anything else (affine, affine then TPS) is sampled on a
+    regular output grid (the last TPS's grid when there is one): target = grid, control =
+    ``transform.sample_points(grid)``. A TPS through these pairs reproduces an affine exactly.
+    """
+    from .images import regular_grid_points
+
+    if hasattr(transform, "output_points") and hasattr(transform, "content_points"):
+        return np.array(transform.content_points), np.array(transform.output_points)
+    grid = None
+    for part in reversed(getattr(transform, "transforms", ())):
+        if hasattr(part, "output_points"):
+            grid = np.array(part.output_points)
+            break
+    if grid is None:
+        grid = regular_grid_points(output_shape, grid_points, margin=0.1)
+    return np.asarray(transform.sample_points(grid)), grid

@@ -6,12 +6,14 @@ BigWarp writes one landmark per line, quoted, without a header::
 
 i.e. ``name, active, moving x, moving y, target x, target y``. The MOVING image is the content
 (the one that gets warped), the TARGET is the output frame; x is the column, y the row. Rows whose
-``active`` field is ``false`` are skipped. An optional header line is accepted.
+``active`` field is ``false`` are skipped (BigWarp writes ``Infinity`` for their unplaced points).
+An optional first line whose coordinate fields are not numbers is a header.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +26,26 @@ _FALSE = {"false", "0", "no"}
 
 def _parse_number(text: str, path, line: int, column: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise ValueError(
             f"{path}, line {line}: {column} {text!r} is not a number (BigWarp columns: name, "
             "active, moving x, moving y, target x, target y)."
         ) from None
+    if not math.isfinite(value):
+        raise ValueError(
+            f"{path}, line {line}: {column} is {text!r}; an active landmark needs finite "
+            "coordinates (place the point in BigWarp, or mark the row inactive)."
+        )
+    return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def read_bigwarp_csv(path) -> tuple[np.ndarray, np.ndarray]:
@@ -42,6 +58,9 @@ def read_bigwarp_csv(path) -> tuple[np.ndarray, np.ndarray]:
             rows = list(csv.reader(handle))
     except (UnicodeDecodeError, csv.Error) as error:
         raise ValueError(f"{path} is not a readable CSV landmark file: {error}") from None
+    except OSError as error:  # permissions, a folder, a vanished network drive
+        reason = error.strerror or type(error).__name__
+        raise ValueError(f"cannot read the landmark file {path}: {reason}.") from None
     content, target = [], []
     for line, row in enumerate(rows, start=1):
         fields = [field.strip() for field in row]
@@ -58,8 +77,8 @@ def read_bigwarp_csv(path) -> tuple[np.ndarray, np.ndarray]:
                 f"target x, target y); found {len(fields)}."
             )
         active = fields[1].lower()
-        if line == 1 and active not in _TRUE | _FALSE:
-            continue  # a header line
+        if line == 1 and not any(_is_number(field) for field in fields[2:]):
+            continue  # a header line: its coordinate fields are names, not numbers
         if active not in _TRUE | _FALSE:
             raise ValueError(
                 f"{path}, line {line}: active must be true or false; got {fields[1]!r}."

@@ -80,7 +80,7 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
         return np.asarray(iio.imread(data, extension=Path(name).suffix.lower() or None))
     except Exception as error:  # imageio raises many types for unreadable files
         message = " ".join(str(error).split())
-        raise ValueError(f"cannot read {name} as an image: {message}") from None
+        raise ValueError(f"cannot read {name} as an image: {message}") from error
 
 
 def read_image_file(path) -> tuple[np.ndarray, str]:
@@ -115,7 +115,7 @@ def _read_video(path: Path) -> tuple[list[np.ndarray], float]:
         reader = imageio.get_reader(path, format="FFMPEG")
     except Exception as error:
         raise ValueError(f"cannot read {path} as a video: {' '.join(str(error).split())} "
-                         "(video needs the imageio-ffmpeg package)") from None
+                         "(video needs the imageio-ffmpeg package)") from error
     try:
         fps = float(reader.get_meta_data().get("fps") or DEFAULT_FPS)
         frames = [np.asarray(frame) for frame in reader]

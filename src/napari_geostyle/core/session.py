@@ -37,7 +37,7 @@ def read_session(path) -> dict:
     try:
         record = json.loads(Path(path).read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not a GeoStyle session (not JSON: {error}).") from None
+        raise ValueError(f"{path} is not a GeoStyle session (not JSON: {error}).") from error
     if not isinstance(record, dict) or record.get("format") != SESSION_FORMAT:
         raise ValueError(f"{path} is not a GeoStyle session file (no '{SESSION_FORMAT}' format).")
     if int(record.get("version", 0)) > SESSION_VERSION:

@@ -7,7 +7,8 @@ Losses (all relative, so a weight means the same at every resolution and for eve
 - total variation: squared neighbour differences relative to the content's own.
 
 The solve starts at 1/8 of the output size (``levels=4``) and doubles per level, each level
-initialised with the upsampled result of the previous one. L-BFGS here is a fixed-step
+initialised with the upsampled result of the previous one (``_solve_level``; eager or CUDA-graph
+iterations are ``_EagerSteps`` / ``_GraphSteps``). L-BFGS (``optim.LBFGS``) is a fixed-step
 implementation whose bookkeeping stays on the device (torch's ``optim.LBFGS`` reads several
 scalars back to the host every iteration, which stalls a GPU).
 
@@ -19,13 +20,15 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 
 import numpy as np
 
 from . import images
+from .errors import MissingFileError
+from .optim import LBFGS
 
 PRESETS = {
     # iterations per level, coarsest first (for levels=4; other level counts reuse the tail)
@@ -33,6 +36,8 @@ PRESETS = {
     "balanced": {"size": 512, "iterations": (200, 150, 120, 100)},
     "quality": {"size": 1024, "iterations": (300, 250, 200, 200)},
 }
+PRESET_NAMES = tuple(PRESETS)  # fastest first
+PRESET_SIZES = {name: spec["size"] for name, spec in PRESETS.items()}
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise")
 MIN_OUTPUT_SIDE = 16  # conv5_1 sits behind four 2x2 pools: 16 px -> 1 px
@@ -46,6 +51,7 @@ DEFAULT_STYLE_WEIGHT = 30.0
 DEFAULT_TV_WEIGHT = 0.01
 LBFGS_HISTORY = 10
 GRAPH_WARMUP = 3  # eager iterations per level before a CUDA graph is captured
+FP16_LOSS_SCALE = 1024.0  # fixed: gradients of the relative losses stay far from fp16's max
 ADAM_LR = 0.02
 
 
@@ -92,15 +98,16 @@ class _Plan:
     preview_every: int
     compile: bool
     amp: bool | None
-    cuda_graphs: bool
+    precision: str  # "auto", "bf16", "fp16" or "fp32" (devices.choose_precision)
+    cuda_graphs: bool | None  # None: where the GPU supports them (devices.choose_cuda_graphs)
 
 
 # --------------------------------------------------------------------------- argument checks
 def _number(value, name, minimum=0.0) -> float:
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number; got {value!r}.") from None
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be a number; got {value!r}.") from error
     if not math.isfinite(number) or number < minimum:
         raise ValueError(f"{name} must be a finite number >= {minimum}; got {value!r}.")
     return number
@@ -133,8 +140,8 @@ def _style_weights(style_weights, count) -> np.ndarray:
         return np.full(count, 1.0 / count)
     try:
         weights = np.asarray(style_weights, dtype=np.float64).ravel()
-    except (TypeError, ValueError):
-        raise ValueError(f"style_weights must be numbers; got {style_weights!r}.") from None
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"style_weights must be numbers; got {style_weights!r}.") from error
     if len(weights) != count:
         raise ValueError(f"style_weights has {len(weights)} values for {count} style images.")
     if not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() <= 0:
@@ -174,25 +181,36 @@ def _check_backbone(backbone) -> None:
     """Cheap check (no torch) so a typo fails when the call is made, not in a worker."""
     if isinstance(backbone, Path):
         if not backbone.is_file():
-            raise ValueError(f"no VGG-19 weights file at {backbone}.")
+            raise MissingFileError(f"no VGG-19 weights file at {backbone}.")
         return
     if not isinstance(backbone, str):
         raise ValueError(f"backbone must be 'auto', 'vgg19', 'random' or a path; got {backbone!r}.")
-    if backbone.strip().lower() in ("auto", "vgg19", "random"):
+    from .features import BACKBONES
+
+    if backbone.strip().lower() in BACKBONES:
         return
     if Path(backbone).expanduser().is_file():
         return
-    if any(c in backbone for c in "/\\.") :
-        raise ValueError(f"no VGG-19 weights file at {backbone}.")
+    if any(c in backbone for c in "/\\."):
+        raise MissingFileError(f"no VGG-19 weights file at {backbone}.")
     raise ValueError(
         f"unknown backbone {backbone!r}; use 'auto', 'vgg19', 'random' or the path of a "
         "VGG-19 weights file."
     )
 
 
+def _check_precision(precision) -> str:
+    from .devices import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}.")
+    return precision
+
+
 def _make_plan(content, texture_style, *, size, levels, iterations, optimizer, content_weight,
                style_weight, tv_weight, style_weights, preserve_color, init, backbone, device,
-               seed, preview_every, preset, compile, amp, cuda_graphs) -> _Plan:  # fmt: skip
+               seed, preview_every, preset, compile, amp, cuda_graphs,
+               precision="auto") -> _Plan:  # fmt: skip
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}.")
     if optimizer not in OPTIMIZERS:
@@ -236,7 +254,8 @@ def _make_plan(content, texture_style, *, size, levels, iterations, optimizer, c
         preview_every=_integer(preview_every, "preview_every", 0),
         compile=bool(compile),
         amp=amp,
-        cuda_graphs=bool(cuda_graphs),
+        precision=_check_precision(precision),
+        cuda_graphs=None if cuda_graphs is None else bool(cuda_graphs),
     )
 
 
@@ -363,63 +382,6 @@ def _rgb(image):
     return image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image
 
 
-class _LBFGS:
-    """L-BFGS with a fixed step (as torch's without line search) and no host synchronisation.
-
-    The curvature pairs sit newest-last in fixed buffers that shift by one each step, and every
-    slot always takes part in the two-loop recursion: an empty slot, or a pair with
-    ``y.s <= 1e-10``, has ``rho = 0`` and contributes nothing. So from the second step on each
-    step is the same sequence of kernels with no host-side decision (CUDA-graph capturable).
-    """
-
-    def __init__(self, image, history=LBFGS_HISTORY, lr=1.0):
-        size = image.numel()
-        self.image, self.history, self.lr = image, history, lr
-        self.s = image.new_zeros(history, size)
-        self.y = image.new_zeros(history, size)
-        self.rho = image.new_zeros(history)
-        self.h_diag = image.new_ones(())
-        self.previous_x = image.new_zeros(size)
-        self.previous_g = image.new_zeros(size)
-        self.started = False
-
-    def step(self, grad) -> None:
-        import torch
-
-        g = grad.reshape(-1)
-        g = torch.where(torch.isfinite(g), g, torch.zeros_like(g))  # a bad step must not poison x
-        x = self.image.detach().view(-1)
-        if self.started:
-            s, y = x - self.previous_x, g - self.previous_g
-            ys, yy = y.dot(s), y.dot(y)
-            valid = ys > 1e-10
-            for buffer, newest in ((self.s, s), (self.y, y)):
-                buffer[:-1].copy_(buffer[1:].clone())
-                buffer[-1].copy_(newest)
-            self.rho[:-1].copy_(self.rho[1:].clone())
-            self.rho[-1].copy_(torch.where(valid, 1.0 / ys.clamp_min(1e-10), torch.zeros_like(ys)))
-            self.h_diag.copy_(torch.where(valid, ys / yy.clamp_min(1e-30), self.h_diag))
-        direction = -g
-        alphas = [None] * self.history
-        for i in range(self.history - 1, -1, -1):  # newest first
-            alphas[i] = self.rho[i] * self.s[i].dot(direction)
-            direction = direction - alphas[i] * self.y[i]
-        direction = direction * self.h_diag
-        for i in range(self.history):
-            beta = self.rho[i] * self.y[i].dot(direction)
-            direction = direction + (alphas[i] - beta) * self.s[i]
-        if self.started:
-            step = self.lr
-        else:  # first step: as torch, scaled by the gradient's size
-            step = torch.clamp(1.0 / g.abs().sum().clamp_min(1e-12), max=1.0) * self.lr
-        self.previous_x.copy_(x)
-        self.previous_g.copy_(g)
-        with torch.no_grad():
-            x.add_(direction * step)
-            x.clamp_(0.0, 1.0)
-        self.started = True
-
-
 class _Adam:
     """Adam on the image, kept in 0..1 (``optim.Adam``: no ``torch.optim`` in the GUI's worker)."""
 
@@ -470,8 +432,8 @@ def iter_texture_transfer(content, texture_style, *, size=None, levels=4, iterat
                           style_weight=DEFAULT_STYLE_WEIGHT, tv_weight=DEFAULT_TV_WEIGHT,
                           style_weights=None, preserve_color=False, init="content",
                           backbone="auto", device=None, seed=0, preview_every=10,
-                          preset="balanced", compile=False, amp=None, cuda_graphs=True,
-                          ) -> Iterator[TextureStep]:  # fmt: skip
+                          preset="balanced", compile=False, amp=None, cuda_graphs=None,
+                          precision="auto") -> Iterator[TextureStep]:  # fmt: skip
     """Texture transfer of ``texture_style`` (one image or a list, mixed by ``style_weights``)
     onto ``content``, yielding a ``TextureStep`` per iteration.
 
@@ -480,10 +442,14 @@ def iter_texture_transfer(content, texture_style, *, size=None, levels=4, iterat
     level (coarsest first); default from ``preset``. ``preserve_color``: transfer luminance only
     and keep the content's chroma. ``init``: what the first level starts from: "content",
     "noise" (seeded) or an image resized to that level (a warm start, e.g. the previous video
-    frame's result). ``amp``: bf16 autocast for the trunk (default: on CUDA).
-    ``compile``: ``torch.compile`` the loss (pays off only for long runs). ``cuda_graphs``: on
-    CUDA, replay each level's iteration as a CUDA graph after a short warm-up (removes the
-    per-kernel launch cost that dominates at small sizes). Arguments are checked
+    frame's result). ``precision``: the trunk's arithmetic on CUDA, "auto" (bf16 autocast where
+    the GPU has native bf16, compute capability 8.0+; else fp32), or forced "bf16", "fp16" (with
+    a fixed loss scale) or "fp32"; CPU and MPS always run fp32. ``amp``: the older switch, False
+    for fp32, True for half precision where the GPU can. ``compile``: ``torch.compile`` the
+    loss (pays off only for long runs). ``cuda_graphs``: on CUDA, replay each level's iteration
+    as a CUDA graph after a short warm-up (removes the per-kernel launch cost that dominates at
+    small sizes); None (default) where the GPU supports them (compute capability 7.0+), True or
+    False to force. Arguments are checked
     now (``ValueError``); the work starts on the first ``next()``. Closing the generator stops
     it at once and frees its device memory.
     """
@@ -492,7 +458,7 @@ def iter_texture_transfer(content, texture_style, *, size=None, levels=4, iterat
         optimizer=optimizer, content_weight=content_weight, style_weight=style_weight,
         tv_weight=tv_weight, style_weights=style_weights, preserve_color=preserve_color,
         init=init, backbone=backbone, device=device, seed=seed, preview_every=preview_every,
-        preset=preset, compile=compile, amp=amp, cuda_graphs=cuda_graphs,
+        preset=preset, compile=compile, amp=amp, cuda_graphs=cuda_graphs, precision=precision,
     )  # fmt: skip
     return _solve(plan)
 
@@ -549,12 +515,15 @@ def _solve(plan: _Plan) -> Iterator[TextureStep]:
 
     import torch
 
-    from .devices import resolve_device
+    from .devices import choose_cuda_graphs, choose_precision, cuda_capabilities, resolve_device
     from .features import build_trunk
 
     device = resolve_device(plan.device)
     cuda = device.type == "cuda"
-    amp = cuda if plan.amp is None else bool(plan.amp) and cuda
+    capabilities = cuda_capabilities(device)
+    precision = choose_precision(plan.precision, capabilities, amp=plan.amp)
+    amp = precision != "fp32"
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     content_np, styles_np = _working_images(plan)
     channels = content_np.shape[2]
     _check_memory(plan, device, amp, channels)
@@ -563,7 +532,7 @@ def _solve(plan: _Plan) -> Iterator[TextureStep]:
     def autocast():
         if amp:
             # no cast cache: CUDA graph capture requires it, and weights are re-cast cheaply
-            return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
+            return torch.autocast("cuda", dtype=half, cache_enabled=False)
         return contextlib.nullcontext()
 
     chroma = None
@@ -583,97 +552,170 @@ def _solve(plan: _Plan) -> Iterator[TextureStep]:
         yiq = np.concatenate([array[..., :1], chroma], axis=2)
         return np.clip(images.yiq_to_rgb(yiq), 0.0, 1.0).astype(np.float32)
 
-    levels = len(plan.level_shapes)
-    total = sum(plan.iterations)
-    progress = 0
-    image = objective = optimizer = reporter = content_full = styles_full = None
-    graph = static_loss = None
+    solve = image = None
     try:
-        content_full = images.image_to_tensor(content_np, device=device)
-        styles_full = [images.image_to_tensor(s, device=device) for s in styles_np]
-        loss_fn = None
+        solve = _Solve(
+            plan=plan, device=device, trunk=trunk, autocast=autocast, to_output=to_output,
+            content=images.image_to_tensor(content_np, device=device),
+            styles=[images.image_to_tensor(s, device=device) for s in styles_np],
+            levels=len(plan.level_shapes), total=sum(plan.iterations),
+            cuda_graphs=choose_cuda_graphs(plan.cuda_graphs, capabilities) and not plan.compile,
+            loss_scale=FP16_LOSS_SCALE if precision == "fp16" else 1.0,
+        )  # fmt: skip
         for level, (shape, count) in enumerate(zip(plan.level_shapes, plan.iterations), 1):
-            content_level = images.resize_tensor(content_full, shape)
-            # each style is seen at the level's scale: its longest side matches the level's
-            style_levels = [
-                images.resize_tensor(s, _style_level_shape(s.shape[-2:], max(shape)))
-                for s in styles_full
-            ]
-            objective = _Objective(
-                trunk, autocast, content_level, style_levels, plan.style_weights,
-                (plan.content_weight, plan.style_weight, plan.tv_weight),
-            )  # fmt: skip
-            del style_levels
-            with torch.no_grad():
-                if image is None:
-                    if not isinstance(plan.init, str):
-                        start = images.resize_tensor(
-                            images.image_to_tensor(_working_init(plan), device=device), shape)
-                    elif plan.init == "noise":
-                        generator = torch.Generator(device="cpu").manual_seed(plan.seed)
-                        start = torch.rand(content_level.shape, generator=generator).to(device)
-                    else:
-                        start = content_level.clone()
-                else:
-                    start = images.resize_tensor(image.detach(), shape).clamp(0.0, 1.0)
-            image = start.contiguous().requires_grad_(True)
-            del start
-            optimizer = _LBFGS(image) if plan.optimizer == "lbfgs" else _Adam(image)
-            reporter = _LossReporter(device)
-            loss_fn = objective
-            use_graphs = cuda and plan.cuda_graphs and not plan.compile
-            if plan.compile:
-                loss_fn = torch.compile(objective.__call__, dynamic=False)
-            def iterate():
-                with torch.enable_grad():  # grad mode is thread-local: the GUI runs us in a worker
-                    loss = loss_fn(image)
-                    (grad,) = torch.autograd.grad(loss, image)
-                optimizer.step(grad)
-                return loss.detach()
-
-            graph = static_loss = None
-            for iteration in range(1, count + 1):
-                if graph is not None:
-                    graph.replay()
-                    loss = static_loss
-                elif use_graphs and iteration > GRAPH_WARMUP and count - iteration >= 2:
-                    graph, static_loss = _capture(iterate)
-                    if graph is None:
-                        use_graphs = False
-                        loss = iterate()
-                    else:
-                        graph.replay()
-                        loss = static_loss
-                elif use_graphs:  # warm-up before capture, on a side stream as CUDA graphs need
-                    side = torch.cuda.Stream(device)
-                    side.wait_stream(torch.cuda.current_stream(device))
-                    with torch.cuda.stream(side):
-                        loss = iterate()
-                    torch.cuda.current_stream(device).wait_stream(side)
-                else:
-                    loss = iterate()
-                reporter.push(loss)
-                del loss
-                progress += 1
-                last = progress == total
-                preview = plan.preview_every and iteration % plan.preview_every == 0
-                exact = last or preview or iteration == 1
-                step = TextureStep(
-                    level=level, levels=levels, iteration=iteration, iterations=count,
-                    loss=reporter.value(exact=exact), done=last, progress=progress, total=total,
-                    shape=tuple(shape),
-                )  # fmt: skip
-                if last or preview:
-                    step.image = to_output(image)
-                yield step
-            graph = static_loss = None
-            objective = loss_fn = None
+            image = yield from _solve_level(solve, level, tuple(shape), count, image)
     finally:
         # runs on completion, on error and on generator.close(): drop every device tensor
-        graph = static_loss = None
-        image = objective = optimizer = reporter = content_full = styles_full = loss_fn = None
+        solve = image = None
         if cuda:
             torch.cuda.empty_cache()
+
+
+@dataclass
+class _Solve:
+    """What every pyramid level of one solve shares (``progress`` counts over all levels)."""
+
+    plan: _Plan
+    device: object
+    trunk: object
+    autocast: object  # () -> the trunk's autocast context (bf16 or none)
+    to_output: object  # working tensor -> float32 (H, W, 3) result at the output size
+    content: object  # the working content at full resolution, on the device
+    styles: list
+    levels: int
+    total: int
+    cuda_graphs: bool = False  # replay iterations as CUDA graphs (devices.choose_cuda_graphs)
+    loss_scale: float = 1.0  # fp16: keeps the trunk's small gradients from underflowing
+    progress: int = 0
+
+
+def _level_start(solve: _Solve, content_level, shape, previous):
+    """What a level's optimisation starts from: the previous level's result upsampled, else the
+    plan's ``init`` (the content, seeded noise, or a given image)."""
+    import torch
+
+    plan = solve.plan
+    with torch.no_grad():
+        if previous is not None:
+            return images.resize_tensor(previous.detach(), shape).clamp(0.0, 1.0)
+        if not isinstance(plan.init, str):
+            start = images.image_to_tensor(_working_init(plan), device=solve.device)
+            return images.resize_tensor(start, shape)
+        if plan.init == "noise":
+            generator = torch.Generator(device="cpu").manual_seed(plan.seed)
+            return torch.rand(content_level.shape, generator=generator).to(solve.device)
+        return content_level.clone()
+
+
+def _solve_level(solve: _Solve, level: int, shape, count: int, previous):
+    """Generator: the ``count`` iterations of one pyramid level at ``shape``, a
+    ``TextureStep`` each; returns the level's image (a tensor on the device)."""
+    import torch
+
+    plan = solve.plan
+    content_level = images.resize_tensor(solve.content, shape)
+    # each style is seen at the level's scale: its longest side matches the level's
+    style_levels = [
+        images.resize_tensor(s, _style_level_shape(s.shape[-2:], max(shape)))
+        for s in solve.styles
+    ]
+    objective = _Objective(
+        solve.trunk, solve.autocast, content_level, style_levels, plan.style_weights,
+        (plan.content_weight, plan.style_weight, plan.tv_weight),
+    )  # fmt: skip
+    del style_levels
+    image = _level_start(solve, content_level, shape, previous).contiguous().requires_grad_(True)
+    del content_level
+    if plan.optimizer == "lbfgs":
+        optimizer = LBFGS(image, history=LBFGS_HISTORY)
+    else:
+        optimizer = _Adam(image)
+    reporter = _LossReporter(solve.device)
+    loss_fn = torch.compile(objective.__call__, dynamic=False) if plan.compile else objective
+
+    def iterate():
+        with torch.enable_grad():  # grad mode is thread-local: the GUI runs us in a worker
+            loss = loss_fn(image)
+            if solve.loss_scale == 1.0:
+                (grad,) = torch.autograd.grad(loss, image)
+            else:
+                (grad,) = torch.autograd.grad(loss * solve.loss_scale, image)
+                grad = grad / solve.loss_scale
+        optimizer.step(grad)
+        return loss.detach()
+
+    use_graphs = solve.cuda_graphs
+    steps = _GraphSteps(iterate, solve.device, count) if use_graphs else _EagerSteps(iterate)
+    try:
+        for iteration in range(1, count + 1):
+            reporter.push(steps(iteration))
+            solve.progress += 1
+            last = solve.progress == solve.total
+            preview = plan.preview_every and iteration % plan.preview_every == 0
+            exact = last or preview or iteration == 1
+            step = TextureStep(
+                level=level, levels=solve.levels, iteration=iteration, iterations=count,
+                loss=reporter.value(exact=exact), done=last, progress=solve.progress,
+                total=solve.total, shape=tuple(shape),
+            )  # fmt: skip
+            if last or preview:
+                step.image = solve.to_output(image)
+            yield step
+    finally:
+        steps.close()
+    return image
+
+
+class _EagerSteps:
+    """Every iteration runs eagerly (CPU, MPS, or CUDA without graphs)."""
+
+    def __init__(self, iterate):
+        self.iterate = iterate
+
+    def __call__(self, iteration: int):
+        return self.iterate()
+
+    def close(self) -> None:
+        self.iterate = None
+
+
+class _GraphSteps:
+    """On CUDA: ``GRAPH_WARMUP`` eager iterations on a side stream (as capture needs), then one
+    iteration captured as a CUDA graph and replayed for the rest of the level. Levels too short
+    to gain (fewer than 2 replays left) stay eager; a failed capture falls back to eager."""
+
+    def __init__(self, iterate, device, count: int):
+        self.iterate, self.device, self.count = iterate, device, count
+        self.graph = self.static_loss = None
+        self.enabled = True
+
+    def __call__(self, iteration: int):
+        if self.graph is not None:
+            self.graph.replay()
+            return self.static_loss
+        if not self.enabled:
+            return self.iterate()
+        if iteration > GRAPH_WARMUP and self.count - iteration >= 2:
+            self.graph, self.static_loss = _capture(self.iterate)
+            if self.graph is None:
+                self.enabled = False
+                return self.iterate()
+            self.graph.replay()
+            return self.static_loss
+        return self._warm_up()
+
+    def _warm_up(self):
+        import torch
+
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            loss = self.iterate()
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        return loss
+
+    def close(self) -> None:
+        self.graph = self.static_loss = self.iterate = None
 
 
 def transfer_texture(content, texture_style, **options) -> np.ndarray:

@@ -235,6 +235,11 @@ def affine_sample_points(theta: "torch.Tensor", points_xy: "torch.Tensor"):
 
 
 # =========================================================================== landmark transforms
+#: most landmark pairs a thin-plate spline takes: its N x N solve and the N kernel terms per
+#: warped pixel stay at about a second on a laptop CPU
+MAX_TPS_LANDMARKS = 2000
+#: deepest nesting ``transform_from_dict`` reads (a real composition is a few levels deep)
+MAX_DICT_DEPTH = 32
 _DUPLICATE_TOLERANCE = 1e-6  # relative to the landmark extent (at least 1 px)
 _COLINEAR_TOLERANCE = 1e-6  # smallest / largest singular value of the centred landmarks
 _EVALUATION_CHUNK = 1 << 16  # points per chunk when evaluating a spline in float64 on the CPU
@@ -242,12 +247,16 @@ _EVALUATION_CHUNK = 1 << 16  # points per chunk when evaluating a spline in floa
 
 def _check_spread(points: np.ndarray, name: str) -> None:
     """Duplicate or colinear landmarks make the fits singular: say which, and how to fix it."""
+    from scipy.spatial import cKDTree
+
     extent = max(1.0, float(np.ptp(points, axis=0).max()))
-    difference = points[:, None, :] - points[None, :, :]
-    distance = np.sqrt((difference * difference).sum(-1))
-    distance[np.diag_indices(len(points))] = np.inf
-    first, second = np.unravel_index(np.argmin(distance), distance.shape)
-    if distance[first, second] <= _DUPLICATE_TOLERANCE * extent:
+    # nearest other landmark of each, from a KD-tree: O(N log N) time and O(N) memory
+    distance, index = cKDTree(points).query(points, k=2)
+    closest = int(np.argmin(distance[:, 1]))
+    if distance[closest, 1] <= _DUPLICATE_TOLERANCE * extent:
+        # with several landmarks at one spot the query may return another one first
+        partner = int(index[closest, 1] if index[closest, 1] != closest else index[closest, 0])
+        first, second = sorted((closest, partner))
         raise ValueError(
             f"{name} {first} and {second} are at the same position {points[first].tolist()}; "
             "remove one of the duplicate landmarks."
@@ -260,7 +269,8 @@ def _check_spread(points: np.ndarray, name: str) -> None:
         )
 
 
-def _validate_landmark_pairs(content, output, content_name: str, output_name: str):
+def _validate_landmark_pairs(content, output, content_name: str, output_name: str,
+                            max_count: int | None = None):  # fmt: skip
     content = images.validate_points(content, content_name)
     output = images.validate_points(output, output_name)
     if len(content) != len(output):
@@ -270,6 +280,12 @@ def _validate_landmark_pairs(content, output, content_name: str, output_name: st
         )
     if len(content) < 3:
         raise ValueError(f"{len(content)} landmark pairs given; at least 3 pairs are needed.")
+    if max_count is not None and len(content) > max_count:
+        raise ValueError(
+            f"{len(content)} landmark pairs given; a thin-plate spline takes at most {max_count} "
+            "(its solve grows with the cube of the count, every warped pixel with the count). "
+            "Thin the landmarks, or fit an affine transform to this many."
+        )
     _check_spread(content, content_name)
     _check_spread(output, output_name)
     return content, output
@@ -469,7 +485,7 @@ class TPSTransform(Transform):
 
     def __init__(self, output_points, content_points, regularization: float = 0.0, frame=None):
         content, output = _validate_landmark_pairs(
-            content_points, output_points, "content_points", "output_points"
+            content_points, output_points, "content_points", "output_points", MAX_TPS_LANDMARKS
         )
         try:
             regularization = float(regularization)
@@ -675,9 +691,12 @@ def fit_similarity(src, dst) -> AffineTransform:
 
 
 def fit_tps(src, dst, regularization: float = 0.0) -> TPSTransform:
-    """Thin-plate spline warp in which content point ``src[i]`` lands on output point ``dst[i]``."""
+    """Thin-plate spline warp in which content point ``src[i]`` lands on output point ``dst[i]``.
+
+    3 to ``MAX_TPS_LANDMARKS`` (2000) pairs; more is a ``ValueError`` (thin them first).
+    """
     content, output = _validate_landmark_pairs(
-        src, dst, "src (content landmarks)", "dst (output landmarks)"
+        src, dst, "src (content landmarks)", "dst (output landmarks)", MAX_TPS_LANDMARKS
     )
     return TPSTransform(output, content, regularization)
 
@@ -725,8 +744,16 @@ def with_strength(transform: Transform, strength: float) -> Transform:
 
 
 # =========================================================================== serialisation
-def transform_from_dict(data) -> Transform:
-    """Rebuild a transform from ``to_dict()`` output (exactly: same numbers, same maps)."""
+def transform_from_dict(data, _depth: int = 0) -> Transform:
+    """Rebuild a transform from ``to_dict()`` output (exactly: same numbers, same maps).
+
+    Compositions nested deeper than ``MAX_DICT_DEPTH`` are a ``ValueError``.
+    """
+    if _depth > MAX_DICT_DEPTH:
+        raise ValueError(
+            f"transform dict is nested more than {MAX_DICT_DEPTH} 'composed' levels deep; "
+            "flatten the composition (a composed transform's parts can be listed side by side)."
+        )
     if not isinstance(data, dict) or "type" not in data:
         raise ValueError("a transform dict needs a 'type' key ('affine', 'tps' or 'composed').")
     kind = data["type"]
@@ -744,7 +771,9 @@ def transform_from_dict(data) -> Transform:
                 frame,
             )
         if kind == "composed":
-            return ComposedTransform([transform_from_dict(d) for d in data["transforms"]])
+            return ComposedTransform(
+                [transform_from_dict(d, _depth + 1) for d in data["transforms"]]
+            )
     except (KeyError, TypeError) as error:
         raise ValueError(f"malformed {kind!r} transform dict: missing or bad {error}") from None
     raise ValueError(f"unknown transform type {kind!r}; expected 'affine', 'tps' or 'composed'.")

@@ -60,6 +60,14 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "napari-geostyle"
 
 
+def file_identity(path) -> tuple[str, int, int]:
+    """``(resolved path, size, mtime_ns)``: what caches of loaded files are keyed on, so that a
+    file replaced at the same path is read again (and a bad replacement reported)."""
+    path = Path(path).expanduser().resolve()
+    stat = path.stat()
+    return str(path), stat.st_size, stat.st_mtime_ns
+
+
 def _hub_checkpoint_path() -> Path:
     import torch
 
@@ -111,9 +119,18 @@ def resolve_vgg19_weights(path=None, download=None) -> Path | None:
 
 
 def download_vgg19_weights(progress: bool = True) -> Path:
-    """Download torchvision's VGG-19 once, check its hash, keep only the trunk in our cache."""
+    """Download torchvision's VGG-19 once, check its hash, keep only the trunk in our cache.
+
+    Refused (``ValueError``, before any network access) when ``GEOSTYLE_OFFLINE`` is set.
+    """
     import tempfile
 
+    if offline():
+        raise ValueError(
+            f"{ENV_OFFLINE} is set, so the VGG-19 weights are not downloaded. Unset it to "
+            f"download them, or download {VGG19_URL} elsewhere and set "
+            f"{ENV_WEIGHTS}=/path/to/{VGG19_FILENAME}."
+        )
     import torch
 
     target = _trimmed_cache_path()
@@ -181,17 +198,49 @@ def load_vgg19_state(path) -> dict:
     return trunk
 
 
-def describe_vgg19_weights(path=None) -> dict:
+_CHECKED: dict = {}  # file identity -> problem (None when usable), for describe(check=True)
+
+
+def check_vgg19_file(path) -> str | None:
+    """None when ``path`` loads as VGG-19 weights, else the one-line reason it does not.
+
+    Results are cached by file identity (path, size, mtime): a replaced file is checked again.
+    """
+    try:
+        identity = file_identity(path)
+    except OSError as error:
+        return f"cannot read it: {error.strerror or type(error).__name__}"
+    if identity not in _CHECKED:
+        try:
+            load_vgg19_state(path)
+            _CHECKED[identity] = None
+        except ValueError as error:
+            _CHECKED[identity] = str(error)
+    return _CHECKED[identity]
+
+
+def describe_vgg19_weights(path=None, check: bool = False) -> dict:
     """Where the weights are looked for and what was found, for ``napari-geostyle weights`` and
-    the GUI's backbone label. Never downloads and never raises for a missing file."""
+    the GUI's backbone label. Never downloads and never raises for a missing file.
+
+    ``check``: also load each file found (a second or so for 548 MB) so that a corrupt or wrong
+    file is reported as unusable (``problem``) instead of present.
+    """
     looked = []
     found = None
     for where, candidate in _candidates(path):
         exists = candidate is not None and candidate.is_file()
         usable = exists and (where != "torch hub cache" or _hub_name_ok(candidate))
+        problem = None
+        if exists and not usable:
+            problem = f"its name does not carry the hash prefix {VGG19_HASH_PREFIX}"
+        elif usable and check and found is None:
+            problem = check_vgg19_file(candidate)
+            usable = problem is None
         looked.append(
-            {"where": where, "path": None if candidate is None else str(candidate), "exists": exists}
-        )
+            {"where": where, "path": None if candidate is None else str(candidate),
+             "exists": exists, "problem": problem}
+        )  # fmt: skip
         if usable and found is None:
             found = {"where": where, "path": str(candidate)}
     return {

@@ -1,5 +1,9 @@
 """Long runs in napari thread workers, shown live in layers (shared by widgets and viewer_api).
 
+- ``texture_run`` / ``pipeline_run``: resolve and read the layers, build the core generator (so a
+  bad option is a ``ValueError`` for the caller) and start a ``StyleRun``; the widgets pass
+  their hooks (``on_done``, ``on_progress``, ``reuse``, ``color_output``), ``viewer_api``
+  returns the run's worker.
 - ``estimate_and_warp``: the geometric stage as a generator (estimate, then warp every plane).
 - ``StyleRun``: a texture-transfer or both-stage run. The core generator runs in a napari
   ``GeneratorWorker``; every step reaches the main thread through ``yielded``, where the output
@@ -18,15 +22,19 @@ import time
 
 import numpy as np
 
-from ._layer_data import (
+from .layer_data import (
+    add_or_update_image,
     layer_present,
     place_below_points,
     provenance,
+    read_layer_image,
+    resolve_image_layer,
+    same_layer,
     slice_suffix,
     spatial_scale_translate,
     unique_layer_name,
 )
-from ._live_points import warp_planes
+from .live_warp import warp_layer_planes
 
 
 def estimate_and_warp(content, style, model, method, device=None, stack=None):
@@ -43,7 +51,7 @@ def estimate_and_warp(content, style, model, method, device=None, stack=None):
     )  # the full warp: the live warp doses it with the widget's strength
     yield 0
     source = content.raw if stack is None else None
-    warped = yield from warp_planes(source, transform, device, stack)
+    warped = yield from warp_layer_planes(source, transform, device, stack)
     return transform, warped
 
 
@@ -244,8 +252,6 @@ class StyleRun:
 
     def _result_layer(self, name: str, data, **kwargs):
         """A new layer called ``name`` (made unique), or with ``reuse`` the layer of that name."""
-        from ._layer_data import add_or_update_image
-
         active = self.viewer.layers.selection.active
         if self.reuse:
             layer = add_or_update_image(self.viewer, name, data, **kwargs)
@@ -368,3 +374,101 @@ def start_style_run(viewer, steps, **kwargs) -> StyleRun:
     run = StyleRun(viewer, steps, **kwargs)
     run.start()
     return run
+
+
+def _result_kind(content_layer, content_image, style_layers, color_output: bool) -> dict:
+    """How a texture result is shown: in the content's kind (gray stays gray, integers keep
+    their dtype and the contrast range the user saw), colour only when asked and a style has
+    colour."""
+    value_range = None if content_layer.rgb else tuple(content_layer.contrast_limits)
+    return {
+        "content_like": content_image.raw,
+        "value_range": value_range,
+        "keep_color": bool(color_output) and any(layer.rgb for layer in style_layers),
+        "slice_index": content_image.slice_index,
+    }
+
+
+def texture_run(viewer, content, style, on_done=None, on_progress=None, reuse=False,
+                color_output=False, **options) -> StyleRun:
+    """Start a texture transfer of ``style`` (a layer or a list of layers) onto ``content``;
+    the result lands in ``<content> textured``. See ``viewer_api.start_texture_transfer``."""
+    from ..core.texture import iter_texture_transfer
+
+    content_layer = resolve_image_layer(viewer, content, "content")
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    if not styles:
+        raise ValueError("give at least one texture-style layer.")
+    style_layers = [resolve_image_layer(viewer, s, "texture style") for s in styles]
+    if any(same_layer(layer, content_layer) for layer in style_layers):
+        raise ValueError("the content layer is also a texture style; pick a different style layer.")
+    content_image = read_layer_image(content_layer, viewer)
+    style_images = [read_layer_image(layer, viewer).normalized for layer in style_layers]
+    texture_input = style_images[0] if len(style_images) == 1 else style_images
+    # Built here, not in the worker, so a bad option is a ValueError for the caller; the
+    # generator does no work until the worker's first next().
+    steps = iter_texture_transfer(content_image.normalized, texture_input, **options)
+
+    return start_style_run(
+        viewer,
+        steps,
+        content_layer=content_layer,
+        output_name=f"{content_layer.name} textured",
+        stage="texture",
+        inputs={"content": content_layer.name, "texture_style": [s.name for s in style_layers]},
+        options=options,
+        reference_shape=content_image.shape,
+        stride=content_image.stride,
+        device=options.get("device"),
+        on_done=on_done,
+        on_progress=on_progress,
+        reuse=reuse,
+        **_result_kind(content_layer, content_image, style_layers, color_output),
+    )
+
+
+def pipeline_run(viewer, content, style, geometry_style=None, texture_style=None,
+                 on_done=None, on_progress=None, reuse=False, color_output=False,
+                 **options) -> StyleRun:
+    """Start both stages; the warp lands in ``<content> warped``, the result in
+    ``<content> geostyle``. See ``viewer_api.start_geometric_style_transfer``."""
+    from ..core.pipeline import iter_geometric_style_transfer
+
+    content_layer = resolve_image_layer(viewer, content, "content")
+    roles = {
+        "geometry_style": geometry_style if geometry_style is not None else style,
+        "texture_style": texture_style if texture_style is not None else style,
+    }
+    layers = {}
+    for role, given in roles.items():
+        layers[role] = resolve_image_layer(viewer, given, role.replace("_", " "))
+        if same_layer(layers[role], content_layer):
+            raise ValueError(f"the content layer is also the {role.replace('_', ' ')}; pick another.")
+    content_image = read_layer_image(content_layer, viewer)
+    geometry_image = read_layer_image(layers["geometry_style"], viewer).normalized
+    texture_image = read_layer_image(layers["texture_style"], viewer).normalized
+
+    # Built here so that bad options (model, method, texture) are a ValueError for the caller.
+    steps = iter_geometric_style_transfer(
+        content_image.normalized,
+        geometry_style=geometry_image,
+        texture_style=texture_image,
+        **options,
+    )
+
+    return start_style_run(
+        viewer,
+        steps,
+        content_layer=content_layer,
+        output_name=f"{content_layer.name} geostyle",
+        stage="geometric style",
+        inputs={"content": content_layer.name, **{k: v.name for k, v in layers.items()}},
+        options=options,
+        reference_shape=content_image.shape,
+        stride=content_image.stride,
+        device=options.get("device"),
+        on_done=on_done,
+        on_progress=on_progress,
+        reuse=reuse,
+        **_result_kind(content_layer, content_image, [layers["texture_style"]], color_output),
+    )

@@ -1,7 +1,8 @@
 """Train the shipped embedded-trunk geometry models (affine and TPS) on a wall-clock budget each,
 evaluate them on held-out images, and write checkpoints (fp16), results JSON and figures.
+A release script (it can write into ``src/``), not a benchmark; needs ``pip install -e .``.
 
-    python benchmarks/train_shipped_models.py --images data_cache/photos --val-images \
+    python scripts/train_shipped_models.py --images data_cache/photos --val-images \
         data_cache/photos --out-dir bench_out/geonet --seconds-affine 150 --seconds-tps 150 \
         --device auto [--install]
 
@@ -25,10 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-# Held out of training (photos from /work/shared/data/photos): validation only.
+# Held out of training (photos of the --images folder): validation only.
 HELD_OUT_PHOTOS = (
     "kde_Autumn", "kde_Kite", "kde_Path", "kde_Shell",
     "ocv_baboon", "ocv_building", "ocv_fruits", "ocv_squirrel_cls",
@@ -80,7 +78,7 @@ def model_card(results: dict) -> str:
         "",
         "`geonet_affine_embedded.pt` and `geonet_tps_embedded.pt`: the CNNGeometric-style",
         "networks behind `estimate_warp(..., trunk=\"embedded\")`, written by",
-        "`benchmarks/train_shipped_models.py` (numbers below are from its `results.json`).",
+        "`scripts/train_shipped_models.py` (numbers below are from its `results.json`).",
         "",
         "## Architecture",
         "Both images resized to 240 x 240; a small CNN trunk (conv 5x5/2 -> 32, conv 3x3/2 -> 64,",

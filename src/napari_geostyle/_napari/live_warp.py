@@ -28,12 +28,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ._layer_data import (
+from ..core.fields import deformation_grid, displacement_field, warp_planes
+from ..core.landmark_history import LandmarkHistory
+from ..core.landmark_models import landmarks_of
+from .layer_data import (
     LayerImage,
     full_resolution_points,
     iter_slices,
     layer_present,
+    place_below_points,
     provenance,
+    slice_suffix,
     slices_shape,
     spatial_scale_translate,
     strided_points,
@@ -43,54 +48,21 @@ from ._layer_data import (
 MIN_PAIRS = 3
 LABEL_COLOR = "white"  # point numbers: readable over the yellow / cyan points and most images
 PREVIEW_SIDE = 192  # longest side of the image warped while a point is dragged
-GRID_POINTS = 4  # control grid shown for transforms that are not a landmark TPS already
 
 _COMMITTED = ("added", "changed", "removed")
 _FEATURE_DEFAULTS = {"number": 0, "active": True}  # a new point's pair is switched on
 
 
-def landmarks_of(transform, output_shape) -> tuple[np.ndarray, np.ndarray]:
-    """``(control, target)`` landmark pairs that reproduce ``transform`` as one landmark TPS.
-
-    A landmark TPS keeps its own points. Anything else (affine, affine then TPS) is sampled on a
-    regular output grid (the last TPS's grid when there is one): target = grid, control =
-    ``transform.sample_points(grid)``. A TPS through these pairs reproduces an affine exactly.
-    """
-    from ..core.images import regular_grid_points
-
-    if hasattr(transform, "output_points") and hasattr(transform, "content_points"):
-        return np.array(transform.content_points), np.array(transform.output_points)
-    grid = None
-    for part in reversed(getattr(transform, "transforms", ())):
-        if hasattr(part, "output_points"):
-            grid = np.array(part.output_points)
-            break
-    if grid is None:
-        grid = regular_grid_points(output_shape, GRID_POINTS, margin=0.1)
-    return np.asarray(transform.sample_points(grid)), grid
-
-
-def warp_planes(source, transform, device=None, slices=None):
-    """Generator: warp a 2D image (``slices`` None) or every plane of an nD layer.
-
-    Yields the number of planes done (for progress) and returns the warped array.
-    """
-    from ..core.warp import warp_image
-
-    if slices is None:
-        warped = warp_image(source, transform, device=device)
-        yield 1
-        return warped
-    layer, level, stride = slices
-    lead = slices_shape(layer, level)
-    out = None
-    for count, (index, plane) in enumerate(iter_slices(layer, level, stride), start=1):
-        warped = warp_image(plane, transform, device=device)
-        if out is None:
-            out = np.empty(tuple(lead) + warped.shape, dtype=warped.dtype)
-        out[index] = warped
-        yield count
-    return out
+def warp_layer_planes(source, transform, device=None, stack=None):
+    """Generator: warp ``source`` (2D), or with ``stack = (layer, level, stride)`` every plane
+    of an nD layer (see :func:`napari_geostyle.core.fields.warp_planes`)."""
+    if stack is None:
+        return (yield from warp_planes(source, transform, device))
+    layer, level, stride = stack
+    return (yield from warp_planes(
+        None, transform, device, planes=iter_slices(layer, level, stride),
+        lead_shape=slices_shape(layer, level),
+    ))
 
 
 class LiveWarp:
@@ -139,8 +111,7 @@ class LiveWarp:
         self._dragging = False
         self._generation = 0
         self._worker = None
-        self._history: list[tuple[np.ndarray, np.ndarray]] = []
-        self._history_index = -1
+        self._history = LandmarkHistory()
         self._grid_layer = None
         self._alternate = False  # clicks add pairs point by point: content, then output
 
@@ -536,7 +507,7 @@ class LiveWarp:
             total = int(np.prod(slices_shape(self.stack[0], self.stack[1])))
             progress = {"total": total, "desc": "GeoStyle: warping slices"}
         worker = create_worker(
-            warp_planes,
+            warp_layer_planes,
             source,
             transform,
             self.device,
@@ -568,8 +539,6 @@ class LiveWarp:
             active = self.viewer.layers.selection.active
             name = unique_layer_name(self.viewer, self.warped.name)
             self._add_warped(warped, name, pairs)
-            from ._layer_data import place_below_points
-
             place_below_points(self.viewer, self.warped)
             if active is not None and layer_present(self.viewer, active):
                 self._activate(active)
@@ -596,36 +565,30 @@ class LiveWarp:
 
     # ----------------------------------------------------------------- history
     def _push_history(self) -> None:
-        state = (
-            np.array(self.content_points.data, float),
-            np.array(self.target_points.data, float),
-        )
-        del self._history[self._history_index + 1 :]
-        self._history.append(state)
-        self._history_index = len(self._history) - 1
+        self._history.push(self.content_points.data, self.target_points.data)
 
     @property
     def can_undo(self) -> bool:
-        return self._history_index > 0
+        return self._history.can_undo
 
     @property
     def can_redo(self) -> bool:
-        return self._history_index < len(self._history) - 1
+        return self._history.can_redo
 
     def undo(self) -> bool:
         """Restore the points before the last edit (and re-warp). False if there is none."""
-        if not self.can_undo:
+        state = self._history.undo()
+        if state is None:
             return False
-        self._history_index -= 1
-        self._restore(self._history[self._history_index])
+        self._restore(state)
         return True
 
     def redo(self) -> bool:
         """Re-apply an undone edit. False if there is none."""
-        if not self.can_redo:
+        state = self._history.redo()
+        if state is None:
             return False
-        self._history_index += 1
-        self._restore(self._history[self._history_index])
+        self._restore(state)
         return True
 
     def _restore(self, state) -> None:
@@ -683,12 +646,7 @@ class LiveWarp:
 
         ``warped[p] = content[p + field[p]]``: where the warp pulls each output pixel from.
         """
-        from ..core.images import pixel_grid
-        from ..core.warp import sampling_map
-
-        shape = self.content.shape
-        sample = np.asarray(sampling_map(self.transform, shape), np.float64)
-        return (sample - pixel_grid(shape).reshape(shape + (2,))).astype(np.float32)
+        return displacement_field(self.transform, self.content.shape)
 
     def export_displacement_npy(self, path) -> Path:
         np.save(path, self.displacement_field())
@@ -714,7 +672,6 @@ class LiveWarp:
         from napari.layers import Labels
 
         from ..core.warp import warp_image
-        from ._layer_data import place_below_points, slice_suffix
 
         labels = isinstance(layer, Labels)
         data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
@@ -787,14 +744,7 @@ class LiveWarp:
     def grid_lines(self, lines: int = 12, samples: int = 48) -> list[np.ndarray]:
         """Lines of a regular content grid carried into the output frame (drawn over the
         warped image: where the warp moves each part of the content)."""
-        height, width = self.content.shape
-        paths = []
-        for row in np.linspace(0, height - 1, lines):
-            paths.append(np.stack([np.full(samples, row), np.linspace(0, width - 1, samples)], 1))
-        for col in np.linspace(0, width - 1, lines):
-            paths.append(np.stack([np.linspace(0, height - 1, samples), np.full(samples, col)], 1))
-        mapped = self.transform.map_points(np.concatenate(paths))
-        return list(np.asarray(mapped).reshape(len(paths), samples, 2))
+        return deformation_grid(self.transform, self.content.shape, lines, samples)
 
     def show_grid(self, visible: bool = True) -> None:
         """Show (or hide) a Shapes layer over the output: the content's regular grid, warped.
@@ -816,8 +766,6 @@ class LiveWarp:
                 translate=self._translate,
             )
             # just above the warped image, under the points
-            from ._layer_data import place_below_points
-
             place_below_points(self.viewer, self._grid_layer)
             if active is not None and layer_present(self.viewer, active):
                 self._activate(active)
