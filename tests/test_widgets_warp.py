@@ -53,7 +53,8 @@ def test_run_makes_warped_layer_and_paired_points_with_provenance(geo_viewer, qt
     target = viewer.layers["content target points"]
     assert warped.data.shape == viewer.layers["content"].data.shape
     np.testing.assert_allclose(warped.scale, (2.0, 2.0))
-    np.testing.assert_allclose(warped.translate, (5.0, -3.0))
+    # side by side (the default): the output right of the 128-unit-wide content, 10% apart
+    np.testing.assert_allclose(warped.translate, (5.0, -3.0 + 128 * 1.1))
     record = warped.metadata["geostyle"]
     assert record["inputs"] == {"content": "content", "geometry_style": "style"}
     assert record["options"]["model"] == "affine"
@@ -219,3 +220,74 @@ def test_bad_choice_is_an_error_notification(geo_viewer, qtbot):
     message = str(notification_manager.records[-1].message)
     assert "NaN" in message
     assert widget.live is None
+
+
+def _world_points(layer) -> np.ndarray:
+    return np.array([layer.data_to_world(point) for point in layer.data])
+
+
+def _inside(points, image_layer) -> bool:
+    """Every point on the image (pixel edges included)."""
+    low, high = np.asarray(image_layer.extent.world, float)[:, -2:]
+    return bool(np.all((points >= low - 1e-6) & (points <= high + 1e-6)))
+
+
+def test_side_by_side_puts_each_point_set_over_its_own_image(geo_viewer, qtbot):
+    viewer = geo_viewer
+    viewer.layers["content"].scale = (2.0, 2.0)
+    viewer.layers["content"].translate = (5.0, -3.0)
+    live = _shifted_tps_warp(viewer)
+    content = viewer.layers["content"]
+    assert live.side_by_side
+    np.testing.assert_allclose(live.content_points.translate, (5.0, -3.0))
+    for layer in (live.warped, live.target_points):
+        np.testing.assert_allclose(layer.translate, (5.0, -3.0 + 128 * 1.1))
+    control, target = _world_points(live.content_points), _world_points(live.target_points)
+    assert _inside(control, content) and not _inside(control, live.warped)
+    assert _inside(target, live.warped) and not _inside(target, content)
+    transform = live.transform.to_dict()
+
+    live.set_side_by_side(False)  # fused: the output over the content, as before
+    for layer in (live.warped, live.target_points, live.content_points):
+        np.testing.assert_allclose(layer.translate, (5.0, -3.0))
+    assert _inside(_world_points(live.target_points), content)
+    assert live.transform.to_dict() == transform  # only the view moved, not the landmarks
+    live.set_side_by_side(True)
+    np.testing.assert_allclose(live.target_points.translate, (5.0, -3.0 + 128 * 1.1))
+
+
+def test_widget_toggle_moves_the_output_layers_and_the_grid(geo_viewer, qtbot):
+    widget = GeometricWarpWidget(geo_viewer)
+    qtbot.addWidget(widget)
+    assert widget.side_check.isChecked()
+    live = widget.start_from_landmarks()
+    widget.grid_check.setChecked(True)
+    grid = geo_viewer.layers["content deformation grid"]
+    for layer in (live.warped, live.target_points, grid):
+        np.testing.assert_allclose(layer.translate, (0.0, 64 * 1.1))
+    np.testing.assert_allclose(live.content_points.translate, (0.0, 0.0))
+    active = geo_viewer.layers.selection.active
+    assert active in (live.content_points, live.target_points)
+    widget.side_check.setChecked(False)
+    assert not live.side_by_side
+    for layer in (live.warped, live.target_points, grid, live.content_points):
+        np.testing.assert_allclose(layer.translate, (0.0, 0.0))
+    assert geo_viewer.layers.selection.active is active  # the next click still edits points
+    # a new warp keeps the choice
+    widget.start_from_landmarks()
+    assert not widget.live.side_by_side
+    np.testing.assert_allclose(widget.live.warped.translate, (0.0, 0.0))
+
+
+def test_network_tps_lattice_lies_on_the_output(geo_viewer, qtbot):
+    widget = GeometricWarpWidget(geo_viewer)
+    qtbot.addWidget(widget)
+    widget.model_combo.setCurrentText("affine+tps")
+    widget.run()
+    qtbot.waitUntil(lambda: widget.live is not None or widget.last_error, timeout=WAIT_MS)
+    assert widget.last_error is None, widget.last_error
+    _wait_idle(qtbot, widget)
+    target = _world_points(widget.live.target_points)
+    # the network's knots, on the output's border included: over the output image, whole
+    assert _inside(target, widget.live.warped)
+    assert widget.live.target_points.size.min() >= 3.0

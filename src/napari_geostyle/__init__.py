@@ -33,6 +33,8 @@ _PUBLIC = {
     "GeometricStyleResult": ".core.pipeline",
     "GeometricStyleStep": ".core.pipeline",
     "batch_geometric_style_transfer": ".core.batch",
+    "iter_stack_transfer": ".core.stack_transfer",
+    "StackStep": ".core.stack_transfer",
 }
 
 __all__ = ["__version__", *_PUBLIC]

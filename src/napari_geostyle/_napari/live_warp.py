@@ -16,6 +16,12 @@ from the console behaves exactly like one made from the GUI:
 - The points layers open in select mode with the target points active, so a drag moves a point
   (not the camera). ``fit_model`` (rigid, similarity, affine, tps) chooses the landmark fit;
   ``strength`` (0..1) doses the shown warp; a pair whose ``active`` feature is off is left out.
+- Side by side (default): the output (warped image, target points, deformation grid) sits to
+  the right of the content, so each point set is drawn over its own image: control points over
+  the content, target points over the output. ``set_side_by_side(False)`` fuses them (the
+  output over the content). The network TPS lattice lies on the output's border (the network's
+  own knots): the points are drawn whole and the view is reset to include them, so they can be
+  grabbed.
 - Results go to new layers (never over a layer the user has). If the warped layer is removed,
   the next edit re-creates it; if a points layer is removed, the link is gone and ``status`` says
   so.
@@ -48,6 +54,7 @@ from .layer_data import (
 MIN_PAIRS = 3
 LABEL_COLOR = "white"  # point numbers: readable over the yellow / cyan points and most images
 PREVIEW_SIDE = 192  # longest side of the image warped while a point is dragged
+SIDE_GAP = 0.1  # side by side: gap between content and output, a fraction of the width
 
 _COMMITTED = ("added", "changed", "removed")
 _FEATURE_DEFAULTS = {"number": 0, "active": True}  # a new point's pair is switched on
@@ -89,6 +96,7 @@ class LiveWarp:
         strength: float = 1.0,
         fit_model: str = "tps",
         landmarks=None,
+        side_by_side: bool = True,
     ):
         from qtpy.QtCore import QTimer
 
@@ -123,6 +131,10 @@ class LiveWarp:
         self._translate = translate + scale * (content.stride - 1) / 2.0
         self._lead_scale = np.asarray(content_layer.scale, float)[:-2]
         self._lead_translate = np.asarray(content_layer.translate, float)[:-2]
+        self.side_by_side = bool(side_by_side)
+        # the output's shift (world units) when side by side: one content width and a gap right
+        width = content.shape[1] * self._scale[1]
+        self._side_offset = np.array([0.0, width * (1.0 + SIDE_GAP)])
 
         if landmarks is None:
             control, target = landmarks_of(transform, content.shape)
@@ -133,10 +145,12 @@ class LiveWarp:
         self._add_warped(warped, unique_layer_name(viewer, f"{name} warped"), len(control))
         self._point_size = max(3.0, min(content.shape) / 40.0)
         self.content_points = self._points_layer(
-            unique_layer_name(viewer, f"{name} control points"), control, "yellow"
+            unique_layer_name(viewer, f"{name} control points"), control, "yellow",
+            self._translate,
         )
         self.target_points = self._points_layer(
-            unique_layer_name(viewer, f"{name} target points"), target, "cyan"
+            unique_layer_name(viewer, f"{name} target points"), target, "cyan",
+            self._output_translate(),
         )
         self._push_history()
         self._activate(self.target_points)
@@ -161,6 +175,8 @@ class LiveWarp:
             layer.bind_key("Control-Z", lambda _layer: self.undo(), overwrite=True)
             layer.bind_key("Control-Shift-Z", lambda _layer: self.redo(), overwrite=True)
         self._set_status(f"{len(control)} point pairs")
+        if self.side_by_side:
+            viewer.reset_view()  # both images, and the lattice on the output's border, in view
 
     # ----------------------------------------------------------------- layers
     def _add_warped(self, data, name: str, pairs: int) -> None:
@@ -195,14 +211,37 @@ class LiveWarp:
                 )
                 return
 
+    def _output_translate(self) -> np.ndarray:
+        """Where the output frame's pixel (0, 0) sits: on the content, or right of it."""
+        return self._translate + (self._side_offset if self.side_by_side else 0.0)
+
     def _image_placement(self, data) -> dict:
         lead = np.ndim(data) - (3 if self._rgb else 2)
+        translate = self._output_translate()
         if lead > 0 and len(self._lead_scale) == lead:
             return {
                 "scale": np.concatenate([self._lead_scale, self._scale]),
-                "translate": np.concatenate([self._lead_translate, self._translate]),
+                "translate": np.concatenate([self._lead_translate, translate]),
             }
-        return {"scale": self._scale, "translate": self._translate}
+        return {"scale": self._scale, "translate": translate}
+
+    def output_layers(self) -> list:
+        """The layers drawn in the output frame that are still in the viewer."""
+        layers = (self.warped, self.target_points, self._grid_layer)
+        return [layer for layer in layers if layer_present(self.viewer, layer)]
+
+    def set_side_by_side(self, on: bool = True) -> None:
+        """Output right of the content (each point set over its own image), or fused over it."""
+        on = bool(on)
+        if on == self.side_by_side:
+            return
+        shift = self._side_offset if on else -self._side_offset
+        self.side_by_side = on
+        for layer in self.output_layers():
+            translate = np.asarray(layer.translate, float).copy()
+            translate[-2:] += shift
+            layer.translate = translate
+        self.viewer.reset_view()
 
     @staticmethod
     def _display_like(layer) -> dict:
@@ -210,7 +249,7 @@ class LiveWarp:
             return {}
         return {"contrast_limits": tuple(layer.contrast_limits), "colormap": layer.colormap.name}
 
-    def _points_layer(self, name, data, color):
+    def _points_layer(self, name, data, color, translate):
         data = np.asarray(data, float).reshape(-1, 2)
         numbers = np.arange(1, len(data) + 1)
         size = self._point_size
@@ -219,7 +258,7 @@ class LiveWarp:
         kwargs = dict(
             name=name,
             scale=self._scale,
-            translate=self._translate,
+            translate=translate,
             size=size,
             face_color=color,
             border_color="black",
@@ -491,7 +530,7 @@ class LiveWarp:
             return  # e.g. points dragged onto a line: the commit reports it
         self.warped.data = preview
         self.warped.scale = self._scale * factor
-        self.warped.translate = self._translate + self._scale * (factor - 1) / 2.0
+        self.warped.translate = self._output_translate() + self._scale * (factor - 1) / 2.0
 
     def _start_full_warp(self) -> None:
         from napari.qt.threading import create_worker
@@ -700,7 +739,9 @@ class LiveWarp:
             {"inverse": inverse, "strength": self.strength, "fit_model": self.fit_model},
             transform,
         )}
-        placement = {"scale": self._scale, "translate": self._translate}
+        # the inverse lands in the content's frame, the forward transform in the output's
+        translate = self._translate if inverse else self._output_translate()
+        placement = {"scale": self._scale, "translate": translate}
         active = self.viewer.layers.selection.active
         if labels:
             new = self.viewer.add_labels(warped, name=name, metadata=meta, **placement)
@@ -763,7 +804,7 @@ class LiveWarp:
                 edge_width=max(1.0, min(self.content.shape) / 300.0),
                 name=unique_layer_name(self.viewer, f"{self.content.name} deformation grid"),
                 scale=self._scale,
-                translate=self._translate,
+                translate=self._output_translate(),
             )
             # just above the warped image, under the points
             place_below_points(self.viewer, self._grid_layer)

@@ -223,28 +223,32 @@ class StyleRun:
             self._show_warped(step)
             return
         done, total = progress_position(step)
-        if not self.done:  # napari's progress bar may process events: hold a local reference
-            bar = self._progress
-            if bar is None:
-                from napari.utils import progress
-
-                bar = self._progress = progress(total=total, desc=f"GeoStyle {self.stage}")
-            if bar.total != total:
-                bar.total = total
-            bar.set_description(
-                f"GeoStyle {self.stage}: level {step.level}/{step.levels}, "
-                f"iteration {step.iteration}/{step.iterations}"
-            )
-            bar.n = done
-            bar.refresh()
-            if self.on_progress is not None:
-                self.on_progress(done, total, self._progress_text(step, done, total))
+        self._report_progress(step, done, total)
         if step.image is not None and not self._final_shown:
             self._show_output(step.image, final=False)
 
+    def _report_progress(self, step, done: int, total: int) -> None:
+        """napari's progress bar and the widget's (``on_progress``)."""
+        if self.done:
+            return
+        bar = self._progress  # napari's progress bar may process events: hold a local reference
+        if bar is None:
+            from napari.utils import progress
+
+            bar = self._progress = progress(total=total, desc=f"GeoStyle {self.stage}")
+        if bar.total != total:
+            bar.total = total
+        bar.set_description(f"GeoStyle {self.stage}: {self._position_text(step)}")
+        bar.n = done
+        bar.refresh()
+        if self.on_progress is not None:
+            self.on_progress(done, total, self._progress_text(step, done, total))
+
+    def _position_text(self, step) -> str:
+        return f"level {step.level}/{step.levels}, iteration {step.iteration}/{step.iterations}"
+
     def _progress_text(self, step, done: int, total: int) -> str:
-        text = (f"level {step.level}/{step.levels}, iteration {step.iteration}/"
-                f"{step.iterations}")
+        text = self._position_text(step)
         elapsed = time.monotonic() - (self.started_at or time.monotonic())
         if done > 0 and total > done:
             text += f", about {elapsed * (total - done) / done:.0f} s left"

@@ -27,6 +27,8 @@ TOOLTIPS = {
     "pair; affine, similarity (rotation + scale) and rigid (rotation) are least squares.",
     "export_displacement": "(H, W, 2) float32: per output pixel, the content (row, col) it "
     "samples minus its own.",
+    "side_by_side": "On: the output to the right of the content, control points over the "
+    "content and target points over the output. Off: fused, the output over the content.",
     "apply_to_layer": "Warp another Image or Labels layer with this transform",
     "apply_layer": "the layer 'Apply to layer' warps (labels: nearest)",
     "inverse": "apply the inverse transform (output -> content frame)",
@@ -35,6 +37,9 @@ TOOLTIPS = {
     "preserve_colour": "transfer luminance only and keep the content's colours",
     "backbone": "auto: ImageNet VGG-19 if found, else a random VGG-19 (textures look worse)",
     "reuse": "off: every run makes a new layer (layers you edited are never replaced)",
+    "all_frames": "Every slice of the stack / time point, one after the other: the geometry "
+    "is estimated on the first frame, each frame's texture starts from the previous result "
+    "(no flicker). The result is one stack layer that fills in as frames finish.",
     "colour_output": "gray content gives a gray result; tick to keep a colour style's colours",
     "style_weight_row": "relative weight of this style's texture",
     "remove_style": "remove this style",

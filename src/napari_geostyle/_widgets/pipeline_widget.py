@@ -44,11 +44,12 @@ class GeometricStyleTransferWidget(TextureTransferWidget):
 
     def _start(self):
         from .._napari.runs import pipeline_run
+        from .._napari.stack_run import stack_pipeline_run
 
         options = self.options()
         options["model"] = self.model_combo.currentText()
         options["method"] = self.method_combo.currentText()
-        return pipeline_run(
+        return (stack_pipeline_run if self.all_frames() else pipeline_run)(
             self.viewer,
             self.content_combo.layer(),
             self.style_combo.layer(),

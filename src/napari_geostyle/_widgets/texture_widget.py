@@ -80,6 +80,7 @@ class TextureTransferWidget(QWidget):
         self.seed_spin = spin(0, 2**31 - 1)
         self.reuse_check = check("update the previous result layer", "reuse")
         self.color_output_check = check("colour result for gray content", "colour_output")
+        self.all_frames_check = check("all frames", "all_frames")
 
         self.backbone_label = QLabel()  # one line; the details are in its tooltip
         self.fetch_button = button("Fetch ImageNet weights (548 MB)", self.fetch_weights)
@@ -94,6 +95,9 @@ class TextureTransferWidget(QWidget):
 
         form = QFormLayout()
         self._build_inputs(form)
+        form.addRow("", self.all_frames_check)
+        self.content_combo.currentIndexChanged.connect(self._update_frames_choice)
+        self._update_frames_choice()
         form.addRow("size", self.size_spin)
         form.addRow("preset", self.preset_combo)
         form.addRow("", self.color_check)
@@ -251,6 +255,17 @@ class TextureTransferWidget(QWidget):
             self.run_state.abandon()
         self.run_state = None
 
+    def _update_frames_choice(self, *_) -> None:
+        """Offer "all frames" only for a content layer with frames (a stack, a time series)."""
+        from .._napari.stack_run import has_frames
+
+        layer = self.content_combo.layer()
+        self.all_frames_check.setHidden(layer is None or not has_frames(layer))
+
+    def all_frames(self) -> bool:
+        """Whether a run does every frame of the content (ticked and offered)."""
+        return self.all_frames_check.isChecked() and not self.all_frames_check.isHidden()
+
     def _clear_stale_status(self, *_):
         if self.status_label.text().startswith(("not started", "failed")):
             self.status_label.setText("")
@@ -264,12 +279,13 @@ class TextureTransferWidget(QWidget):
 
     def _start(self):
         from .._napari.runs import texture_run
+        from .._napari.stack_run import stack_texture_run
 
         styles = [row.combo.layer() for row in self.style_rows]
         options = self.options()
         if len(styles) > 1:
             options["style_weights"] = [row.weight.value() for row in self.style_rows]
-        return texture_run(
+        return (stack_texture_run if self.all_frames() else texture_run)(
             self.viewer, self.content_combo.layer(), styles, **self._run_hooks(), **options
         )
 
@@ -310,6 +326,11 @@ class TextureTransferWidget(QWidget):
         self.progress_bar.setVisible(False)
         if run.error is not None:
             self.status_label.setText(f"failed: {run.error}")
+        elif run.cancelled and getattr(run, "frames", None):
+            self.status_label.setText(
+                f"cancelled: {run.frames_done} of {run.frames} frames done in "
+                f"{run.output_name!r}." if run.output is not None else
+                "cancelled before the first frame was shown.")
         elif run.cancelled and run.output is not None:
             self.status_label.setText(
                 f"cancelled: the last preview is kept in {run.output_name!r}."

@@ -111,6 +111,8 @@ class GeometricWarpWidget(QWidget):
             "Export displacement .npy…", self.export_displacement, "export_displacement"
         )
         self.grid_check = check("Show deformation grid", on_toggled=self._on_grid_toggled)
+        self.side_check = check("side by side", "side_by_side", self._on_side_toggled)
+        self.side_check.setChecked(True)
         self.table_button = button("Landmark table", self.show_landmark_table)
         self.apply_button = button("Apply to layer…", self.apply_to_layer, "apply_to_layer")
         self.apply_combo = combo((), "apply_layer")
@@ -138,11 +140,12 @@ class GeometricWarpWidget(QWidget):
         edits.addWidget(self.redo_button, 1, 1)
         edits.addWidget(self.table_button, 2, 0)
         edits.addWidget(self.grid_check, 2, 1)
-        edits.addWidget(self.apply_combo, 3, 0)
+        edits.addWidget(self.side_check, 3, 0)
+        edits.addWidget(self.apply_combo, 4, 0)
         apply_row = QHBoxLayout()
         apply_row.addWidget(self.apply_button)
         apply_row.addWidget(self.inverse_check)
-        edits.addLayout(apply_row, 3, 1)
+        edits.addLayout(apply_row, 4, 1)
         files = QGridLayout()
         files.addWidget(self.import_button, 0, 0)
         files.addWidget(self.export_button, 0, 1)
@@ -347,6 +350,7 @@ class GeometricWarpWidget(QWidget):
             inputs=inputs, options=options, stack=stack, device=device,
             on_status=self.set_status, strength=self.strength,
             fit_model=self.fit_combo.currentText(), landmarks=landmarks,
+            side_by_side=self.side_check.isChecked(),
         )
         self.grid_check.setChecked(False)
         self._refresh_apply_choices()
@@ -531,6 +535,10 @@ class GeometricWarpWidget(QWidget):
         except ValueError as error:
             show_error(f"GeoStyle: {error}")
             return None
+
+    def _on_side_toggled(self, checked: bool) -> None:
+        if self.live is not None and not self.live.closed:
+            self.live.set_side_by_side(checked)
 
     def _on_grid_toggled(self, checked: bool) -> None:
         if self.live is not None:

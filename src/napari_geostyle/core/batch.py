@@ -127,16 +127,11 @@ def _estimate(image, geometry, settings, device):
 
 
 def _texture_options(settings: dict, warm: bool) -> dict:
-    """Texture options; a warm start (previous frame's result) solves at the finest level only."""
-    options = dict(settings["texture"])
-    options.pop("init", None)  # the batch decides where each solve starts
-    if warm:
-        from .texture import _iterations
+    """Texture options; a warm start (previous frame's result) solves at the finest level only
+    (the same rule as the napari "all frames" runs: ``stack_transfer.warm_start_options``)."""
+    from .stack_transfer import warm_start_options
 
-        schedule = _iterations(options.get("iterations"), options.get("preset", "balanced"),
-                               options.get("levels", 4))
-        options.update(levels=1, iterations=schedule[-1])
-    return options
+    return warm_start_options(settings["texture"], warm)
 
 
 def _task_estimate(item: media.InputItem, geometry, settings: dict) -> dict:

@@ -27,6 +27,9 @@ import numpy as np
 
 MODELS = ("affine", "tps", "affine+tps")
 METHODS = ("network", "refine")
+# where the network stages start: "search" = the similarity that best aligns the two images'
+# edge layouts (core/matching.py), found by exhaustive search; "identity" = no warp
+INITS = ("search", "identity")
 MIN_SIZE = 32
 FOLD_MARGIN = 0.02  # smallest Jacobian determinant (area ratio) accepted as "not folding"
 _DAMPING = (1.0, 0.8, 0.6, 0.4, 0.2, 0.1, 0.0)
@@ -46,7 +49,7 @@ REFINE = {"trust_weight": 1.0, "affine_iterations": 25, "affine_lr": 0.01,
           "tps_iterations": 25, "tps_lr": 0.02, "margin": 0.0}
 
 
-def check_options(model: str, method: str, trunk: str) -> None:
+def check_options(model: str, method: str, trunk: str, init: str = "search") -> None:
     """``ValueError`` naming the accepted values for an unknown model / method / trunk."""
     from .geonet import TRUNKS
 
@@ -54,6 +57,8 @@ def check_options(model: str, method: str, trunk: str) -> None:
         raise ValueError(f"unknown model {model!r}: model must be one of {', '.join(MODELS)}.")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: method must be one of {', '.join(METHODS)}.")
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}: init must be one of {', '.join(INITS)}.")
     if trunk not in TRUNKS:
         raise ValueError(f"unknown trunk {trunk!r}: trunk must be one of {', '.join(TRUNKS)}.")
 
@@ -315,6 +320,37 @@ def _compose_tps(outer, inner, grid_size: int, lattice_size: int = 20):
     return torch.cat([fitted[:, 0], fitted[:, 1]]).to(outer.dtype)
 
 
+def initial_theta(content, style, init: str):
+    """The affine the network stages start from: None (identity) or the global search's."""
+    if init == "identity":
+        return None
+    from .matching import search_similarity
+
+    return search_similarity(content, style).to(content.device)
+
+
+def _best_layout(candidates: dict, content, style, grid_size: int):
+    """``(theta, tps, name)`` of the candidate whose warped content best matches the style's
+    edge layout (``matching.layout_similarity``).
+
+    The networks, trained on same-image pairs, refine well from nearby but may drift when the
+    content is another object: this keeps whichever start, or the search on its own, lines the
+    two images up best.
+    """
+    from .matching import layout_similarity
+
+    if len(candidates) == 1:
+        name, (theta, tps) = next(iter(candidates.items()))
+        return theta, tps, name
+    names = list(candidates)
+    warped = [_warp_tensor(content, *candidates[n], grid_size) for n in names]
+    import torch
+
+    scores = layout_similarity(torch.cat(warped, 0), style.expand(len(names), -1, -1, -1))
+    name = names[int(scores.argmax())]
+    return (*candidates[name], name)
+
+
 def stage_passes(model: str, passes=None) -> dict:
     """``{stage: count}`` for ``model`` from the user's ``passes`` (None, an int or a dict)."""
     defaults = dict(DEFAULT_PASSES[model])
@@ -350,7 +386,8 @@ def _objective_trunk(nets: dict, trunk: str, device):
 
 def estimate_parameters(content, style, model: str = "affine+tps", method: str = "network",
                         device=None, trunk: str = "embedded", checkpoint=None,
-                        passes=None, refine_iterations: int | None = None):
+                        passes=None, refine_iterations: int | None = None,
+                        init: str = "search"):
     """Normalised parameters: ``{"theta": (2, 3) or None, "tps": (2K^2,) or None, ...}``.
 
     ``content``/``style`` are (1, 3, H, W) RGB tensors in 0..1 on ``device``. Also returns
@@ -375,8 +412,7 @@ def estimate_parameters(content, style, model: str = "affine+tps", method: str =
     grid_size = nets["tps"].grid_size if "tps" in nets else 3
     content_in, style_in = first.prepare(content), first.prepare(style)
 
-    def predict_affine():
-        theta = None
+    def predict_affine(theta):
         for _ in range(counts["affine"]):
             # each pass sees the content warped by the estimate so far (CNNGeometric's
             # iterative use) and predicts the residual, composed on the output side
@@ -400,9 +436,18 @@ def estimate_parameters(content, style, model: str = "affine+tps", method: str =
                 "tps", _compose_tps(tps, residual, grid_size), grid_size)[0]
         return tps
 
+    def run_networks(theta):
+        if "affine" in nets:
+            theta = predict_affine(theta)
+        return theta, predict_tps(theta) if "tps" in nets else None
+
     with torch.no_grad():
-        theta = predict_affine() if "affine" in nets else None
-        tps = predict_tps(theta) if "tps" in nets else None
+        candidates = {"identity": run_networks(None)}
+        if init == "search":
+            searched = initial_theta(content_in, style_in, init)
+            candidates["search"] = run_networks(searched)
+            candidates["search only"] = (searched, None)
+        theta, tps, info["start"] = _best_layout(candidates, content_in, style_in, grid_size)
     if method == "refine":
         objective = _FeatureObjective(_objective_trunk(nets, trunk, device), content_in,
                                       style_in, grid_size)
@@ -435,7 +480,7 @@ def estimate_parameters(content, style, model: str = "affine+tps", method: str =
 
 def estimate_warp(content, geometry_style, model: str = "affine+tps", method: str = "network",
                   device=None, trunk: str = "embedded", checkpoint=None, passes=None,
-                  strength: float = 1.0):
+                  strength: float = 1.0, init: str = "search"):
     """Transform (content -> output, CONTENT PIXEL coordinates, output frame = content's (H, W))
     that gives ``content`` the geometry of ``geometry_style``.
 
@@ -446,7 +491,9 @@ def estimate_warp(content, geometry_style, model: str = "affine+tps", method: st
     ``passes``: network passes per stage, an int for every stage or ``{"affine": n, "tps": m}``
     (1..8); None = ``DEFAULT_PASSES[model]``, chosen on a tuning split of training images.
     ``strength``: 0 (the identity: the content comes back unchanged) .. 1 (the full warp), see
-    ``transforms.with_strength``.
+    ``transforms.with_strength``. ``init``: where the networks start, "search" (default: the
+    similarity found by a global search over rotations, scales and shifts, ``core/matching.py``;
+    it lets the content be another object in another pose) or "identity".
     """
     import torch
 
@@ -460,7 +507,7 @@ def estimate_warp(content, geometry_style, model: str = "affine+tps", method: st
         with_strength,
     )
 
-    check_options(model, method, trunk)
+    check_options(model, method, trunk, init)
     stage_passes(model, passes)  # a bad value fails before any work
     strength = check_strength(strength)
     device = resolve_device(device)
@@ -469,7 +516,7 @@ def estimate_warp(content, geometry_style, model: str = "affine+tps", method: st
     shape = tuple(content_t.shape[-2:])
     with torch.inference_mode(False):
         info = estimate_parameters(content_t, style_t, model, method, device, trunk, checkpoint,
-                                   passes=passes)
+                                   passes=passes, init=init)
     parts = []
     if info["theta"] is not None:
         parts.append(affine_from_theta(info["theta"], shape, shape))

@@ -1,0 +1,203 @@
+""""All frames" runs: every slice of a stack or time series through the core stack engine.
+
+``stack_texture_run`` / ``stack_pipeline_run`` read the content layer lazily, one 2D slice at
+a time in the worker (:class:`LayerFrames`), and run
+:func:`napari_geostyle.core.stack_transfer.iter_stack_transfer` (coherent: one geometry
+estimate, each frame's texture warm-started from the previous frame) in a :class:`StackRun`.
+The result is one stack layer with the content's leading axes, created with the first preview
+and filled in on the main thread as frames finish; progress says which frame is being done.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .layer_data import (
+    layer_present,
+    leading_shape,
+    provenance,
+    read_layer_image,
+    resolve_image_layer,
+    same_layer,
+)
+from .runs import StyleRun, _result_kind
+
+
+def has_frames(layer) -> bool:
+    """Whether ``layer`` is an Image layer with axes beyond (rows, cols[, RGB])."""
+    try:
+        return bool(leading_shape(layer))
+    except (AttributeError, IndexError, TypeError):
+        return False
+
+
+class LayerFrames:
+    """The 2D slices of an nD Image layer as a lazy sequence (leading axes in C order), read
+    as the core reads a layer image (through the contrast limits captured now)."""
+
+    def __init__(self, layer, first):
+        self.layer = layer
+        self.indices = list(np.ndindex(*leading_shape(layer)))
+        self._first = first  # slice 0, read already to check the input
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> np.ndarray:
+        if position == 0:
+            return self._first.normalized
+        return read_layer_image(self.layer, slice_index=self.indices[position],
+                                notify=False).normalized
+
+
+class StackRun(StyleRun):
+    """A :class:`StyleRun` over every frame: ``output`` is one stack layer filled in frame by
+    frame (previews included); ``frames_done`` of ``frames`` are finished."""
+
+    def __init__(self, viewer, steps, *, content_layer, indices, **kwargs):
+        super().__init__(viewer, steps, content_layer=content_layer, **kwargs)
+        self.indices = indices
+        self.frames = len(indices)
+        self.frames_done = 0
+        scale = np.asarray(content_layer.scale, float)
+        translate = np.asarray(content_layer.translate, float)
+        self._lead_scale, self._lead_translate = scale[:-2], translate[:-2]
+        self._frame = 0
+
+    def _position_text(self, step) -> str:
+        text = f"frame {step.frame + 1}/{step.frames}"
+        if step.stage == "texture":
+            text += f", {super()._position_text(step)}"
+        return text
+
+    def _on_step(self, step) -> None:
+        self.steps_seen += 1
+        if self.abandoned:
+            return
+        self._frame = step.frame
+        if step.transform is not None:
+            self.transform = step.transform
+        if step.total:
+            self._report_progress(step, step.progress, step.total)
+        if step.frame_done:
+            self.frames_done = step.frame + 1
+        if step.image is not None:
+            self._show_frame(step.frame, step.image)
+
+    def _meta(self) -> dict:
+        return provenance(
+            self.stage, self.inputs, self.options, self.transform,
+            complete=self.frames_done == self.frames, cancelled=self.cancelled,
+            frames=self.frames, frames_done=self.frames_done, coherent=True,
+            device=str(self.device) if self.device is not None else "auto",
+        )
+
+    def _show_frame(self, frame: int, image) -> None:
+        """Put frame ``frame``'s image (a preview or its result) into the stack layer."""
+        image, limits = self._in_content_kind(image)
+        index = self.indices[frame]
+        output = self.output
+        if (output is None or not layer_present(self.viewer, output)
+                or output.data.shape[len(index):] != image.shape):
+            stack = np.zeros((*leading_shape_of(self.indices), *image.shape), image.dtype)
+            stack[index] = image
+            placement = self._output_scale(image)
+            self.output = self._result_layer(
+                self.output_name, stack, rgb=image.ndim == 3, metadata={"geostyle": self._meta()},
+                scale=(*self._lead_scale, *placement["scale"]),
+                translate=(*self._lead_translate, *placement["translate"]),
+            )
+            self.output_name = self.output.name
+            if image.ndim == 2:
+                self.output.contrast_limits = limits
+            return
+        output.data[index] = image  # in place: the layer keeps its array; refresh re-slices
+        output.metadata = {"geostyle": self._meta()}
+        output.refresh()
+
+    def _on_returned(self, image) -> None:
+        if self.output is not None and not self.abandoned:
+            self._final_shown = True
+            self.output.metadata = {"geostyle": self._meta()}
+
+
+def leading_shape_of(indices) -> tuple[int, ...]:
+    """The leading-axes shape that ``np.ndindex`` walked to give ``indices``."""
+    return tuple(int(n) + 1 for n in indices[-1])
+
+
+def _start(viewer, content, texture_layers, geometry_layer, *, stage, output_name, inputs,
+           on_done, on_progress, reuse, color_output, model=None, method=None, **options):
+    from ..core.stack_transfer import iter_stack_transfer
+
+    if not has_frames(content):
+        raise ValueError(f"{content.name!r} is a single 2D image: untick 'all frames' (it is "
+                         "for stacks and time series).")
+    lead = leading_shape(content)
+    first = read_layer_image(content, viewer, slice_index=(0,) * len(lead))
+    frames = LayerFrames(content, first)
+    textures = [read_layer_image(layer, viewer).normalized for layer in texture_layers]
+    geometry = {}
+    if geometry_layer is not None:
+        geometry = {"geometry_style": read_layer_image(geometry_layer, viewer).normalized,
+                    "model": model, "method": method}
+    # Built here, not in the worker, so a bad option is a ValueError for the caller.
+    steps = iter_stack_transfer(
+        frames, textures[0] if len(textures) == 1 else textures, **geometry, **options
+    )
+    kind = _result_kind(content, first, texture_layers, color_output)
+    kind["slice_index"] = ()  # the result has every slice
+    if geometry_layer is not None:
+        options = {**options, "model": model, "method": method}
+    run = StackRun(
+        viewer, steps, content_layer=content, indices=frames.indices, output_name=output_name,
+        stage=stage, inputs=inputs, options={**options, "all_frames": True},
+        reference_shape=first.shape, stride=first.stride, device=options.get("device"),
+        on_done=on_done, on_progress=on_progress, reuse=reuse, **kind,
+    )
+    run.start()
+    return run
+
+
+def stack_texture_run(viewer, content, style, on_done=None, on_progress=None, reuse=False,
+                      color_output=False, **options) -> StackRun:
+    """Texture transfer of ``style`` (a layer or a list) onto every frame of ``content``; the
+    stack result lands in ``<content> textured``."""
+    content_layer = resolve_image_layer(viewer, content, "content")
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    if not styles:
+        raise ValueError("give at least one texture-style layer.")
+    style_layers = [resolve_image_layer(viewer, s, "texture style") for s in styles]
+    if any(same_layer(layer, content_layer) for layer in style_layers):
+        raise ValueError("the content layer is also a texture style; pick a different style layer.")
+    return _start(
+        viewer, content_layer, style_layers, None, stage="texture",
+        output_name=f"{content_layer.name} textured",
+        inputs={"content": content_layer.name, "texture_style": [s.name for s in style_layers]},
+        on_done=on_done, on_progress=on_progress, reuse=reuse, color_output=color_output,
+        **options,
+    )
+
+
+def stack_pipeline_run(viewer, content, style, geometry_style=None, texture_style=None,
+                       on_done=None, on_progress=None, reuse=False, color_output=False,
+                       model="affine+tps", method="network", **options) -> StackRun:
+    """Both stages on every frame of ``content`` (the geometry estimated on the first frame);
+    the stack result lands in ``<content> geostyle``."""
+    content_layer = resolve_image_layer(viewer, content, "content")
+    roles = {
+        "geometry_style": geometry_style if geometry_style is not None else style,
+        "texture_style": texture_style if texture_style is not None else style,
+    }
+    layers = {}
+    for role, given in roles.items():
+        layers[role] = resolve_image_layer(viewer, given, role.replace("_", " "))
+        if same_layer(layers[role], content_layer):
+            raise ValueError(f"the content layer is also the {role.replace('_', ' ')}; pick another.")
+    return _start(
+        viewer, content_layer, [layers["texture_style"]], layers["geometry_style"],
+        stage="geometric style", output_name=f"{content_layer.name} geostyle",
+        inputs={"content": content_layer.name, **{k: v.name for k, v in layers.items()}},
+        on_done=on_done, on_progress=on_progress, reuse=reuse, color_output=color_output,
+        model=model, method=method, **options,
+    )

@@ -1,0 +1,159 @@
+"""Geometric style transfer of every frame of a stack or time series, as one generator.
+
+``iter_stack_transfer`` is the in-process form of the batch engine's sequence mode
+(:mod:`napari_geostyle.core.batch`), for the napari widgets' "all frames" runs:
+
+- ``coherent`` (default): the geometry is estimated once, on the first frame, and used for
+  every frame (no jitter); the texture of frame t starts from frame t-1's result
+  (``iter_texture_transfer(init=...)``) and solves the finest level only
+  (:func:`warm_start_options`), so the result does not flicker and later frames are cheaper.
+- not ``coherent``: every frame is estimated and styled on its own.
+
+Frames are read one at a time (``frames[i]``), so a lazily read stack never sits in memory
+whole. Steps report per-frame and whole-stack progress; closing the generator stops at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class StackStep:
+    """One progress step of a stack run.
+
+    ``frame`` (0-based) of ``frames`` is the frame being worked on. ``stage``: "geometry" (the
+    frame is warped: ``warped``, ``transform``) or "texture" (one iteration: ``level``,
+    ``iteration``, ``loss``; ``image`` None or a preview of this frame). ``frame_done``: this
+    frame is finished and ``image`` is its result; ``done``: the whole stack is.
+    ``progress`` / ``total`` count texture iterations over the whole stack (``total`` is 0
+    until the first frame's schedule is known; a geometry-only run counts frames).
+    """
+
+    frame: int
+    frames: int
+    stage: str
+    level: int = 0
+    levels: int = 0
+    iteration: int = 0
+    iterations: int = 0
+    loss: float | None = None
+    image: np.ndarray | None = None
+    progress: int = 0
+    total: int = 0
+    frame_done: bool = False
+    done: bool = False
+    warped: np.ndarray | None = None
+    transform: object = None
+
+
+def warm_start_options(options: dict, warm: bool) -> dict:
+    """Texture options for one frame: a warm start (from the previous frame's result) solves
+    the finest level only, with that level's iterations; ``init`` is set by the caller."""
+    from .texture import _iterations
+
+    options = dict(options)
+    options.pop("init", None)
+    if warm:
+        schedule = _iterations(options.get("iterations"), options.get("preset", "balanced"),
+                               options.get("levels", 4))
+        options.update(levels=1, iterations=schedule[-1])
+    return options
+
+
+def _frame(frames, index: int) -> np.ndarray:
+    from .images import validate_image
+
+    return validate_image(frames[index], f"frame {index}")
+
+
+def iter_stack_transfer(frames, texture_style=None, geometry_style=None, *, coherent=True,
+                        model="affine+tps", method="network", strength=1.0, device=None,
+                        **texture_options) -> Iterator[StackStep]:
+    """Warp (``geometry_style``) and/or style (``texture_style``) every frame of ``frames``.
+
+    ``frames``: a ``(T, H, W[, C])`` array or any sequence of 2D images of one shape (indexed
+    lazily, one frame at a time). ``model``, ``method``, ``strength``: as
+    :func:`napari_geostyle.estimate_warp`; other keywords are
+    :func:`napari_geostyle.iter_texture_transfer`'s options (``init`` is chosen per frame).
+    Everything is checked now on the first frame (``ValueError``); the work starts on the first
+    ``next()``. Yields :class:`StackStep`; the last has ``done=True``.
+    """
+    if texture_style is None and geometry_style is None:
+        raise ValueError("give a texture style, a geometry style, or both.")
+    if "init" in texture_options:
+        raise ValueError("init is chosen per frame in a stack run (the previous frame's "
+                         "result when coherent); leave it out.")
+    try:
+        count = len(frames)
+    except TypeError as error:
+        raise ValueError("frames must be a (T, H, W[, C]) array or a list of 2D images.") from error
+    if count < 1:
+        raise ValueError("frames is empty: give at least one 2D image.")
+    first = _frame(frames, 0)
+    if geometry_style is not None:
+        from .estimate import MIN_SIZE, check_options
+        from .images import validate_image
+        from .transforms import check_strength
+
+        check_options(model, method, "embedded")
+        check_strength(strength)
+        validate_image(first, "frame 0", min_size=MIN_SIZE)
+        geometry_style = validate_image(geometry_style, "geometry style", min_size=MIN_SIZE)
+    if texture_style is not None:
+        from .texture import iter_texture_transfer
+
+        # the warped frames keep the frame's shape: planning on frame 0 checks the options now
+        iter_texture_transfer(first, texture_style, device=device, **texture_options).close()
+    geometry = {"model": model, "method": method, "strength": strength}
+    return _run(frames, count, texture_style, geometry_style, geometry, bool(coherent), device,
+                texture_options)
+
+
+def _run(frames, count, texture_style, geometry_style, geometry, coherent, device,
+         texture_options) -> Iterator[StackStep]:
+    from .estimate import estimate_warp
+    from .texture import iter_texture_transfer
+    from .warp import warp_image
+
+    transform = None
+    previous = None
+    done_before = 0  # texture iterations of the finished frames
+    total = 0 if texture_style is not None else count
+    for index in range(count):
+        frame = _frame(frames, index)
+        last = index == count - 1
+        if geometry_style is not None:
+            if transform is None or not coherent:
+                transform = estimate_warp(frame, geometry_style, device=device, **geometry)
+            frame = warp_image(frame, transform, device=device)
+            if texture_style is None:  # a warp-only run: the warped frame is the result
+                yield StackStep(index, count, "geometry", image=frame, warped=frame,
+                                transform=transform, progress=index + 1, total=total,
+                                frame_done=True, done=last)
+                continue
+            yield StackStep(index, count, "geometry", warped=frame, transform=transform,
+                            progress=done_before, total=total)
+        warm = coherent and previous is not None
+        options = warm_start_options(texture_options, warm)
+        steps = iter_texture_transfer(frame, texture_style, device=device,
+                                      init=previous if warm else "content", **options)
+        try:
+            for step in steps:
+                if not total:  # the first frame's schedule is known now
+                    later = warm_start_options(texture_options, True)["iterations"]
+                    total = step.total + (count - 1) * (later if coherent else step.total)
+                yield StackStep(
+                    index, count, "texture", level=step.level, levels=step.levels,
+                    iteration=step.iteration, iterations=step.iterations, loss=step.loss,
+                    image=step.image, progress=done_before + step.progress, total=total,
+                    frame_done=step.done, done=step.done and last, transform=transform,
+                )
+                if step.done:
+                    previous = step.image
+                    done_before += step.total
+        finally:  # closing this generator stops the frame's solve at once
+            steps.close()
