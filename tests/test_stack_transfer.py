@@ -5,7 +5,8 @@ import pytest
 
 from napari_geostyle.core.stack_transfer import iter_stack_transfer, warm_start_options
 
-TINY = dict(backbone="random", size=128, levels=2, iterations=2, device="cpu", preview_every=1)
+TINY = {"backbone": "random", "size": 128, "levels": 2, "iterations": 2, "device": "cpu",
+        "preview_every": 1}
 
 
 def _frames(count=3, shape=(48, 48)) -> np.ndarray:

@@ -132,8 +132,9 @@ def test_fit_model_residuals_and_table(geo_viewer, qtbot):
     table.table.selectRow(0)
     table.jump_to(table.selected_rows())
     camera = getattr(getattr(geo_viewer, "scene", None), "camera", None) or geo_viewer.camera
-    np.testing.assert_allclose(camera.center[-2:], live.target_points.data[0],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        camera.center[-2:], live.target_points.data_to_world(live.target_points.data[0]),
+        atol=1e-6)
     table.delete_selected()
     _idle(qtbot, live)
     assert table.table.rowCount() == 3 and len(live.content_points.data) == 3

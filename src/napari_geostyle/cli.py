@@ -128,6 +128,17 @@ def write_image(path, image: np.ndarray, overwrite: bool = True) -> None:
         raise CLIError(f"cannot write {path}: {_one_line(error)}") from None
 
 
+def write_text(path, text: str, overwrite: bool = True) -> None:
+    """Write ``text`` atomically (UTF-8); ``overwrite=False`` refuses to replace a file."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise CLIError(f"{path} exists; pass --overwrite to replace it")
+    try:
+        write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    except OSError as error:
+        raise CLIError(f"cannot write {path}: {_one_line(error)}") from None
+
+
 _DEVICE_NOTE_PRINTED = False
 
 
@@ -208,7 +219,7 @@ def _cmd_transfer(args) -> int:
 
         steps = iter_geometric_style_transfer(
             content, geometry_style=read_image(args.geometry), texture_style=styles,
-            model=args.model, method=args.method, **options,
+            model=args.model, method=args.method, strength=args.strength, **options,
         )  # fmt: skip
     result = None
     bar = None
@@ -264,6 +275,8 @@ def _register_transfer(sub) -> None:
                         help="warp model with --geometry (default: affine+tps)")  # fmt: skip
     parser.add_argument("--method", choices=METHODS, default="network",
                         help="warp estimate with --geometry (default: network)")  # fmt: skip
+    parser.add_argument("--strength", type=float, default=1.0, metavar="S",
+                        help="with --geometry: 0 (no warp) .. 1 (the full warp; default)")
     parser.add_argument("--warped-output", metavar="FILE",
                         help="with --geometry, also write the warped content here")  # fmt: skip
     parser.add_argument("--preset", choices=PRESET_NAMES, default="balanced",
@@ -345,9 +358,10 @@ _REGISTRY.append(_register_weights)
 # --------------------------------------------------------------------------- warp
 def _cmd_warp(args) -> int:
     from .core.landmarks import read_bigwarp_csv
-    from .core.transforms import fit_affine, fit_tps
+    from .core.transforms import check_strength, fit_affine, fit_tps, with_strength
     from .core.warp import warp_image
 
+    strength = check_strength(args.strength)
     check_output_path(args.output, args.overwrite)
     image = read_image(args.content)
     content_points, target_points = read_bigwarp_csv(args.landmarks)
@@ -355,6 +369,7 @@ def _cmd_warp(args) -> int:
         transform = fit_affine(content_points, target_points)
     else:
         transform = fit_tps(content_points, target_points, regularization=args.regularization)
+    transform = with_strength(transform, strength)
     warped = warp_image(image, transform, device=args.device, padding=args.padding)
     write_image(args.output, warped, overwrite=args.overwrite)
     kind = "affine" if args.affine else "thin-plate spline"
@@ -381,6 +396,8 @@ def _register_warp(sub) -> None:
         help="thin-plate spline smoothing (0 = pass exactly through the landmarks)",
     )
     parser.add_argument("--affine", action="store_true", help="fit a least-squares affine instead")
+    parser.add_argument("--strength", type=float, default=1.0, metavar="S",
+                        help="0 (no warp) .. 1 (the full warp; default)")
     parser.add_argument("--padding", choices=PADDINGS, default="border",
                         help="what samples outside the image get (default: border)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -470,46 +487,110 @@ _REGISTRY.append(_register_train_geometry)
 
 
 # --------------------------------------------------------------------------- eval-geometry
+def _checkpoint_argument(args):
+    """``--checkpoint`` as ``estimate_warp`` takes it (one path, or AFFINE TPS for affine+tps)."""
+    if not args.checkpoint:
+        return None
+    if args.model == "affine+tps":
+        if len(args.checkpoint) != 2:
+            raise CLIError("--model affine+tps needs two checkpoints: AFFINE TPS")
+        return {"affine": args.checkpoint[0], "tps": args.checkpoint[1]}
+    if len(args.checkpoint) != 1:
+        raise CLIError(f"--model {args.model} takes one checkpoint")
+    return args.checkpoint[0]
+
+
 def _cmd_eval_geometry(args) -> int:
     import json
 
     from .core import training
 
-    checkpoint = None
-    if args.checkpoint:
-        if args.model == "affine+tps":
-            if len(args.checkpoint) != 2:
-                raise CLIError("--model affine+tps needs two checkpoints: AFFINE TPS")
-            checkpoint = {"affine": args.checkpoint[0], "tps": args.checkpoint[1]}
-        elif len(args.checkpoint) != 1:
-            raise CLIError(f"--model {args.model} takes one checkpoint")
-        else:
-            checkpoint = args.checkpoint[0]
+    if (args.images is None) == (args.pairs is None):
+        raise CLIError("give --pairs FILE (images with corresponding landmarks: different "
+                       "objects) or --images (synthetic warps of the same image), not both")
+    for path in (args.json, args.figure):
+        if path:
+            check_output_path(path, args.overwrite, image=path == args.figure)
+    checkpoint = _checkpoint_argument(args)
+    if args.pairs is not None:
+        return _eval_landmark_pairs(args, checkpoint)
     report = training.evaluate_geometry(
         training.load_images(args.images, min_size=32), args.model,
-        ("identity", *args.method), pairs_per_image=args.pairs_per_image, seed=args.seed,
-        trunk=args.trunk, checkpoint=checkpoint, device=args.device,
-    )
-    print(json.dumps(report, indent=1))
+        ("identity", *args.method), pairs_per_image=args.pairs_per_image,
+        seed=1234 if args.seed is None else args.seed, trunk=args.trunk, checkpoint=checkpoint,
+        device=args.device, estimate_options={"init": args.init},
+    )  # fmt: skip
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.json:
+        write_text(args.json, text, overwrite=args.overwrite)
+    return 0
+
+
+def _eval_landmark_pairs(args, checkpoint) -> int:
+    import json
+
+    from .core import landmark_eval
+
+    count = None if args.count == 0 else args.count
+    report = landmark_eval.run_protocol(
+        args.pairs, model=args.model, methods=tuple(args.method), count=count,
+        seed=0 if args.seed is None else args.seed,
+        protocol=args.protocol, image_root=args.image_root,
+        keep_examples=args.figure_pairs if args.figure else 0, device=args.device,
+        trunk=args.trunk, checkpoint=checkpoint, init=args.init,
+    )  # fmt: skip
+    print(f"{report.pairs} pairs, model {report.model}, protocol {report.protocol}, "
+          f"init {args.init}")
+    print(report.table())
+    if args.json:
+        write_text(args.json, json.dumps(report.to_dict(), indent=1), overwrite=args.overwrite)
+    if args.figure:
+        write_image(args.figure, landmark_eval.landmark_figure(report.examples, args.method),
+                    overwrite=args.overwrite)
+        print(f"wrote {args.figure}", file=sys.stderr)
     return 0
 
 
 def _register_eval_geometry(sub) -> None:
+    from .core.estimate import INITS, METHODS, MODELS
+    from .core.geonet import TRUNKS
+    from .core.landmark_eval import PROTOCOLS
+
     p = sub.add_parser(
         "eval-geometry",
-        help="accuracy of the geometry network on fixed-seed synthetic pairs",
-        description="Mean lattice sampling error (% of image side) and PCK@0.05/0.10 for "
-        "identity / network / refine on pairs made with fixed seeds from --images.",
+        help="accuracy of the geometry stage: across different objects (--pairs) or on "
+        "synthetic warps (--images)",
+        description="--pairs FILE: pairs of DIFFERENT images with corresponding landmarks (a "
+        ".npz landmark set, or a Proposal Flow PF-WILLOW/PF-PASCAL pair CSV with XA;YA;XB;YB "
+        "columns); prints PCK@0.05/0.1/0.15 (alpha x the longest side of the style's landmark "
+        "box) of identity, the chosen methods and the affine fitted on the true landmarks, all "
+        "in the same run. --images: mean lattice error (%% of the side) and PCK on synthetic "
+        "warps of the same image.",
     )
-    p.add_argument("--images", nargs="+", required=True, help="held-out image folders or files")
-    p.add_argument("--model", choices=("affine", "tps", "affine+tps"), default="affine+tps")
-    p.add_argument("--trunk", choices=("embedded", "vgg19"), default="embedded")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--pairs", metavar="FILE", help=".npz landmark set or PF pair .csv")
+    source.add_argument("--images", nargs="+", help="held-out image folders or files")
+    p.add_argument("--model", choices=MODELS, default="affine+tps")
+    p.add_argument("--method", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--init", choices=INITS, default="search",
+                   help="where the networks start (default: search)")
+    p.add_argument("--trunk", choices=TRUNKS, default="embedded")
     p.add_argument("--checkpoint", nargs="+", default=None,
                    help="checkpoint file(s); affine+tps takes AFFINE TPS; default: shipped")
-    p.add_argument("--method", nargs="+", choices=("network", "refine"),
-                   default=["network", "refine"])
-    p.add_argument("--pairs-per-image", type=int, default=4)
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--count", type=int, default=40,
+                   help="--pairs: number of pairs (0 = all; default: 40)")
+    p.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                   help="--pairs: 'perturbed' (zoom 1.4, random similarity on the content; "
+                   "default for .npz) or 'as-is' (default for PF CSVs)")
+    p.add_argument("--image-root", default=None, help="PF CSV: image folder (default: its folder)")
+    p.add_argument("--pairs-per-image", type=int, default=4, help="--images: pairs per image")
+    p.add_argument("--seed", type=int, default=None,
+                   help="pair choice and perturbations (default: 0 for --pairs, 1234 for --images)")
+    p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--figure", metavar="PNG", help="--pairs: a figure of the first pairs")
+    p.add_argument("--figure-pairs", type=int, default=4)
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_eval_geometry)
 

@@ -351,6 +351,17 @@ def _best_layout(candidates: dict, content, style, grid_size: int):
     return (*candidates[name], name)
 
 
+def _fold_affine_into_tps(theta, tps, grid_size: int):
+    """Grid params of ``p -> theta(tps(p))``: a TPS is linear in its control values, so an
+    affine applied after it is the same TPS with the affine applied to those values."""
+    import torch
+
+    count = grid_size * grid_size
+    values = torch.stack([tps[:count], tps[count:]], 1)  # (K^2, 2) normalised (x, y)
+    moved = values @ theta[:, :2].T + theta[:, 2]
+    return torch.cat([moved[:, 0], moved[:, 1]])
+
+
 def stage_passes(model: str, passes=None) -> dict:
     """``{stage: count}`` for ``model`` from the user's ``passes`` (None, an int or a dict)."""
     defaults = dict(DEFAULT_PASSES[model])
@@ -397,7 +408,7 @@ def estimate_parameters(content, style, model: str = "affine+tps", method: str =
     """
     import torch
 
-    from .geonet import load_geometry_model
+    from .geonet import identity_parameters, load_geometry_model
 
     counts = stage_passes(model, passes)
     info = {"theta": None, "tps": None, "damped": {"affine": [], "tps": []}}
@@ -446,8 +457,14 @@ def estimate_parameters(content, style, model: str = "affine+tps", method: str =
         if init == "search":
             searched = initial_theta(content_in, style_in, init)
             candidates["search"] = run_networks(searched)
-            candidates["search only"] = (searched, None)
+            # the search alone, in the model's own form (an identity TPS where it has one)
+            identity_tps = None if "tps" not in nets else identity_parameters(
+                "tps", grid_size).to(searched)
+            candidates["search only"] = (searched, identity_tps)
         theta, tps, info["start"] = _best_layout(candidates, content_in, style_in, grid_size)
+        if model == "tps" and theta is not None:
+            # a TPS model answers with one TPS: an affine after a TPS is a TPS (exactly)
+            tps, theta = _fold_affine_into_tps(theta, tps, grid_size), None
     if method == "refine":
         objective = _FeatureObjective(_objective_trunk(nets, trunk, device), content_in,
                                       style_in, grid_size)

@@ -70,16 +70,20 @@ def iter_geometric_style_transfer(
     trunk: str = "embedded",
     transform=None,
     device=None,
+    strength: float = 1.0,
     **texture_options,
 ) -> Iterator[GeometricStyleStep]:
     """Generator form of :func:`geometric_style_transfer` (progress and previews as it goes).
 
     ``transform``: skip the geometric estimate and use this one (e.g. landmarks a user edited).
+    ``strength``: 0 (no warp) .. 1 (the full warp), applied to the estimate or ``transform``.
     ``texture_options`` are those of :func:`napari_geostyle.iter_texture_transfer`. Inputs and
     choices are checked now (``ValueError``); the work starts on the first ``next()``.
     """
     from .estimate import MIN_SIZE, check_options
+    from .transforms import check_strength
 
+    strength = check_strength(strength)
     content = validate_image(content, "content", min_size=MIN_SIZE)
     geometry, texture = _pick_sources(style, geometry_style, texture_style)
     if transform is None:
@@ -96,25 +100,29 @@ def iter_geometric_style_transfer(
 
     iter_texture_transfer(content, texture, device=device, **texture_options).close()
     return _run_both_stages(
-        content, geometry, texture, model, method, trunk, transform, device, texture_options
+        content, geometry, texture, model, method, trunk, transform, device, texture_options,
+        strength,
     )
 
 
 def _run_both_stages(
-    content, geometry, texture, model, method, trunk, transform, device, texture_options
+    content, geometry, texture, model, method, trunk, transform, device, texture_options,
+    strength=1.0,
 ) -> Iterator[GeometricStyleStep]:
     from .estimate import estimate_warp
     from .texture import iter_texture_transfer
+    from .transforms import with_strength
     from .warp import warp_image
 
     if transform is None:
         transform = estimate_warp(
             content, geometry, model=model, method=method, device=device, trunk=trunk
         )
+    transform = with_strength(transform, strength)
     warped = warp_image(content, transform, device=device)
     yield GeometricStyleStep(stage="geometry", warped=warped, transform=transform)
 
-    options = dict(model=model, method=method, trunk=trunk, **texture_options)
+    options = dict(model=model, method=method, trunk=trunk, strength=strength, **texture_options)
     texture_steps = iter_texture_transfer(warped, texture, device=device, **texture_options)
     try:
         for step in texture_steps:
