@@ -29,7 +29,9 @@ MODELS = ("affine", "tps", "affine+tps")
 METHODS = ("network", "refine")
 # where the network stages start: "search" = the similarity that best aligns the two images'
 # edge layouts (core/matching.py), found by exhaustive search; "identity" = no warp
-INITS = ("search", "identity")
+# ("search-vgg19": the same search on ImageNet VGG-19 conv4 features, as the paper's geometry
+# stage; it needs the weights, see ``napari-geostyle weights``)
+INITS = ("search", "identity", "search-vgg19")
 MIN_SIZE = 32
 FOLD_MARGIN = 0.02  # smallest Jacobian determinant (area ratio) accepted as "not folding"
 _DAMPING = (1.0, 0.8, 0.6, 0.4, 0.2, 0.1, 0.0)
@@ -321,12 +323,15 @@ def _compose_tps(outer, inner, grid_size: int, lattice_size: int = 20):
 
 
 def initial_theta(content, style, init: str):
-    """The affine the network stages start from: None (identity) or the global search's."""
+    """The affine the network stages start from: None (identity) or the global search's
+    ("search": edge-orientation layout; "search-vgg19": VGG-19 conv4 features, which needs the
+    ImageNet weights to be semantic)."""
     if init == "identity":
         return None
     from .matching import search_similarity
 
-    return search_similarity(content, style).to(content.device)
+    descriptor = "vgg19" if init == "search-vgg19" else "orientation"
+    return search_similarity(content, style, descriptor=descriptor).to(content.device)
 
 
 def _best_layout(candidates: dict, content, style, grid_size: int):
@@ -454,7 +459,7 @@ def estimate_parameters(content, style, model: str = "affine+tps", method: str =
 
     with torch.no_grad():
         candidates = {"identity": run_networks(None)}
-        if init == "search":
+        if init != "identity":
             searched = initial_theta(content_in, style_in, init)
             candidates["search"] = run_networks(searched)
             # the search alone, in the model's own form (an identity TPS where it has one)

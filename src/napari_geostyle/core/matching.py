@@ -34,7 +34,9 @@ class SearchRanges:
     scale: tuple = (0.75, 1.33)
     scale_steps: int = 7
     shift: float = 0.3
-    margin: float = 0.15  # fraction of each side left out of the score (mirror-padded border)
+    # fraction of each side left out of the score: the mirror-padded border, and what lies
+    # around the object (content and style are object-centred images); chosen on face pairs
+    margin: float = 0.25
     fine_levels: int = 2
 
     def __post_init__(self):
@@ -47,8 +49,9 @@ class SearchRanges:
             raise ValueError(f"margin must be in [0, 0.5); got {self.margin}.")
 
 
-def _gaussian_blur(x, sigma: float):
-    """Separable Gaussian blur of a (B, C, H, W) tensor, reflect padding."""
+def _gaussian_blur(x, sigma: float, stride: int = 1):
+    """Separable Gaussian blur of a (B, C, H, W) tensor, reflect padding; ``stride`` keeps every
+    stride-th sample (blurring and subsampling in one pass costs a stride-th of the work)."""
     import torch
     import torch.nn.functional as F
 
@@ -58,8 +61,10 @@ def _gaussian_blur(x, sigma: float):
     kernel = kernel / kernel.sum()
     channels = x.shape[1]
     x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
-    x = F.conv2d(x, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
-    return F.conv2d(x, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), stride=(1, stride),
+                 groups=channels)
+    return F.conv2d(x, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), stride=(stride, 1),
+                    groups=channels)
 
 
 def orientation_features(rgb01, bins: int = ORIENTATION_BINS, cell: float = 2.5,
@@ -82,10 +87,54 @@ def orientation_features(rgb01, bins: int = ORIENTATION_BINS, cell: float = 2.5,
     distance = (angle - centres.view(1, -1, 1, 1)).abs()
     distance = torch.minimum(distance, math.pi - distance)
     weights = torch.clamp(1 - distance / (math.pi / bins), min=0)
-    histogram = _gaussian_blur(weights * magnitude, cell)
-    energy = _gaussian_blur(histogram.pow(2).sum(1, keepdim=True), 2 * cell).sqrt()
-    histogram = (histogram / (energy + 0.02) + 1e-6).sqrt()[..., ::stride, ::stride]
+    histogram = _gaussian_blur(weights * magnitude, cell, stride)
+    energy = _gaussian_blur(histogram.pow(2).sum(1, keepdim=True), 2 * cell / stride).sqrt()
+    histogram = (histogram / (energy + 0.02) + 1e-6).sqrt()
     return histogram / (histogram.pow(2).sum(1, keepdim=True).sqrt() + 1e-6)
+
+
+DESCRIPTORS = ("orientation", "vgg19")
+
+
+class Descriptor:
+    """How images are described for the search: a function of (B, 3, S, S) 0..1 images giving
+    L2-normalised (B, C, h, w) features, and the side S it wants."""
+
+    def __init__(self, describe, size: int, name: str):
+        self.describe, self.size, self.name = describe, int(size), name
+
+    def __call__(self, rgb01):
+        return self.describe(rgb01)
+
+
+def deep_descriptor(backbone="vgg19", device=None, layer: str = "conv4_4") -> Descriptor:
+    """VGG-19 features at ``layer`` (stride 8), L2-normalised per location, as the paper's
+    geometry stage uses them. Semantic with the ImageNet weights (``backbone="vgg19"``); the
+    seeded ``"random"`` backbone exercises the same mechanics."""
+    from .features import build_trunk
+
+    trunk = build_trunk(backbone, device=device, last_layer=layer)
+
+    def describe(rgb01):
+        features = trunk(rgb01.to(next(trunk.parameters()).device).float(), taps=(layer,))[layer]
+        features = features.float().cpu()
+        return features / (features.pow(2).sum(1, keepdim=True).sqrt() + 1e-6)
+
+    # 160 px: conv4 at stride 8 gives 20 x 20 cells; every candidate is a VGG forward, so
+    # this descriptor is meant for a GPU
+    return Descriptor(describe, 160, f"vgg19 {layer} ({getattr(trunk, 'source', backbone)})")
+
+
+def make_descriptor(descriptor="orientation", device=None) -> Descriptor:
+    """A ``Descriptor`` from a name in ``DESCRIPTORS`` (or one already made)."""
+    if isinstance(descriptor, Descriptor):
+        return descriptor
+    if descriptor == "orientation":
+        return Descriptor(orientation_features, SEARCH_SIZE, "orientation")
+    if descriptor == "vgg19":
+        return deep_descriptor("vgg19", device)
+    raise ValueError(f"unknown search descriptor {descriptor!r}; accepted: "
+                     f"{', '.join(DESCRIPTORS)}.")
 
 
 def _similarity_thetas(rotations_deg, scales, centre=None):
@@ -113,7 +162,8 @@ def _compose(outer, inner):
     return torch.cat([linear, shift[..., None]], -1)
 
 
-def _best_placement(content, style_features, thetas, shift: float, margin: float):
+def _best_placement(content, style_features, thetas, shift: float, margin: float,
+                    describe=orientation_features):
     """``(score, theta)`` of the best candidate in ``thetas`` (N, 2, 3) over all shifts."""
     import torch
     import torch.nn.functional as F
@@ -124,7 +174,7 @@ def _best_placement(content, style_features, thetas, shift: float, margin: float
     grid = F.affine_grid(thetas.to(content), [count, 3, size, size], align_corners=ALIGN_CORNERS)
     warped = F.grid_sample(content.expand(count, -1, -1, -1), grid, mode="bilinear",
                            padding_mode="reflection", align_corners=ALIGN_CORNERS)
-    features = orientation_features(warped)
+    features = describe(warped)
     side = features.shape[-1]
     keep = int(round(side * margin))
     kernel = style_features[..., keep:side - keep, keep:side - keep]
@@ -145,10 +195,12 @@ def _best_placement(content, style_features, thetas, shift: float, margin: float
     return float(flat[best].max()), theta
 
 
-def search_similarity(content, style, ranges: SearchRanges | None = None):
+def search_similarity(content, style, ranges: SearchRanges | None = None,
+                      descriptor="orientation"):
     """theta (2, 3) of the similarity that best aligns ``content`` to ``style`` (see module).
 
-    ``content``, ``style``: (1, 3, H, W) tensors in 0..1. Returns a float32 CPU tensor.
+    ``content``, ``style``: (1, 3, H, W) tensors in 0..1. ``descriptor``: a name in
+    ``DESCRIPTORS`` or a ``Descriptor``. Returns a float32 CPU tensor.
     """
     import numpy as np
     import torch
@@ -156,17 +208,18 @@ def search_similarity(content, style, ranges: SearchRanges | None = None):
     from .images import resize_tensor
 
     ranges = ranges or SearchRanges()
-    size = (SEARCH_SIZE, SEARCH_SIZE)
+    describe = make_descriptor(descriptor, content.device)
+    size = (describe.size, describe.size)
     with torch.no_grad():
         content = resize_tensor(content.float().cpu(), size)
-        style_features = orientation_features(resize_tensor(style.float().cpu(), size))
+        style_features = describe(resize_tensor(style.float().cpu(), size))
         steps = max(0, int(ranges.rotation_deg // ranges.rotation_step_deg))
         rotations = np.arange(-steps, steps + 1) * ranges.rotation_step_deg
         scales = np.exp(np.linspace(math.log(ranges.scale[0]), math.log(ranges.scale[1]),
                                     ranges.scale_steps))
         score, theta = _best_placement(content, style_features,
                                        _similarity_thetas(rotations, scales), ranges.shift,
-                                       ranges.margin)
+                                       ranges.margin, describe)
         rotation_step = ranges.rotation_step_deg
         scale_step = (math.log(ranges.scale[1]) - math.log(ranges.scale[0])) / max(
             ranges.scale_steps - 1, 1)
@@ -175,11 +228,16 @@ def search_similarity(content, style, ranges: SearchRanges | None = None):
             local = _similarity_thetas([-rotation_step, 0.0, rotation_step],
                                        np.exp([-scale_step, 0.0, scale_step]), theta[None])
             score, theta = _best_placement(content, style_features, local, 2.0 / 32,
-                                           ranges.margin)
+                                           ranges.margin, describe)
     return theta
 
 
-def layout_similarity(warped, style, margin: float = SearchRanges.margin):
+# the border left out when judging a whole warp (``layout_similarity``): narrower than the
+# search's, so that the judgement sees most of the image (same-image pairs need it)
+JUDGE_MARGIN = 0.15
+
+
+def layout_similarity(warped, style, margin: float = JUDGE_MARGIN):
     """Mean cosine of the orientation features of ``warped`` and ``style`` over the centre.
 
     Both (B, 3, H, W) in 0..1, resized to the search size; (B,) scores in [0, 1], differentiable.
