@@ -179,9 +179,12 @@ def test_refine_does_not_import_torch_dynamo():
 def test_result_is_in_content_pixels_for_any_size(coffee):
     """The same pair at two resolutions gives the same warp in normalised coordinates."""
     style = skimage.data.astronaut()[::5, ::5]
-    big = estimate.estimate_warp(coffee, style, model="affine", device="cpu")
+    # init="identity": the coordinate handling alone; on this unrelated pair the global search
+    # may settle on a different discrete candidate at each resolution
+    big = estimate.estimate_warp(coffee, style, model="affine", device="cpu", init="identity")
     small_content = coffee[::2, ::2]
-    small = estimate.estimate_warp(small_content, style, model="affine", device="cpu")
+    small = estimate.estimate_warp(small_content, style, model="affine", device="cpu",
+                                   init="identity")
     probe = np.array([[0.0, 0.0], [0.5, -0.3], [-0.7, 0.9]])  # normalised (x, y)
     big_xy = pixel_to_normalized(big.sample_points(normalized_to_pixel(probe, coffee.shape)),
                                  coffee.shape)

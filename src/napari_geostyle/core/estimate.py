@@ -48,7 +48,7 @@ MAX_PASSES = 8
 # Refinement settings, chosen on the tuning split (MODEL_CARD.md). ``margin``: how much lower
 # the objective must end than it started for the refined parameters to replace the network's.
 REFINE = {"trust_weight": 1.0, "affine_iterations": 25, "affine_lr": 0.01,
-          "tps_iterations": 25, "tps_lr": 0.02, "margin": 0.0}
+          "tps_iterations": 25, "tps_lr": 0.02, "margin": 0.0, "layout_weight": 1.0}
 
 
 def check_options(model: str, method: str, trunk: str, init: str = "search") -> None:
@@ -191,6 +191,9 @@ class _FeatureObjective:
 
     fold_weight = 10.0
     trust_weight = 1.0
+    # weight of (1 - layout similarity, ``matching``): edge layouts still agree where the
+    # trunk's features differ (another object, another texture)
+    layout_weight = 0.0
     taps = ("s16",)
 
     def __init__(self, trunk, content, style, grid_size: int):
@@ -201,6 +204,7 @@ class _FeatureObjective:
 
         self.normalize = _classes()["l2_normalize"]
         self.trunk, self.content, self.grid_size = trunk, content, grid_size
+        self.style_image = style
         with torch.no_grad():
             self.style = {t: self.normalize(f.float())
                           for t, f in trunk(style, taps=self.taps).items()}
@@ -226,6 +230,11 @@ class _FeatureObjective:
         for tap in taps:
             cos = (self.normalize(features[tap].float()) * self.style[tap]).sum(1)
             total = total + (1.0 - cos).mean()
+        if self.layout_weight:
+            from .matching import layout_similarity
+
+            total = total + self.layout_weight * (
+                1.0 - layout_similarity(warped, self.style_image)).sum()
         if tps is not None:
             # no bending penalty: one toward the identity pulls the TPS off the network's estimate
             # (the tuning split's refine error fell from 6.90% to 5.70% without it); the trust
@@ -457,23 +466,27 @@ def estimate_parameters(content, style, model: str = "affine+tps", method: str =
             theta = predict_affine(theta)
         return theta, predict_tps(theta) if "tps" in nets else None
 
+    def model_form(theta, tps):
+        if model == "tps" and theta is not None:
+            # a TPS model answers with one TPS: an affine after a TPS is a TPS (exactly)
+            return None, _fold_affine_into_tps(theta, tps, grid_size)
+        return theta, tps
+
     with torch.no_grad():
-        candidates = {"identity": run_networks(None)}
+        starts = {"identity": model_form(*run_networks(None))}
         if init != "identity":
             searched = initial_theta(content_in, style_in, init)
-            candidates["search"] = run_networks(searched)
+            starts["search"] = model_form(*run_networks(searched))
             # the search alone, in the model's own form (an identity TPS where it has one)
             identity_tps = None if "tps" not in nets else identity_parameters(
                 "tps", grid_size).to(searched)
-            candidates["search only"] = (searched, identity_tps)
-        theta, tps, info["start"] = _best_layout(candidates, content_in, style_in, grid_size)
-        if model == "tps" and theta is not None:
-            # a TPS model answers with one TPS: an affine after a TPS is a TPS (exactly)
-            tps, theta = _fold_affine_into_tps(theta, tps, grid_size), None
+            starts["search only"] = model_form(searched, identity_tps)
+        theta, tps, info["start"] = _best_layout(starts, content_in, style_in, grid_size)
     if method == "refine":
         objective = _FeatureObjective(_objective_trunk(nets, trunk, device), content_in,
                                       style_in, grid_size)
         objective.trust_weight = REFINE["trust_weight"]
+        objective.layout_weight = REFINE["layout_weight"]
         objective.set_anchor(theta, tps)
         with torch.no_grad():
             start_value = float(objective(theta, tps))
