@@ -70,6 +70,23 @@ def skimage_images(names):
     return found
 
 
+CROSS_INSTANCE_MARKERS = ("<!-- cross-instance: kept by scripts/train_shipped_models.py -->",
+                          "<!-- /cross-instance -->")
+
+
+def kept_cross_instance_section() -> str:
+    """The installed card's cross-instance section (measured with `eval-geometry --pairs`, not
+    by this script): a regenerated card keeps it until it is measured again."""
+    from napari_geostyle.core.geonet import MODELS_DIR
+
+    card = MODELS_DIR / "MODEL_CARD.md"
+    text = card.read_text(encoding="utf-8") if card.is_file() else ""
+    start, end = CROSS_INSTANCE_MARKERS
+    if start not in text or end not in text:
+        return ""
+    return text[text.index(start):text.index(end) + len(end)] + "\n\n"
+
+
 def model_card(results: dict) -> str:
     """MODEL_CARD.md text from a results dict (what this script writes to results.json)."""
     ranges = results["ranges"]
@@ -80,7 +97,7 @@ def model_card(results: dict) -> str:
         "networks behind `estimate_warp(..., trunk=\"embedded\")`, written by",
         "`scripts/train_shipped_models.py` (numbers below are from its `results.json`).",
         "",
-        "## Architecture",
+        kept_cross_instance_section() + "## Architecture",
         "Both images resized to 240 x 240; a small CNN trunk (conv 5x5/2 -> 32, conv 3x3/2 -> 64,",
         "conv 3x3 -> 64, conv 3x3/2 -> 96, conv 3x3 -> 96, conv 3x3/2 -> 128, conv 3x3 -> 128,",
         "conv 1x1; BN + ReLU) to stride 16 (15 x 15 x 128), trained end to end here (no ImageNet",

@@ -121,8 +121,10 @@ def test_evaluate_geometry_reports_identity_and_network(tmp_path):
     path = tmp_path / "affine.pt"
     geonet.save_checkpoint(geonet.build_geometry_net(geonet.default_config("affine")), path)
     images = [skimage.data.coffee()[::4, ::4], skimage.data.astronaut()[::4, ::4]]
+    # init="identity": the network alone, without the global search in front of it
     report = training.evaluate_geometry(images, "affine", ("identity", "network"),
-                                        pairs_per_image=1, checkpoint=path, device="cpu")
+                                        pairs_per_image=1, checkpoint=path, device="cpu",
+                                        estimate_options={"init": "identity"})
     assert report["pairs"] == 2
     identity, network = report["identity"], report["network"]
     assert identity["mean_error_pct"] > 1.0
