@@ -46,6 +46,11 @@ def test_cancel_keeps_the_last_preview(geo_viewer, qtbot):
     _tiny(widget, iterations=2000)
     run = widget.run()
     qtbot.waitUntil(lambda: "content textured" in geo_viewer.layers, timeout=WAIT_MS)
+    # a click within the double-click interval of Run is the rest of a double click, not a
+    # Cancel (see test_widgets_lifecycle): click once that interval is over
+    from qtpy.QtWidgets import QApplication
+
+    qtbot.wait(QApplication.doubleClickInterval() + 100)
     widget.run_or_cancel()  # the Run button reads "Cancel" while running
     qtbot.waitUntil(lambda: not widget.running, timeout=WAIT_MS)
     assert run.cancelled and run.error is None

@@ -431,14 +431,9 @@ def texture_run(viewer, content, style, on_done=None, on_progress=None, reuse=Fa
     )
 
 
-def pipeline_run(viewer, content, style, geometry_style=None, texture_style=None,
-                 on_done=None, on_progress=None, reuse=False, color_output=False,
-                 **options) -> StyleRun:
-    """Start both stages; the warp lands in ``<content> warped``, the result in
-    ``<content> geostyle``. See ``viewer_api.start_geometric_style_transfer``."""
-    from ..core.pipeline import iter_geometric_style_transfer
-
-    content_layer = resolve_image_layer(viewer, content, "content")
+def resolve_style_layers(viewer, content_layer, style, geometry_style, texture_style) -> dict:
+    """``{"geometry_style": layer, "texture_style": layer}``: each given one, else ``style``;
+    neither may be the content layer (``ValueError``)."""
     roles = {
         "geometry_style": geometry_style if geometry_style is not None else style,
         "texture_style": texture_style if texture_style is not None else style,
@@ -448,6 +443,18 @@ def pipeline_run(viewer, content, style, geometry_style=None, texture_style=None
         layers[role] = resolve_image_layer(viewer, given, role.replace("_", " "))
         if same_layer(layers[role], content_layer):
             raise ValueError(f"the content layer is also the {role.replace('_', ' ')}; pick another.")
+    return layers
+
+
+def pipeline_run(viewer, content, style, geometry_style=None, texture_style=None,
+                 on_done=None, on_progress=None, reuse=False, color_output=False,
+                 **options) -> StyleRun:
+    """Start both stages; the warp lands in ``<content> warped``, the result in
+    ``<content> geostyle``. See ``viewer_api.start_geometric_style_transfer``."""
+    from ..core.pipeline import iter_geometric_style_transfer
+
+    content_layer = resolve_image_layer(viewer, content, "content")
+    layers = resolve_style_layers(viewer, content_layer, style, geometry_style, texture_style)
     content_image = read_layer_image(content_layer, viewer)
     geometry_image = read_layer_image(layers["geometry_style"], viewer).normalized
     texture_image = read_layer_image(layers["texture_style"], viewer).normalized

@@ -20,7 +20,7 @@ from .layer_data import (
     resolve_image_layer,
     same_layer,
 )
-from .runs import StyleRun, _result_kind
+from .runs import StyleRun, _result_kind, resolve_style_layers
 
 
 def has_frames(layer) -> bool:
@@ -185,15 +185,7 @@ def stack_pipeline_run(viewer, content, style, geometry_style=None, texture_styl
     """Both stages on every frame of ``content`` (the geometry estimated on the first frame);
     the stack result lands in ``<content> geostyle``."""
     content_layer = resolve_image_layer(viewer, content, "content")
-    roles = {
-        "geometry_style": geometry_style if geometry_style is not None else style,
-        "texture_style": texture_style if texture_style is not None else style,
-    }
-    layers = {}
-    for role, given in roles.items():
-        layers[role] = resolve_image_layer(viewer, given, role.replace("_", " "))
-        if same_layer(layers[role], content_layer):
-            raise ValueError(f"the content layer is also the {role.replace('_', ' ')}; pick another.")
+    layers = resolve_style_layers(viewer, content_layer, style, geometry_style, texture_style)
     return _start(
         viewer, content_layer, [layers["texture_style"]], layers["geometry_style"],
         stage="geometric style", output_name=f"{content_layer.name} geostyle",

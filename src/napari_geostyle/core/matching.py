@@ -55,7 +55,7 @@ def _gaussian_blur(x, sigma: float, stride: int = 1):
     import torch
     import torch.nn.functional as F
 
-    radius = max(1, int(math.ceil(2.5 * sigma)))
+    radius = max(1, math.ceil(2.5 * sigma))
     taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
     kernel = torch.exp(-(taps**2) / (2 * sigma**2))
     kernel = kernel / kernel.sum()
@@ -176,9 +176,9 @@ def _best_placement(content, style_features, thetas, shift: float, margin: float
                            padding_mode="reflection", align_corners=ALIGN_CORNERS)
     features = describe(warped)
     side = features.shape[-1]
-    keep = int(round(side * margin))
+    keep = round(side * margin)
     kernel = style_features[..., keep:side - keep, keep:side - keep]
-    reach = max(1, int(round(shift * side / 2)))  # shift in feature cells (side = 2 units)
+    reach = max(1, round(shift * side / 2))  # shift in feature cells (side = 2 units)
     padded = F.pad(features, (reach - keep,) * 4, mode="reflect") if reach > keep else features[
         ..., keep - reach:side - keep + reach, keep - reach:side - keep + reach]
     scores = F.conv2d(padded, kernel) / (kernel.shape[-1] * kernel.shape[-2])  # (N, 1, 2r+1, ..)
@@ -217,9 +217,9 @@ def search_similarity(content, style, ranges: SearchRanges | None = None,
         rotations = np.arange(-steps, steps + 1) * ranges.rotation_step_deg
         scales = np.exp(np.linspace(math.log(ranges.scale[0]), math.log(ranges.scale[1]),
                                     ranges.scale_steps))
-        score, theta = _best_placement(content, style_features,
-                                       _similarity_thetas(rotations, scales), ranges.shift,
-                                       ranges.margin, describe)
+        _, theta = _best_placement(content, style_features,
+                                   _similarity_thetas(rotations, scales), ranges.shift,
+                                   ranges.margin, describe)
         rotation_step = ranges.rotation_step_deg
         scale_step = (math.log(ranges.scale[1]) - math.log(ranges.scale[0])) / max(
             ranges.scale_steps - 1, 1)
@@ -227,8 +227,8 @@ def search_similarity(content, style, ranges: SearchRanges | None = None,
             rotation_step, scale_step = rotation_step / 2, scale_step / 2
             local = _similarity_thetas([-rotation_step, 0.0, rotation_step],
                                        np.exp([-scale_step, 0.0, scale_step]), theta[None])
-            score, theta = _best_placement(content, style_features, local, 2.0 / 32,
-                                           ranges.margin, describe)
+            _, theta = _best_placement(content, style_features, local, 2.0 / 32,
+                                       ranges.margin, describe)
     return theta
 
 
@@ -248,6 +248,6 @@ def layout_similarity(warped, style, margin: float = JUDGE_MARGIN):
     a = orientation_features(resize_tensor(warped.float(), size))
     b = orientation_features(resize_tensor(style.float(), size))
     side = a.shape[-1]
-    keep = int(round(side * margin))
+    keep = round(side * margin)
     window = (..., slice(keep, side - keep), slice(keep, side - keep))
     return (a[window] * b[window]).sum(1).mean((1, 2))
