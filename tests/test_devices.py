@@ -24,7 +24,7 @@ def test_unknown_device_names_are_value_errors(bad):
 
 
 # --------------------------------------------------------------------------- capability choices
-from napari_geostyle.core import devices  # noqa: E402
+from napari_geostyle.core import devices
 
 CPU = devices.CudaCapabilities(cuda=False)
 PASCAL = devices.CudaCapabilities(True, (6, 1), bf16=False)

@@ -23,7 +23,7 @@ def test_unknown_public_name_is_an_attribute_error():
     import napari_geostyle
 
     try:
-        napari_geostyle.does_not_exist
+        _ = napari_geostyle.does_not_exist
     except AttributeError as error:
         assert "does_not_exist" in str(error)
     else:

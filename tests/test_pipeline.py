@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
-from skimage import data, transform as sktf
+from skimage import data
+from skimage import transform as sktf
 
 import napari_geostyle as gs
 
-TINY = dict(size=48, levels=2, iterations=2, backbone="random", device="cpu", preview_every=1)
+TINY = {"size": 48, "levels": 2, "iterations": 2, "backbone": "random", "device": "cpu", "preview_every": 1}
 
 
 @pytest.fixture(scope="module")
@@ -56,19 +57,19 @@ def test_closing_stops_the_texture_stage(content):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(style=None), "style image"),
-        (dict(model="perspective"), "unknown model"),
-        (dict(method="magic"), "unknown method"),
-        (dict(content=np.zeros((8, 8, 3))), "32 x 32"),
-        (dict(geometry_style=np.full((64, 64), np.nan)), "NaN"),
+        ({"style": None}, "style image"),
+        ({"model": "perspective"}, "unknown model"),
+        ({"method": "magic"}, "unknown method"),
+        ({"content": np.zeros((8, 8, 3))}, "32 x 32"),
+        ({"geometry_style": np.full((64, 64), np.nan)}, "NaN"),
         # texture options too: not after minutes of geometric stage
-        (dict(levels=0), "levels"),
-        (dict(iterations=[1, 2, 3], levels=2), "iterations"),
-        (dict(backbone="no/such/weights.pth"), "no VGG-19 weights file"),
+        ({"levels": 0}, "levels"),
+        ({"iterations": [1, 2, 3], "levels": 2}, "iterations"),
+        ({"backbone": "no/such/weights.pth"}, "no VGG-19 weights file"),
     ],
 )
 def test_bad_input_is_refused_before_any_work(content, kwargs, message):
-    args = dict(content=content, style=data.brick()[:64, :64])
+    args = {"content": content, "style": data.brick()[:64, :64]}
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         gs.iter_geometric_style_transfer(**args)

@@ -5,7 +5,7 @@ import pytest
 
 from napari_geostyle.core import images, texture
 
-FAST = dict(backbone="random", device="cpu", size=64, iterations=6, preview_every=0)
+FAST = {"backbone": "random", "device": "cpu", "size": 64, "iterations": 6, "preview_every": 0}
 
 
 @pytest.fixture(autouse=True)

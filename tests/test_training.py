@@ -148,14 +148,14 @@ def test_eval_pairs_truth_matches_lattice_convention():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(loss="nope", steps=1), "loss"),
-        (dict(), "steps or seconds"),
-        (dict(steps=0), "steps"),
-        (dict(steps=1, batch_size=1), "batch_size"),
-        (dict(seconds=-1), "seconds"),  # a negative budget trained forever
-        (dict(steps=1, lr=0), "lr"),
-        (dict(steps=1, model="homography"), "affine, tps"),
-        (dict(steps=1, trunk="resnet"), "embedded, vgg19"),
+        ({"loss": "nope", "steps": 1}, "loss"),
+        ({}, "steps or seconds"),
+        ({"steps": 0}, "steps"),
+        ({"steps": 1, "batch_size": 1}, "batch_size"),
+        ({"seconds": -1}, "seconds"),  # a negative budget trained forever
+        ({"steps": 1, "lr": 0}, "lr"),
+        ({"steps": 1, "model": "homography"}, "affine, tps"),
+        ({"steps": 1, "trunk": "resnet"}, "embedded, vgg19"),
     ],
 )
 def test_train_geometry_rejects_bad_options(pool, kwargs, message):

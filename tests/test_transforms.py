@@ -208,7 +208,7 @@ def test_tps_regularization_smooths_and_is_scale_free():
     assert miss > 0.1  # no longer passes through the landmarks
     # smoothing means less bending: the Jacobian varies less over the image
     grid = inside_points(6)
-    spread = lambda tf: np.linalg.det(tf.sample_jacobian(grid)).std()  # noqa: E731
+    spread = lambda tf: np.linalg.det(tf.sample_jacobian(grid)).std()
     assert spread(smooth) < spread(exact)
     # the same value smooths alike at any image size
     big = T.fit_tps(src * 10, dst * 10, regularization=1.0)

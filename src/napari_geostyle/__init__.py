@@ -37,7 +37,7 @@ _PUBLIC = {
     "StackStep": ".core.stack_transfer",
 }
 
-__all__ = ["__version__", *_PUBLIC]
+__all__ = ["__version__", *_PUBLIC]  # noqa: PLE0604 (the keys are strings)
 
 
 def _installed_version() -> str:

@@ -66,9 +66,9 @@ def check_output_path(path, overwrite: bool = False, image: bool = True) -> Path
                 "use .png, .tif, .jpg or another image extension"
             )
         probe = np.zeros((2, 2, 3), np.uint8)
-        writer = lambda tmp: iio.imwrite(tmp, probe, extension=path.suffix)  # noqa: E731
+        writer = lambda tmp: iio.imwrite(tmp, probe, extension=path.suffix)
     else:
-        writer = lambda tmp: tmp.write_bytes(b"")  # noqa: E731
+        writer = lambda tmp: tmp.write_bytes(b"")
     try:
         with _temporary_sibling(path) as tmp:  # nothing of it is left behind
             writer(tmp)
@@ -202,12 +202,12 @@ def _cmd_transfer(args) -> int:
     iterations = args.iterations
     if iterations is not None and len(iterations) == 1:
         iterations = iterations[0]
-    options = dict(
-        size=args.size, levels=args.levels, iterations=iterations, optimizer=args.optimizer,
-        style_weights=args.texture_weights, preserve_color=args.preserve_color,
-        backbone=args.backbone, device=args.device, seed=args.seed, preset=args.preset,
-        preview_every=0,
-    )  # fmt: skip
+    options = {
+        "size": args.size, "levels": args.levels, "iterations": iterations, "optimizer": args.optimizer,
+        "style_weights": args.texture_weights, "preserve_color": args.preserve_color,
+        "backbone": args.backbone, "device": args.device, "seed": args.seed, "preset": args.preset,
+        "preview_every": 0,
+    }  # fmt: skip
     if args.style_weight is not None:
         options["style_weight"] = args.style_weight
     if args.content_weight is not None:
@@ -695,8 +695,8 @@ def _cmd_batch(args) -> int:
         raise CLIError("give --geometry (warp), --texture (style) or both")
     if importlib.util.find_spec("distributed") is None:
         raise CLIError("batch runs on Dask: pip install 'napari-geostyle[batch]'")
-    options = dict(size=args.size, levels=args.levels, preset=args.preset, backbone=args.backbone,
-                   seed=args.seed, preserve_color=args.preserve_color)  # fmt: skip
+    options = {"size": args.size, "levels": args.levels, "preset": args.preset, "backbone": args.backbone,
+                   "seed": args.seed, "preserve_color": args.preserve_color}  # fmt: skip
     if args.iterations is not None:
         options["iterations"] = args.iterations[0] if len(args.iterations) == 1 else args.iterations
     results = batch_geometric_style_transfer(

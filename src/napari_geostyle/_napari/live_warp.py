@@ -255,24 +255,24 @@ class LiveWarp:
         size = self._point_size
         # labels in white, larger than the default and offset up-right of their point: readable
         # next to the yellow / cyan points rather than drawn over them in the same colour
-        kwargs = dict(
-            name=name,
-            scale=self._scale,
-            translate=translate,
-            size=size,
-            face_color=color,
-            border_color="black",
-            border_width=0.15,
-            features={"number": numbers, "active": np.ones(len(data), bool)},
-            feature_defaults=_FEATURE_DEFAULTS,
-            text={
+        kwargs = {
+            "name": name,
+            "scale": self._scale,
+            "translate": translate,
+            "size": size,
+            "face_color": color,
+            "border_color": "black",
+            "border_width": 0.15,
+            "features": {"number": numbers, "active": np.ones(len(data), bool)},
+            "feature_defaults": _FEATURE_DEFAULTS,
+            "text": {
                 "string": "{number}",
                 "color": LABEL_COLOR,
                 "anchor": "lower_left",
                 "size": 12,
                 "translation": [-0.6 * size, 0.6 * size],
             },
-        )
+        }
         layer = self.viewer.add_points(data, **kwargs)
         layer.mode = "select"
         return layer

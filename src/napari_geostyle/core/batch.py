@@ -271,11 +271,11 @@ def _check_texture_options(texture, options: dict) -> None:
 
 def _plan(inputs, output_dir, geometry_style, texture_style, *, device, overwrite, coherent,
           chunk, model, method, strength, texture_options) -> _Plan:
+    import importlib.util
+
     from .. import __version__
     from .estimate import MIN_SIZE, check_options
     from .transforms import check_strength
-
-    import importlib.util
 
     if geometry_style is None and texture_style is None:
         raise ValueError("give a geometry style (to warp), a texture style (to style), or both.")
@@ -288,7 +288,7 @@ def _plan(inputs, output_dir, geometry_style, texture_style, *, device, overwrit
     parts = {"version": 1}
     if geometry_style is not None:
         check_options(model, method, "embedded")
-        geometry, digests, described = _load_style(geometry_style, "geometry style")
+        geometry, digests, _described = _load_style(geometry_style, "geometry style")
         from .images import validate_image
 
         validate_image(geometry, "geometry style", min_size=MIN_SIZE)

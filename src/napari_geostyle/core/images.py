@@ -209,7 +209,7 @@ def yiq_to_rgb(yiq: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- arrays <-> tensors
-def image_to_tensor(image, device=None, dtype=None) -> "torch.Tensor":
+def image_to_tensor(image, device=None, dtype=None) -> torch.Tensor:
     """``(1, C, H, W)`` float tensor in 0..1 from a validated image (channels kept as they are)."""
     import torch
 
@@ -220,12 +220,12 @@ def image_to_tensor(image, device=None, dtype=None) -> "torch.Tensor":
     return tensor.to(device=device, dtype=dtype or torch.float32)
 
 
-def rgb_tensor(image, device=None, name: str = "image", min_size: int = 1) -> "torch.Tensor":
+def rgb_tensor(image, device=None, name: str = "image", min_size: int = 1) -> torch.Tensor:
     """``(1, 3, H, W)`` float32 RGB tensor in 0..1, as networks want it."""
     return image_to_tensor(to_rgb_float(image, name, min_size), device=device)
 
 
-def tensor_to_image(tensor: "torch.Tensor", squeeze_gray: bool = True) -> np.ndarray:
+def tensor_to_image(tensor: torch.Tensor, squeeze_gray: bool = True) -> np.ndarray:
     """``(H, W, C)`` float32 numpy array from a ``(1, C, H, W)`` or ``(C, H, W)`` tensor."""
     if tensor.ndim == 4:
         if tensor.shape[0] != 1:
@@ -237,7 +237,7 @@ def tensor_to_image(tensor: "torch.Tensor", squeeze_gray: bool = True) -> np.nda
     return np.ascontiguousarray(array)
 
 
-def tensor_to_image_as(tensor: "torch.Tensor", dtype, squeeze_gray: bool = True) -> np.ndarray:
+def tensor_to_image_as(tensor: torch.Tensor, dtype, squeeze_gray: bool = True) -> np.ndarray:
     """``from_float(tensor_to_image(tensor), dtype)``, with uint8/uint16 scaled, rounded and
     clipped on the tensor's device: one pass, and a quarter of the bytes to copy off a GPU."""
     import torch
@@ -351,7 +351,7 @@ def fit_longest_side(shape, size: int | None) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def resize_tensor(tensor: "torch.Tensor", shape) -> "torch.Tensor":
+def resize_tensor(tensor: torch.Tensor, shape) -> torch.Tensor:
     """Resize a ``(B, C, H, W)`` tensor to ``shape`` (H, W); antialiased when shrinking."""
     import torch.nn.functional as F
 

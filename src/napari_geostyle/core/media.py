@@ -266,7 +266,7 @@ def _mux_audio(video: Path, source: Path) -> str:
             command = [_ffmpeg(), "-y", "-loglevel", "error", "-i", str(video), "-i", str(source),
                        "-map", "0:v:0", "-map", "1:a?", "-c:v", "copy", "-c:a", audio_codec,
                        "-shortest", str(muxed)]
-            if subprocess.run(command, capture_output=True).returncode == 0:
+            if subprocess.run(command, capture_output=True, check=False).returncode == 0:
                 os.replace(muxed, video)
                 return f"audio from the input ({audio_codec})"
         return "audio could not be copied"

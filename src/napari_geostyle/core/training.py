@@ -93,7 +93,7 @@ def load_images(sources, exclude_names=(), min_size: int = 64) -> list[np.ndarra
                 continue
             try:
                 array = np.asarray(iio.imread(path))
-            except Exception:  # unreadable files in a folder are skipped, not fatal
+            except Exception:  # noqa: S112 (unreadable files in a folder are skipped, not fatal)
                 continue
             if array.ndim == 3 and array.shape[2] not in (1, 3, 4):
                 continue
@@ -124,7 +124,7 @@ def build_image_pool(images, size: int = 320, device=None, crops_per_image: int 
         side = min(height, width)
         count = 1 if max(height, width) < 1.2 * side else crops_per_image
         for offset in np.linspace(0, max(height, width) - side, count):
-            offset = int(round(offset))
+            offset = round(offset)
             crop = image[offset:offset + side] if height > width else image[:, offset:offset + side]
             tensor = resize_tensor(image_to_tensor(np.ascontiguousarray(crop)), (size, size))
             crops.append(tensor.clamp(0, 1).to(dtype))
@@ -335,7 +335,7 @@ def make_pairs(pool, batch: int, kind: str, gen, ranges: PairRanges | None = Non
     source_grid = (centres * crop_scale + centre[:, None]).reshape(batch, size, size, 2)
     target_grid = (warped * crop_scale + centre[:, None]).reshape(batch, size, size, 2)
     # mirror padding: samples beyond the pool image reflect back in, so no empty border
-    sample = dict(mode="bilinear", padding_mode="reflection", align_corners=ALIGN_CORNERS)
+    sample = {"mode": "bilinear", "padding_mode": "reflection", "align_corners": ALIGN_CORNERS}
     source = F.grid_sample(images, source_grid, **sample)
     target_clean = F.grid_sample(images, target_grid, **sample)
     if ranges.appearance:

@@ -43,7 +43,7 @@ _CPU_KERNEL_CHUNK = (
 )  # points per pass on CPUs: keeps the (points x controls) temporaries in cache
 
 
-def _tps_kernel(squared_distance: "torch.Tensor") -> "torch.Tensor":
+def _tps_kernel(squared_distance: torch.Tensor) -> torch.Tensor:
     """``U(r) = r^2 log r = 0.5 * r^2 * log(r^2)``, with ``U(0) = 0`` and a zero gradient there."""
     import torch
 
@@ -52,13 +52,13 @@ def _tps_kernel(squared_distance: "torch.Tensor") -> "torch.Tensor":
     return 0.5 * squared_distance * torch.log(safe)
 
 
-def _squared_distances(points: "torch.Tensor", control: "torch.Tensor") -> "torch.Tensor":
+def _squared_distances(points: torch.Tensor, control: torch.Tensor) -> torch.Tensor:
     """``(B, M, N)`` squared distances; differences (not the |a|^2+|b|^2-2ab trick) for accuracy."""
     difference = points[:, :, None, :] - control[:, None, :, :]
     return (difference * difference).sum(-1)
 
 
-def tps_solve(control: "torch.Tensor", values: "torch.Tensor", regularization: float = 0.0):
+def tps_solve(control: torch.Tensor, values: torch.Tensor, regularization: float = 0.0):
     """Coefficients ``(B, N + 3, 2)`` of the thin-plate spline with ``f(control[i]) = values[i]``.
 
     ``control`` and ``values`` are ``(B, N, 2)`` tensors of any float dtype. Rows ``0..N-1`` of the
@@ -99,7 +99,7 @@ def tps_solve(control: "torch.Tensor", values: "torch.Tensor", regularization: f
     return torch.linalg.solve(system, right)
 
 
-def tps_evaluate(points: "torch.Tensor", control: "torch.Tensor", coefficients: "torch.Tensor"):
+def tps_evaluate(points: torch.Tensor, control: torch.Tensor, coefficients: torch.Tensor):
     """Evaluate the spline of ``tps_solve`` at ``points`` ``(B, M, 2)`` -> ``(B, M, 2)``."""
     _check_batch_points(points, "points")
     _check_batch_points(control, "control", points.shape[0])
@@ -143,7 +143,7 @@ def _tps_evaluate_fast(points, control, coefficients):
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
-def tps_jacobian(points: "torch.Tensor", control: "torch.Tensor", coefficients: "torch.Tensor"):
+def tps_jacobian(points: torch.Tensor, control: torch.Tensor, coefficients: torch.Tensor):
     """Jacobian ``(B, M, 2, 2)`` of the spline at ``points``: ``J[..., k, j] = d f_k / d p_j``."""
     import torch
 
@@ -175,7 +175,7 @@ def _check_grid_size(grid_size) -> int:
     return int(grid_size)
 
 
-def _grid_params_to_control_values(params: "torch.Tensor", grid_size: int):
+def _grid_params_to_control_values(params: torch.Tensor, grid_size: int):
     """Control points (the regular output grid), values (content positions): ``(B, KK, 2)``."""
     import torch
 
@@ -194,7 +194,7 @@ def _grid_params_to_control_values(params: "torch.Tensor", grid_size: int):
 
 
 def tps_grid_params_sample_points(
-    params: "torch.Tensor", points_xy: "torch.Tensor", grid_size: int = 3
+    params: torch.Tensor, points_xy: torch.Tensor, grid_size: int = 3
 ):
     """Map normalised OUTPUT points ``(B, M, 2)`` to normalised CONTENT points with grid params.
 
@@ -206,7 +206,7 @@ def tps_grid_params_sample_points(
     return tps_evaluate(points_xy, control, coefficients)
 
 
-def tps_grid_params_to_grid(params: "torch.Tensor", height: int, width: int, grid_size: int = 3):
+def tps_grid_params_to_grid(params: torch.Tensor, height: int, width: int, grid_size: int = 3):
     """``grid_sample`` grid ``(B, H, W, 2)`` (normalised content ``(x, y)``) for an output H x W.
 
     Output pixel centres follow ``images.ALIGN_CORNERS``; use the grid with the same setting.
@@ -225,7 +225,7 @@ def tps_grid_params_to_grid(params: "torch.Tensor", height: int, width: int, gri
     return sampled.reshape(batch, height, width, 2)
 
 
-def affine_sample_points(theta: "torch.Tensor", points_xy: "torch.Tensor"):
+def affine_sample_points(theta: torch.Tensor, points_xy: torch.Tensor):
     """Apply ``theta`` ``(B, 2, 3)``, as ``affine_grid`` does: output ``(x, y, 1)`` -> content."""
     if theta.ndim != 3 or tuple(theta.shape[1:]) != (2, 3):
         raise ValueError(f"theta must have shape (B, 2, 3); got {tuple(theta.shape)}.")
@@ -312,11 +312,11 @@ class Transform:
     def to_dict(self) -> dict:
         raise NotImplementedError
 
-    def sample_points_torch(self, points_rc: "torch.Tensor") -> "torch.Tensor":
+    def sample_points_torch(self, points_rc: torch.Tensor) -> torch.Tensor:
         """``sample_points`` on an ``(M, 2)`` tensor, in its dtype and on its device (for warps)."""
         raise NotImplementedError
 
-    def then(self, other: "Transform") -> "ComposedTransform":
+    def then(self, other: Transform) -> ComposedTransform:
         """This transform followed by ``other`` (content -> this -> other -> output)."""
         return ComposedTransform([self, other])
 
@@ -378,7 +378,7 @@ class AffineTransform(Transform):
         inverse = torch.as_tensor(self._inverse, dtype=points_rc.dtype, device=points_rc.device)
         return points_rc @ inverse[:2, :2].T + inverse[:2, 2]
 
-    def inverse(self) -> "AffineTransform":
+    def inverse(self) -> AffineTransform:
         """The affine transform that maps output back to content."""
         return AffineTransform(self._inverse)
 
@@ -634,7 +634,7 @@ class ComposedTransform(Transform):
             points = transform.sample_points(points)
         return jacobian
 
-    def inverse(self) -> "ComposedTransform":
+    def inverse(self) -> ComposedTransform:
         """Exact inverse; only defined when every part is affine."""
         if not all(isinstance(t, AffineTransform) for t in self.transforms):
             raise ValueError(

@@ -76,7 +76,7 @@ def _iter_warped_tiles(tensor, transform, output_shape, mode, padding):
 
 
 def warp_tensor(
-    tensor: "torch.Tensor",
+    tensor: torch.Tensor,
     transform,
     output_shape=None,
     mode: str = "bilinear",
