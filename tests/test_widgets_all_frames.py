@@ -1,19 +1,11 @@
 """"All frames" mode of the Texture Transfer and Geometric Style Transfer widgets on a tiny stack."""
 
 import numpy as np
+from widget_helpers import WAIT_MS
+from widget_helpers import tiny as _tiny
 
 from napari_geostyle._widgets.pipeline_widget import GeometricStyleTransferWidget
 from napari_geostyle._widgets.texture_widget import TextureTransferWidget
-
-WAIT_MS = 60000
-
-
-def _tiny(widget, iterations=2):
-    widget.size_spin.setValue(32)
-    widget.levels_spin.setValue(1)
-    widget.iterations_spin.setValue(iterations)
-    widget.backbone_combo.setCurrentText("random")
-    widget.device_combo.setCurrentText("cpu")
 
 
 def _stack(content_image) -> np.ndarray:

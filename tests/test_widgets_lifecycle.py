@@ -1,20 +1,12 @@
 """Widget lifecycles: closing the viewer during a run, layer pickers following the layer list."""
 
 import numpy as np
+from widget_helpers import WAIT_MS
+from widget_helpers import tiny as _tiny
 
 from napari_geostyle._widgets.pipeline_widget import GeometricStyleTransferWidget
 from napari_geostyle._widgets.texture_widget import TextureTransferWidget
 from napari_geostyle._widgets.warp_widget import GeometricWarpWidget
-
-WAIT_MS = 60000
-
-
-def _tiny(widget, iterations=2):
-    widget.size_spin.setValue(32)
-    widget.levels_spin.setValue(1)
-    widget.iterations_spin.setValue(iterations)
-    widget.backbone_combo.setCurrentText("random")
-    widget.device_combo.setCurrentText("cpu")
 
 
 def test_closing_the_viewer_during_a_texture_run_stops_it_quietly(geo_viewer, qtbot):

@@ -1,20 +1,11 @@
 """Texture Transfer and Geometric Style Transfer widgets: threaded runs, live layers, cancel."""
 
 import numpy as np
+from widget_helpers import WAIT_MS
+from widget_helpers import tiny as _tiny
 
 from napari_geostyle._widgets.pipeline_widget import GeometricStyleTransferWidget
 from napari_geostyle._widgets.texture_widget import TextureTransferWidget
-
-WAIT_MS = 60000
-
-
-def _tiny(widget, iterations=2):
-    """Options for a seconds-long CPU run (what a user would pick for a quick look)."""
-    widget.size_spin.setValue(32)
-    widget.levels_spin.setValue(1)
-    widget.iterations_spin.setValue(iterations)
-    widget.backbone_combo.setCurrentText("random")
-    widget.device_combo.setCurrentText("cpu")
 
 
 def test_texture_run_makes_a_layer_with_provenance(geo_viewer, qtbot):

@@ -393,6 +393,18 @@ def _result_kind(content_layer, content_image, style_layers, color_output: bool)
     }
 
 
+def resolve_texture_layers(viewer, content_layer, style) -> list:
+    """The texture-style layers of ``style`` (a layer, a name, or a list of them); none may be
+    the content layer (``ValueError``)."""
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    if not styles:
+        raise ValueError("give at least one texture-style layer.")
+    style_layers = [resolve_image_layer(viewer, s, "texture style") for s in styles]
+    if any(same_layer(layer, content_layer) for layer in style_layers):
+        raise ValueError("the content layer is also a texture style; pick a different style layer.")
+    return style_layers
+
+
 def texture_run(viewer, content, style, on_done=None, on_progress=None, reuse=False,
                 color_output=False, **options) -> StyleRun:
     """Start a texture transfer of ``style`` (a layer or a list of layers) onto ``content``;
@@ -400,12 +412,7 @@ def texture_run(viewer, content, style, on_done=None, on_progress=None, reuse=Fa
     from ..core.texture import iter_texture_transfer
 
     content_layer = resolve_image_layer(viewer, content, "content")
-    styles = list(style) if isinstance(style, (list, tuple)) else [style]
-    if not styles:
-        raise ValueError("give at least one texture-style layer.")
-    style_layers = [resolve_image_layer(viewer, s, "texture style") for s in styles]
-    if any(same_layer(layer, content_layer) for layer in style_layers):
-        raise ValueError("the content layer is also a texture style; pick a different style layer.")
+    style_layers = resolve_texture_layers(viewer, content_layer, style)
     content_image = read_layer_image(content_layer, viewer)
     style_images = [read_layer_image(layer, viewer).normalized for layer in style_layers]
     texture_input = style_images[0] if len(style_images) == 1 else style_images

@@ -18,9 +18,8 @@ from .layer_data import (
     provenance,
     read_layer_image,
     resolve_image_layer,
-    same_layer,
 )
-from .runs import StyleRun, _result_kind, resolve_style_layers
+from .runs import StyleRun, _result_kind, resolve_style_layers, resolve_texture_layers
 
 
 def has_frames(layer) -> bool:
@@ -164,12 +163,7 @@ def stack_texture_run(viewer, content, style, on_done=None, on_progress=None, re
     """Texture transfer of ``style`` (a layer or a list) onto every frame of ``content``; the
     stack result lands in ``<content> textured``."""
     content_layer = resolve_image_layer(viewer, content, "content")
-    styles = list(style) if isinstance(style, (list, tuple)) else [style]
-    if not styles:
-        raise ValueError("give at least one texture-style layer.")
-    style_layers = [resolve_image_layer(viewer, s, "texture style") for s in styles]
-    if any(same_layer(layer, content_layer) for layer in style_layers):
-        raise ValueError("the content layer is also a texture style; pick a different style layer.")
+    style_layers = resolve_texture_layers(viewer, content_layer, style)
     return _start(
         viewer, content_layer, style_layers, None, stage="texture",
         output_name=f"{content_layer.name} textured",
