@@ -351,6 +351,8 @@ def _best_layout(candidates: dict, content, style, grid_size: int):
     content is another object: this keeps whichever start, or the search on its own, lines the
     two images up best.
     """
+    import torch
+
     from .matching import layout_similarity
 
     if len(candidates) == 1:
@@ -358,8 +360,6 @@ def _best_layout(candidates: dict, content, style, grid_size: int):
         return theta, tps, name
     names = list(candidates)
     warped = [_warp_tensor(content, *candidates[n], grid_size) for n in names]
-    import torch
-
     scores = layout_similarity(torch.cat(warped, 0), style.expand(len(names), -1, -1, -1))
     name = names[int(scores.argmax())]
     return (*candidates[name], name)

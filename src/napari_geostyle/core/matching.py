@@ -117,7 +117,7 @@ def deep_descriptor(backbone="vgg19", device=None, layer: str = "conv4_4") -> De
 
     def describe(rgb01):
         features = trunk(rgb01.to(next(trunk.parameters()).device).float(), taps=(layer,))[layer]
-        features = features.float().cpu()
+        features = features.float().to(rgb01.device)
         return features / (features.pow(2).sum(1, keepdim=True).sqrt() + 1e-6)
 
     # 160 px: conv4 at stride 8 gives 20 x 20 cells; every candidate is a VGG forward, so
@@ -191,7 +191,7 @@ def _best_placement(content, style_features, thetas, shift: float, margin: float
     # map first moves by that offset (in normalised units), then applies the candidate
     step = 2.0 / side
     offset = torch.tensor([[1.0, 0.0, dx * step], [0.0, 1.0, dy * step]])[None]
-    theta = _compose(thetas[best:best + 1].float(), offset.to(thetas))[0]
+    theta = _compose(thetas[best:best + 1].float().cpu(), offset)[0]
     return float(flat[best].max()), theta
 
 
@@ -211,8 +211,9 @@ def search_similarity(content, style, ranges: SearchRanges | None = None,
     describe = make_descriptor(descriptor, content.device)
     size = (describe.size, describe.size)
     with torch.no_grad():
-        content = resize_tensor(content.float().cpu(), size)
-        style_features = describe(resize_tensor(style.float().cpu(), size))
+        # on the inputs' device (a GPU when there is one); the candidate thetas stay on the CPU
+        content = resize_tensor(content.float(), size)
+        style_features = describe(resize_tensor(style.float(), size))
         steps = max(0, int(ranges.rotation_deg // ranges.rotation_step_deg))
         rotations = np.arange(-steps, steps + 1) * ranges.rotation_step_deg
         scales = np.exp(np.linspace(math.log(ranges.scale[0]), math.log(ranges.scale[1]),
