@@ -129,6 +129,8 @@ case "$command" in
   test)
     install_system_packages
     install_python_packages
+    # lint first (seconds): the configuration is in pyproject.toml
+    "$VENV_PYTHON" -m ruff check src tests
     # pytest-xvfb starts a virtual X server for the napari/Qt tests.
     exec "$VENV_PYTHON" -m pytest -q "$@"
     ;;

@@ -1,5 +1,6 @@
-"""The benchmark scripts still run: the warp benchmark end to end at a tiny size (seconds), its
-JSON record included, and the shared helpers they all import."""
+"""The benchmark scripts still run: the warp benchmark and the interactivity benchmark (a real
+napari viewer, needs a display) end to end at tiny sizes, their JSON records included, and the
+shared helpers they all import."""
 
 import json
 import subprocess
@@ -57,3 +58,28 @@ def test_common_write_json_adds_the_environment(common, tmp_path):
 def test_no_benchmark_edits_sys_path():
     for script in BENCHMARKS.glob("*.py"):
         assert "sys.path" not in script.read_text(), script.name
+
+
+def test_interactive_benchmark_drags_points_in_a_real_viewer_and_writes_json(tmp_path):
+    import os
+
+    pytest.importorskip("napari")
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        pytest.skip("needs a display (pytest-xvfb, or xvfb-run)")
+    out = tmp_path / "interactive.json"
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_interactive.py"), "--size", "256",
+         "--drags", "1", "--moves", "4", "--repeats", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "move -> preview drawn" in completed.stdout
+    record = json.loads(out.read_text())
+    # every timed path produced samples: the drag moved the point through napari's own
+    # mouse handling, the previews and the full warps reached the screen
+    assert record["move_to_preview_ms"]["n"] + record["moves_shown_only_by_the_full_warp"] == 4
+    assert record["move_to_preview_ms"]["n"] >= 1
+    assert record["release_to_full_ms"]["n"] == 1 and record["set_points_to_full_ms"]["n"] == 1
+    assert record["stall_ms"]["drag"] >= 0 and record["stall_ms"]["run"] >= 0
+    assert set(record["targets_met"]) == {"move_to_preview", "release_to_full", "stall"}
+    assert record["environment"]["load_average"]

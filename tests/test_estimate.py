@@ -11,7 +11,7 @@ import skimage.data
 
 torch = pytest.importorskip("torch")
 
-from napari_geostyle.core import estimate, geonet
+from napari_geostyle.core import estimate, geonet, warp_params
 from napari_geostyle.core.images import (
     normalized_to_pixel,
     pixel_to_normalized,
@@ -113,28 +113,6 @@ def test_network_passes_compose_into_one_transform_per_stage(astronaut):
     assert _lattice_error_pct(three, truth, astronaut.shape) < NETWORK_KNOWN_AFFINE_TOLERANCE_PCT
 
 
-def test_tps_residuals_compose_into_the_closest_single_tps():
-    rng = np.random.default_rng(3)
-    outer = geonet.identity_parameters("tps") + torch.as_tensor(rng.normal(0, 0.05, 18),
-                                                                dtype=torch.float32)
-    inner = geonet.identity_parameters("tps") + torch.as_tensor(rng.normal(0, 0.05, 18),
-                                                                dtype=torch.float32)
-    composed = estimate._compose_tps(outer, inner, 3)
-    points = torch.as_tensor(rng.uniform(-1, 1, (1, 300, 2)), dtype=torch.float32)
-    both = estimate._sample_map(None, outer, estimate._sample_map(None, inner, points, 3), 3)
-    single = estimate._sample_map(None, composed, points, 3)
-    assert float((single - both).norm(dim=-1).mean()) < 0.005  # normalised units (side = 2)
-    theta_a = torch.tensor([[1.1, 0.2, 0.1], [-0.1, 0.9, 0.05]])
-    theta_b = torch.tensor([[0.95, -0.1, 0.02], [0.05, 1.05, -0.1]])
-    from napari_geostyle.core.transforms import affine_sample_points
-
-    assert torch.allclose(affine_sample_points(estimate._compose_theta(theta_a, theta_b)[None],
-                                               points),
-                          affine_sample_points(theta_a[None],
-                                               affine_sample_points(theta_b[None], points)),
-                          atol=1e-6)
-
-
 @pytest.mark.parametrize("passes, message", [
     (0, "from 1 to 8"), (9, "from 1 to 8"), ("2", "from 1 to 8"), (True, "from 1 to 8"),
     ({"affine": 2, "homography": 1}, "'affine' and/or 'tps'"), ({"tps": 0}, "passes \\(tps\\)"),
@@ -224,7 +202,7 @@ def test_folding_predictions_are_damped():
     crossing[0], crossing[2] = 1.0, -1.0  # top-left and top-right control points swapped in x
     damped, factor = estimate.damp_folding("tps", crossing)
     assert factor < 1.0
-    assert float(estimate._tps_min_det(damped[None], 3)) > estimate.FOLD_MARGIN
+    assert float(warp_params.tps_min_determinant(damped[None], 3)) > estimate.FOLD_MARGIN
     fine = geonet.identity_parameters("tps") + 0.05
     assert estimate.damp_folding("tps", fine)[1] == 1.0
 
@@ -235,7 +213,7 @@ def test_refine_never_ends_worse_than_the_network(astronaut):
     style, _ = _known_affine_pair(astronaut)
     info = estimate.estimate_parameters(rgb_tensor(astronaut), rgb_tensor(style), "affine+tps",
                                         "refine", "cpu", refine_iterations=8)
-    start, end = info["objective"]
+    start, end = info.objective
     assert end <= start
     tf = estimate.estimate_warp(astronaut, style, model="affine", method="refine", device="cpu")
     assert isinstance(tf, AffineTransform)

@@ -8,7 +8,6 @@ import torch
 
 from napari_geostyle.cli import main
 from napari_geostyle.core import estimate, matching
-from napari_geostyle.core.geonet import identity_parameters
 from napari_geostyle.core.images import rgb_tensor
 from napari_geostyle.core.landmark_eval import _moved, _similarity_matrix
 from napari_geostyle.core.transforms import (
@@ -51,16 +50,39 @@ def test_search_ranges_are_checked():
         matching.SearchRanges(scale=(1.2, 0.8))
     with pytest.raises(ValueError, match="margin"):
         matching.SearchRanges(margin=0.6)
+    with pytest.raises(ValueError, match="centre_sigma"):
+        matching.SearchRanges(centre_sigma=0.0)
 
 
-def test_an_affine_after_a_tps_folds_into_one_tps():
-    generator = torch.Generator().manual_seed(0)
-    tps = identity_parameters("tps") + 0.1 * torch.randn(18, generator=generator)
-    theta = torch.tensor([[0.9, -0.2, 0.1], [0.15, 1.1, -0.05]])
-    folded = estimate._fold_affine_into_tps(theta, tps, 3)
-    points = torch.rand(1, 50, 2, generator=generator) * 2 - 1
-    assert torch.allclose(estimate._sample_map(theta, tps, points, 3),
-                          estimate._sample_map(None, folded, points, 3), atol=1e-5)
+def test_centre_weights_favour_the_middle_of_the_style():
+    weights = matching.centre_weights(64, 0.1, 0.35)
+    keep = round(64 * 0.1)
+    assert weights.shape == (64 - 2 * keep, 64 - 2 * keep)
+    assert float(weights.mean()) == pytest.approx(1.0)
+    middle = weights.shape[0] // 2
+    assert float(weights[middle, middle]) > 3 * float(weights[0, 0])
+    assert torch.equal(matching.centre_weights(64, 0.1, None), torch.ones_like(weights))
+
+
+def test_search_takes_the_object_in_the_middle_over_one_at_the_edge(astronaut):
+    # the style holds the content's face mirrored (another instance) in its middle and an exact
+    # copy near its edge: flat weights take the exact copy, the centre weighting (the default,
+    # for object-centred images) takes the object in the middle
+    pattern = np.ascontiguousarray(astronaut[10:42, 46:78])  # 32 px: the face
+    style = np.full((128, 128, 3), 128, np.uint8)
+    style[52:84, 44:76] = pattern[:, ::-1]
+    style[14:46, 84:116] = pattern
+    content = np.full((128, 128, 3), 128, np.uint8)
+    content[48:80, 48:80] = pattern
+    found = {}
+    for sigma in (matching.SearchRanges().centre_sigma, None):
+        ranges = matching.SearchRanges(rotation_deg=0.0, scale=(1.0, 1.0), scale_steps=1,
+                                       shift=1.0, fine_levels=0, centre_sigma=sigma)
+        theta = matching.search_similarity(rgb_tensor(content), rgb_tensor(style), ranges)
+        tf = affine_from_theta(theta.numpy().astype(np.float64), content.shape, style.shape)
+        found[sigma] = tf.map_points(np.array([[64.0, 64.0]]))[0]  # the content face's centre
+    assert np.linalg.norm(found[None] - [30.0, 100.0]) < 4.0  # the exact copy
+    assert np.linalg.norm(found[0.35] - [68.0, 60.0]) < 4.0  # the face in the middle
 
 
 def test_init_choices_and_result_types(astronaut):

@@ -293,3 +293,210 @@ def test_network_tps_lattice_lies_on_the_output(geo_viewer, qtbot):
     # the network's knots, on the output's border included: over the output image, whole
     assert _inside(target, widget.live.warped)
     assert widget.live.target_points.size.min() >= 3.0
+
+
+def _gated_estimates(monkeypatch):
+    """Make every Run's estimate wait for its own gate (a ``threading.Event``, in the returned
+    list, in Run order), as a long ``refine`` estimate would; then run the real estimate."""
+    import threading
+    import time
+
+    from napari_geostyle._napari import runs
+
+    real = runs.estimate_and_warp
+    gates = []
+
+    def gated(content, style, *args):
+        gate = threading.Event()
+        gates.append(gate)
+        while not gate.is_set():  # one uninterruptible call, as estimate_warp is
+            time.sleep(0.01)
+        return (yield from real(content, style, *args))
+
+    monkeypatch.setattr(runs, "estimate_and_warp", gated)
+    return gates
+
+
+def test_cancel_frees_the_widget_at_once_and_drops_the_abandoned_estimate(geo_viewer, qtbot,
+                                                                         monkeypatch):
+    gates = _gated_estimates(monkeypatch)
+    widget = GeometricWarpWidget(geo_viewer)
+    qtbot.addWidget(widget)
+    widget.model_combo.setCurrentText("affine")
+    widget.run()
+    abandoned = widget.worker
+    assert widget.run_button.text() == "Cancel"
+    # the status counts the seconds of a long estimate
+    qtbot.waitUntil(lambda: widget.status_label.text().endswith("1 s (Cancel drops it)"),
+                    timeout=WAIT_MS)
+    assert widget.status_label.text().startswith("estimating an affine warp (network)…")
+
+    widget.cancel()
+    # free at once, though the estimate itself is still running
+    assert abandoned.is_running
+    assert not widget.busy and widget.run_button.text() == "Run"
+    assert widget.status_label.text().startswith("cancelled")
+
+    widget.run()  # a new Run while the abandoned estimate goes on
+    qtbot.waitUntil(lambda: len(gates) == 2, timeout=WAIT_MS)
+    gates[0].set()
+    qtbot.waitUntil(lambda: not abandoned.is_running, timeout=WAIT_MS)
+    qtbot.wait(50)
+    # the abandoned run left no layer and did not reset the running one's button
+    assert "content warped" not in geo_viewer.layers
+    assert widget.busy and widget.run_button.text() == "Cancel"
+
+    gates[1].set()
+    qtbot.waitUntil(lambda: widget.live is not None and not widget.busy, timeout=WAIT_MS)
+    names = [layer.name for layer in geo_viewer.layers]
+    assert names.count("content warped") == 1 and "content warped [2]" not in names
+    assert widget.run_button.text() == "Run"
+
+
+def test_a_quick_second_click_on_run_is_not_a_cancel(geo_viewer, qtbot, monkeypatch):
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QApplication
+
+    gates = _gated_estimates(monkeypatch)
+    widget = GeometricWarpWidget(geo_viewer)
+    qtbot.addWidget(widget)
+    widget.show()
+    widget.model_combo.setCurrentText("affine")
+    qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)  # a double click's second
+    worker = widget.worker
+    assert worker is not None and widget.run_button.text() == "Cancel"
+    qtbot.wait(QApplication.doubleClickInterval() + 50)
+    qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)  # a real Cancel
+    assert widget.worker is None and widget.status_label.text().startswith("cancelled")
+    gates[0].set()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=WAIT_MS)
+    assert widget.live is None
+
+
+def _landmark_tps(size, displacement, seed=0):
+    from napari_geostyle import fit_tps
+
+    rng = np.random.default_rng(seed)
+    knots = np.linspace(0.15 * size, 0.85 * size, 3)
+    control = np.stack(np.meshgrid(knots, knots, indexing="ij"), -1).reshape(-1, 2)
+    return fit_tps(control, control + rng.normal(0.0, displacement * size, control.shape))
+
+
+def test_full_warps_interpolate_an_exact_lattice_of_the_sample_map_within_tolerance():
+    from napari_geostyle import warp_image
+    from napari_geostyle._napari.live_warp import (
+        LATTICE_TOLERANCE,
+        LatticeSampleMap,
+        lattice_sample_map,
+    )
+    from napari_geostyle.core.images import pixel_grid
+
+    shape = (400, 360)
+    transform = _landmark_tps(400, 0.01)  # landmarks moved by 4 px: a typical edit
+    fast = lattice_sample_map(transform, shape)
+    assert isinstance(fast, LatticeSampleMap)
+    pixels = pixel_grid(shape)
+    error = np.linalg.norm(fast.sample_points(pixels) - transform.sample_points(pixels), axis=1)
+    assert error.max() <= LATTICE_TOLERANCE
+    image = np.random.default_rng(1).integers(0, 256, shape + (3,), dtype=np.uint8)
+    image = np.cumsum(np.cumsum(image, 0), 1) % 256  # smooth-ish ramps: sub-pixel shifts stay small
+    difference = warp_image(image, fast).astype(int) - warp_image(image, transform).astype(int)
+    assert np.abs(difference).mean() < 1.0
+    assert fast.to_dict() == transform.to_dict()  # provenance records the exact transform
+    # small planes, and maps too wiggly for the lattice, are evaluated exactly
+    assert lattice_sample_map(transform, (120, 120)) is transform
+    wiggly = _landmark_tps(400, 0.25, seed=3)
+    assert lattice_sample_map(wiggly, shape) is wiggly
+
+
+def test_a_stack_warp_evaluates_the_exact_map_once_for_all_planes(make_napari_viewer_proxy):
+    from napari_geostyle import warp_image
+    from napari_geostyle._napari.live_warp import warp_layer_planes
+    from napari_geostyle.core.transforms import Transform
+
+    class Counting(Transform):
+        def __init__(self, inner):
+            self.inner, self.kernel_size, self.calls = inner, inner.kernel_size, []
+
+        def sample_points(self, points):
+            self.calls.append(len(points))
+            return self.inner.sample_points(points)
+
+        def sample_points_torch(self, points_rc):
+            self.calls.append(len(points_rc))
+            return self.inner.sample_points_torch(points_rc)
+
+    viewer = make_napari_viewer_proxy()
+    stack = np.random.default_rng(0).random((3, 300, 300)).astype(np.float32)
+    layer = viewer.add_image(stack, name="stack")
+    transform = _landmark_tps(300, 0.02)
+    counting = Counting(transform)
+    steps = warp_layer_planes(None, counting, stack=(layer, 0, 1))
+    try:
+        while True:
+            next(steps)
+    except StopIteration as stop:
+        warped = stop.value
+    assert warped.shape == stack.shape
+    # the lattice and its check: a small fraction of one plane's pixels, for all three planes
+    assert sum(counting.calls) < 0.2 * 300 * 300
+    for index in range(3):
+        exact = warp_image(stack[index], transform)
+        assert np.abs(warped[index] - exact).max() < 0.05
+
+
+def test_the_first_drag_move_previews_at_once_and_later_ones_are_throttled(
+        make_napari_viewer_proxy, qtbot, monkeypatch):
+    from types import SimpleNamespace
+
+    from napari_geostyle._napari import live_warp
+
+    gap_ms = 5000  # long enough that this busy test machine cannot outlast it
+    monkeypatch.setattr(live_warp, "PREVIEW_GAP_MS", gap_ms)
+    viewer = make_napari_viewer_proxy()
+    big = np.random.default_rng(0).integers(0, 256, (240, 300), dtype=np.uint8)
+    viewer.add_image(big, name="content")
+    live = _shifted_tps_warp(viewer)
+    event = SimpleNamespace(type="mouse_press")
+    drag = live._drag_callback(live.target_points, event)
+    next(drag)  # the press
+    live._dragging = True  # napari's CHANGING event at the first move
+    event.type = "mouse_move"
+    next(drag)
+    assert live._preview_timer.isActive() and live._preview_timer.interval() == 0
+    qtbot.waitUntil(lambda: live.warped.data.shape != (240, 300), timeout=WAIT_MS)
+    assert live.warped.data.dtype == np.uint8  # the preview keeps the content's kind
+    next(drag)  # the next move, at once: waits out the rest of the gap
+    assert live._preview_timer.isActive()
+    assert 0 < live._preview_timer.interval() <= gap_ms
+    live._preview_timer.stop()
+
+
+def test_a_drag_preview_runs_torch_on_one_thread_and_restores_the_setting(
+        make_napari_viewer_proxy, monkeypatch):
+    import torch
+
+    from napari_geostyle.core import warp
+
+    viewer = make_napari_viewer_proxy()
+    viewer.add_image(np.random.default_rng(0).random((240, 300)).astype(np.float32),
+                     name="content")
+    live = _shifted_tps_warp(viewer)
+    seen = []
+    real = warp.warp_image
+
+    def recording(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(warp, "warp_image", recording)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        live._preview()
+        assert seen == [1]  # a small warp on the main thread: no waiting on a second thread
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert max(live.warped.data.shape) < 240  # the preview was made and shown

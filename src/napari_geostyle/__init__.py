@@ -28,6 +28,7 @@ _PUBLIC = {
     "transfer_texture": ".core.texture",
     "TextureStep": ".core.texture",
     "estimate_warp": ".core.estimate",
+    "estimate_warps": ".core.estimate",
     "geometric_style_transfer": ".core.pipeline",
     "iter_geometric_style_transfer": ".core.pipeline",
     "GeometricStyleResult": ".core.pipeline",

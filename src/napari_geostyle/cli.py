@@ -27,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
     """Usage mistakes print one ``error:`` line (and where to get help) instead of the usage."""
 
     def error(self, message):
-        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"error: {self.prog}: {_one_line(message)} (see {self.prog} --help)\n")
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -421,27 +421,35 @@ def _cmd_train_geometry(args) -> int:
     check_output_path(figure, replace)
     if args.steps is None and args.seconds is None:
         raise CLIError("give --steps or --seconds (or both)")
+    if args.val_count < 1:
+        raise CLIError(f"--val-count must be at least 1; got {args.val_count}")
     images = training.load_images(args.images)
+    # the validation images are read now: a bad --val-images fails before training, not after
+    validation = training.load_images(args.val_images or args.images, min_size=32)
     print(f"{len(images)} training images", file=sys.stderr)
-    bar = progress_bar(args.steps, f"train {args.model}")
+    bar = None  # drawn at the first step: the arguments are checked before it
     last = None
-    for progress in training.train_geometry(
-        images, args.model, args.trunk, steps=args.steps, seconds=args.seconds,
-        batch_size=args.batch_size, lr=args.lr, device=args.device, out=out,
-        resume=args.resume, checkpoint_every=args.checkpoint_every, loss=args.loss,
-        backbone=args.backbone, seed=args.seed,
-    ):
-        bar.n = progress.step
-        bar.set_postfix(loss=f"{progress.loss:.5f}", lr=f"{progress.lr:.1e}")
-        if progress.checkpoint:
-            bar.write(f"checkpoint {progress.checkpoint} (step {progress.step})")
-        last = progress
-    bar.close()
+    try:
+        for progress in training.train_geometry(
+            images, args.model, args.trunk, steps=args.steps, seconds=args.seconds,
+            batch_size=args.batch_size, lr=args.lr, device=args.device, out=out,
+            resume=args.resume, checkpoint_every=args.checkpoint_every, loss=args.loss,
+            backbone=args.backbone, seed=args.seed,
+        ):
+            if bar is None:
+                bar = progress_bar(args.steps, f"train {args.model}")
+            bar.n = progress.step
+            bar.set_postfix(loss=f"{progress.loss:.5f}", lr=f"{progress.lr:.1e}")
+            if progress.checkpoint:
+                bar.write(f"checkpoint {progress.checkpoint} (step {progress.step})")
+            last = progress
+    finally:  # an error message then starts on a line of its own
+        if bar is not None:
+            bar.close()
     print(f"wrote {out} after {last.step} steps, {last.elapsed:.0f} s, loss {last.loss:.5f}",
           file=sys.stderr)
-    val = args.val_images or args.images
     report = training.evaluate_geometry(
-        training.load_images(val, min_size=32)[: args.val_count], args.model,
+        validation[: args.val_count], args.model,
         ("identity", "network"), pairs_per_image=2, trunk=args.trunk, checkpoint=out,
         device=args.device, keep_pairs=4,
     )
@@ -508,6 +516,8 @@ def _cmd_eval_geometry(args) -> int:
     if (args.images is None) == (args.pairs is None):
         raise CLIError("give --pairs FILE (images with corresponding landmarks: different "
                        "objects) or --images (synthetic warps of the same image), not both")
+    if args.figure and args.pairs is None:  # else it would be checked, then never drawn
+        raise CLIError("--figure draws landmark pairs: it goes with --pairs, not --images")
     for path in (args.json, args.figure):
         if path:
             check_output_path(path, args.overwrite, image=path == args.figure)
@@ -691,8 +701,9 @@ def _cmd_batch(args) -> int:
 
     from .core.batch import batch_geometric_style_transfer
 
-    if args.geometry is None and not args.texture:
-        raise CLIError("give --geometry (warp), --texture (style) or both")
+    if args.geometry is None and not args.texture and args.styles_csv is None:
+        raise CLIError("give --geometry (warp), --texture (style), both, or --styles-csv (a "
+                       "style per input)")
     if importlib.util.find_spec("distributed") is None:
         raise CLIError("batch runs on Dask: pip install 'napari-geostyle[batch]'")
     options = {"size": args.size, "levels": args.levels, "preset": args.preset, "backbone": args.backbone,
@@ -703,10 +714,12 @@ def _cmd_batch(args) -> int:
         args.input, args.output, geometry_style=args.geometry,
         texture_style=(args.texture if len(args.texture or ()) > 1 else
                        (args.texture[0] if args.texture else None)),
-        scheduler=args.scheduler, workers=args.workers, processes=not args.threads,
-        device=None if args.device == "auto" else args.device, overwrite=args.overwrite,
-        coherent=args.coherent, chunk=args.chunk, model=args.model, method=args.method,
-        strength=args.strength, **options,
+        styles=args.styles_csv, scheduler=args.scheduler, workers=args.workers,
+        processes=not args.threads, device=None if args.device == "auto" else args.device,
+        overwrite=args.overwrite, coherent=args.coherent, chunk=args.chunk,
+        geometry_per_frame=args.geometry_per_frame, smooth_frames=args.smooth_frames,
+        smooth_kernel=args.smooth_kernel, geometry_batch=args.geometry_batch,
+        model=args.model, method=args.method, strength=args.strength, **options,
     )  # fmt: skip
     counts = {"done": 0, "skipped": 0, "failed": 0}
     bar = progress_bar(results.pending, "batch")  # skipped outputs stay out of the ETA
@@ -735,18 +748,27 @@ def _register_batch(sub) -> None:
     p = sub.add_parser(
         "batch",
         help="warp and/or style a folder, glob, video or stack of images, on Dask; resumable",
-        description="Every input is warped to --geometry, styled with --texture, or both. "
-        "Outputs keep the inputs' names in OUTDIR, with manifest.json/.csv; a rerun skips "
-        "outputs finished with the same inputs and options.",
+        description="Every input is warped to --geometry, styled with --texture, or both "
+        "(--styles-csv: a style per input). Outputs keep the inputs' names in OUTDIR, with "
+        "manifest.json/.csv; a rerun skips outputs finished with the same inputs and options.",
     )
     p.add_argument("input", metavar="INPUT", nargs="+",
                    help="folder, glob (quoted), image, video or multi-page TIFF")  # fmt: skip
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
-    p.add_argument("--geometry", metavar="IMG", help="geometry style image (warp the inputs)")
-    p.add_argument("--texture", nargs="+", metavar="IMG", help="texture style image(s)")
+    p.add_argument("--geometry", "--geometry-style", dest="geometry", metavar="IMG",
+                   help="geometry style image (warp the inputs; the default with --styles-csv)")
+    p.add_argument("--texture", "--texture-style", dest="texture", nargs="+", metavar="IMG",
+                   help="texture style image(s) (the default with --styles-csv)")
+    p.add_argument("--styles-csv", metavar="FILE",
+                   help="a style per input: a CSV with columns input, geometry_style, "
+                   "texture_style (style paths relative to the CSV; an empty cell takes the "
+                   "default, 'none' skips that stage)")  # fmt: skip
     p.add_argument("--model", choices=MODELS, default="affine+tps")
     p.add_argument("--method", choices=METHODS, default="network")
     p.add_argument("--strength", type=float, default=1.0, help="warp strength, 0..1")
+    p.add_argument("--geometry-batch", type=int, metavar="N",
+                   help="estimate the geometry of up to N inputs per task, the network batched "
+                   "(default: 16 when the workers run on CUDA, else 1: a CPU gains nothing)")
     p.add_argument("--preset", choices=PRESET_NAMES, default="fast",
                    help="texture schedule and default size (default: fast)")  # fmt: skip
     p.add_argument("--size", type=int, metavar="PX", help="longest side of the styled output")
@@ -769,6 +791,14 @@ def _register_batch(sub) -> None:
                        "from the previous frame (default)")  # fmt: skip
     group.add_argument("--independent", dest="coherent", action="store_false",
                        help="videos/stacks: every frame on its own")
+    p.add_argument("--geometry-per-frame", action="store_true",
+                   help="videos/stacks, coherent mode: estimate the geometry on every frame and "
+                   "smooth it over time, to follow a moving subject without jitter")  # fmt: skip
+    p.add_argument("--smooth-frames", type=int, default=5, metavar="N",
+                   help="--geometry-per-frame: centred smoothing window in frames, odd "
+                   "(default: 5; 1 = no smoothing)")  # fmt: skip
+    p.add_argument("--smooth-kernel", choices=("gaussian", "box"), default="gaussian",
+                   help="--geometry-per-frame: window weights (default: gaussian, sigma = N/4)")
     p.add_argument("--chunk", type=int, metavar="N",
                    help="coherent mode: restart the warm start every N frames, so chunks of one "
                    "video run in parallel (default: one chain per video)")  # fmt: skip

@@ -8,9 +8,13 @@ from the console behaves exactly like one made from the GUI:
   point i to target point i (``fit_tps(control, target)``).
 - Adding a point in either layer adds its partner where the current warp puts it (so nothing
   jumps); deleting one deletes its partner; dragging re-fits the TPS.
-- While a point is dragged a cheap preview (content at reduced size) is shown, debounced with a
-  QTimer; when the drag ends (the layer's ``CHANGED`` data event) the full warp runs in a napari
-  thread worker. Layers are only touched on the main thread.
+- While a point is dragged a cheap preview (content at reduced size) is shown: the first move
+  after a pause previews at once, later moves at most every ``PREVIEW_GAP_MS``. When the drag
+  ends (the layer's ``CHANGED`` data event) the full warp runs in a napari thread worker, its
+  sample map evaluated exactly on a lattice and interpolated in between (``lattice_sample_map``:
+  within ``LATTICE_TOLERANCE`` px, several times faster for a large image, and shared by every
+  plane of a stack). Layers are only touched on the main thread.
+  ``benchmarks/bench_interactive.py`` measures these paths in a real viewer.
 - Point edits have an undo/redo history (``undo()``/``redo()``, Ctrl+Z / Ctrl+Shift+Z on the
   Points layers).
 - The points layers open in select mode with the target points active, so a drag moves a point
@@ -29,7 +33,10 @@ from the console behaves exactly like one made from the GUI:
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +44,7 @@ import numpy as np
 from ..core.fields import deformation_grid, displacement_field, warp_planes
 from ..core.landmark_history import LandmarkHistory
 from ..core.landmark_models import landmarks_of
+from ..core.transforms import Transform
 from .layer_data import (
     LayerImage,
     full_resolution_points,
@@ -54,21 +62,121 @@ from .layer_data import (
 MIN_PAIRS = 3
 LABEL_COLOR = "white"  # point numbers: readable over the yellow / cyan points and most images
 PREVIEW_SIDE = 192  # longest side of the image warped while a point is dragged
+# least time between the starts of two drag previews: the first move after a pause previews at
+# once, and the event loop keeps time to draw and to take the next mouse moves
+PREVIEW_GAP_MS = 20
+# full warps: the sample map is evaluated exactly every LATTICE_STEP output pixels and
+# interpolated bilinearly in between when the result stays within LATTICE_TOLERANCE pixels of
+# the exact map (checked at every lattice cell's centre, where bilinear interpolation errs most)
+LATTICE_STEP = 4
+LATTICE_TOLERANCE = 0.1
+LATTICE_MIN_PIXELS = 256 * 256  # smaller planes: the exact map is cheap enough
 SIDE_GAP = 0.1  # side by side: gap between content and output, a fraction of the width
 
 _COMMITTED = ("added", "changed", "removed")
 _FEATURE_DEFAULTS = {"number": 0, "active": True}  # a new point's pair is switched on
 
 
+class LatticeSampleMap(Transform):
+    """``transform``'s sample map evaluated exactly on a lattice every ``step`` output pixels of
+    an ``output_shape`` frame, and interpolated bilinearly in between.
+
+    What ``warp_image`` needs (``sample_points_torch``) for a fraction ``1 / step**2`` of the
+    exact evaluations: a TPS evaluates a logarithm per landmark per pixel, the lattice reads
+    four values. ``map_points``, ``sample_jacobian`` and ``to_dict`` are the exact transform's.
+    Build it with :func:`lattice_sample_map`, which checks the interpolation's error.
+    """
+
+    def __init__(self, transform, output_shape, step: int = LATTICE_STEP):
+        height, width = (int(n) for n in output_shape)
+        self.exact = transform
+        self.step = int(step)
+        # lattice rows / columns 0, step, ... up to the first one at or past the last pixel
+        rows = np.arange(0, height - 1 + self.step, self.step, dtype=float)
+        cols = np.arange(0, width - 1 + self.step, self.step, dtype=float)
+        knots = np.stack(np.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2)
+        self.lattice = transform.sample_points(knots).reshape(len(rows), len(cols), 2)
+        self.kernel_size = 4  # bilinear taps per pixel (sizes warp_image's tiles)
+        self._tensors = {}
+
+    def interpolation_error(self) -> float:
+        """Largest distance (pixels) between the interpolated and the exact map at the centres
+        of the lattice cells (NaN for a map that is not finite)."""
+        lattice = self.lattice
+        centres = (lattice[:-1, :-1] + lattice[1:, :-1] + lattice[:-1, 1:] + lattice[1:, 1:]) / 4
+        rows = (np.arange(lattice.shape[0] - 1) + 0.5) * self.step
+        cols = (np.arange(lattice.shape[1] - 1) + 0.5) * self.step
+        points = np.stack(np.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2)
+        if len(points) == 0:
+            return 0.0
+        exact = self.exact.sample_points(points)
+        error = np.linalg.norm(exact - centres.reshape(-1, 2), axis=1)
+        return float(error.max()) if np.all(np.isfinite(error)) else float("nan")
+
+    def sample_points_torch(self, points_rc):
+        import torch
+        import torch.nn.functional as F
+
+        key = (points_rc.dtype, points_rc.device)
+        if key not in self._tensors:
+            self._tensors[key] = torch.as_tensor(
+                self.lattice.transpose(2, 0, 1)[None].copy(), dtype=points_rc.dtype,
+                device=points_rc.device,
+            )
+        lattice = self._tensors[key]
+        height, width = lattice.shape[-2:]
+        # grid_sample's (x, y) in -1..1 with align_corners: -1 and 1 are the first and last knots
+        grid = torch.stack(
+            [points_rc[:, 1] * (2.0 / (self.step * max(width - 1, 1))) - 1.0,
+             points_rc[:, 0] * (2.0 / (self.step * max(height - 1, 1))) - 1.0], -1,
+        )  # fmt: skip
+        sampled = F.grid_sample(lattice, grid[None, None], mode="bilinear",
+                                padding_mode="border", align_corners=True)  # fmt: skip
+        return sampled[0, :, 0].T
+
+    def sample_points(self, points) -> np.ndarray:
+        import torch
+
+        points = np.ascontiguousarray(self._points(points), np.float64)
+        return self.sample_points_torch(torch.from_numpy(points)).numpy()
+
+    def map_points(self, points) -> np.ndarray:
+        return self.exact.map_points(points)
+
+    def sample_jacobian(self, points) -> np.ndarray:
+        return self.exact.sample_jacobian(points)
+
+    def to_dict(self) -> dict:
+        return self.exact.to_dict()
+
+
+def lattice_sample_map(transform, output_shape):
+    """What a full warp of an ``output_shape`` plane evaluates: a :class:`LatticeSampleMap`
+    when the plane is large and the lattice is within ``LATTICE_TOLERANCE`` px of the exact
+    map, else ``transform`` itself (small planes, or a map too wiggly for the lattice)."""
+    height, width = (int(n) for n in output_shape[:2])
+    if height * width < LATTICE_MIN_PIXELS:
+        return transform
+    lattice = LatticeSampleMap(transform, (height, width))
+    error = lattice.interpolation_error()
+    return lattice if error <= LATTICE_TOLERANCE else transform  # NaN: the exact path says why
+
+
 def warp_layer_planes(source, transform, device=None, stack=None):
     """Generator: warp ``source`` (2D), or with ``stack = (layer, level, stride)`` every plane
-    of an nD layer (see :func:`napari_geostyle.core.fields.warp_planes`)."""
+    of an nD layer (see :func:`napari_geostyle.core.fields.warp_planes`). The sample map is
+    :func:`lattice_sample_map`'s, made once and shared by every plane."""
     if stack is None:
-        return (yield from warp_planes(source, transform, device))
+        sample_map = lattice_sample_map(transform, np.shape(source)[:2])
+        return (yield from warp_planes(source, sample_map, device))
     layer, level, stride = stack
+    planes = iter_slices(layer, level, stride)
+    first = next(planes, None)
+    if first is not None:
+        transform = lattice_sample_map(transform, np.shape(first[1])[:2])
+        planes = itertools.chain([first], planes)
     return (yield from warp_planes(
-        None, transform, device, planes=iter_slices(layer, level, stride),
-        lead_shape=slices_shape(layer, level),
+        None, transform, device, planes=planes, lead_shape=slices_shape(layer, level),
     ))
 
 
@@ -158,8 +266,8 @@ class LiveWarp:
 
         self._preview_timer = QTimer()
         self._preview_timer.setSingleShot(True)
-        self._preview_timer.setInterval(40)
         self._preview_timer.timeout.connect(self._preview)
+        self._last_preview = float("-inf")  # perf_counter() when the last preview started
         self._preview_small = self._small_source()
 
         # one handler per layer: events carry the bare layer, which may differ from the
@@ -316,7 +424,8 @@ class LiveWarp:
         if self._alternate and action == "added" and self._alternate_step(edited):
             return
         self._pair_partner(edited, action, getattr(event, "data_indices", ()))
-        self._relabel()
+        if action != "changed":  # a move keeps every point's number
+            self._relabel()
         self._push_history()
         if self.refit(full=True) and self._alternate:
             self._set_status(f"{self.status}; click the next point on the content")
@@ -351,7 +460,9 @@ class LiveWarp:
         yield
         while event.type == "mouse_move":
             if self._dragging and not self._preview_timer.isActive():
-                self._preview_timer.start()  # throttled: at most one preview per 40 ms
+                # after this event (napari moves the point in it); at most one per gap
+                since_ms = (time.perf_counter() - self._last_preview) * 1e3
+                self._preview_timer.start(int(max(0.0, PREVIEW_GAP_MS - since_ms)))
             yield
 
     def _pair_partner(self, edited, action, indices) -> None:
@@ -495,11 +606,8 @@ class LiveWarp:
         height, width = raw.shape[:2]
         if max(height, width) <= PREVIEW_SIDE:
             return None  # small enough: previews are full warps on the main thread
-        from skimage.transform import resize
-
         shape = fit_longest_side(raw.shape, PREVIEW_SIDE)
-        small = resize(raw, shape + raw.shape[2:], order=1, anti_aliasing=True, preserve_range=True)
-        return small.astype(raw.dtype), max(height, width) / max(shape)
+        return _shrink(raw, shape), max(height, width) / max(shape)
 
     def _preview(self) -> None:
         """Cheap warp of the points as they are now (called while a point is dragged)."""
@@ -514,23 +622,28 @@ class LiveWarp:
         control, target = control[mask], target[mask]
         if len(control) < MIN_PAIRS:
             return
+        self._last_preview = time.perf_counter()
         try:
-            if self._preview_small is None:
-                transform = with_strength(
-                    fit_landmarks(control, target, self.fit_model), self.strength
-                )
-                self.warped.data = warp_image(self.content.raw, transform, device=self.device)
-                return
-            small, factor = self._preview_small
-            transform = fit_landmarks(
-                strided_points(control, factor), strided_points(target, factor), self.fit_model
-            )
-            preview = warp_image(small, with_strength(transform, self.strength), device=self.device)
+            with _one_torch_thread():
+                if self._preview_small is None:
+                    transform = with_strength(
+                        fit_landmarks(control, target, self.fit_model), self.strength
+                    )
+                    warped = warp_image(self.content.raw, transform, device=self.device)
+                else:
+                    small, factor = self._preview_small
+                    transform = fit_landmarks(strided_points(control, factor),
+                                              strided_points(target, factor), self.fit_model)
+                    preview = warp_image(small, with_strength(transform, self.strength),
+                                         device=self.device)
         except ValueError:
             return  # e.g. points dragged onto a line: the commit reports it
+        if self._preview_small is None:
+            self.warped.data = warped
+            return
         self.warped.data = preview
-        self.warped.scale = self._scale * factor
-        self.warped.translate = self._output_translate() + self._scale * (factor - 1) / 2.0
+        _place(self.warped, self._scale * factor,
+               self._output_translate() + self._scale * (factor - 1) / 2.0)
 
     def _start_full_warp(self) -> None:
         from napari.qt.threading import create_worker
@@ -585,8 +698,7 @@ class LiveWarp:
                              f"as {name!r}")
         else:
             self.warped.data = warped
-            for key, value in self._image_placement(warped).items():
-                setattr(self.warped, key, value)
+            _place(self.warped, **self._image_placement(warped))
             self.warped.metadata = {"geostyle": self._provenance(pairs)}
         if self._grid_layer is not None:
             self._update_grid()
@@ -849,3 +961,49 @@ def start_live_warp(viewer, content_layer, content: LayerImage, transform, warpe
 
 def _unwrap(layer):
     return getattr(layer, "__wrapped__", layer)
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    """Torch on one thread for a drag preview (main thread). A preview is small, and a parallel
+    region waits for its slowest thread: on a busy 2-core machine (a full warp in a worker, the
+    canvas's software rasteriser, other programs) single previews took up to 0.8 s instead of
+    10-20 ms. The setting is torch's global one: restored at once."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if threads > 1:
+            torch.set_num_threads(threads)
+
+
+def _place(layer, scale, translate) -> None:
+    """Set a layer's scale and translate where they change (each set redraws the layer)."""
+    for key, value in (("scale", scale), ("translate", translate)):
+        current = np.asarray(getattr(layer, key), float)
+        value = np.asarray(value, float)
+        if current.shape != value.shape or not np.allclose(current, value, rtol=0, atol=1e-9):
+            setattr(layer, key, value)
+
+
+def _shrink(image: np.ndarray, shape) -> np.ndarray:
+    """``image`` resized to ``shape`` (H, W) with antialiasing, in its own dtype (the drag
+    preview's source: a torch resize, tens of times faster than scikit-image's Gaussian one)."""
+    import torch
+
+    from ..core.images import resize_tensor
+
+    planes = image if image.ndim == 3 else image[..., None]
+    tensor = torch.from_numpy(np.ascontiguousarray(planes.transpose(2, 0, 1), np.float32))
+    small = resize_tensor(tensor[None], shape)[0].permute(1, 2, 0).numpy()
+    if np.issubdtype(image.dtype, np.integer):
+        info = np.iinfo(image.dtype)
+        small = np.clip(np.rint(small), info.min, info.max)
+    elif image.dtype == bool:
+        small = small >= 0.5
+    small = small.astype(image.dtype)
+    return small if image.ndim == 3 else small[..., 0]

@@ -13,9 +13,24 @@ conflicts: all checked before any work) and runs one Dask task per image or fram
 - Workers keep their networks: the core caches the geometry networks and the VGG trunk per
   process (``geonet._CACHE``, ``features._CACHE``); ``_warm_up`` fills them on every worker
   before the first task, and each task reports how many models it had to load (0 once warm).
-  The geometry network runs one pair per forward pass (``estimate_warp`` as is).
+- The geometry stage is batched: the pairs still to estimate (images, a sequence's reference
+  frame, per-frame estimates) are grouped into chunks of up to ``geometry_batch`` pairs, and
+  one task estimates a chunk with ``estimate_warps`` (one network forward for the chunk); the
+  item tasks (warp, texture, encoding) take their transform from their chunk's result. An
+  input that cannot be read fails alone; when the batched call raises, that chunk is estimated
+  pair by pair, so a bad pair fails only its own input. Default: ``GPU_GEOMETRY_BATCH`` pairs
+  when every worker runs on CUDA, else 1 (then an image's task estimates its own geometry, as
+  before: no extra task). Chunks shrink so that every worker gets one when there are few pairs.
+- One style per input: ``styles`` (a CSV file or a mapping, :mod:`.style_table`) gives inputs
+  their own geometry and/or texture style; the others take ``geometry_style`` /
+  ``texture_style``. Each distinct style is read and sent to the workers once; an input's
+  resume key holds its own styles' digests, and its manifest entry names them.
 - Sequences (videos, stacks) in ``coherent`` mode: the geometry is estimated once, on the first
-  frame, and used for every frame (no jitter); the texture of frame t starts from the result
+  frame, and used for every frame (no jitter), or with ``geometry_per_frame`` on every frame
+  and smoothed over a centred window of ``smooth_frames`` frames
+  (``temporal.smooth_transforms``: one task per frame gathers its window's estimates; a
+  resumed run takes a finished neighbour's estimate from the manifest), so a moving subject
+  is followed without jitter. The texture of frame t starts from the result
   of frame t-1 (``iter_texture_transfer(init=...)``) at the finest level only. Frame t's task
   depends on frame t-1's, so the chain runs in order while other chains (``chunk``) and other
   inputs run in parallel. Frames at a chunk start begin from the content, as in
@@ -29,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -37,11 +53,19 @@ from pathlib import Path
 
 import numpy as np
 
-from . import media
+from . import media, style_table, temporal
 from .manifest import Manifest
 
 GEOMETRY_KEYS = ("model", "method", "strength")
 NOT_IN_KEY = ("device", "preview_every")  # do not change the result's meaning
+# Default pairs per geometry chunk when every worker runs on CUDA: the networks' 240 x 240
+# forwards leave a GPU mostly idle one pair at a time, so a forward of 16 pairs costs little
+# more than one, and 16 pairs' inputs are a few MB. On a CPU the forward is compute-bound (the
+# same time per pair, batched or not), the search and the refinement run pair by pair anyway,
+# and a chunk holds its pairs' warps back until all are estimated: measured no faster (slower
+# with 1 worker, docs/PERFORMANCE.md), so CPU workers keep 1. The CUDA value is not measured
+# yet: benchmarks/bench_batch.py --geometry-batch-only --geometry-batch 1 16 --device cuda.
+GPU_GEOMETRY_BATCH = 16
 
 
 @dataclass
@@ -134,17 +158,98 @@ def _texture_options(settings: dict, warm: bool) -> dict:
     return warm_start_options(settings["texture"], warm)
 
 
-def _task_estimate(item: media.InputItem, geometry, settings: dict) -> dict:
-    """The transform of a sequence's reference frame (coherent mode)."""
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
+def _estimate_many(images, geometries, settings, device) -> list:
+    from .estimate import estimate_warps
+
+    options = settings["geometry"]
+    return estimate_warps(images, geometries, model=options["model"], method=options["method"],
+                          strength=options["strength"], device=device, batch_size=len(images))
+
+
+def _task_estimate_chunk(items: list, styles: dict, style_ids: list, settings: dict) -> list:
+    """The transforms of a chunk of pairs (``items[i]`` with style ``styles[style_ids[i]]``),
+    the networks batched: one ``{"output", "transform": dict or None, "error": str or None,
+    "seconds": this pair's share of the time, "batch": pairs per forward}`` per pair.
+
+    An input that cannot be read fails alone; when the batched call raises (a pair too small,
+    out of memory, ...) the chunk is estimated pair by pair, so only the bad pair fails."""
+    started = time.perf_counter()
+    results = [{"output": item.output, "transform": None, "error": None, "seconds": 0.0,
+                "batch": 1} for item in items]
+    images = {}
     device = _worker_device(settings["device"])
-    return _estimate(_read_item(item), geometry, settings, device).to_dict()
+    for index, item in enumerate(items):
+        try:
+            images[index] = _read_item(item)
+        except Exception as error:  # reported by the item that uses it
+            results[index]["error"] = _describe(error)
+    ready = list(images)
+    if len(ready) > 1:
+        try:
+            transforms = _estimate_many([images[i] for i in ready],
+                                        [styles[style_ids[i]] for i in ready], settings, device)
+        except Exception:  # which pair failed is unknown: each pair on its own below
+            transforms = None
+        if transforms is not None:
+            share = (time.perf_counter() - started) / len(ready)
+            for index, transform in zip(ready, transforms, strict=True):
+                results[index].update(transform=transform.to_dict(), seconds=share,
+                                      batch=len(ready))
+            return results
+    for index in ready:
+        mark = time.perf_counter()
+        try:
+            results[index]["transform"] = _estimate(images[index], styles[style_ids[index]],
+                                                    settings, device).to_dict()
+        except Exception as error:
+            results[index]["error"] = _describe(error)
+        results[index]["seconds"] = time.perf_counter() - mark
+    return results
+
+
+def _resolve(estimate) -> dict:
+    """One pair's estimate out of a reference: ``{"chunk": chunk result, "position": i}`` (a
+    ``_task_estimate_chunk`` result), or ``{"estimate": dict}`` (known before the run)."""
+    if "chunk" in estimate:
+        return estimate["chunk"][estimate["position"]]
+    return estimate["estimate"]
+
+
+def _task_smooth(position: int, estimates: list, settings: dict, shape) -> dict:
+    """Frame ``position`` of its window's per-frame estimates (references, ``_resolve``),
+    smoothed over the window (a neighbour whose estimate failed is left out; the frame's own
+    failure is its error)."""
+    from .transforms import transform_from_dict
+
+    estimates = [_resolve(e) for e in estimates]
+    own = estimates[position]
+    cost = {k: own[k] for k in ("seconds", "batch") if k in own}  # its chunk's, for its entry
+    if own["error"] is not None:
+        return {"transform": None, "estimated": None, "error": own["error"], **cost}
+    options = settings["per_frame"]
+    try:
+        transforms = [transform_from_dict(e["transform"]) if e["error"] is None else None
+                      for e in estimates]
+        smoothed = temporal.smooth_transforms(transforms, options["smooth_frames"],
+                                              options["smooth_kernel"], shape)[position]
+        return {"transform": smoothed.to_dict(), "estimated": own["transform"], "error": None,
+                **cost}
+    except Exception as error:
+        return {"transform": None, "estimated": own["transform"], "error": _describe(error),
+                **cost}
 
 
 def _task_item(item: media.InputItem, geometry, texture, settings: dict, transform=None,
                previous=None) -> dict:
     """Process one image or frame; never raises (a failure is a result with its error).
 
-    ``transform``: a transform dict shared by a sequence (coherent mode), or None to estimate.
+    ``transform``: the item's geometry when it was estimated elsewhere, a reference to its
+    chunk's result (``_resolve``) or ``_task_smooth``'s result (per-frame geometry), or None
+    to estimate it here when there is a ``geometry`` style.
     ``previous``: the previous frame's result (coherent texture: its output is the warm start),
     or its output image read back from disk by a resumed run.
     """
@@ -154,7 +259,8 @@ def _task_item(item: media.InputItem, geometry, texture, settings: dict, transfo
     started = time.perf_counter()
     before = _models_cached()
     result = {"output": item.output, "status": "failed", "timings": {}, "transform": None,
-              "error": None, "data": None, "device": None, "worker": _worker_name()}
+              "estimated": None, "error": None, "data": None, "device": None,
+              "worker": _worker_name()}
     timings = result["timings"]
     try:
         device = _worker_device(settings["device"])
@@ -168,11 +274,22 @@ def _task_item(item: media.InputItem, geometry, texture, settings: dict, transfo
         image = _read_item(item)
         timings["read"] = time.perf_counter() - started
         if isinstance(transform, dict):
-            transform = transform_from_dict(transform)
-        elif settings["geometry"] is not None:
+            own = True  # _task_smooth's result: the frame's own estimate, smoothed
+            if "chunk" in transform or "estimate" in transform:
+                transform = _resolve(transform)
+                own = transform.get("output") == item.output  # not the sequence's reference
+            if own and "batch" in transform:  # estimated in a chunk: its share of the time
+                timings["geometry"] = transform["seconds"]
+                result["geometry_batch"] = transform["batch"]
+            if transform["error"] is not None:
+                raise ValueError(f"the geometry could not be estimated ({transform['error']})")
+            result["estimated"] = transform.get("estimated")
+            transform = transform_from_dict(transform["transform"])
+        elif geometry is not None:
             mark = time.perf_counter()
             transform = _estimate(image, geometry, settings, device)
             timings["geometry"] = time.perf_counter() - mark
+            result["geometry_batch"] = 1
         output = image
         if transform is not None:
             mark = time.perf_counter()
@@ -251,8 +368,9 @@ class _Plan:
     folder: Path
     items: list
     sequences: list
-    geometry: object
-    texture: object
+    styles: dict  # style id -> array (or list of arrays: several texture styles)
+    item_styles: dict  # item output -> (geometry style id or None, texture style id or None)
+    described: dict  # style id -> its path or a description of the array
     settings: dict
     keys: dict
     todo: list
@@ -269,59 +387,142 @@ def _check_texture_options(texture, options: dict) -> None:
     iter_texture_transfer(np.zeros((64, 64, 3), np.float32), texture, **options).close()
 
 
-def _plan(inputs, output_dir, geometry_style, texture_style, *, device, overwrite, coherent,
-          chunk, model, method, strength, texture_options) -> _Plan:
+class _Styles:
+    """Each distinct style read once: ``add`` gives its id; ``arrays``, ``digests``,
+    ``described`` by id."""
+
+    def __init__(self):
+        self.arrays, self.digests, self.described, self._ids = {}, {}, {}, {}
+
+    def add(self, style, stage: str, name: str) -> str:
+        from .estimate import MIN_SIZE
+        from .images import validate_image
+
+        same = (stage, str(Path(style).resolve()) if isinstance(style, (str, Path)) else
+                tuple(map(str, style)) if isinstance(style, (list, tuple)) and all(
+                    isinstance(s, (str, Path)) for s in style) else id(style))
+        if same in self._ids:
+            return self._ids[same]
+        array, digests, described = _load_style(style, name)
+        if stage == "geometry":
+            validate_image(array, name, min_size=MIN_SIZE)
+        ident = f"{stage}{len(self._ids)}"
+        self._ids[same] = ident
+        self.arrays[ident], self.digests[ident], self.described[ident] = array, digests, described
+        return ident
+
+
+def _targets(items, sequences) -> list:
+    """What a style row can name: each image, and each video or stack as a whole."""
+    return ([style_table.Target(i.output, i.source) for i in items if i.sequence is None]
+            + [style_table.Target(s.output, s.source) for s in sequences])
+
+
+def _assign_styles(items, sequences, geometry_style, texture_style, styles, store: _Styles):
+    """``({item output: (geometry id, texture id)}, table description)``; every target gets its
+    row's styles, else the defaults, and must end up with at least one stage."""
+    rows, table = ([], None) if styles is None else style_table.load_rows(styles)
+    matched = style_table.match_rows(rows, _targets(items, sequences))
+    defaults = {"geometry_style": geometry_style, "texture_style": texture_style}
+    chosen, bare = {}, []
+    for target in _targets(items, sequences):
+        row = matched.get(target.output)
+        ids = []
+        for column, stage in zip(style_table.STYLE_COLUMNS, ("geometry", "texture")):
+            style = row.styles[column] if row is not None else None
+            if style is None:
+                style = defaults[column]
+            if style is None or style is style_table.OFF:
+                ids.append(None)
+                continue
+            where = f"{stage} style" if row is None or row.styles[column] is None else (
+                f"{stage} style of {target.source} ({row.where})")
+            ids.append(store.add(style, stage, where))
+        if ids == [None, None]:
+            bare.append(target.source)
+        chosen[target.output] = tuple(ids)
+    if bare:
+        more = f" and {len(bare) - 3} more" if len(bare) > 3 else ""
+        raise ValueError(f"no style for {', '.join(bare[:3])}{more}: name it in the styles table "
+                         "or give a default geometry style (--geometry-style) and/or texture "
+                         "style (--texture-style)")
+    by_sequence = {s.output: chosen[s.output] for s in sequences}
+    item_styles = {i.output: by_sequence[i.sequence] if i.sequence is not None else chosen[i.output]
+                   for i in items}
+    return item_styles, table
+
+
+def _plan(inputs, output_dir, geometry_style, texture_style, *, styles, device, overwrite,
+          coherent, chunk, model, method, strength, geometry_per_frame, smooth_frames,
+          smooth_kernel, geometry_batch, texture_options) -> _Plan:
     import importlib.util
 
     from .. import __version__
-    from .estimate import MIN_SIZE, check_options
+    from .estimate import check_options
     from .transforms import check_strength
 
-    if geometry_style is None and texture_style is None:
-        raise ValueError("give a geometry style (to warp), a texture style (to style), or both.")
+    if geometry_style is None and texture_style is None and styles is None:
+        raise ValueError("give a geometry style (to warp), a texture style (to style), or both "
+                         "(or a styles table: one per input).")
     if importlib.util.find_spec("distributed") is None:
         raise ValueError("batch runs on Dask: pip install 'napari-geostyle[batch]' "
                          "(dask.distributed and imageio-ffmpeg).")
     if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
         raise ValueError(f"chunk must be a whole number of frames >= 1 or None; got {chunk!r}.")
-    geometry = texture = None
-    parts = {"version": 1}
-    if geometry_style is not None:
-        check_options(model, method, "embedded")
-        geometry, digests, _described = _load_style(geometry_style, "geometry style")
-        from .images import validate_image
-
-        validate_image(geometry, "geometry style", min_size=MIN_SIZE)
-        parts["geometry"] = {"style": digests, "model": model, "method": method,
-                             "strength": check_strength(strength)}
-    if texture_style is not None:
-        texture, digests, _ = _load_style(texture_style, "texture style")
-        texture_options = {**texture_options, "preview_every": 0}
-        _check_texture_options(texture, texture_options)
-        parts["texture"] = {"style": digests, **{k: v for k, v in texture_options.items()
-                                                 if k not in NOT_IN_KEY}}
+    if geometry_batch is not None and (isinstance(geometry_batch, bool) or not isinstance(
+            geometry_batch, int) or geometry_batch < 1):
+        raise ValueError(f"geometry_batch must be a whole number of pairs >= 1 or None (the "
+                         f"default for the workers' devices); got {geometry_batch!r}.")
+    per_frame = temporal.per_frame_options(geometry_per_frame, smooth_frames, smooth_kernel,
+                                           coherent)
+    check_options(model, method, "embedded")
+    strength = check_strength(strength)
+    texture_options = {**texture_options, "preview_every": 0}
     items, sequences = media.collect_inputs(inputs)
+    store = _Styles()
+    item_styles, table = _assign_styles(items, sequences, geometry_style, texture_style, styles,
+                                        store)
+    uses_geometry = any(g is not None for g, _ in item_styles.values())
+    textures = [store.arrays[t] for _, t in item_styles.values() if t is not None]
+    if textures:
+        _check_texture_options(textures[0], texture_options)
+    geometry_options = {"model": model, "method": method, "strength": strength}
+    texture_key = {k: v for k, v in texture_options.items() if k not in NOT_IN_KEY}
+
+    def parts(output: str) -> dict:  # what an output's result depends on, but the input
+        geometry, texture = item_styles[output]
+        result = {"version": 1}
+        if geometry is not None:
+            result["geometry"] = {"style": store.digests[geometry], **geometry_options}
+        if texture is not None:
+            result["texture"] = {"style": store.digests[texture], **texture_key}
+        return result
+
     folder = Path(output_dir).expanduser()
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"output folder {folder} is a file: give a folder")
     manifest = Manifest(folder)
-    settings = {"device": device, "texture": texture_options if texture is not None else None,
-                "geometry": ({"model": model, "method": method, "strength": strength}
-                             if geometry is not None else None)}
+    settings = {"device": device, "texture": texture_options if textures else None,
+                "geometry": geometry_options if uses_geometry else None,
+                "per_frame": per_frame, "geometry_batch": geometry_batch}
 
     keys, previous_key = {}, {}
     for sequence in sequences:
-        reference = sequence.items[0].digest
-        for index, item in enumerate(sequence.items):
+        frames = sequence.items
+        geometry, texture = item_styles[frames[0].output]
+        for index, item in enumerate(frames):
             extra = {"coherent": bool(coherent)}
-            if coherent and geometry is not None:
-                extra["reference"] = reference
-            if coherent and texture is not None and index % (chunk or len(sequence.items)):
+            if coherent and geometry is not None and per_frame is None:
+                extra["reference"] = frames[0].digest
+            elif coherent and geometry is not None:  # its window's frames and the smoothing
+                window = temporal.window_range(index, len(frames), per_frame["smooth_frames"])
+                extra["per_frame"] = {**per_frame, "window": [frames[j].digest for j in window]}
+            if coherent and texture is not None and index % (chunk or len(frames)):
                 extra["previous"] = previous_key[sequence.output]
-            keys[item.output] = _key({**parts, "input": item.digest, **extra})
+            keys[item.output] = _key({**parts(item.output), "input": item.digest, **extra})
             previous_key[sequence.output] = keys[item.output]
     for item in items:
-        keys.setdefault(item.output, _key({**parts, "input": item.digest}))
+        keys.setdefault(item.output, _key({**parts(item.output), "input": item.digest}))
     for sequence in sequences:
         keys[sequence.output] = _key([keys[i.output] for i in sequence.items])
 
@@ -336,18 +537,27 @@ def _plan(inputs, output_dir, geometry_style, texture_style, *, device, overwrit
             f"{folder / existing[0]}{more} already exist(s) and were not made by this batch "
             "with the same inputs and options: pass overwrite=True (--overwrite) to replace "
             "them, or choose another output folder.")
+
+    def default_digests(style, stage):
+        return None if style is None else store.digests[store.add(style, stage, f"{stage} style")]
+
     manifest.header = {
         "package": {"name": "napari-geostyle", "version": __version__},
         "options": {"geometry": settings["geometry"], "texture": settings["texture"],
-                    "device": device, "coherent": bool(coherent), "chunk": chunk},
-        "geometry_style": parts.get("geometry", {}).get("style"),
-        "texture_style": parts.get("texture", {}).get("style"),
+                    "device": device, "coherent": bool(coherent), "chunk": chunk,
+                    "geometry_per_frame": per_frame is not None,
+                    "smooth_frames": (per_frame or {}).get("smooth_frames"),
+                    "smooth_kernel": (per_frame or {}).get("smooth_kernel"),
+                    "geometry_batch": geometry_batch},
+        "geometry_style": default_digests(geometry_style, "geometry"),
+        "texture_style": default_digests(texture_style, "texture"),
+        "styles_table": table,
         "inputs": [str(i) for i in inputs] if isinstance(inputs, (list, tuple)) and not any(
             isinstance(i, np.ndarray) for i in inputs) else (
             str(inputs) if isinstance(inputs, (str, Path)) else "arrays"),
     }
-    return _Plan(folder, items, sequences, geometry, texture, settings, keys, todo, skipped,
-                 manifest, bool(coherent), chunk)
+    return _Plan(folder, items, sequences, store.arrays, item_styles, store.described, settings,
+                 keys, todo, skipped, manifest, bool(coherent), chunk)
 
 
 # --------------------------------------------------------------------------- running
@@ -373,49 +583,159 @@ def _start_client(scheduler, workers, processes, device):
                      f"got {scheduler!r}.")
 
 
-def _submit(plan: _Plan, client) -> list:
-    """Submit every pending item; the futures, in input order."""
-    geometry = client.scatter(plan.geometry, broadcast=True) if plan.geometry is not None else None
-    texture = client.scatter(plan.texture, broadcast=True) if plan.texture is not None else None
+def _geometry_batch(requested, warm: dict) -> int:
+    """Pairs per geometry chunk: ``requested``, else ``GPU_GEOMETRY_BATCH`` when every worker
+    that warmed up runs on CUDA, else 1 (``warm``: ``_warm_up``'s result by worker)."""
+    if requested is not None:
+        return requested
+    devices = [value["device"] for value in warm.values() if isinstance(value, dict)
+               and "device" in value]
+    on_cuda = bool(devices) and all(device.startswith("cuda") for device in devices)
+    return GPU_GEOMETRY_BATCH if on_cuda else 1
+
+
+class _GeometryChunks:
+    """The geometry estimates of a run: ``add`` gives a pair's reference (see ``_resolve``),
+    ``submit`` groups the pairs in order into chunks, one ``_task_estimate_chunk`` each, and
+    fills the references with their chunk's future and position."""
+
+    def __init__(self):
+        self.pairs, self.references = [], []
+
+    def add(self, item: media.InputItem, style_id: str) -> dict:
+        reference = {"chunk": None, "position": None}
+        self.pairs.append((item, style_id))
+        self.references.append(reference)
+        return reference
+
+    def submit(self, client, scattered: dict, settings: dict, size: int, workers: int) -> int:
+        """Submit the chunks (up to ``size`` pairs each); returns the chunk size used."""
+        if not self.pairs:
+            return size
+        # few pairs: smaller chunks, so that every worker gets one rather than one worker all
+        size = max(1, min(size, math.ceil(len(self.pairs) / max(workers, 1))))
+        for start in range(0, len(self.pairs), size):
+            pairs = self.pairs[start:start + size]
+            style_ids = [style_id for _, style_id in pairs]
+            future = client.submit(_task_estimate_chunk, [item for item, _ in pairs],
+                                   {i: scattered[i] for i in sorted(set(style_ids))}, style_ids,
+                                   settings, pure=False)
+            for position, reference in enumerate(self.references[start:start + size]):
+                reference.update(chunk=future, position=position)
+        return size
+
+
+@dataclass
+class _Smoothing:
+    """A frame's per-frame geometry: its position in its window and the window's estimates."""
+
+    position: int
+    estimates: list
+    shape: tuple
+
+
+def _known_estimate(plan: _Plan, frame: media.InputItem) -> dict | None:
+    """A finished frame's own per-frame estimate, from the manifest (its key holds the style,
+    options and window): a resumed run does not estimate it again for its neighbours."""
+    if not plan.manifest.finished(frame.output, plan.keys[frame.output]):
+        return None
+    known = plan.manifest.entries[frame.output].get("estimated_transform")
+    return None if known is None else {"estimate": {"transform": known, "error": None}}
+
+
+def _sequence_geometry(plan: _Plan, chunks: _GeometryChunks, sequence, geometry_id: str,
+                       pending: list) -> dict:
+    """``{frame output: its geometry}`` for a coherent sequence's pending frames: a reference
+    to one estimate (the first frame's) for all, or (per frame) a ``_Smoothing`` of the
+    estimates of its window."""
+    frames, settings = sequence.items, plan.settings
+    if settings["per_frame"] is None:
+        once = chunks.add(frames[0], geometry_id)
+        return {frames[index].output: once for index in pending}
+    estimates, smoothed = {}, {}
+    shape = frames[0].array.shape[:2]
+    for index in pending:
+        window = temporal.window_range(index, len(frames), settings["per_frame"]["smooth_frames"])
+        for j in window:
+            if j not in estimates:
+                estimates[j] = _known_estimate(plan, frames[j]) or chunks.add(frames[j],
+                                                                              geometry_id)
+        smoothed[frames[index].output] = _Smoothing(index - window.start,
+                                                    [estimates[j] for j in window], shape)
+    return smoothed
+
+
+def _submit(plan: _Plan, client, geometry_batch: int, workers: int) -> tuple[list, int]:
+    """Submit every pending item and the geometry chunks they need: ``(the items' futures in
+    input order, the chunk size used)``."""
+    used = {s for pair in plan.item_styles.values() for s in pair if s is not None}
+    scattered = {ident: client.scatter(plan.styles[ident], broadcast=True)
+                 for ident in sorted(used)}
     settings = plan.settings
     todo = {item.output for item in plan.todo}
+    pending = {sequence.output: [index for index, frame in enumerate(sequence.items)
+                                 if frame.output in todo] for sequence in plan.sequences}
+    # first every geometry estimate, so that the chunks exist before the tasks that use them
+    chunks, transforms = _GeometryChunks(), {}
+    for sequence in plan.sequences:
+        geometry_id = plan.item_styles[sequence.items[0].output][0]
+        if pending[sequence.output] and plan.coherent and geometry_id is not None:
+            transforms.update(_sequence_geometry(plan, chunks, sequence, geometry_id,
+                                                 pending[sequence.output]))
+    if geometry_batch > 1:  # at 1, an image's own task estimates it (no extra task)
+        for item in plan.todo:
+            geometry_id = plan.item_styles[item.output][0]
+            if item.output not in transforms and geometry_id is not None:
+                transforms[item.output] = chunks.add(item, geometry_id)
+    size = chunks.submit(client, scattered, settings, geometry_batch, workers)
+    for output, geometry in transforms.items():
+        if isinstance(geometry, _Smoothing):
+            transforms[output] = client.submit(_task_smooth, geometry.position,
+                                               geometry.estimates, settings, geometry.shape,
+                                               pure=False)
     futures, by_output = [], {}
     for sequence in plan.sequences:
         frames = sequence.items
-        if not any(f.output in todo for f in frames):
-            continue
-        transform = None
-        if plan.coherent and plan.geometry is not None:
-            transform = client.submit(_task_estimate, frames[0], geometry, settings, pure=False)
+        geometry_id, texture_id = plan.item_styles[frames[0].output]
+        geometry, texture = scattered.get(geometry_id), scattered.get(texture_id)
         chunk = plan.chunk or len(frames)
-        for index, frame in enumerate(frames):
-            if frame.output not in todo:
-                continue
+        for index in pending[sequence.output]:
+            frame = frames[index]
             previous = None
-            if plan.coherent and plan.texture is not None and index % chunk:
+            if plan.coherent and texture is not None and index % chunk:
                 before = frames[index - 1]
                 previous = by_output.get(before.output)
                 if previous is None:  # finished by an earlier run: start from its file
                     previous = media.decode_image(
                         (plan.folder / before.output).read_bytes(), before.output)
-            future = client.submit(_task_item, frame, geometry, texture, settings, transform,
-                                   previous, pure=False)
+            future = client.submit(_task_item, frame, geometry, texture, settings,
+                                   transforms.get(frame.output), previous, pure=False)
             by_output[frame.output] = future
             futures.append(future)
     for item in plan.todo:
         if item.sequence is None:
-            futures.append(client.submit(_task_item, item, geometry, texture, settings,
-                                         pure=False))
-    return futures
+            geometry_id, texture_id = plan.item_styles[item.output]
+            futures.append(client.submit(_task_item, item, scattered.get(geometry_id),
+                                         scattered.get(texture_id), settings,
+                                         transforms.get(item.output), pure=False))
+    return futures, size
 
 
 def _item_entry(plan: _Plan, item: media.InputItem, result: dict) -> dict:
-    return {"output": item.output, "kind": "item", "source": item.source, "frame": item.frame,
-            "status": result["status"], "key": plan.keys[item.output],
-            "transform": result["transform"], "timings": result["timings"],
-            "device": result["device"], "worker": result["worker"], "error": result["error"],
-            "models_loaded": result.get("models_loaded"), "finished": time.strftime(
-                "%Y-%m-%dT%H:%M:%S%z")}
+    geometry, texture = plan.item_styles[item.output]
+    entry = {"output": item.output, "kind": "item", "source": item.source, "frame": item.frame,
+             "status": result["status"], "key": plan.keys[item.output],
+             "geometry_style": plan.described.get(geometry),
+             "texture_style": plan.described.get(texture),
+             "transform": result["transform"], "timings": result["timings"],
+             "device": result["device"], "worker": result["worker"], "error": result["error"],
+             "models_loaded": result.get("models_loaded"), "finished": time.strftime(
+                 "%Y-%m-%dT%H:%M:%S%z")}
+    if result.get("geometry_batch") is not None:  # pairs in the forward that estimated it
+        entry["geometry_batch"] = result["geometry_batch"]
+    if result.get("estimated") is not None:  # per-frame geometry: the frame's own estimate
+        entry["estimated_transform"] = result["estimated"]
+    return entry
 
 
 def _as_result(plan: _Plan, entry: dict) -> BatchResult:
@@ -471,7 +791,9 @@ def _run(plan: _Plan, client, scheduler, workers, processes) -> Iterator[BatchRe
                                                     {"error": repr(value)})
                                           for address, value in warm.items()}
             by_output = {item.output: item for item in plan.todo}
-            futures = _submit(plan, client)
+            futures, size = _submit(plan, client, _geometry_batch(
+                plan.settings["geometry_batch"], warm), len(warm))
+            manifest.header["options"]["geometry_batch"] = size  # the size used
             for future in as_completed(futures):
                 result = future.result()
                 item = by_output[result["output"]]
@@ -497,35 +819,51 @@ def _run(plan: _Plan, client, scheduler, workers, processes) -> Iterator[BatchRe
 
 
 def batch_geometric_style_transfer(inputs, output_dir, geometry_style=None, texture_style=None,
-                                   client=None, *, scheduler="local", workers=None,
+                                   client=None, *, styles=None, scheduler="local", workers=None,
                                    processes=True, device=None, overwrite=False, coherent=True,
-                                   chunk=None, model="affine+tps", method="network",
-                                   strength=1.0, **texture_options) -> BatchRun:
+                                   chunk=None, geometry_per_frame=False, smooth_frames=5,
+                                   smooth_kernel="gaussian", geometry_batch=None,
+                                   model="affine+tps", method="network", strength=1.0,
+                                   **texture_options) -> BatchRun:
     """Warp (``geometry_style``) and/or style (``texture_style``) every input into
     ``output_dir``; an iterator (:class:`BatchRun`) of :class:`BatchResult`, one per output as
     it completes (skipped ones first, assembled videos and stacks last).
 
     ``inputs``: a folder, a glob, an image / video / multi-page TIFF file, a list of those, a
     list of image arrays or one ``(T, H, W[, C])`` array. Styles: image files or arrays (the
-    texture style may be a list). ``client``: a ``distributed.Client`` to run on; else
+    texture style may be a list). ``styles``: one style per input, a CSV file (columns
+    ``input``, ``geometry_style``, ``texture_style``; paths relative to its folder) or a dict
+    ``{input name: {"geometry_style": ..., "texture_style": ...}}``; inputs it does not name
+    take ``geometry_style`` / ``texture_style`` (see :mod:`napari_geostyle.core.style_table`).
+    ``client``: a ``distributed.Client`` to run on; else
     ``scheduler`` "local" starts a ``LocalCluster`` (``workers`` processes with one thread
     each on CPU; one worker per GPU), or an address ``"tcp://host:port"`` joins a cluster.
     ``processes=False`` runs a local cluster's workers as threads. ``device``: None/"auto"
     (each worker takes its own GPU when there are GPUs) or a device name. ``coherent``: for
     videos and stacks, estimate the geometry once and warm-start each frame's texture from
     the previous frame; ``chunk``: restart the warm-start chain every ``chunk`` frames (chunks
-    run in parallel; None: one chain per sequence). ``model``, ``method``, ``strength``: as
-    :func:`napari_geostyle.estimate_warp`; other keywords are
+    run in parallel; None: one chain per sequence). ``geometry_per_frame`` (coherent mode):
+    estimate the geometry on every frame and smooth it over a centred window of
+    ``smooth_frames`` frames (odd; 1 = no smoothing) with a ``smooth_kernel`` "gaussian"
+    (sigma = window / 4) or "box" window, so the warp follows a moving subject without
+    jitter (:func:`napari_geostyle.core.temporal.smooth_transforms`). ``geometry_batch``: at
+    most this many pairs per geometry task, their networks batched
+    (:func:`napari_geostyle.estimate_warps`; None: ``GPU_GEOMETRY_BATCH`` when every worker
+    runs on CUDA, else 1, where batching gains little). ``model``, ``method``,
+    ``strength``: as :func:`napari_geostyle.estimate_warp`; other keywords are
     :func:`napari_geostyle.iter_texture_transfer`'s options.
 
-    Everything is checked now (``ValueError``), including existing output files that this batch
-    did not finish with the same inputs and options (refused unless ``overwrite``); the work
-    starts on the first ``next()``. ``output_dir/manifest.json`` (and ``manifest.csv``) record
-    each output's status, resume key, transform, options, timings, device and error.
+    Everything is checked now (``ValueError``), including the styles table and existing output
+    files that this batch did not finish with the same inputs and options (refused unless
+    ``overwrite``); the work starts on the first ``next()``. ``output_dir/manifest.json`` (and
+    ``manifest.csv``) record each output's status, resume key, styles, transform, options,
+    timings, device and error.
     """
-    plan = _plan(inputs, output_dir, geometry_style, texture_style, device=device,
+    plan = _plan(inputs, output_dir, geometry_style, texture_style, styles=styles, device=device,
                  overwrite=overwrite, coherent=coherent, chunk=chunk, model=model, method=method,
-                 strength=strength, texture_options=texture_options)
+                 strength=strength, geometry_per_frame=geometry_per_frame,
+                 smooth_frames=smooth_frames, smooth_kernel=smooth_kernel,
+                 geometry_batch=geometry_batch, texture_options=texture_options)
     if scheduler not in (None, "", "local") and not (isinstance(scheduler, str)
                                                      and "://" in scheduler):
         raise ValueError(f"scheduler must be 'local' or an address such as tcp://HOST:8786; "

@@ -19,11 +19,30 @@ size and aspect; ``transforms.affine_from_theta`` / ``tps_from_grid_params`` tur
   a trust region around the network's estimate and fold barriers. The best
   parameters on that objective are kept, and only when they beat the start by ``margin``, so
   it never ends worse than the network's estimate on its own objective. Settings: ``REFINE``.
+- ``estimate_warps`` estimates many pairs with the networks batched: every network pass is one
+  forward of up to ``batch_size`` pairs (``_NetworkStages``), with the same results as
+  ``estimate_warp`` pair by pair (to float rounding). The global search (``init``) and the
+  refinement run pair by pair.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from .warp_params import (
+    compose_thetas,
+    compose_tps,
+    fold_affine_into_tps,
+    identity_params,
+    lattice_xy,
+    output_centres,
+    sample_map,
+    theta_determinant,
+    tps_min_determinant,
+    tps_spline,
+)
 
 MODELS = ("affine", "tps", "affine+tps")
 METHODS = ("network", "refine")
@@ -45,6 +64,8 @@ DEFAULT_PASSES = {
     "affine+tps": {"affine": 1, "tps": 3},
 }
 MAX_PASSES = 8
+# pairs per network forward in ``estimate_warps`` when its batch_size is None
+DEFAULT_BATCH_SIZE = 32
 # Refinement settings, chosen on the tuning split (MODEL_CARD.md). ``margin``: how much lower
 # the objective must end than it started for the refined parameters to replace the network's.
 REFINE = {"trust_weight": 1.0, "affine_iterations": 25, "affine_lr": 0.01,
@@ -83,95 +104,51 @@ def _checkpoint_for(kind: str, model: str, checkpoint):
 
 
 # --------------------------------------------------------------------------- parameter helpers
-def _affine_min_det(theta):
-    """Determinant of each theta's linear part, (B,)."""
-    return theta[:, 0, 0] * theta[:, 1, 1] - theta[:, 0, 1] * theta[:, 1, 0]
-
-
-def _tps_spline(params, grid_size: int):
-    """``(control, coefficients)`` of grid-param TPS sample maps ``params`` (B, 2K^2)."""
-    import torch
-
-    from .images import regular_grid_xy
-    from .transforms import tps_solve
-
-    batch, count = params.shape[0], grid_size * grid_size
-    control = torch.as_tensor(regular_grid_xy(grid_size), dtype=params.dtype,
-                              device=params.device)[None].expand(batch, count, 2)
-    values = torch.stack([params[:, :count], params[:, count:]], 2)
-    return control, tps_solve(control, values)
-
-
-def _tps_min_det(params, grid_size: int, samples: int = 24, spline=None):
-    """Smallest Jacobian determinant of grid-param TPS sample maps over the output, (B,)."""
-    import torch
-
-    from .images import regular_grid_xy
-    from .transforms import tps_jacobian
-
-    control, coefficients = spline or _tps_spline(params, grid_size)
-    points = torch.as_tensor(regular_grid_xy(samples), dtype=params.dtype, device=params.device)
-    jac = tps_jacobian(points[None].expand(params.shape[0], -1, 2), control, coefficients)
-    det = jac[..., 0, 0] * jac[..., 1, 1] - jac[..., 0, 1] * jac[..., 1, 0]
-    return det.amin(1)
-
-
 def damp_folding(kind: str, params, grid_size: int = 3):
     """``(params, factor)``: ``params`` (P,) shrunk toward the identity until it does not fold.
 
     ``factor`` is 1.0 when the prediction was fine, smaller when it was damped.
     """
+    rows, factors = damp_folding_rows(kind, params[None], grid_size)
+    return rows[0], factors[0]
+
+
+def damp_folding_rows(kind: str, params, grid_size: int = 3):
+    """``damp_folding`` of every row of ``params`` (B, P) at once: ``(rows (B, P), factors)``
+    with one factor per row."""
     import torch
 
-    from .geonet import identity_parameters
-
-    identity = identity_parameters(kind, grid_size).to(params)
+    batch, count = params.shape
+    identity = identity_params(kind, grid_size).to(params)
     factors = torch.tensor(_DAMPING, dtype=params.dtype, device=params.device)
-    candidates = identity[None] + factors[:, None] * (params[None] - identity[None])
+    # (B, D, P): each row moved toward the identity by every damping factor
+    candidates = identity + factors[:, None] * (params[:, None] - identity)
+    flat = candidates.reshape(-1, count)
     if kind == "affine":
-        det = _affine_min_det(candidates.reshape(-1, 2, 3))
+        det = theta_determinant(flat.reshape(-1, 2, 3))
     else:
-        det = _tps_min_det(candidates, grid_size)
-    ok = (det > FOLD_MARGIN).nonzero()
-    index = int(ok[0, 0]) if len(ok) else len(_DAMPING) - 1
-    return candidates[index], float(factors[index])
-
-
-def _centres(height: int, width: int, device):
-    import torch
-    import torch.nn.functional as F
-
-    from .images import ALIGN_CORNERS
-
-    identity = torch.eye(2, 3, device=device)[None]
-    return F.affine_grid(identity, [1, 1, height, width], align_corners=ALIGN_CORNERS)
-
-
-def _sample_map(theta, tps, points, grid_size: int, spline=None):
-    """A(T(p)) for (1, M, 2) normalised output points; ``theta``/``tps`` None = identity.
-
-    ``spline``: ``_tps_spline(tps[None])`` when already computed.
-    """
-    from .transforms import affine_sample_points, tps_evaluate
-
-    if tps is not None:
-        control, coefficients = spline or _tps_spline(tps[None], grid_size)
-        points = tps_evaluate(points, control, coefficients)
-    if theta is not None:
-        points = affine_sample_points(theta.reshape(1, 2, 3), points)
-    return points
+        det = tps_min_determinant(flat, grid_size)
+    ok = (det > FOLD_MARGIN).reshape(batch, len(_DAMPING))
+    # the first factor that does not fold; the last (the identity) when every one folds
+    index = torch.where(ok.any(1), ok.int().argmax(1), len(_DAMPING) - 1)
+    rows = candidates[torch.arange(batch, device=params.device), index]
+    return rows, factors[index].tolist()
 
 
 def _warp_tensor(image, theta, tps, grid_size: int, spline=None):
-    """Warp a (1, C, H, W) tensor by A(T(p)), mirror padding (as the training pairs)."""
+    """Warp a (B, C, H, W) tensor by theta(tps(p)), mirror padding (as the training pairs).
+
+    ``theta``: (B, 2, 3) or None; ``tps``: (B, 2 K^2) or None (one (2, 3) / (2 K^2,) when B
+    is 1), each row warping its own image.
+    """
     import torch.nn.functional as F
 
     from .images import ALIGN_CORNERS
 
-    _, _, h, w = image.shape
-    grid = _sample_map(theta, tps, _centres(h, w, image.device).reshape(1, h * w, 2), grid_size,
-                       spline)
-    return F.grid_sample(image, grid.reshape(1, h, w, 2).to(image.dtype), mode="bilinear",
+    batch, _, h, w = image.shape
+    grid = sample_map(output_centres(batch, h, w, device=image.device), theta, tps, grid_size,
+                      spline)
+    return F.grid_sample(image, grid.reshape(batch, h, w, 2).to(image.dtype), mode="bilinear",
                          padding_mode="reflection", align_corners=ALIGN_CORNERS)
 
 
@@ -199,17 +176,15 @@ class _FeatureObjective:
     def __init__(self, trunk, content, style, grid_size: int):
         import torch
 
-        from .geonet import _classes
-        from .images import regular_grid_xy
+        from .geonet_modules import l2_normalize
 
-        self.normalize = _classes()["l2_normalize"]
+        self.normalize = l2_normalize
         self.trunk, self.content, self.grid_size = trunk, content, grid_size
         self.style_image = style
         with torch.no_grad():
             self.style = {t: self.normalize(f.float())
                           for t, f in trunk(style, taps=self.taps).items()}
-        self.lattice = torch.as_tensor(regular_grid_xy(5), dtype=torch.float32,
-                                       device=content.device)[None]
+        self.lattice = lattice_xy(5, content.device)[None]
         self.anchor = None
 
     def set_anchor(self, theta, tps):
@@ -217,14 +192,14 @@ class _FeatureObjective:
         import torch
 
         with torch.no_grad():
-            self.anchor = _sample_map(theta, tps, self.lattice, self.grid_size)
+            self.anchor = sample_map(self.lattice, theta, tps, self.grid_size)
 
     def __call__(self, theta, tps, taps=None):
         import torch
 
         total = 0.0
         taps = taps or self.taps
-        spline = None if tps is None else _tps_spline(tps[None], self.grid_size)
+        spline = None if tps is None else tps_spline(tps[None], self.grid_size)
         warped = _warp_tensor(self.content, theta, tps, self.grid_size, spline)
         features = self.trunk(warped, taps=taps)
         for tap in taps:
@@ -239,13 +214,13 @@ class _FeatureObjective:
             # no bending penalty: one toward the identity pulls the TPS off the network's estimate
             # (the tuning split's refine error fell from 6.90% to 5.70% without it); the trust
             # region already keeps the refinement near that estimate, the barrier keeps it unfolded
-            det = _tps_min_det(tps[None], self.grid_size, samples=10, spline=spline)
+            det = tps_min_determinant(tps[None], self.grid_size, samples=10, spline=spline)
             total = total + self.fold_weight * torch.relu(0.1 - det).pow(2).sum()
         if theta is not None:
-            det = _affine_min_det(theta.reshape(1, 2, 3))
+            det = theta_determinant(theta.reshape(1, 2, 3))
             total = total + self.fold_weight * torch.relu(0.1 - det).pow(2).sum()
         if self.anchor is not None:
-            moved = _sample_map(theta, tps, self.lattice, self.grid_size, spline) - self.anchor
+            moved = sample_map(self.lattice, theta, tps, self.grid_size, spline) - self.anchor
             total = total + self.trust_weight * moved.pow(2).sum(-1).mean()
         return total
 
@@ -283,52 +258,25 @@ def _optimise(objective, theta, tps, which: str, iterations: int, lr: float):
     return (*unpack(best), best_value)
 
 
-# --------------------------------------------------------------------------- main entry
-def _compose_theta(outer, inner):
-    """theta (2, 3) of the sample map ``p -> outer(inner(p))`` (both (2, 3))."""
-    import torch
+# --------------------------------------------------------------------------- network stages
+@dataclass
+class WarpParameters:
+    """What ``estimate_parameters`` found for one pair: the sample map ``theta(tps(p))`` in
+    normalised coordinates (``warp_params``), and how it was reached."""
 
-    linear = outer[:, :2] @ inner[:, :2]
-    shift = outer[:, :2] @ inner[:, 2] + outer[:, 2]
-    return torch.cat([linear, shift[:, None]], 1)
-
-
-def _tps_basis(points, grid_size: int):
-    """(M, K^2) matrix B: a grid-param TPS evaluated at ``points`` (M, 2) is ``B @ values``.
-
-    A TPS through fixed control points is linear in the values it takes there.
-    """
-    import torch
-
-    from .images import regular_grid_xy
-    from .transforms import tps_evaluate, tps_solve
-
-    count = grid_size * grid_size
-    control = torch.as_tensor(regular_grid_xy(grid_size), dtype=points.dtype,
-                              device=points.device)[None].expand(count, count, 2)
-    unit = torch.eye(count, dtype=points.dtype, device=points.device)
-    values = torch.stack([unit, torch.zeros_like(unit)], 2)  # value e_b in x, 0 in y
-    spline = tps_solve(control, values)
-    return tps_evaluate(points[None].expand(count, -1, 2), control, spline)[..., 0].T
+    theta: np.ndarray | None  # (2, 3) float64; None: no affine part
+    tps: np.ndarray | None  # (2 K^2,) float64 grid params; None: no TPS part
+    grid_size: int  # K of the TPS's K x K control grid
+    # ``{"affine": [...], "tps": [...]}``: the damping factor of each network pass per stage
+    # (1.0: the prediction did not fold), over every start the networks ran from
+    damped: dict
+    start: str  # the start kept by ``_best_layout``, one of ``START_NAMES``
+    objective: tuple | None = None  # refine: the feature objective's (start, end) values
 
 
-def _compose_tps(outer, inner, grid_size: int, lattice_size: int = 20):
-    """Grid params of the TPS closest (least squares on a lattice) to ``outer(inner(p))``.
-
-    Two TPS do not compose into one exactly; on the stage's residuals (small, smooth) the
-    least-squares fit differs from the composition by a small fraction of a percent.
-    """
-    import torch
-
-    from .images import regular_grid_xy
-
-    lattice = torch.as_tensor(regular_grid_xy(lattice_size), dtype=torch.float64,
-                              device=outer.device)
-    target = _sample_map(None, outer.double(), _sample_map(None, inner.double(), lattice[None],
-                                                           grid_size), grid_size)[0]
-    basis = _tps_basis(lattice, grid_size)
-    fitted = torch.linalg.lstsq(basis, target).solution  # (K^2, 2)
-    return torch.cat([fitted[:, 0], fitted[:, 1]]).to(outer.dtype)
+# where the network stages may start (``estimate_parameters``): no warp, the global search
+# followed by the networks, or the global search alone
+START_NAMES = ("identity", "search", "search only")
 
 
 def initial_theta(content, style, init: str):
@@ -343,37 +291,44 @@ def initial_theta(content, style, init: str):
     return search_similarity(content, style, descriptor=descriptor).to(content.device)
 
 
-def _best_layout(candidates: dict, content, style, grid_size: int):
-    """``(theta, tps, name)`` of the candidate whose warped content best matches the style's
-    edge layout (``matching.layout_similarity``).
+def _initial_thetas(content, style, init: str):
+    """``initial_theta`` of every pair of a (B, 3, S, S) batch, as (B, 2, 3); None for
+    "identity". The search runs pair by pair (``matching`` works on one pair)."""
+    import torch
 
-    The networks, trained on same-image pairs, refine well from nearby but may drift when the
-    content is another object: this keeps whichever start, or the search on its own, lines the
-    two images up best.
+    if init == "identity":
+        return None
+    return torch.stack([initial_theta(content[i:i + 1], style[i:i + 1], init)
+                        for i in range(content.shape[0])])
+
+
+def _best_layout(candidates: dict, content, style, grid_size: int):
+    """``(theta, tps, names)``: for each pair of the batch, the candidate whose warped content
+    best matches the style's edge layout (``matching.layout_similarity``).
+
+    ``candidates``: ``{name: (theta (B, 2, 3) or None, tps (B, P) or None)}``; ``content``,
+    ``style``: (B, 3, S, S). The networks, trained on same-image pairs, refine well from nearby
+    but may drift when the content is another object: this keeps whichever start, or the
+    search on its own, lines the two images up best.
     """
     import torch
 
     from .matching import layout_similarity
 
-    if len(candidates) == 1:
-        name, (theta, tps) = next(iter(candidates.items()))
-        return theta, tps, name
     names = list(candidates)
+    batch = content.shape[0]
+    if len(names) == 1:
+        return (*candidates[names[0]], names * batch)
     warped = [_warp_tensor(content, *candidates[n], grid_size) for n in names]
-    scores = layout_similarity(torch.cat(warped, 0), style.expand(len(names), -1, -1, -1))
-    name = names[int(scores.argmax())]
-    return (*candidates[name], name)
+    scores = layout_similarity(torch.cat(warped, 0), style.repeat(len(names), 1, 1, 1))
+    best = scores.reshape(len(names), batch).argmax(0).tolist()
 
+    def pick(part):  # 0: theta, 1: tps; one row per pair, from that pair's best candidate
+        if candidates[names[0]][part] is None:
+            return None
+        return torch.stack([candidates[names[best[i]]][part][i] for i in range(batch)])
 
-def _fold_affine_into_tps(theta, tps, grid_size: int):
-    """Grid params of ``p -> theta(tps(p))``: a TPS is linear in its control values, so an
-    affine applied after it is the same TPS with the affine applied to those values."""
-    import torch
-
-    count = grid_size * grid_size
-    values = torch.stack([tps[:count], tps[count:]], 1)  # (K^2, 2) normalised (x, y)
-    moved = values @ theta[:, :2].T + theta[:, 2]
-    return torch.cat([moved[:, 0], moved[:, 1]])
+    return pick(0), pick(1), [names[b] for b in best]
 
 
 def stage_passes(model: str, passes=None) -> dict:
@@ -409,108 +364,198 @@ def _objective_trunk(nets: dict, trunk: str, device):
     return nets["affine"].trunk
 
 
-def estimate_parameters(content, style, model: str = "affine+tps", method: str = "network",
-                        device=None, trunk: str = "embedded", checkpoint=None,
-                        passes=None, refine_iterations: int | None = None,
-                        init: str = "search"):
-    """Normalised parameters: ``{"theta": (2, 3) or None, "tps": (2K^2,) or None, ...}``.
+def _load_networks(model: str, trunk: str, checkpoint, device) -> dict:
+    """``{"affine": net, "tps": net}``, the networks ``model`` uses (cached by ``geonet``)."""
+    from .geonet import load_geometry_model
 
-    ``content``/``style`` are (1, 3, H, W) RGB tensors in 0..1 on ``device``. Also returns
-    ``"damped"`` (the damping factors applied) and, for refine, ``"objective"`` (start, end).
-    ``passes``: network passes per stage (see ``estimate_warp``); ``refine_iterations``: Adam
-    steps of the refinement (None = ``REFINE``'s).
+    return {kind: load_geometry_model(kind, trunk, _checkpoint_for(kind, model, checkpoint),
+                                      device)
+            for kind in DEFAULT_PASSES[model]}  # its stages, in order
+
+
+def _damp_rows(kind: str, params, grid_size: int, damped: list):
+    """``damp_folding_rows`` of ``params`` (B, P); each row's factor is appended to
+    ``damped[row]``."""
+    rows, factors = damp_folding_rows(kind, params, grid_size)
+    for record, factor in zip(damped, factors, strict=True):
+        record.append(factor)
+    return rows
+
+
+class _NetworkStages:
+    """The network passes of ``model`` on a batch of prepared pairs (B, 3, S, S): every pass
+    runs the network once for the whole batch. ``damped[i]`` collects pair i's damping."""
+
+    def __init__(self, nets: dict, counts: dict, model: str, content, style):
+        self.nets, self.counts, self.model = nets, counts, model
+        self.content, self.style = content, style
+        self.grid_size = nets["tps"].grid_size if "tps" in nets else 3
+        self.damped = [{"affine": [], "tps": []} for _ in range(content.shape[0])]
+
+    def affine(self, theta):
+        """(B, 2, 3) after the affine passes from ``theta`` (None: the identity)."""
+        for _ in range(self.counts["affine"]):
+            # each pass sees the content warped by the estimate so far (CNNGeometric's
+            # iterative use) and predicts the residual, composed on the output side
+            source = self.content if theta is None else _warp_tensor(self.content, theta, None,
+                                                                      self.grid_size)
+            residual = _damp_rows("affine", self.nets["affine"](source, self.style),
+                                  self.grid_size, [d["affine"] for d in self.damped])
+            residual = residual.reshape(-1, 2, 3)
+            theta = residual if theta is None else compose_thetas(theta, residual)
+        return theta
+
+    def tps(self, theta):
+        """(B, 2 K^2) after the TPS passes on the content warped by ``theta``."""
+        import torch
+
+        grid_size, tps = self.grid_size, None
+        for _ in range(self.counts["tps"]):
+            source = self.content if theta is None and tps is None else _warp_tensor(
+                self.content, theta, tps, grid_size)
+            residual = _damp_rows("tps", self.nets["tps"](source, self.style), grid_size,
+                                  [d["tps"] for d in self.damped])
+            if tps is None:
+                tps = residual
+            else:  # two TPS compose into one only by a fit, pair by pair
+                composed = torch.stack([compose_tps(outer, inner, grid_size)
+                                        for outer, inner in zip(tps, residual, strict=True)])
+                tps = damp_folding_rows("tps", composed, grid_size)[0]
+        return tps
+
+    def model_form(self, theta, tps):
+        """``(theta, tps)`` as ``model`` answers: a TPS model folds an affine into its TPS
+        (an affine after a TPS is a TPS, exactly)."""
+        import torch
+
+        if self.model == "tps" and theta is not None:
+            return None, torch.stack([fold_affine_into_tps(t, p, self.grid_size)
+                                      for t, p in zip(theta, tps, strict=True)])
+        return theta, tps
+
+    def __call__(self, theta):
+        """``(theta, tps)`` in the model's form, the networks run from ``theta`` (None or
+        (B, 2, 3))."""
+        if "affine" in self.nets:
+            theta = self.affine(theta)
+        return self.model_form(theta, self.tps(theta) if "tps" in self.nets else None)
+
+    def starts(self, init: str) -> dict:
+        """``{name: (theta, tps)}`` of every start in ``START_NAMES`` that ``init`` allows."""
+        starts = {"identity": self(None)}
+        if init != "identity":
+            searched = _initial_thetas(self.content, self.style, init)
+            starts["search"] = self(searched)
+            # the search alone, in the model's own form (an identity TPS where it has one)
+            identity_tps = None if "tps" not in self.nets else identity_params(
+                "tps", self.grid_size).to(searched).repeat(len(searched), 1)
+            starts["search only"] = self.model_form(searched, identity_tps)
+        return starts
+
+
+def _refine(objective, theta, tps, iterations: int | None):
+    """``(theta, tps, (start, end))``: the refinement of one pair's estimate on ``objective``
+    (a ``_FeatureObjective``), kept only when it ends ``REFINE["margin"]`` below its start."""
+    import torch
+
+    objective.trust_weight = REFINE["trust_weight"]
+    objective.layout_weight = REFINE["layout_weight"]
+    objective.set_anchor(theta, tps)
+    with torch.no_grad():
+        start_value = float(objective(theta, tps))
+    candidates = [(start_value, theta, tps)]
+    with torch.enable_grad():
+        if tps is None:
+            theta, _, value = _optimise(objective, theta, tps, "affine",
+                                        iterations or REFINE["affine_iterations"],
+                                        REFINE["affine_lr"])
+        else:
+            # only the TPS moves: it holds an affine part of its own, and moving the
+            # affine under it as well did worse on the tuning split, in more time
+            theta, tps, value = _optimise(objective, theta, tps, "tps",
+                                          iterations or REFINE["tps_iterations"],
+                                          REFINE["tps_lr"])
+        candidates.append((value, theta, tps))
+    best_value, theta, tps = min(candidates, key=lambda c: c[0])
+    if best_value > start_value - REFINE["margin"]:
+        best_value, theta, tps = candidates[0]
+    return theta, tps, (start_value, best_value)
+
+
+def _as_numpy(params):
+    return None if params is None else params.detach().cpu().numpy().astype(np.float64)
+
+
+def estimate_parameters_batch(contents, styles, model: str = "affine+tps",
+                              method: str = "network", device=None, trunk: str = "embedded",
+                              checkpoint=None, passes=None, refine_iterations: int | None = None,
+                              init: str = "search") -> list[WarpParameters]:
+    """``WarpParameters`` of each pair ``(contents[i], styles[i])``, the networks run on all
+    pairs at once: every network pass is one forward of the whole batch.
+
+    ``contents``/``styles``: sequences of (1, 3, H, W) RGB tensors in 0..1 on ``device``, of
+    any sizes (each is resized to the networks' input). The global search and the refinement
+    run pair by pair. Other arguments as ``estimate_parameters``.
     """
     import torch
 
-    from .geonet import identity_parameters, load_geometry_model
-
+    if len(contents) != len(styles) or not len(contents):
+        raise ValueError(f"need as many styles as contents, at least one; got {len(contents)} "
+                         f"contents and {len(styles)} styles.")
     counts = stage_passes(model, passes)
-    info = {"theta": None, "tps": None, "damped": {"affine": [], "tps": []}}
-    nets = {}
-    if model in ("affine", "affine+tps"):
-        nets["affine"] = load_geometry_model("affine", trunk, _checkpoint_for("affine", model,
-                                                                             checkpoint), device)
-    if model in ("tps", "affine+tps"):
-        nets["tps"] = load_geometry_model("tps", trunk, _checkpoint_for("tps", model, checkpoint),
-                                          device)
+    nets = _load_networks(model, trunk, checkpoint, device)
     first = next(iter(nets.values()))
-    grid_size = nets["tps"].grid_size if "tps" in nets else 3
-    content_in, style_in = first.prepare(content), first.prepare(style)
-
-    def predict_affine(theta):
-        for _ in range(counts["affine"]):
-            # each pass sees the content warped by the estimate so far (CNNGeometric's
-            # iterative use) and predicts the residual, composed on the output side
-            source = content_in if theta is None else _warp_tensor(content_in, theta, None,
-                                                                   grid_size)
-            residual, factor = damp_folding("affine", nets["affine"](source, style_in)[0])
-            info["damped"]["affine"].append(factor)
-            residual = residual.reshape(2, 3)
-            theta = residual if theta is None else _compose_theta(theta, residual)
-        return theta
-
-    def predict_tps(theta):
-        tps = None
-        for _ in range(counts["tps"]):
-            source = content_in if theta is None and tps is None else _warp_tensor(
-                content_in, theta, tps, grid_size)
-            residual, factor = damp_folding("tps", nets["tps"](source, style_in)[0],
-                                           grid_size)
-            info["damped"]["tps"].append(factor)
-            tps = residual if tps is None else damp_folding(
-                "tps", _compose_tps(tps, residual, grid_size), grid_size)[0]
-        return tps
-
-    def run_networks(theta):
-        if "affine" in nets:
-            theta = predict_affine(theta)
-        return theta, predict_tps(theta) if "tps" in nets else None
-
-    def model_form(theta, tps):
-        if model == "tps" and theta is not None:
-            # a TPS model answers with one TPS: an affine after a TPS is a TPS (exactly)
-            return None, _fold_affine_into_tps(theta, tps, grid_size)
-        return theta, tps
-
+    content_in = torch.cat([first.prepare(c) for c in contents])
+    style_in = torch.cat([first.prepare(s) for s in styles])
+    stages = _NetworkStages(nets, counts, model, content_in, style_in)
+    grid_size = stages.grid_size
     with torch.no_grad():
-        starts = {"identity": model_form(*run_networks(None))}
-        if init != "identity":
-            searched = initial_theta(content_in, style_in, init)
-            starts["search"] = model_form(*run_networks(searched))
-            # the search alone, in the model's own form (an identity TPS where it has one)
-            identity_tps = None if "tps" not in nets else identity_parameters(
-                "tps", grid_size).to(searched)
-            starts["search only"] = model_form(searched, identity_tps)
-        theta, tps, info["start"] = _best_layout(starts, content_in, style_in, grid_size)
-    if method == "refine":
-        objective = _FeatureObjective(_objective_trunk(nets, trunk, device), content_in,
-                                      style_in, grid_size)
-        objective.trust_weight = REFINE["trust_weight"]
-        objective.layout_weight = REFINE["layout_weight"]
-        objective.set_anchor(theta, tps)
-        with torch.no_grad():
-            start_value = float(objective(theta, tps))
-        candidates = [(start_value, theta, tps)]
-        with torch.enable_grad():
-            if tps is None:
-                theta, _, value = _optimise(objective, theta, tps, "affine",
-                                            refine_iterations or REFINE["affine_iterations"],
-                                            REFINE["affine_lr"])
-            else:
-                # only the TPS moves: it holds an affine part of its own, and moving the
-                # affine under it as well did worse on the tuning split, in more time
-                theta, tps, value = _optimise(objective, theta, tps, "tps",
-                                              refine_iterations or REFINE["tps_iterations"],
-                                              REFINE["tps_lr"])
-            candidates.append((value, theta, tps))
-        best_value, theta, tps = min(candidates, key=lambda c: c[0])
-        if best_value > start_value - REFINE["margin"]:
-            best_value, theta, tps = candidates[0]
-        info["objective"] = (start_value, best_value)
-    info["theta"] = None if theta is None else theta.detach().cpu().numpy().astype(np.float64)
-    info["tps"] = None if tps is None else tps.detach().cpu().numpy().astype(np.float64)
-    info["grid_size"] = grid_size
-    return info
+        thetas, tpss, names = _best_layout(stages.starts(init), content_in, style_in, grid_size)
+    results = []
+    for i, (damped, name) in enumerate(zip(stages.damped, names, strict=True)):
+        theta = None if thetas is None else thetas[i]
+        tps = None if tpss is None else tpss[i]
+        objective = None
+        if method == "refine":
+            feature_objective = _FeatureObjective(_objective_trunk(nets, trunk, device),
+                                                  content_in[i:i + 1], style_in[i:i + 1],
+                                                  grid_size)
+            theta, tps, objective = _refine(feature_objective, theta, tps, refine_iterations)
+        results.append(WarpParameters(_as_numpy(theta), _as_numpy(tps), grid_size, damped,
+                                      name, objective))
+    return results
+
+
+def estimate_parameters(content, style, model: str = "affine+tps", method: str = "network",
+                        device=None, trunk: str = "embedded", checkpoint=None,
+                        passes=None, refine_iterations: int | None = None,
+                        init: str = "search") -> WarpParameters:
+    """Normalised parameters of one pair, as ``WarpParameters``.
+
+    ``content``/``style`` are (1, 3, H, W) RGB tensors in 0..1 on ``device``. ``passes``:
+    network passes per stage (see ``estimate_warp``); ``refine_iterations``: Adam steps of the
+    refinement (None = ``REFINE``'s).
+    """
+    return estimate_parameters_batch([content], [style], model, method, device, trunk,
+                                     checkpoint, passes, refine_iterations, init)[0]
+
+
+def _transform_from_parameters(params: WarpParameters, shape: tuple, strength: float):
+    """The landmark transform (content pixels, output frame ``shape``) of ``params``."""
+    from .transforms import (
+        ComposedTransform,
+        affine_from_theta,
+        tps_from_grid_params,
+        with_strength,
+    )
+
+    parts = []
+    if params.theta is not None:
+        parts.append(affine_from_theta(params.theta, shape, shape))
+    if params.tps is not None:
+        parts.append(tps_from_grid_params(params.tps, shape, shape, params.grid_size))
+    full = parts[0] if len(parts) == 1 else ComposedTransform(parts)
+    return with_strength(full, strength)
 
 
 def estimate_warp(content, geometry_style, model: str = "affine+tps", method: str = "network",
@@ -529,18 +574,13 @@ def estimate_warp(content, geometry_style, model: str = "affine+tps", method: st
     ``transforms.with_strength``. ``init``: where the networks start, "search" (default: the
     similarity found by a global search over rotations, scales and shifts, ``core/matching.py``;
     it lets the content be another object in another pose) or "identity".
+    For many pairs, ``estimate_warps`` runs the networks on several pairs per forward.
     """
     import torch
 
     from .devices import resolve_device
     from .images import rgb_tensor
-    from .transforms import (
-        ComposedTransform,
-        affine_from_theta,
-        check_strength,
-        tps_from_grid_params,
-        with_strength,
-    )
+    from .transforms import check_strength
 
     check_options(model, method, trunk, init)
     stage_passes(model, passes)  # a bad value fails before any work
@@ -548,14 +588,75 @@ def estimate_warp(content, geometry_style, model: str = "affine+tps", method: st
     device = resolve_device(device)
     content_t = rgb_tensor(content, device, "content", MIN_SIZE)
     style_t = rgb_tensor(geometry_style, device, "geometry_style", MIN_SIZE)
-    shape = tuple(content_t.shape[-2:])
     with torch.inference_mode(False):
-        info = estimate_parameters(content_t, style_t, model, method, device, trunk, checkpoint,
-                                   passes=passes, init=init)
-    parts = []
-    if info["theta"] is not None:
-        parts.append(affine_from_theta(info["theta"], shape, shape))
-    if info["tps"] is not None:
-        parts.append(tps_from_grid_params(info["tps"], shape, shape, info["grid_size"]))
-    full = parts[0] if len(parts) == 1 else ComposedTransform(parts)
-    return with_strength(full, strength)
+        params = estimate_parameters(content_t, style_t, model, method, device, trunk,
+                                     checkpoint, passes=passes, init=init)
+    return _transform_from_parameters(params, tuple(content_t.shape[-2:]), strength)
+
+
+def _check_batch_size(batch_size) -> int:
+    if batch_size is None:
+        return DEFAULT_BATCH_SIZE
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
+            batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer or None; got {batch_size!r}.")
+    return int(batch_size)
+
+
+def _image_list(images, name: str) -> list:
+    """``images`` (a sequence of images, or an (N, H, W[, C]) array) as a list."""
+    if isinstance(images, np.ndarray) and images.ndim < 3:
+        raise ValueError(f"{name} must be a sequence of images (or an (N, H, W[, C]) array); "
+                         f"got an array of shape {images.shape}.")
+    try:
+        return list(images)
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence of images; got "
+                         f"{type(images).__name__}.") from None
+
+
+def estimate_warps(contents, geometry_styles, model: str = "affine+tps",
+                   method: str = "network", device=None, trunk: str = "embedded",
+                   checkpoint=None, passes=None, strength: float = 1.0, init: str = "search",
+                   batch_size: int | None = None) -> list:
+    """``estimate_warp`` of every pair ``(contents[i], geometry_styles[i])``, one transform per
+    pair (each in its content's pixels), with the networks run on ``batch_size`` pairs per
+    forward pass (None: ``DEFAULT_BATCH_SIZE``).
+
+    The results equal ``estimate_warp``'s pair by pair (to float rounding); the pairs may have
+    different sizes. Batching pays on a GPU, where one forward of many pairs costs about as
+    much as one of a single pair; the global search and ``method="refine"``'s optimisation
+    still run pair by pair. Images are converted one batch at a time, so memory stays bounded
+    by ``batch_size``. Other arguments as ``estimate_warp``.
+    """
+    import torch
+
+    from .devices import resolve_device
+    from .images import rgb_tensor
+    from .transforms import check_strength
+
+    contents = _image_list(contents, "contents")
+    styles = _image_list(geometry_styles, "geometry_styles")
+    if len(contents) != len(styles):
+        raise ValueError(f"contents and geometry_styles must pair up one to one; got "
+                         f"{len(contents)} contents and {len(styles)} geometry styles.")
+    if not contents:
+        raise ValueError("contents and geometry_styles are empty: give at least one pair.")
+    check_options(model, method, trunk, init)
+    stage_passes(model, passes)  # a bad value fails before any work
+    strength = check_strength(strength)
+    batch_size = _check_batch_size(batch_size)
+    device = resolve_device(device)
+    transforms = []
+    for start in range(0, len(contents), batch_size):
+        indices = range(start, min(start + batch_size, len(contents)))
+        content_t = [rgb_tensor(contents[i], device, f"contents[{i}]", MIN_SIZE)
+                     for i in indices]
+        style_t = [rgb_tensor(styles[i], device, f"geometry_styles[{i}]", MIN_SIZE)
+                   for i in indices]
+        with torch.inference_mode(False):
+            params = estimate_parameters_batch(content_t, style_t, model, method, device, trunk,
+                                               checkpoint, passes=passes, init=init)
+        transforms.extend(_transform_from_parameters(p, tuple(c.shape[-2:]), strength)
+                          for p, c in zip(params, content_t, strict=True))
+    return transforms

@@ -170,8 +170,10 @@ def to_unit_range(array: np.ndarray, name: str = "image") -> np.ndarray:
         UserWarning,
         stacklevel=3,
     )
-    span = high - low
-    return (array - np.float32(low)) / np.float32(span if span > 0 else 1.0)
+    # in float64 and by halves: the span of finite values (float32's max and beyond) overflows
+    half_span = high / 2 - low / 2
+    stretched = (np.asarray(array, np.float64) / 2 - low / 2) / (half_span if half_span > 0 else 1.0)
+    return stretched.astype(np.float32)
 
 
 def to_rgb_float(image, name: str = "image", min_size: int = 1) -> np.ndarray:
@@ -179,7 +181,9 @@ def to_rgb_float(image, name: str = "image", min_size: int = 1) -> np.ndarray:
 
     Values outside 0..1 (e.g. floats in 0..255) are rescaled with a warning (``to_unit_range``).
     """
-    array = to_float(validate_image(image, name, min_size))
+    array = validate_image(image, name, min_size)
+    if array.dtype.kind != "f":  # floats keep their precision: float64 beyond float32's range
+        array = to_float(array)  # would become inf before to_unit_range rescales them
     if array.ndim == 2:
         array = array[..., None]
     array, _ = split_alpha(array)

@@ -121,19 +121,27 @@ def load_landmark_set(path) -> list[tuple[np.ndarray, np.ndarray, str]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no landmark set at {path}")
+    # an empty, truncated or corrupt file fails in np.load or when an array is read, with
+    # many exception types (EOFError, BadZipFile, zlib.error, tokenize.TokenError, ...)
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
+    except Exception as error:
         raise ValueError(f"cannot read landmark set {path}: {error}") from error
+    if not isinstance(data, np.lib.npyio.NpzFile):  # one .npy array, or text np.load parsed
+        raise ValueError(f"landmark set {path} is not an .npz file of named arrays.")
     for key in ("images", "landmarks"):
         if key not in data.files:
             raise ValueError(f"landmark set {path} has no {key!r} array (it has {data.files}).")
-    images, landmarks = data["images"], data["landmarks"]
+    try:
+        images, landmarks = data["images"], data["landmarks"]
+        stored_names = data["names"] if "names" in data.files else None
+    except Exception as error:
+        raise ValueError(f"cannot read landmark set {path}: {error}") from error
     if len(images) != len(landmarks):
         raise ValueError(
             f"landmark set {path}: {len(images)} images but {len(landmarks)} landmark arrays."
         )
-    names = [str(n) for n in data["names"]] if "names" in data.files else [
+    names = [str(n) for n in stored_names] if stored_names is not None else [
         f"item {i}" for i in range(len(images))]
     items = []
     for index, (image, points) in enumerate(zip(images, landmarks)):

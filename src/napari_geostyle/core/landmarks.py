@@ -13,6 +13,7 @@ An optional first line whose coordinate fields are not numbers is a header.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 
@@ -107,6 +108,8 @@ def write_bigwarp_csv(path, content_points, target_points, names=None) -> None:
             f"content_points has {len(content_points)} points but target_points has "
             f"{len(target_points)}; give one of each per landmark."
         )
+    if len(content_points) == 0:  # read_bigwarp_csv refuses such a file
+        raise ValueError("no landmark pairs to write.")
     if names is None:
         names = [f"Pt-{index}" for index in range(len(content_points))]
     names = [str(name) for name in names]
@@ -115,17 +118,24 @@ def write_bigwarp_csv(path, content_points, target_points, names=None) -> None:
     path = Path(path)
     if not path.parent.exists():
         raise ValueError(f"output folder {path.parent} does not exist")
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, quoting=csv.QUOTE_ALL, lineterminator="\n")
-        for name, (c_row, c_col), (t_row, t_col) in zip(names, content_points, target_points):
-            # repr() round-trips floats exactly
-            writer.writerow(
-                [
-                    name,
-                    "true",
-                    repr(float(c_col)),
-                    repr(float(c_row)),
-                    repr(float(t_col)),
-                    repr(float(t_row)),
-                ]
-            )
+    # the whole text first: a name that cannot be written fails before the file is touched
+    text = io.StringIO()
+    writer = csv.writer(text, quoting=csv.QUOTE_ALL, lineterminator="\n")
+    for name, (c_row, c_col), (t_row, t_col) in zip(names, content_points, target_points):
+        # repr() round-trips floats exactly
+        writer.writerow(
+            [
+                name,
+                "true",
+                repr(float(c_col)),
+                repr(float(c_row)),
+                repr(float(t_col)),
+                repr(float(t_row)),
+            ]
+        )
+    data = text.getvalue().encode("utf-8")
+    try:
+        path.write_bytes(data)
+    except OSError as error:  # a folder, permissions, a full disk
+        reason = error.strerror or type(error).__name__
+        raise ValueError(f"cannot write the landmark file {path}: {reason}.") from None

@@ -1,7 +1,7 @@
 """The batch manifest: what was done to each output, so a rerun can skip finished work.
 
 ``manifest.json`` in the output folder holds the run's options and provenance and one entry per
-output file (status, resume key, transform, timings, device, error). It is rewritten now and
+output file (status, resume key, styles, transform, timings, device, error). It is rewritten now and
 then and at the end; between rewrites each finished output is appended to a small journal
 (``.manifest-journal.jsonl``), so a killed run loses at most the output being written.
 ``manifest.csv`` is a flat copy of the entries for spreadsheets.
@@ -22,7 +22,7 @@ CSV_NAME = "manifest.csv"
 JOURNAL_NAME = ".manifest-journal.jsonl"
 FORMAT = "napari-geostyle batch manifest"
 CSV_COLUMNS = ("output", "kind", "status", "source", "frame", "key", "seconds", "device",
-               "worker", "error", "transform")
+               "worker", "error", "geometry_style", "texture_style", "transform")
 SAVE_EVERY_S = 2.0
 
 
@@ -94,5 +94,8 @@ class Manifest:
             row = dict(entry)
             row["seconds"] = (entry.get("timings") or {}).get("total")
             row["transform"] = json.dumps(entry["transform"]) if entry.get("transform") else ""
+            for column in ("geometry_style", "texture_style"):  # several texture styles: a list
+                if isinstance(entry.get(column), list):
+                    row[column] = ";".join(map(str, entry[column]))
             writer.writerow(row)
         return buffer.getvalue()

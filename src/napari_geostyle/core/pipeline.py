@@ -81,7 +81,7 @@ def iter_geometric_style_transfer(
     choices are checked now (``ValueError``); the work starts on the first ``next()``.
     """
     from .estimate import MIN_SIZE, check_options
-    from .transforms import check_strength
+    from .transforms import Transform, check_strength
 
     strength = check_strength(strength)
     content = validate_image(content, "content", min_size=MIN_SIZE)
@@ -89,6 +89,9 @@ def iter_geometric_style_transfer(
     if transform is None:
         check_options(model, method, trunk)
         geometry = validate_image(geometry, "geometry style", min_size=MIN_SIZE)
+    elif not isinstance(transform, Transform):
+        raise ValueError(f"transform must be a transform (fit_tps, estimate_warp, ...); "
+                         f"got {type(transform).__name__}.")  # fmt: skip
     texture = (
         [validate_image(t, "texture style") for t in texture]
         if isinstance(texture, (list, tuple))

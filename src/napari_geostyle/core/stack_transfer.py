@@ -7,6 +7,10 @@
   every frame (no jitter); the texture of frame t starts from frame t-1's result
   (``iter_texture_transfer(init=...)``) and solves the finest level only
   (:func:`warm_start_options`), so the result does not flicker and later frames are cheaper.
+- ``coherent`` with ``geometry_per_frame``: the geometry is estimated on every frame and
+  smoothed over a centred window of ``smooth_frames`` frames
+  (:func:`napari_geostyle.core.temporal.smooth_transforms`; frames up to half a window ahead
+  are read and estimated early), so a moving subject is followed without jitter.
 - not ``coherent``: every frame is estimated and styled on its own.
 
 Frames are read one at a time (``frames[i]``), so a lazily read stack never sits in memory
@@ -15,7 +19,7 @@ whole. Steps report per-frame and whole-stack progress; closing the generator st
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,23 +75,31 @@ def _frame(frames, index: int) -> np.ndarray:
 
 
 def iter_stack_transfer(frames, texture_style=None, geometry_style=None, *, coherent=True,
+                        geometry_per_frame=False, smooth_frames=5, smooth_kernel="gaussian",
                         model="affine+tps", method="network", strength=1.0, device=None,
                         **texture_options) -> Iterator[StackStep]:
     """Warp (``geometry_style``) and/or style (``texture_style``) every frame of ``frames``.
 
     ``frames``: a ``(T, H, W[, C])`` array or any sequence of 2D images of one shape (indexed
     lazily, one frame at a time). ``model``, ``method``, ``strength``: as
-    :func:`napari_geostyle.estimate_warp`; other keywords are
+    :func:`napari_geostyle.estimate_warp`; ``geometry_per_frame``, ``smooth_frames``,
+    ``smooth_kernel``: as :func:`napari_geostyle.batch_geometric_style_transfer`; other
+    keywords are
     :func:`napari_geostyle.iter_texture_transfer`'s options (``init`` is chosen per frame).
     Everything is checked now on the first frame (``ValueError``); the work starts on the first
     ``next()``. Yields :class:`StackStep`; the last has ``done=True``.
     """
+    from .temporal import per_frame_options
+
     if texture_style is None and geometry_style is None:
         raise ValueError("give a texture style, a geometry style, or both.")
+    per_frame = per_frame_options(geometry_per_frame, smooth_frames, smooth_kernel, coherent)
     if "init" in texture_options:
         raise ValueError("init is chosen per frame in a stack run (the previous frame's "
                          "result when coherent); leave it out.")
     try:
+        if isinstance(frames, (str, bytes, Mapping)):  # sized, but not images by position
+            raise TypeError
         count = len(frames)
     except TypeError as error:
         raise ValueError("frames must be a (T, H, W[, C]) array or a list of 2D images.") from error
@@ -109,16 +121,45 @@ def iter_stack_transfer(frames, texture_style=None, geometry_style=None, *, cohe
         # the warped frames keep the frame's shape: planning on frame 0 checks the options now
         iter_texture_transfer(first, texture_style, device=device, **texture_options).close()
     geometry = {"model": model, "method": method, "strength": strength}
-    return _run(frames, count, texture_style, geometry_style, geometry, bool(coherent), device,
-                texture_options)
+    return _run(frames, count, texture_style, geometry_style, geometry, bool(coherent), per_frame,
+                device, texture_options)
 
 
-def _run(frames, count, texture_style, geometry_style, geometry, coherent, device,
+class _SmoothedGeometry:
+    """Per-frame estimates smoothed over a centred window; estimates are kept only while a
+    later frame's window still reads them."""
+
+    def __init__(self, frames, count, geometry_style, geometry, options, device):
+        self.frames, self.count, self.style = frames, count, geometry_style
+        self.geometry, self.options, self.device = geometry, options, device
+        self.estimates = {}
+
+    def transform(self, index: int, frame: np.ndarray):
+        from .estimate import estimate_warp
+        from .temporal import smooth_transforms, window_range
+
+        window = window_range(index, self.count, self.options["smooth_frames"])
+        for j in window:
+            if j not in self.estimates:
+                image = frame if j == index else _frame(self.frames, j)
+                self.estimates[j] = estimate_warp(image, self.style, device=self.device,
+                                                  **self.geometry)
+        for j in [j for j in self.estimates if j < window.start]:
+            del self.estimates[j]
+        return smooth_transforms([self.estimates[j] for j in window],
+                                 self.options["smooth_frames"], self.options["smooth_kernel"],
+                                 frame.shape[:2])[index - window.start]
+
+
+def _run(frames, count, texture_style, geometry_style, geometry, coherent, per_frame, device,
          texture_options) -> Iterator[StackStep]:
     from .estimate import estimate_warp
     from .texture import iter_texture_transfer
     from .warp import warp_image
 
+    smoothed = None
+    if geometry_style is not None and per_frame is not None:
+        smoothed = _SmoothedGeometry(frames, count, geometry_style, geometry, per_frame, device)
     transform = None
     previous = None
     done_before = 0  # texture iterations of the finished frames
@@ -127,7 +168,9 @@ def _run(frames, count, texture_style, geometry_style, geometry, coherent, devic
         frame = _frame(frames, index)
         last = index == count - 1
         if geometry_style is not None:
-            if transform is None or not coherent:
+            if smoothed is not None:
+                transform = smoothed.transform(index, frame)
+            elif transform is None or not coherent:
                 transform = estimate_warp(frame, geometry_style, device=device, **geometry)
             frame = warp_image(frame, transform, device=device)
             if texture_style is None:  # a warp-only run: the warped frame is the result

@@ -103,14 +103,30 @@ class _Plan:
 
 
 # --------------------------------------------------------------------------- argument checks
-def _number(value, name, minimum=0.0) -> float:
+# loss weights beyond this overflow the float32 loss (or L-BFGS's products of its gradients)
+# and turn the image into NaN; the defaults are 1 to 30
+MAX_LOSS_WEIGHT = 1e12
+
+
+def _number(value, name, minimum=0.0, maximum=math.inf) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{name} must be a number; got {value!r}.") from error
-    if not math.isfinite(number) or number < minimum:
-        raise ValueError(f"{name} must be a finite number >= {minimum}; got {value!r}.")
+    if not math.isfinite(number) or number < minimum or number > maximum:
+        bound = f">= {minimum}" if maximum == math.inf else f"between {minimum} and {maximum:g}"
+        raise ValueError(f"{name} must be a finite number {bound}; got {value!r}.")
     return number
+
+
+def _flag(value, name, allow_none=False):
+    """``value`` as a bool: True/False (or 1/0); None too where ``allow_none`` (automatic)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer))
+                                               and value in (0, 1)):  # fmt: skip
+        return bool(value)
+    raise ValueError(f"{name} must be True or False; got {value!r}.")
 
 
 def _integer(value, name, minimum, maximum=None) -> int:
@@ -243,19 +259,19 @@ def _make_plan(content, texture_style, *, size, levels, iterations, optimizer, c
         level_shapes=shapes,
         iterations=schedule,
         optimizer=optimizer,
-        content_weight=_number(content_weight, "content_weight"),
-        style_weight=_number(style_weight, "style_weight"),
-        tv_weight=_number(tv_weight, "tv_weight"),
-        preserve_color=bool(preserve_color),
+        content_weight=_number(content_weight, "content_weight", maximum=MAX_LOSS_WEIGHT),
+        style_weight=_number(style_weight, "style_weight", maximum=MAX_LOSS_WEIGHT),
+        tv_weight=_number(tv_weight, "tv_weight", maximum=MAX_LOSS_WEIGHT),
+        preserve_color=_flag(preserve_color, "preserve_color"),
         init=init,
         backbone=backbone,
         device=device,
         seed=_integer(seed, "seed", 0),
         preview_every=_integer(preview_every, "preview_every", 0),
-        compile=bool(compile),
-        amp=amp,
+        compile=_flag(compile, "compile"),
+        amp=_flag(amp, "amp", allow_none=True),
         precision=_check_precision(precision),
-        cuda_graphs=None if cuda_graphs is None else bool(cuda_graphs),
+        cuda_graphs=_flag(cuda_graphs, "cuda_graphs", allow_none=True),
     )
 
 
@@ -460,7 +476,18 @@ def iter_texture_transfer(content, texture_style, *, size=None, levels=4, iterat
         init=init, backbone=backbone, device=device, seed=seed, preview_every=preview_every,
         preset=preset, compile=compile, amp=amp, cuda_graphs=cuda_graphs, precision=precision,
     )  # fmt: skip
+    _check_device(plan)
     return _solve(plan)
+
+
+def _check_device(plan: _Plan) -> None:
+    """The device, the precision and the memory, checked at the call as the solve will find
+    them (``ValueError`` now, not at the first ``next()``)."""
+    from .devices import choose_precision, cuda_capabilities, resolve_device
+
+    device = resolve_device(plan.device)
+    precision = choose_precision(plan.precision, cuda_capabilities(device), amp=plan.amp)
+    _check_memory(plan, device, precision != "fp32", 1 if plan.preserve_color else 3)
 
 
 def _working_images(plan: _Plan):

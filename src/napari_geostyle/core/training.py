@@ -24,6 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .warp_params import (
+    identity_params,
+    identity_theta,
+    lattice_xy,
+    output_centres,
+    sample_map,
+    sample_points,
+)
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 LOSSES = ("grid", "image")
 EVAL_MODELS = ("affine", "tps", "affine+tps")
@@ -160,45 +169,19 @@ def random_affine_theta(batch: int, gen, ranges: PairRanges, device, strength: f
 
 def random_tps_params(batch: int, gen, ranges: PairRanges, device, grid_size: int = 3):
     """``(B, 2 K^2)`` grid params: the identity grid with every point moved up to ``tps_shift``."""
-    import torch
-
-    from .transforms import tps_identity_params
-
-    identity = torch.as_tensor(tps_identity_params(grid_size), dtype=torch.float32, device=device)
+    identity = identity_params("tps", grid_size, device=device)
     shift = _uniform((batch, identity.numel()), -1, 1, gen, device) * ranges.tps_shift
     return identity[None] + shift
 
 
-def lattice_xy(size: int = LATTICE_SIZE, device=None):
-    """``(size*size, 2)`` normalised lattice spanning [-1, 1] (the grid loss's points)."""
-    import torch
-
-    from .images import regular_grid_xy
-
-    return torch.as_tensor(regular_grid_xy(size), dtype=torch.float32, device=device)
-
-
-def sample_points(kind: str, params, points_xy, grid_size: int = 3):
-    """Apply ``params`` of ``kind`` ("affine": (B,6) or (B,2,3); "tps": (B,2K^2)) to (B,M,2)."""
-    from .transforms import affine_sample_points, tps_grid_params_sample_points
-
-    if kind == "affine":
-        return affine_sample_points(params.reshape(-1, 2, 3), points_xy)
-    return tps_grid_params_sample_points(params, points_xy, grid_size)
-
-
 class GroundTruth:
-    """A random sampling map: optional TPS followed by an optional affine (A(T(p)))."""
+    """A random sampling map: an optional TPS, then an optional affine (``theta(tps(p))``)."""
 
     def __init__(self, theta=None, tps=None, grid_size: int = 3):
         self.theta, self.tps, self.grid_size = theta, tps, grid_size
 
     def __call__(self, points_xy):
-        if self.tps is not None:
-            points_xy = sample_points("tps", self.tps, points_xy, self.grid_size)
-        if self.theta is not None:
-            points_xy = sample_points("affine", self.theta, points_xy)
-        return points_xy
+        return sample_map(points_xy, self.theta, self.tps, self.grid_size)
 
 
 def random_ground_truth(kind: str, batch: int, gen, ranges: PairRanges, device, grid_size=3):
@@ -212,8 +195,7 @@ def random_ground_truth(kind: str, batch: int, gen, ranges: PairRanges, device, 
         return GroundTruth(random_affine_theta(batch, gen, ranges, device), tps, grid_size)
     theta = random_affine_theta(batch, gen, ranges, device, ranges.tps_affine_strength)
     keep = torch.rand(batch, generator=gen, device=device) < ranges.tps_affine_share
-    identity = torch.eye(2, 3, device=device)[None]
-    theta = torch.where(keep[:, None, None], theta, identity)
+    theta = torch.where(keep[:, None, None], theta, identity_theta(device=device)[None])
     return GroundTruth(theta, tps, grid_size)
 
 
@@ -325,9 +307,7 @@ def make_pairs(pool, batch: int, kind: str, gen, ranges: PairRanges | None = Non
     centre = _uniform((batch, 2), -1, 1, gen, device) * (1 - zoom)[:, None]
     crop_scale = (zoom[:, None] * flip)[:, None]  # (B, 1, 2)
 
-    identity = torch.eye(2, 3, device=device)[None].expand(batch, 2, 3)
-    centres = F.affine_grid(identity, [batch, 1, size, size], align_corners=ALIGN_CORNERS)
-    centres = centres.reshape(batch, size * size, 2)
+    centres = output_centres(batch, size, size, device=device)
     truth = random_ground_truth(kind, batch, gen, ranges, device, grid_size)
     warped = truth(centres)
 
@@ -363,16 +343,13 @@ def grid_loss(kind: str, predicted, truth: GroundTruth, grid_size: int = 3, poin
 
 def image_loss(kind: str, predicted, pairs: PairBatch, grid_size: int = 3):
     """L2 between the clean target and the source warped by ``predicted``, on valid pixels."""
-    import torch
     import torch.nn.functional as F
 
     from .images import ALIGN_CORNERS
 
     b, _, h, w = pairs.source.shape
-    identity = torch.eye(2, 3, device=predicted.device)[None].expand(b, 2, 3)
-    centres = F.affine_grid(identity, [b, 1, h, w], align_corners=ALIGN_CORNERS)
-    grid = sample_points(kind, predicted, centres.reshape(b, h * w, 2), grid_size)
-    grid = grid.reshape(b, h, w, 2)
+    centres = output_centres(b, h, w, device=predicted.device)
+    grid = sample_points(kind, predicted, centres, grid_size).reshape(b, h, w, 2)
     warped = F.grid_sample(pairs.source, grid.to(pairs.source.dtype), align_corners=ALIGN_CORNERS)
     valid = (grid.abs() <= 1).all(-1, keepdim=True).permute(0, 3, 1, 2).float()
     diff = (warped - pairs.target_clean).pow(2) * valid
@@ -387,6 +364,111 @@ def _learning_rate(progress: float, peak: float, warmup: float = 0.05) -> float:
         return peak * (0.05 + 0.95 * progress / warmup)
     t = (progress - warmup) / (1 - warmup)
     return peak * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def _check_training_options(model: str, trunk: str, loss: str, steps, seconds, lr,
+                            batch_size) -> None:
+    """``ValueError`` naming the bad option of ``train_geometry``, before any work."""
+    from .geonet import check_model_kind, check_trunk
+
+    check_model_kind(model)
+    check_trunk(trunk)
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; accepted: {', '.join(LOSSES)}.")
+    if steps is None and seconds is None:
+        raise ValueError("give steps or seconds (or both) to bound the training.")
+    if steps is not None and int(steps) < 1:
+        raise ValueError(f"steps must be >= 1; got {steps}.")
+    # a budget <= 0 never ends the loop (progress = elapsed / seconds stays below 1)
+    if seconds is not None and not (math.isfinite(float(seconds)) and float(seconds) > 0):
+        raise ValueError(f"seconds must be a positive number; got {seconds}.")
+    if not (math.isfinite(float(lr)) and float(lr) > 0):
+        raise ValueError(f"lr must be a positive number; got {lr}.")
+    if int(batch_size) < 2:
+        raise ValueError(f"batch_size must be >= 2 (batch norm); got {batch_size}.")
+
+
+def _starting_network(model: str, trunk: str, device, out, resume: bool, backbone: str):
+    """``(net, start_step)``: the network stored in ``out`` and its step count when resuming
+    from an existing file, else a freshly initialised one at step 0; in train mode."""
+    from .geonet import build_geometry_net, default_config, net_from_checkpoint, read_checkpoint
+
+    start_step = 0
+    if resume and out is not None and Path(out).is_file():
+        payload = read_checkpoint(out)
+        if payload["config"].get("model") != model or payload["config"].get("trunk") != trunk:
+            raise ValueError(f"cannot resume from {out}: it holds a different model or trunk.")
+        net = net_from_checkpoint(payload, device=device, backbone=backbone)
+        start_step = int(payload.get("extra", {}).get("step", 0))
+    else:
+        net = build_geometry_net(default_config(model, trunk), backbone=backbone).to(device)
+    net.train()
+    return net, start_step
+
+
+class _GeometryTrainer:
+    """One training run's network, optimiser and pair source; ``step(lr)`` is one update."""
+
+    def __init__(self, net, pool, gen, model: str, loss: str, batch_size: int,
+                 ranges: PairRanges, lr: float, weight_decay: float, amp: bool, device):
+        import torch
+
+        self.net, self.pool, self.gen, self.model, self.loss = net, pool, gen, model, loss
+        self.batch_size, self.ranges, self.device = int(batch_size), ranges, device
+        self.params = [p for p in net.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay)
+        self.use_amp = amp and device.type == "cuda"
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.points = lattice_xy(LATTICE_SIZE, device)
+
+    def step(self, lr: float):
+        """One optimiser step at learning rate ``lr`` on a fresh batch; returns the loss."""
+        import torch
+
+        net = self.net
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with torch.no_grad():
+            pairs = make_pairs(self.pool, self.batch_size, self.model, self.gen, self.ranges,
+                               net.input_size, net.grid_size)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+            predicted = net(pairs.source, pairs.target)
+        predicted = predicted.float()
+        if self.loss == "grid":
+            value = grid_loss(self.model, predicted, pairs.truth, net.grid_size, self.points)
+        else:
+            value = image_loss(self.model, predicted, pairs, net.grid_size)
+        self.optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 5.0)
+        self.optimizer.step()
+        return value
+
+
+def _save_training_checkpoint(net, out, step: int, loss: float, elapsed: float,
+                              settings: dict, half: bool):
+    """Write ``net`` to ``out`` (in eval mode, then back to train mode) with the step, elapsed
+    time, loss and the run's ``settings`` as extras; the path as a string, None without ``out``."""
+    from .geonet import save_checkpoint
+
+    if out is None:
+        return None
+    extra = {"step": step, "elapsed": elapsed, "loss": loss, **settings}
+    net.eval()
+    path = save_checkpoint(net, out, extra=extra, half=half)
+    net.train()
+    return str(path)
+
+
+def _training_progress(step: int, start_step: int, total, elapsed: float, seconds) -> float:
+    """Share of the budget used, 0..1+: the larger of the steps' and the seconds' shares."""
+    progress = 0.0
+    if total is not None:
+        progress = max(progress, (step - start_step) / max(total - start_step, 1))
+    if seconds is not None:
+        progress = max(progress, elapsed / float(seconds))
+    return progress
 
 
 def train_geometry(images, model: str = "affine", trunk: str = "embedded", *, steps=None,
@@ -409,69 +491,22 @@ def train_geometry(images, model: str = "affine", trunk: str = "embedded", *, st
     import torch
 
     from .devices import resolve_device
-    from .geonet import (
-        build_geometry_net,
-        check_model_kind,
-        check_trunk,
-        default_config,
-        net_from_checkpoint,
-        read_checkpoint,
-        save_checkpoint,
-    )
 
-    check_model_kind(model)
-    check_trunk(trunk)
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; accepted: {', '.join(LOSSES)}.")
-    if steps is None and seconds is None:
-        raise ValueError("give steps or seconds (or both) to bound the training.")
-    if steps is not None and int(steps) < 1:
-        raise ValueError(f"steps must be >= 1; got {steps}.")
-    # a budget <= 0 never ends the loop (progress = elapsed / seconds stays below 1)
-    if seconds is not None and not (math.isfinite(float(seconds)) and float(seconds) > 0):
-        raise ValueError(f"seconds must be a positive number; got {seconds}.")
-    if not (math.isfinite(float(lr)) and float(lr) > 0):
-        raise ValueError(f"lr must be a positive number; got {lr}.")
-    if int(batch_size) < 2:
-        raise ValueError(f"batch_size must be >= 2 (batch norm); got {batch_size}.")
+    _check_training_options(model, trunk, loss, steps, seconds, lr, batch_size)
     device = resolve_device(device)
     ranges = ranges or PairRanges()
     torch.manual_seed(seed)
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
-
     pool = images if images_are_pool else build_image_pool(
         load_images(images), pool_size, device)
     pool = pool.to(device)
-
-    start_step = 0
-    if resume and out is not None and Path(out).is_file():
-        payload = read_checkpoint(out)
-        if payload["config"].get("model") != model or payload["config"].get("trunk") != trunk:
-            raise ValueError(f"cannot resume from {out}: it holds a different model or trunk.")
-        net = net_from_checkpoint(payload, device=device, backbone=backbone)
-        start_step = int(payload.get("extra", {}).get("step", 0))
-    else:
-        net = build_geometry_net(default_config(model, trunk), backbone=backbone).to(device)
-    net.train()
-    grid_size = net.grid_size
-    params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    use_amp = amp and device.type == "cuda"
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    points = lattice_xy(LATTICE_SIZE, device)
-
-    def checkpoint(step, last_loss, elapsed):
-        if out is None:
-            return None
-        extra = {"step": step, "elapsed": elapsed, "loss": last_loss, "device": str(device),
-                 "batch_size": int(batch_size), "lr": lr, "loss_kind": loss,
-                 "ranges": asdict(ranges), "seed": seed, "pool_images": int(pool.shape[0])}
-        net.eval()
-        path = save_checkpoint(net, out, extra=extra, half=half_checkpoint)
-        net.train()
-        return str(path)
+    net, start_step = _starting_network(model, trunk, device, out, resume, backbone)
+    trainer = _GeometryTrainer(net, pool, gen, model, loss, batch_size, ranges, lr,
+                               weight_decay, amp, device)
+    settings = {"device": str(device), "batch_size": int(batch_size), "lr": lr,
+                "loss_kind": loss, "ranges": asdict(ranges), "seed": seed,
+                "pool_images": int(pool.shape[0])}
 
     t0 = time.perf_counter()
     last_save = t0
@@ -479,31 +514,12 @@ def train_geometry(images, model: str = "affine", trunk: str = "embedded", *, st
     running = None
     total = None if steps is None else int(steps)
     while True:
-        elapsed = time.perf_counter() - t0
-        progress = 0.0
-        if total is not None:
-            progress = max(progress, (step - start_step) / max(total - start_step, 1))
-        if seconds is not None:
-            progress = max(progress, elapsed / float(seconds))
+        progress = _training_progress(step, start_step, total, time.perf_counter() - t0,
+                                      seconds)
         if progress >= 1.0 or (total is not None and step >= total):
             break
         current_lr = _learning_rate(progress, lr)
-        for group in optimizer.param_groups:
-            group["lr"] = current_lr
-        with torch.no_grad():
-            pairs = make_pairs(pool, int(batch_size), model, gen, ranges, net.input_size,
-                               grid_size)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            predicted = net(pairs.source, pairs.target)
-        predicted = predicted.float()
-        if loss == "grid":
-            value = grid_loss(model, predicted, pairs.truth, grid_size, points)
-        else:
-            value = image_loss(model, predicted, pairs, grid_size)
-        optimizer.zero_grad(set_to_none=True)
-        value.backward()
-        torch.nn.utils.clip_grad_norm_(params, 5.0)
-        optimizer.step()
+        value = trainer.step(current_lr)
         step += 1
         if step % log_every == 0 or step == start_step + 1:
             loss_value = float(value.detach())
@@ -511,12 +527,14 @@ def train_geometry(images, model: str = "affine", trunk: str = "embedded", *, st
             now = time.perf_counter()
             saved = None
             if out is not None and now - last_save >= checkpoint_every:
-                saved = checkpoint(step, running, now - t0)
+                saved = _save_training_checkpoint(net, out, step, running, now - t0, settings,
+                                                  half_checkpoint)
                 last_save = now
             yield TrainingProgress(step, total, running, current_lr, now - t0, saved)
     elapsed = time.perf_counter() - t0
     final_loss = float("nan") if running is None else running
-    saved = checkpoint(step, final_loss, elapsed)
+    saved = _save_training_checkpoint(net, out, step, final_loss, elapsed, settings,
+                                      half_checkpoint)
     net.eval()
     yield TrainingProgress(step, total, final_loss, _learning_rate(1.0, lr), elapsed, saved,
                            done=True, extra={"net": net})

@@ -2,11 +2,12 @@
 
 Two layers live here.
 
-1. Batched, differentiable torch functions in NORMALISED ``(x, y)`` coordinates (torch's
-   ``align_corners=False`` convention, see ``images``), used by the geometry network:
-   ``tps_solve``, ``tps_evaluate``, ``tps_jacobian``, ``tps_grid_params_to_grid``,
-   ``tps_grid_params_sample_points``, ``tps_identity_params``, ``affine_sample_points``.
-   The thin-plate kernel is ``U(r) = r**2 * log(r)`` (with ``U(0) = 0``).
+1. The thin-plate spline solver: batched, differentiable torch functions ``tps_solve``,
+   ``tps_evaluate``, ``tps_jacobian`` (any coordinates; the kernel is ``U(r) = r**2 * log(r)``,
+   with ``U(0) = 0``). The geometry network's parametrisations in NORMALISED ``(x, y)`` built
+   on it live in ``warp_params``; ``tps_grid_params_to_grid``,
+   ``tps_grid_params_sample_points``, ``tps_identity_params`` and ``affine_sample_points`` are
+   importable from here too.
 
 2. Landmark transforms in PIXEL ``(row, col)`` coordinates, numpy float64 in and out:
    ``AffineTransform``, ``TPSTransform``, ``ComposedTransform``. A transform maps CONTENT points to
@@ -23,6 +24,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import images
+from .warp_params import (  # the network's parametrisations; importable from here (public API)
+    affine_sample_points,  # noqa: F401
+    check_grid_size,
+    grid_params_to_xy,
+    tps_grid_params_sample_points,  # noqa: F401
+    tps_grid_params_to_grid,  # noqa: F401
+    tps_identity_params,  # noqa: F401
+    xy_to_grid_params,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -161,77 +171,6 @@ def tps_jacobian(points: torch.Tensor, control: torch.Tensor, coefficients: torc
     # J[b, m, k, j] = a[1 + j, k] + sum_i w[i, k] dU_i/dp_j
     radial = torch.einsum("bmnj,bnk->bmkj", gradient, weights)
     return radial + affine[:, 1:].transpose(1, 2)[:, None]
-
-
-def tps_identity_params(grid_size: int = 3) -> np.ndarray:
-    """The ``2 K^2`` grid params of the identity: ``[x_1..x_KK, y_1..y_KK]`` of the regular grid."""
-    grid = images.regular_grid_xy(_check_grid_size(grid_size))
-    return np.concatenate([grid[:, 0], grid[:, 1]])
-
-
-def _check_grid_size(grid_size) -> int:
-    if int(grid_size) != grid_size or int(grid_size) < 2:
-        raise ValueError(f"grid_size must be an integer >= 2; got {grid_size!r}.")
-    return int(grid_size)
-
-
-def _grid_params_to_control_values(params: torch.Tensor, grid_size: int):
-    """Control points (the regular output grid), values (content positions): ``(B, KK, 2)``."""
-    import torch
-
-    grid_size = _check_grid_size(grid_size)
-    count = grid_size * grid_size
-    if params.ndim != 2 or params.shape[1] != 2 * count:
-        raise ValueError(
-            f"TPS grid params must have shape (B, {2 * count}) for a {grid_size} x {grid_size} "
-            f"grid; got {tuple(params.shape)}."
-        )
-    dtype = params.dtype if params.is_floating_point() else torch.float32
-    control = torch.as_tensor(images.regular_grid_xy(grid_size), dtype=dtype, device=params.device)
-    control = control[None].expand(params.shape[0], count, 2)
-    values = torch.stack([params[:, :count], params[:, count:]], dim=2).to(dtype)
-    return control, values
-
-
-def tps_grid_params_sample_points(
-    params: torch.Tensor, points_xy: torch.Tensor, grid_size: int = 3
-):
-    """Map normalised OUTPUT points ``(B, M, 2)`` to normalised CONTENT points with grid params.
-
-    ``params`` ``(B, 2 K^2)`` = ``[x_1..x_KK, y_1..y_KK]``: where in the content image each control
-    point of the regular K x K output grid (``images.regular_grid_xy`` order) samples from.
-    """
-    control, values = _grid_params_to_control_values(params, grid_size)
-    coefficients = tps_solve(control, values)
-    return tps_evaluate(points_xy, control, coefficients)
-
-
-def tps_grid_params_to_grid(params: torch.Tensor, height: int, width: int, grid_size: int = 3):
-    """``grid_sample`` grid ``(B, H, W, 2)`` (normalised content ``(x, y)``) for an output H x W.
-
-    Output pixel centres follow ``images.ALIGN_CORNERS``; use the grid with the same setting.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    height, width = images.validate_shape((height, width), "grid size (height, width)")
-    control, values = _grid_params_to_control_values(params, grid_size)
-    batch = params.shape[0]
-    identity = torch.eye(2, 3, dtype=control.dtype, device=control.device)[None].expand(batch, 2, 3)
-    # affine_grid with the identity gives exactly the normalised output pixel centres.
-    centres = F.affine_grid(identity, [batch, 1, height, width], align_corners=images.ALIGN_CORNERS)
-    coefficients = tps_solve(control, values)
-    sampled = tps_evaluate(centres.reshape(batch, height * width, 2), control, coefficients)
-    return sampled.reshape(batch, height, width, 2)
-
-
-def affine_sample_points(theta: torch.Tensor, points_xy: torch.Tensor):
-    """Apply ``theta`` ``(B, 2, 3)``, as ``affine_grid`` does: output ``(x, y, 1)`` -> content."""
-    if theta.ndim != 3 or tuple(theta.shape[1:]) != (2, 3):
-        raise ValueError(f"theta must have shape (B, 2, 3); got {tuple(theta.shape)}.")
-    _check_batch_points(points_xy, "points_xy", theta.shape[0])
-    points_xy = points_xy.to(theta.dtype)
-    return points_xy @ theta[:, :, :2].transpose(1, 2) + theta[:, None, :, 2]
 
 
 # =========================================================================== landmark transforms
@@ -826,7 +765,7 @@ def tps_from_grid_params(params, content_shape, output_shape, grid_size: int = 3
     """Landmark ``TPSTransform`` equal to the network TPS of ``params`` (``2 K^2``, see
     ``tps_grid_params_to_grid``): output points are the K x K grid of ``output_shape``, content
     points are the parameters in ``content_shape`` pixels; the spline is the same everywhere."""
-    grid_size = _check_grid_size(grid_size)
+    grid_size = check_grid_size(grid_size)
     count = grid_size * grid_size
     array = np.asarray(params, dtype=np.float64).reshape(-1)
     if array.size != 2 * count:
@@ -838,7 +777,7 @@ def tps_from_grid_params(params, content_shape, output_shape, grid_size: int = 3
         raise ValueError("TPS grid params contain NaN or infinite values.")
     content_shape = images.validate_shape(content_shape, "content_shape")
     output_shape = images.validate_shape(output_shape, "output_shape")
-    content_xy = np.stack([array[:count], array[count:]], axis=1)
+    content_xy = grid_params_to_xy(array, grid_size)
     return TPSTransform(
         images.regular_grid_points(output_shape, grid_size),
         images.normalized_to_pixel(content_xy, content_shape),
@@ -856,7 +795,7 @@ def grid_params_from_tps(
         raise ValueError(
             f"grid_params_from_tps needs a TPSTransform; got {type(transform).__name__}."
         )
-    grid_size = _check_grid_size(grid_size)
+    grid_size = check_grid_size(grid_size)
     content_shape = images.validate_shape(content_shape, "content_shape")
     output_shape = images.validate_shape(output_shape, "output_shape")
     grid = images.regular_grid_points(output_shape, grid_size)
@@ -868,7 +807,7 @@ def grid_params_from_tps(
             f"{output_shape[0]} x {output_shape[1]} output; only such a TPS has grid params."
         )
     content_xy = images.pixel_to_normalized(transform.content_points, content_shape)
-    return np.concatenate([content_xy[:, 0], content_xy[:, 1]])
+    return xy_to_grid_params(content_xy)
 
 
 # =========================================================================== diagnostics

@@ -134,7 +134,10 @@ def warp_image(
     compute = torch.float32 if mode == "nearest" else _compute_dtype(array, mode)
     if compute == torch.float64 and not supports_float64(device):
         device = torch.device("cpu")
-    result = np.empty(output_shape + array.shape[2:], dtype=array.dtype)
+    try:
+        result = np.empty(output_shape + array.shape[2:], dtype=array.dtype)
+    except (MemoryError, ValueError) as error:  # numpy's message does not name the argument
+        raise ValueError(f"output_shape {output_shape} is too large: {error}") from error
     height, width = output_shape
     with torch.no_grad():
         columns = torch.arange(width, dtype=compute, device=device)
