@@ -969,8 +969,6 @@ def test_cli_train_geometry(images_argument, out, options):
             assert out_path.is_file() and figure.is_file()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="training saves the NaN weights of a diverged run")
 def test_cli_train_geometry_refuses_a_diverged_run():
     """A learning rate that makes the weights NaN is an error, with no checkpoint written
     (the evaluation after training refuses such a checkpoint, so the run must not end in one)."""

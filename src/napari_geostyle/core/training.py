@@ -439,6 +439,9 @@ class _GeometryTrainer:
             value = grid_loss(self.model, predicted, pairs.truth, net.grid_size, self.points)
         else:
             value = image_loss(self.model, predicted, pairs, net.grid_size)
+        if not bool(torch.isfinite(value)):
+            raise ValueError(f"training diverged: the loss is {float(value)}; lower the "
+                             "learning rate (lr).")
         self.optimizer.zero_grad(set_to_none=True)
         value.backward()
         torch.nn.utils.clip_grad_norm_(self.params, 5.0)
@@ -450,8 +453,14 @@ def _save_training_checkpoint(net, out, step: int, loss: float, elapsed: float,
                               settings: dict, half: bool):
     """Write ``net`` to ``out`` (in eval mode, then back to train mode) with the step, elapsed
     time, loss and the run's ``settings`` as extras; the path as a string, None without ``out``."""
+    import torch
+
     from .geonet import save_checkpoint
 
+    if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
+        # a diverged run must not leave (or replace) a checkpoint that loading refuses
+        raise ValueError(f"training diverged at step {step}: the weights are no longer finite; "
+                         "lower the learning rate (lr). Nothing was saved.")
     if out is None:
         return None
     extra = {"step": step, "elapsed": elapsed, "loss": loss, **settings}

@@ -713,7 +713,7 @@ def transform_from_dict(data, _depth: int = 0) -> Transform:
             return ComposedTransform(
                 [transform_from_dict(d, _depth + 1) for d in data["transforms"]]
             )
-    except (KeyError, TypeError) as error:
+    except (KeyError, TypeError, IndexError) as error:
         raise ValueError(f"malformed {kind!r} transform dict: missing or bad {error}") from None
     raise ValueError(f"unknown transform type {kind!r}; expected 'affine', 'tps' or 'composed'.")
 
