@@ -131,6 +131,7 @@ case "$command" in
     install_python_packages
     # lint first (seconds): the configuration is in pyproject.toml
     "$VENV_PYTHON" -m ruff check src tests
+    "$VENV_PYTHON" -m ruff format --check src tests
     # pytest-xvfb starts a virtual X server for the napari/Qt tests.
     exec "$VENV_PYTHON" -m pytest -q "$@"
     ;;

@@ -62,7 +62,9 @@ def test_folder_on_threads_failure_and_manifest(folder, styles, tmp_path):
     assert run.total == 6 and run.pending == 6
     results = {r.output: r for r in run}
     assert {n: r.status for n, r in results.items()} == {
-        **{f"img_{i}.png": "done" for i in (0, 1, 2, 4, 5)}, "img_3.png": "failed"}
+        **{f"img_{i}.png": "done" for i in (0, 1, 2, 4, 5)},
+        "img_3.png": "failed",
+    }
     assert "img_3.png" in results["img_3.png"].error and not (out / "img_3.png").exists()
     for i in (0, 1, 2, 4, 5):
         image = iio.imread(out / f"img_{i}.png")
@@ -74,14 +76,14 @@ def test_folder_on_threads_failure_and_manifest(folder, styles, tmp_path):
     entry = manifest["items"]["img_1.png"]
     assert entry["status"] == "done" and len(entry["key"]) == 64 and entry["error"] is None
     restored = gs.transform_from_dict(entry["transform"])
-    assert np.allclose(restored.map_points([[10.0, 20.0]]),
-                       gs.transform_from_dict(results["img_1.png"].transform).map_points(
-                           [[10.0, 20.0]]))
+    assert np.allclose(
+        restored.map_points([[10.0, 20.0]]),
+        gs.transform_from_dict(results["img_1.png"].transform).map_points([[10.0, 20.0]]),
+    )
     assert entry["device"] == "cpu" and entry["timings"]["total"] > 0
     assert {"geometry", "warp", "texture"} <= set(entry["timings"])
     # every worker loaded its networks once, before the first task: no task loaded any
-    assert all(e["models_loaded"] == 0 for e in manifest["items"].values()
-               if e["status"] == "done")
+    assert all(e["models_loaded"] == 0 for e in manifest["items"].values() if e["status"] == "done")
     assert manifest["items"]["img_3.png"]["status"] == "failed"
     keys = {e["key"] for e in manifest["items"].values()}
     assert len(keys) == 6  # one per input
@@ -95,8 +97,11 @@ def test_processes_keep_models_loaded(folder, styles, tmp_path):
     for name in ("img_2.png", "img_3.png", "img_4.png", "img_5.png"):
         (folder / name).unlink()
     out = tmp_path / "out"
-    results = list(gs.batch_geometric_style_transfer(
-        folder, out, geometry, None, processes=True, workers=2, device="cpu", model="affine"))
+    results = list(
+        gs.batch_geometric_style_transfer(
+            folder, out, geometry, None, processes=True, workers=2, device="cpu", model="affine"
+        )
+    )
     assert [r.status for r in results] == ["done", "done"]
     entries = _manifest(out)["items"].values()
     assert all(e["models_loaded"] == 0 and e["worker"].startswith("tcp://") for e in entries)
@@ -179,9 +184,17 @@ def test_video_coherent_mode_flickers_less_than_independent_frames(styles, tmp_p
     flicker = {}
     for coherent in (True, False):
         out = tmp_path / f"styled_{coherent}"
-        results = list(gs.batch_geometric_style_transfer(
-            tmp_path / "clip.mp4", out, None, texture, coherent=coherent,
-            **{**TINY, "iterations": 3, "size": 48}, **THREADS))
+        results = list(
+            gs.batch_geometric_style_transfer(
+                tmp_path / "clip.mp4",
+                out,
+                None,
+                texture,
+                coherent=coherent,
+                **{**TINY, "iterations": 3, "size": 48},
+                **THREADS,
+            )
+        )
         assert [r.status for r in results] == ["done"] * 11
         assert results[-1].kind == "sequence" and results[-1].output == "clip.mp4"
         flicker[coherent] = temporal.flicker_ratio(_frames(out, "clip", 10), inputs)
@@ -194,8 +207,9 @@ def test_video_coherent_mode_flickers_less_than_independent_frames(styles, tmp_p
         out = tmp_path / f"warped_{coherent}"
         list(gs.batch_geometric_style_transfer(tmp_path / "clip.mp4", out, geometry,
                                                coherent=coherent, **THREADS))  # fmt: skip
-        transforms = {json.dumps(e["transform"], sort_keys=True)
-                      for e in _manifest(out)["items"].values()}
+        transforms = {
+            json.dumps(e["transform"], sort_keys=True) for e in _manifest(out)["items"].values()
+        }
         assert (len(transforms) == 1) == coherent
 
 
@@ -214,8 +228,10 @@ def test_coherent_resume_continues_the_chain_exactly(styles, tmp_path):
         del entries["items"][name]
     (out / "manifest.json").write_text(json.dumps(entries))
     (out / "stack.tif").unlink()
-    resumed = {r.output: r.status for r in gs.batch_geometric_style_transfer(
-        stack, out, None, texture, **options)}
+    resumed = {
+        r.output: r.status
+        for r in gs.batch_geometric_style_transfer(stack, out, None, texture, **options)
+    }
     assert list(resumed.values()).count("skipped") == 4 and resumed["stack.tif"] == "done"
     for original, again in zip(originals, _frames(out, "stack", 6)):
         assert np.array_equal(original, again)  # warm-started from frame 3's file
@@ -228,8 +244,11 @@ def test_multipage_tiff_in_stack_out(styles, tmp_path):
     import tifffile
 
     geometry, _ = styles
-    tifffile.imwrite(tmp_path / "zstack.tif", np.stack([_scene(t)[..., 0] for t in range(4)]),
-                     photometric="minisblack")
+    tifffile.imwrite(
+        tmp_path / "zstack.tif",
+        np.stack([_scene(t)[..., 0] for t in range(4)]),
+        photometric="minisblack",
+    )
     out = tmp_path / "out"
     results = list(gs.batch_geometric_style_transfer(tmp_path / "zstack.tif", out, geometry,
                                                      model="affine", **THREADS))  # fmt: skip
@@ -253,17 +272,39 @@ def test_cli_batch_end_to_end_resume_and_refusal(folder, styles, tmp_path, capsy
     geometry, texture = styles
     (folder / "img_3.png").unlink()
     out = tmp_path / "out"
-    argv = ["batch", str(folder), "-o", str(out), "--geometry", str(geometry), "--texture",
-            str(texture), "--backbone", "random", "--size", "32", "--levels", "1",
-            "--iterations", "2", "--threads", "--workers", "2", "--device", "cpu",
-            "--geometry-batch", "2"]
+    argv = [
+        "batch",
+        str(folder),
+        "-o",
+        str(out),
+        "--geometry",
+        str(geometry),
+        "--texture",
+        str(texture),
+        "--backbone",
+        "random",
+        "--size",
+        "32",
+        "--levels",
+        "1",
+        "--iterations",
+        "2",
+        "--threads",
+        "--workers",
+        "2",
+        "--device",
+        "cpu",
+        "--geometry-batch",
+        "2",
+    ]
     assert cli.main(argv) == 0
     assert "5 done, 0 skipped (finished before), 0 failed" in capsys.readouterr().err
     manifest = _manifest(out)
     assert manifest["options"]["geometry_batch"] == 2
     assert sorted(e["geometry_batch"] for e in manifest["items"].values()) == [1, 2, 2, 2, 2]
     assert sorted(p.name for p in out.glob("img_*.png")) == sorted(
-        p.name for p in folder.glob("*.png"))
+        p.name for p in folder.glob("*.png")
+    )
     assert cli.main(argv) == 0
     assert "0 done, 5 skipped" in capsys.readouterr().err
     shutil.copy(folder / "img_0.png", out / "img_9.png")
@@ -290,8 +331,9 @@ def test_video_audio_is_kept(styles, tmp_path):
     results = list(gs.batch_geometric_style_transfer(tmp_path / "a.mp4", out, geometry,
                                                      model="affine", **THREADS))  # fmt: skip
     assert results[-1].status == "done"
-    probe = subprocess.run([ffmpeg, "-i", str(out / "a.mp4")], capture_output=True, text=True,
-                           check=False)  # ffmpeg -i without an output exits 1 by design
+    probe = subprocess.run(
+        [ffmpeg, "-i", str(out / "a.mp4")], capture_output=True, text=True, check=False
+    )  # ffmpeg -i without an output exits 1 by design
     assert "Audio:" in probe.stderr and "Video:" in probe.stderr
     assert _manifest(out)["sequences"]["a.mp4"]["audio"].startswith("audio from the input")
 
@@ -311,15 +353,20 @@ def test_styles_csv_gives_each_input_its_own_styles(folder, styles, tmp_path):
     (table / "shapes").mkdir(parents=True)
     iio.imwrite(table / "shapes" / "wide.png", _scene(8)[:, ::-1])
     shutil.copy(geometry, table / "shapes" / "pose.png")
-    csv = _styles_csv(table, "Input , geometry_style,texture_style\n"
-                             "img_0.png,shapes/pose.png,\n"
-                             "../in/img_1.png,shapes/wide.png,none\n\n")
+    csv = _styles_csv(
+        table,
+        "Input , geometry_style,texture_style\n"
+        "img_0.png,shapes/pose.png,\n"
+        "../in/img_1.png,shapes/wide.png,none\n\n",
+    )
     out = tmp_path / "out"
     options = dict(model="affine", **TINY, **THREADS)
-    run = gs.batch_geometric_style_transfer(folder, out, texture_style=texture, styles=csv,
-                                            **options)
+    run = gs.batch_geometric_style_transfer(
+        folder, out, texture_style=texture, styles=csv, **options
+    )
     assert {r.output: r.status for r in run} == dict.fromkeys(
-        ["img_0.png", "img_1.png", "img_2.png"], "done")
+        ["img_0.png", "img_1.png", "img_2.png"], "done"
+    )
     # img_0: its geometry + the default texture; img_1: its geometry only; img_2: the default
     assert iio.imread(out / "img_0.png").shape == (32, 32, 3)
     assert iio.imread(out / "img_1.png").shape == (48, 48, 3)  # warped only: size kept
@@ -334,20 +381,23 @@ def test_styles_csv_gives_each_input_its_own_styles(folder, styles, tmp_path):
     assert manifest["styles_table"] == str(csv)
     assert "geometry_style" in (out / "manifest.csv").read_text().splitlines()[0]
     for name, style in (("img_0.png", geometry), ("img_1.png", table / "shapes" / "wide.png")):
-        alone = gs.estimate_warp(iio.imread(folder / name), iio.imread(style), model="affine",
-                                 device="cpu")
-        assert np.allclose(gs.transform_from_dict(items[name]["transform"]).matrix,
-                           alone.matrix, atol=1e-4)  # the warp of the input's own style
+        alone = gs.estimate_warp(
+            iio.imread(folder / name), iio.imread(style), model="affine", device="cpu"
+        )
+        assert np.allclose(
+            gs.transform_from_dict(items[name]["transform"]).matrix, alone.matrix, atol=1e-4
+        )  # the warp of the input's own style
     # the styles' bytes are in the resume key: a changed style file redoes only its inputs
-    again = gs.batch_geometric_style_transfer(folder, out, texture_style=texture, styles=csv,
-                                              **options)
+    again = gs.batch_geometric_style_transfer(
+        folder, out, texture_style=texture, styles=csv, **options
+    )
     assert again.pending == 0 and {r.status for r in again} == {"skipped"}
     iio.imwrite(table / "shapes" / "wide.png", _scene(1))
     with pytest.raises(ValueError, match="img_1.png.*overwrite"):
-        gs.batch_geometric_style_transfer(folder, out, texture_style=texture, styles=csv,
-                                          **options)
-    redo = gs.batch_geometric_style_transfer(folder, out, texture_style=texture, styles=csv,
-                                             overwrite=True, **options)
+        gs.batch_geometric_style_transfer(folder, out, texture_style=texture, styles=csv, **options)
+    redo = gs.batch_geometric_style_transfer(
+        folder, out, texture_style=texture, styles=csv, overwrite=True, **options
+    )
     assert redo.pending == 1
     assert {r.output: r.status for r in redo}["img_1.png"] == "done"
     assert _manifest(out)["items"]["img_1.png"]["key"] != items["img_1.png"]["key"]
@@ -359,23 +409,41 @@ def test_styles_table_errors_come_before_any_work(folder, styles, tmp_path):
 
     def fails(error, match, text, **kwargs):
         with pytest.raises(error, match=match):
-            gs.batch_geometric_style_transfer(folder, out, styles=_styles_csv(tmp_path, text),
-                                              **kwargs)
+            gs.batch_geometric_style_transfer(
+                folder, out, styles=_styles_csv(tmp_path, text), **kwargs
+            )
 
     fails(ValueError, "bad header.*'input'", "file,geometry_style\nimg_0.png,g.png\n")
     fails(ValueError, "bad header.*unknown column.*'style'", "input,style\nimg_0.png,g.png\n")
     fails(ValueError, "bad header.*no style column", "input\nimg_0.png\n")
-    fails(ValueError, "not among the batch's inputs: img_9.png", "input,geometry_style\n"
-          f"img_9.png,{geometry}\n", texture_style=texture)
-    fails(FileNotFoundError, "line 3: geometry_style nothere.png is not a file",
-          f"input,geometry_style\nimg_0.png,{geometry}\nimg_1.png,nothere.png\n")
-    fails(ValueError, "img_0.png already has styles from .*line 2",
-          f"input,geometry_style\nimg_0.png,{geometry}\nimg_0.png,{geometry}\n",
-          texture_style=texture)
-    fails(ValueError, r"no style for .*img_1.png.*--geometry-style",
-          f"input,geometry_style\nimg_0.png,{geometry}\n")  # the others: no default
-    fails(ValueError, "no style for .*img_0.png", "input,geometry_style,texture_style\n"
-          "img_0.png,none,none\n", texture_style=texture)
+    fails(
+        ValueError,
+        "not among the batch's inputs: img_9.png",
+        f"input,geometry_style\nimg_9.png,{geometry}\n",
+        texture_style=texture,
+    )
+    fails(
+        FileNotFoundError,
+        "line 3: geometry_style nothere.png is not a file",
+        f"input,geometry_style\nimg_0.png,{geometry}\nimg_1.png,nothere.png\n",
+    )
+    fails(
+        ValueError,
+        "img_0.png already has styles from .*line 2",
+        f"input,geometry_style\nimg_0.png,{geometry}\nimg_0.png,{geometry}\n",
+        texture_style=texture,
+    )
+    fails(
+        ValueError,
+        r"no style for .*img_1.png.*--geometry-style",
+        f"input,geometry_style\nimg_0.png,{geometry}\n",
+    )  # the others: no default
+    fails(
+        ValueError,
+        "no style for .*img_0.png",
+        "input,geometry_style,texture_style\nimg_0.png,none,none\n",
+        texture_style=texture,
+    )
     with pytest.raises(FileNotFoundError, match="no styles CSV"):
         gs.batch_geometric_style_transfer(folder, out, styles=tmp_path / "missing.csv")
     with pytest.raises(ValueError, match="keys are"):
@@ -390,8 +458,21 @@ def test_cli_styles_csv(folder, styles, tmp_path, capsys):
     csv = _styles_csv(tmp_path, f"input,geometry_style\nimg_1.png,{geometry.name}\n")
     shutil.copy(geometry, tmp_path / geometry.name)
     out = tmp_path / "out"
-    argv = ["batch", str(folder), "-o", str(out), "--styles-csv", str(csv), "--model", "affine",
-            "--threads", "--workers", "2", "--device", "cpu"]
+    argv = [
+        "batch",
+        str(folder),
+        "-o",
+        str(out),
+        "--styles-csv",
+        str(csv),
+        "--model",
+        "affine",
+        "--threads",
+        "--workers",
+        "2",
+        "--device",
+        "cpu",
+    ]
     assert cli.main(argv) == 2  # img_0.png has no style and there is no default
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "img_0.png" in error[0] and "--geometry-style" in error[0]
@@ -411,8 +492,9 @@ def test_per_frame_geometry_smoothed_jitters_less_than_unsmoothed(styles, tmp_pa
     transforms, estimated = {}, {}
     for window in (1, 5):
         out = tmp_path / f"window{window}"
-        results = list(gs.batch_geometric_style_transfer(stack, out, geometry,
-                                                         smooth_frames=window, **options))
+        results = list(
+            gs.batch_geometric_style_transfer(stack, out, geometry, smooth_frames=window, **options)
+        )
         assert [r.status for r in results] == ["done"] * 9
         items = [_manifest(out)["items"][f"stack_frames/stack_{i:06d}.png"] for i in range(8)]
         transforms[window] = [gs.transform_from_dict(e["transform"]) for e in items]
@@ -427,18 +509,22 @@ def test_per_frame_geometry_smoothed_jitters_less_than_unsmoothed(styles, tmp_pa
     jitter = {w: temporal.lattice_jitter(t, (48, 48)) for w, t in transforms.items()}
     assert jitter[5] < 0.6 * jitter[1], jitter
     assert _manifest(tmp_path / "window5")["options"]["smooth_frames"] == 5
-    again = gs.batch_geometric_style_transfer(stack, tmp_path / "window5", geometry,
-                                              smooth_frames=5, **options)
+    again = gs.batch_geometric_style_transfer(
+        stack, tmp_path / "window5", geometry, smooth_frames=5, **options
+    )
     assert again.pending == 0  # same frames, window and kernel: resumed
     with pytest.raises(ValueError, match="overwrite"):  # another window: other warps
-        gs.batch_geometric_style_transfer(stack, tmp_path / "window5", geometry,
-                                          smooth_frames=3, **options)
+        gs.batch_geometric_style_transfer(
+            stack, tmp_path / "window5", geometry, smooth_frames=3, **options
+        )
     with pytest.raises(ValueError, match="coherent"):
-        gs.batch_geometric_style_transfer(stack, tmp_path / "o", geometry, coherent=False,
-                                          geometry_per_frame=True)
+        gs.batch_geometric_style_transfer(
+            stack, tmp_path / "o", geometry, coherent=False, geometry_per_frame=True
+        )
     with pytest.raises(ValueError, match="odd whole number"):
-        gs.batch_geometric_style_transfer(stack, tmp_path / "o", geometry, smooth_frames=4,
-                                          geometry_per_frame=True)
+        gs.batch_geometric_style_transfer(
+            stack, tmp_path / "o", geometry, smooth_frames=4, geometry_per_frame=True
+        )
 
 
 # --------------------------------------------------------------------------- batched geometry
@@ -449,8 +535,9 @@ def _sampled(entry, shape=(48, 48)):
     return gs.transform_from_dict(entry["transform"]).map_points(points)
 
 
-def test_geometry_batch_gives_per_pair_transforms_and_bad_inputs_fail_alone(folder, styles,
-                                                                            tmp_path):
+def test_geometry_batch_gives_per_pair_transforms_and_bad_inputs_fail_alone(
+    folder, styles, tmp_path
+):
     geometry, _ = styles
     # img_1 reads but is too small for the geometry network: the batched call of its chunk
     # raises and the chunk falls back to pair by pair; img_3 (corrupt) fails to read
@@ -458,12 +545,17 @@ def test_geometry_batch_gives_per_pair_transforms_and_bad_inputs_fail_alone(fold
     items = {}
     for batch in (1, 3):
         out = tmp_path / f"batch{batch}"
-        results = {r.output: r for r in gs.batch_geometric_style_transfer(
-            folder, out, geometry, geometry_batch=batch, model="affine", device="cpu",
-            **THREADS)}
+        results = {
+            r.output: r
+            for r in gs.batch_geometric_style_transfer(
+                folder, out, geometry, geometry_batch=batch, model="affine", device="cpu", **THREADS
+            )
+        }
         assert {n: r.status for n, r in results.items()} == {
             **{f"img_{i}.png": "done" for i in (0, 2, 4, 5)},
-            "img_1.png": "failed", "img_3.png": "failed"}
+            "img_1.png": "failed",
+            "img_3.png": "failed",
+        }
         assert "img_3.png" in results["img_3.png"].error
         assert "20 x 20 pixels; at least 32 x 32" in results["img_1.png"].error
         manifest = _manifest(out)
@@ -475,8 +567,7 @@ def test_geometry_batch_gives_per_pair_transforms_and_bad_inputs_fail_alone(fold
     for i in (0, 2, 4, 5):
         entry = items[3][f"img_{i}.png"]
         assert entry["timings"]["geometry"] > 0 and "warp" in entry["timings"]
-        np.testing.assert_allclose(_sampled(entry), _sampled(items[1][f"img_{i}.png"]),
-                                   atol=1e-3)
+        np.testing.assert_allclose(_sampled(entry), _sampled(items[1][f"img_{i}.png"]), atol=1e-3)
     with pytest.raises(ValueError, match="geometry_batch"):
         gs.batch_geometric_style_transfer(folder, tmp_path / "o", geometry, geometry_batch=0)
     assert not (tmp_path / "o").exists()
@@ -491,29 +582,37 @@ def test_geometry_batch_with_sequences_and_resume(styles, tmp_path):
     options = {"model": "affine", "device": "cpu", "processes": False, "workers": 1}
     # coherent mode: the stack's one estimate (frame 0) shares a chunk with the image
     inputs = [tmp_path / "once.tif", _scene(5)]
-    run = list(gs.batch_geometric_style_transfer(inputs, tmp_path / "mixed", geometry,
-                                                 geometry_batch=4, **options))
+    run = list(
+        gs.batch_geometric_style_transfer(
+            inputs, tmp_path / "mixed", geometry, geometry_batch=4, **options
+        )
+    )
     assert [r.status for r in run] == ["done"] * 5
     items = _manifest(tmp_path / "mixed")["items"]
     frames = [items[f"once_frames/once_{i:06d}.png"] for i in range(3)]
     assert frames[0]["geometry_batch"] == 2 and "geometry_batch" not in frames[1]
     assert all(f["transform"] == frames[0]["transform"] for f in frames)
     alone = gs.estimate_warp(_scene(0), iio.imread(geometry), model="affine", device="cpu")
-    np.testing.assert_allclose(gs.transform_from_dict(frames[0]["transform"]).matrix,
-                               alone.matrix, atol=1e-4)
+    np.testing.assert_allclose(
+        gs.transform_from_dict(frames[0]["transform"]).matrix, alone.matrix, atol=1e-4
+    )
     # per-frame geometry, smoothed: batched estimates, the same warps as one pair at a time
     per_frame = dict(geometry_per_frame=True, smooth_frames=3, **options)
     names = [f"stack_frames/stack_{i:06d}.png" for i in range(3)]
     entries = {}
     for batch in (1, 4):
         out = tmp_path / f"frames{batch}"
-        run = list(gs.batch_geometric_style_transfer(stack, out, geometry,
-                                                     geometry_batch=batch, **per_frame))
+        run = list(
+            gs.batch_geometric_style_transfer(
+                stack, out, geometry, geometry_batch=batch, **per_frame
+            )
+        )
         assert [r.status for r in run] == ["done"] * 4
         entries[batch] = _manifest(out)["items"]
     for name in names:
-        np.testing.assert_allclose(_sampled(entries[4][name]), _sampled(entries[1][name]),
-                                   atol=1e-3)
+        np.testing.assert_allclose(
+            _sampled(entries[4][name]), _sampled(entries[1][name]), atol=1e-3
+        )
     assert [entries[4][n]["geometry_batch"] for n in names] == [3, 3, 3]
     # resume: only the last frame is redone; its finished neighbour's estimate comes from the
     # manifest, so its chunk holds the last frame alone

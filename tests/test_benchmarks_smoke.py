@@ -23,9 +23,24 @@ def common(monkeypatch):
 def test_warp_benchmark_runs_at_a_tiny_size_and_writes_json(tmp_path):
     out = tmp_path / "warp.json"
     completed = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_warp.py"), "--size", "64", "--repeat", "2",
-         "--device", "cpu", "--threads", "1", "--json", str(out)],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            str(BENCHMARKS / "bench_warp.py"),
+            "--size",
+            "64",
+            "--repeat",
+            "2",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr
     assert "warp 64x64" in completed.stdout
@@ -68,9 +83,24 @@ def test_interactive_benchmark_drags_points_in_a_real_viewer_and_writes_json(tmp
         pytest.skip("needs a display (pytest-xvfb, or xvfb-run)")
     out = tmp_path / "interactive.json"
     completed = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_interactive.py"), "--size", "256",
-         "--drags", "1", "--moves", "4", "--repeats", "1", "--json", str(out)],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            str(BENCHMARKS / "bench_interactive.py"),
+            "--size",
+            "256",
+            "--drags",
+            "1",
+            "--moves",
+            "4",
+            "--repeats",
+            "1",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "move -> preview drawn" in completed.stdout

@@ -44,13 +44,17 @@ def _transfer_argv(image, out, *extra):
             *extra]  # fmt: skip
 
 
-@pytest.mark.parametrize("bad, message", [
-    ("missing_folder/out.png", "does not exist"),
-    ("out.unknownext", "cannot write"),
-    ("a_folder", "is a folder"),
-])
-def test_transfer_checks_outputs_before_computing(tmp_path, inputs, monkeypatch, capsys, bad,
-                                                  message):
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("missing_folder/out.png", "does not exist"),
+        ("out.unknownext", "cannot write"),
+        ("a_folder", "is a folder"),
+    ],
+)
+def test_transfer_checks_outputs_before_computing(
+    tmp_path, inputs, monkeypatch, capsys, bad, message
+):
     image, _ = inputs
     (tmp_path / "a_folder").mkdir()
     started = []
@@ -58,8 +62,19 @@ def test_transfer_checks_outputs_before_computing(tmp_path, inputs, monkeypatch,
     assert cli.main(_transfer_argv(image, tmp_path / bad)) == 2
     _one_error_line(capsys, message)
     # --warped-output is checked too, before anything runs
-    assert cli.main(_transfer_argv(image, tmp_path / "ok.png", "--geometry", str(image),
-                                   "--warped-output", str(tmp_path / bad))) == 2
+    assert (
+        cli.main(
+            _transfer_argv(
+                image,
+                tmp_path / "ok.png",
+                "--geometry",
+                str(image),
+                "--warped-output",
+                str(tmp_path / bad),
+            )
+        )
+        == 2
+    )
     _one_error_line(capsys, message)
     assert started == [] and _leftovers(tmp_path) == []
 
@@ -87,13 +102,25 @@ def test_warp_refuses_existing_and_bad_outputs_before_reading(tmp_path, inputs, 
     _one_error_line(capsys, "exists")
     assert out.read_bytes() == before
     # the output is checked first: a bad output path is reported even with bad landmarks
-    assert cli.main(["warp", str(image), "--landmarks", str(tmp_path / "none.csv"),
-                     "-o", str(tmp_path / "x.nope")]) == 2
+    assert (
+        cli.main(
+            [
+                "warp",
+                str(image),
+                "--landmarks",
+                str(tmp_path / "none.csv"),
+                "-o",
+                str(tmp_path / "x.nope"),
+            ]
+        )
+        == 2
+    )
     _one_error_line(capsys, "x.nope")
 
 
-def test_interrupted_write_keeps_the_old_file_and_leaves_nothing(tmp_path, inputs, monkeypatch,
-                                                                 capsys):
+def test_interrupted_write_keeps_the_old_file_and_leaves_nothing(
+    tmp_path, inputs, monkeypatch, capsys
+):
     image, landmarks = inputs
     out = tmp_path / "warped.png"
     out.write_bytes(b"previous result")
@@ -109,7 +136,10 @@ def test_interrupted_write_keeps_the_old_file_and_leaves_nothing(tmp_path, input
     assert code == 130
     assert out.read_bytes() == b"previous result"
     assert _leftovers(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == [
-        "content.png", "landmarks.csv", "warped.png"]
+        "content.png",
+        "landmarks.csv",
+        "warped.png",
+    ]
 
 
 def test_write_image_failure_is_one_line_and_leaves_nothing(tmp_path, capsys):
@@ -126,10 +156,26 @@ def test_train_geometry_checks_out_and_figure_and_resume_reuses_out(tmp_path, ca
     folder.mkdir()
     iio.imwrite(folder / "chelsea.png", skimage.data.chelsea()[::2, ::2])
     out = tmp_path / "net.pt"
-    argv = ["train-geometry", "--images", str(folder), "--model", "affine", "--steps", "1",
-            "--batch-size", "2", "--device", "cpu", "--out", str(out), "--val-count", "1"]
-    assert cli.main([*argv[:-4], "--out", str(tmp_path / "nowhere" / "n.pt"),
-                     "--val-count", "1"]) == 2
+    argv = [
+        "train-geometry",
+        "--images",
+        str(folder),
+        "--model",
+        "affine",
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--val-count",
+        "1",
+    ]
+    assert (
+        cli.main([*argv[:-4], "--out", str(tmp_path / "nowhere" / "n.pt"), "--val-count", "1"]) == 2
+    )
     _one_error_line(capsys, "does not exist")
     assert cli.main(argv) == 0
     first = out.read_bytes()

@@ -32,10 +32,19 @@ TURING = devices.CudaCapabilities(True, (7, 5), bf16=False)
 AMPERE = devices.CudaCapabilities(True, (8, 0), bf16=True)
 
 
-@pytest.mark.parametrize("caps, amp, expected", [
-    (AMPERE, None, "bf16"), (TURING, None, "fp32"), (PASCAL, None, "fp32"), (CPU, None, "fp32"),
-    (AMPERE, False, "fp32"), (TURING, True, "fp16"), (PASCAL, True, "fp32"), (CPU, True, "fp32"),
-])
+@pytest.mark.parametrize(
+    "caps, amp, expected",
+    [
+        (AMPERE, None, "bf16"),
+        (TURING, None, "fp32"),
+        (PASCAL, None, "fp32"),
+        (CPU, None, "fp32"),
+        (AMPERE, False, "fp32"),
+        (TURING, True, "fp16"),
+        (PASCAL, True, "fp32"),
+        (CPU, True, "fp32"),
+    ],
+)
 def test_auto_precision_follows_the_gpu(caps, amp, expected):
     assert devices.choose_precision("auto", caps, amp=amp) == expected
 
@@ -55,10 +64,18 @@ def test_half_precision_off_cuda_and_unknown_names_are_value_errors():
         devices.choose_precision("fp8", AMPERE)
 
 
-@pytest.mark.parametrize("requested, caps, expected", [
-    (None, AMPERE, True), (None, TURING, True), (None, PASCAL, False), (None, CPU, False),
-    (True, PASCAL, True), (False, AMPERE, False), (True, CPU, False),
-])
+@pytest.mark.parametrize(
+    "requested, caps, expected",
+    [
+        (None, AMPERE, True),
+        (None, TURING, True),
+        (None, PASCAL, False),
+        (None, CPU, False),
+        (True, PASCAL, True),
+        (False, AMPERE, False),
+        (True, CPU, False),
+    ],
+)
 def test_cuda_graphs_follow_compute_capability_unless_forced(requested, caps, expected):
     assert devices.choose_cuda_graphs(requested, caps) is expected
 
@@ -68,12 +85,15 @@ def test_capabilities_of_the_cpu():
     assert devices.supports_float64("cpu") and not devices.supports_float64("mps")
 
 
-@pytest.mark.parametrize("version, available, driver, noted", [
-    ("12.4", False, True, True),  # a driver too old for the build: say so
-    ("12.4", True, True, False),
-    ("12.4", False, False, False),  # no NVIDIA GPU at all: nothing is wrong
-    (None, False, True, False),  # a CPU-only build
-])
+@pytest.mark.parametrize(
+    "version, available, driver, noted",
+    [
+        ("12.4", False, True, True),  # a driver too old for the build: say so
+        ("12.4", True, True, False),
+        ("12.4", False, False, False),  # no NVIDIA GPU at all: nothing is wrong
+        (None, False, True, False),  # a CPU-only build
+    ],
+)
 def test_cuda_build_note(version, available, driver, noted):
     note = devices.cuda_build_note_for(version, available, driver)
     assert (note is not None) is noted

@@ -59,8 +59,12 @@ def test_identity_pair_gives_near_identity(coffee):
 
 def _known_affine_pair(image):
     angle = np.deg2rad(10.0)
-    theta = np.array([[0.9 * np.cos(angle), -0.9 * np.sin(angle), 0.08],
-                      [0.9 * np.sin(angle), 0.9 * np.cos(angle), -0.06]])
+    theta = np.array(
+        [
+            [0.9 * np.cos(angle), -0.9 * np.sin(angle), 0.08],
+            [0.9 * np.sin(angle), 0.9 * np.cos(angle), -0.06],
+        ]
+    )
     tf = affine_from_theta(theta, image.shape, image.shape)
     style = warp_image(image, tf, padding="reflection")
     truth = tf.sample_points(regular_grid_points(image.shape, 20))
@@ -76,8 +80,7 @@ def _identity_error_pct(truth, shape):
 def test_known_affine_is_recovered_by_the_shipped_model_with_refine(astronaut, model):
     style, truth = _known_affine_pair(astronaut)
     network = estimate.estimate_warp(astronaut, style, model=model, device="cpu")
-    refined = estimate.estimate_warp(astronaut, style, model=model, method="refine",
-                                     device="cpu")
+    refined = estimate.estimate_warp(astronaut, style, model=model, method="refine", device="cpu")
     identity_error = _identity_error_pct(truth, astronaut.shape)
     network_error = _lattice_error_pct(network, truth, astronaut.shape)
     refined_error = _lattice_error_pct(refined, truth, astronaut.shape)
@@ -100,8 +103,9 @@ def test_known_affine_is_recovered_by_the_shipped_network(astronaut):
 def test_network_passes_compose_into_one_transform_per_stage(astronaut):
     style, truth = _known_affine_pair(astronaut)
     one = estimate.estimate_warp(astronaut, style, model="affine+tps", device="cpu", passes=1)
-    three = estimate.estimate_warp(astronaut, style, model="affine+tps", device="cpu",
-                                   passes={"affine": 3, "tps": 3})
+    three = estimate.estimate_warp(
+        astronaut, style, model="affine+tps", device="cpu", passes={"affine": 3, "tps": 3}
+    )
     for tf in (one, three):
         affine, tps = tf.transforms
         assert isinstance(affine, AffineTransform) and isinstance(tps, TPSTransform)
@@ -113,10 +117,17 @@ def test_network_passes_compose_into_one_transform_per_stage(astronaut):
     assert _lattice_error_pct(three, truth, astronaut.shape) < NETWORK_KNOWN_AFFINE_TOLERANCE_PCT
 
 
-@pytest.mark.parametrize("passes, message", [
-    (0, "from 1 to 8"), (9, "from 1 to 8"), ("2", "from 1 to 8"), (True, "from 1 to 8"),
-    ({"affine": 2, "homography": 1}, "'affine' and/or 'tps'"), ({"tps": 0}, "passes \\(tps\\)"),
-])
+@pytest.mark.parametrize(
+    "passes, message",
+    [
+        (0, "from 1 to 8"),
+        (9, "from 1 to 8"),
+        ("2", "from 1 to 8"),
+        (True, "from 1 to 8"),
+        ({"affine": 2, "homography": 1}, "'affine' and/or 'tps'"),
+        ({"tps": 0}, "passes \\(tps\\)"),
+    ],
+)
 def test_bad_passes_say_what_is_accepted(coffee, passes, message):
     with pytest.raises(ValueError, match=message):
         estimate.estimate_warp(coffee, coffee, device="cpu", passes=passes)
@@ -148,8 +159,9 @@ def test_refine_does_not_import_torch_dynamo():
         "estimate_warp(a, a[:, ::-1], method='refine', device='cpu')\n"
         "print(sorted(m for m in ('torch._dynamo', 'triton') if m in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
@@ -161,25 +173,32 @@ def test_result_is_in_content_pixels_for_any_size(coffee):
     # may settle on a different discrete candidate at each resolution
     big = estimate.estimate_warp(coffee, style, model="affine", device="cpu", init="identity")
     small_content = coffee[::2, ::2]
-    small = estimate.estimate_warp(small_content, style, model="affine", device="cpu",
-                                   init="identity")
+    small = estimate.estimate_warp(
+        small_content, style, model="affine", device="cpu", init="identity"
+    )
     probe = np.array([[0.0, 0.0], [0.5, -0.3], [-0.7, 0.9]])  # normalised (x, y)
-    big_xy = pixel_to_normalized(big.sample_points(normalized_to_pixel(probe, coffee.shape)),
-                                 coffee.shape)
+    big_xy = pixel_to_normalized(
+        big.sample_points(normalized_to_pixel(probe, coffee.shape)), coffee.shape
+    )
     small_xy = pixel_to_normalized(
-        small.sample_points(normalized_to_pixel(probe, small_content.shape)), small_content.shape)
+        small.sample_points(normalized_to_pixel(probe, small_content.shape)), small_content.shape
+    )
     assert np.allclose(big_xy, small_xy, atol=0.06)
 
 
 def test_gray_rgba_uint16_and_float_inputs_are_accepted(coffee):
     ref = estimate.estimate_warp(coffee, coffee[::-1], model="affine", device="cpu")
     rgba = np.concatenate([coffee, np.full(coffee.shape[:2] + (1,), 255, np.uint8)], axis=2)
-    same = estimate.estimate_warp(rgba, (coffee[::-1] / 255.0).astype(np.float32),
-                                  model="affine", device="cpu")
+    same = estimate.estimate_warp(
+        rgba, (coffee[::-1] / 255.0).astype(np.float32), model="affine", device="cpu"
+    )
     assert np.allclose(ref.matrix, same.matrix, atol=1e-3)
     as16 = coffee.astype(np.uint16) * 257
-    assert np.allclose(estimate.estimate_warp(as16, coffee[::-1], model="affine",
-                                              device="cpu").matrix, ref.matrix, atol=1e-3)
+    assert np.allclose(
+        estimate.estimate_warp(as16, coffee[::-1], model="affine", device="cpu").matrix,
+        ref.matrix,
+        atol=1e-3,
+    )
     gray = coffee.mean(axis=2)  # float, 0..255 range read as is: any float image is allowed
     tf = estimate.estimate_warp(gray / 255.0, coffee[::-1, :, 1], model="tps", device="cpu")
     assert isinstance(tf, TPSTransform)
@@ -211,8 +230,9 @@ def test_refine_never_ends_worse_than_the_network(astronaut):
     from napari_geostyle.core.images import rgb_tensor
 
     style, _ = _known_affine_pair(astronaut)
-    info = estimate.estimate_parameters(rgb_tensor(astronaut), rgb_tensor(style), "affine+tps",
-                                        "refine", "cpu", refine_iterations=8)
+    info = estimate.estimate_parameters(
+        rgb_tensor(astronaut), rgb_tensor(style), "affine+tps", "refine", "cpu", refine_iterations=8
+    )
     start, end = info.objective
     assert end <= start
     tf = estimate.estimate_warp(astronaut, style, model="affine", method="refine", device="cpu")
@@ -228,11 +248,19 @@ def test_refine_never_ends_worse_than_the_network(astronaut):
         (np.zeros((64, 64, 3)), {"model": "homography"}, ValueError, "affine, tps, affine\\+tps"),
         (np.zeros((64, 64, 3)), {"method": "magic"}, ValueError, "network, refine"),
         (np.zeros((64, 64, 3)), {"trunk": "resnet"}, ValueError, "embedded, vgg19"),
-        (np.zeros((64, 64, 3)), {"model": "affine", "checkpoint": "/nowhere/affine.pt"},
-         FileNotFoundError, "/nowhere/affine.pt"),
+        (
+            np.zeros((64, 64, 3)),
+            {"model": "affine", "checkpoint": "/nowhere/affine.pt"},
+            FileNotFoundError,
+            "/nowhere/affine.pt",
+        ),
         (np.zeros((64, 64, 3)), {"checkpoint": "/nowhere/one.pt"}, ValueError, "two networks"),
-        (np.zeros((64, 64, 3)), {"model": "affine", "trunk": "vgg19"}, FileNotFoundError,
-         "geonet_affine_vgg19.pt"),
+        (
+            np.zeros((64, 64, 3)),
+            {"model": "affine", "trunk": "vgg19"},
+            FileNotFoundError,
+            "geonet_affine_vgg19.pt",
+        ),
     ],
 )
 def test_bad_inputs_say_what_is_accepted(content, kwargs, error, message):

@@ -28,20 +28,23 @@ def _sampled(tf, shape):
 
 # the search starts exercise the batched choice among starts (and, for "tps", the affine folded
 # into the TPS); "identity" keeps the affine case short (its stage also runs in "affine+tps")
-@pytest.mark.parametrize("model, init", [("affine", "identity"), ("tps", "search"),
-                                         ("affine+tps", "search")])
+@pytest.mark.parametrize(
+    "model, init", [("affine", "identity"), ("tps", "search"), ("affine+tps", "search")]
+)
 def test_batched_warps_equal_pair_by_pair_for_pairs_of_different_sizes(pairs, model, init):
     contents, styles = pairs
     # batch_size 2: a full batch of two, then a batch of one
-    batched = estimate.estimate_warps(contents, styles, model=model, device="cpu", init=init,
-                                      batch_size=2)
+    batched = estimate.estimate_warps(
+        contents, styles, model=model, device="cpu", init=init, batch_size=2
+    )
     assert len(batched) == len(contents)
     for content, style, tf in zip(contents, styles, batched, strict=True):
         single = estimate.estimate_warp(content, style, model=model, device="cpu", init=init)
         assert type(tf) is type(single)
         # in the content's own pixels: the same map as the pair alone, to float rounding
-        np.testing.assert_allclose(_sampled(tf, content.shape), _sampled(single, content.shape),
-                                   atol=1e-3)
+        np.testing.assert_allclose(
+            _sampled(tf, content.shape), _sampled(single, content.shape), atol=1e-3
+        )
 
 
 def test_batched_refinement_starts_and_ends_where_pair_by_pair_does(pairs):
@@ -50,8 +53,7 @@ def test_batched_refinement_starts_and_ends_where_pair_by_pair_does(pairs):
     options = {"refine_iterations": 3, "init": "identity"}
     batched = estimate.estimate_parameters_batch(*tensors, "affine", "refine", "cpu", **options)
     for content, style, params in zip(*tensors, batched, strict=True):
-        single = estimate.estimate_parameters(content, style, "affine", "refine", "cpu",
-                                              **options)
+        single = estimate.estimate_parameters(content, style, "affine", "refine", "cpu", **options)
         assert params.start == single.start
         assert params.damped == single.damped
         # the refinement starts from the same network estimate; Adam's sign-like steps may
@@ -77,8 +79,9 @@ def test_rows_are_damped_each_as_on_its_own():
 
 def test_warp_parameters_say_what_was_estimated(pairs):
     contents, styles = pairs
-    params = estimate.estimate_parameters(rgb_tensor(contents[0]), rgb_tensor(styles[0]),
-                                          "affine+tps", device="cpu", passes=2)
+    params = estimate.estimate_parameters(
+        rgb_tensor(contents[0]), rgb_tensor(styles[0]), "affine+tps", device="cpu", passes=2
+    )
     assert params.theta.shape == (2, 3) and params.tps.shape == (2 * 3 * 3,)
     assert params.theta.dtype == np.float64 and params.grid_size == 3
     assert params.start in estimate.START_NAMES and params.objective is None
@@ -92,20 +95,26 @@ def test_estimate_warps_is_public():
     assert "estimate_warps" in napari_geostyle.__all__
 
 
-@pytest.mark.parametrize("contents, styles, kwargs, message", [
-    ([np.zeros((64, 64))] * 2, [np.zeros((64, 64))] * 3, {}, "2 contents and 3 geometry"),
-    ([], [], {}, "empty"),
-    (np.zeros((64, 64)), np.zeros((64, 64)), {}, "sequence of images"),
-    (5, [np.zeros((64, 64))], {}, "sequence of images"),
-    ([np.zeros((64, 64))], [np.zeros((64, 64))], {"batch_size": 0}, "batch_size"),
-    ([np.zeros((64, 64))], [np.zeros((64, 64))], {"batch_size": 2.5}, "batch_size"),
-    ([np.zeros((64, 64))], [np.zeros((64, 64))], {"batch_size": True}, "batch_size"),
-    ([np.zeros((64, 64))], [np.zeros((64, 64))], {"model": "homography"}, "affine, tps"),
-    ([np.zeros((64, 64)), np.zeros((16, 64))], [np.zeros((64, 64))] * 2, {},
-     "contents\\[1\\]"),
-    ([np.zeros((64, 64))] * 2, [np.zeros((64, 64)), np.full((64, 64), np.nan)], {},
-     "geometry_styles\\[1\\]"),
-])
+@pytest.mark.parametrize(
+    "contents, styles, kwargs, message",
+    [
+        ([np.zeros((64, 64))] * 2, [np.zeros((64, 64))] * 3, {}, "2 contents and 3 geometry"),
+        ([], [], {}, "empty"),
+        (np.zeros((64, 64)), np.zeros((64, 64)), {}, "sequence of images"),
+        (5, [np.zeros((64, 64))], {}, "sequence of images"),
+        ([np.zeros((64, 64))], [np.zeros((64, 64))], {"batch_size": 0}, "batch_size"),
+        ([np.zeros((64, 64))], [np.zeros((64, 64))], {"batch_size": 2.5}, "batch_size"),
+        ([np.zeros((64, 64))], [np.zeros((64, 64))], {"batch_size": True}, "batch_size"),
+        ([np.zeros((64, 64))], [np.zeros((64, 64))], {"model": "homography"}, "affine, tps"),
+        ([np.zeros((64, 64)), np.zeros((16, 64))], [np.zeros((64, 64))] * 2, {}, "contents\\[1\\]"),
+        (
+            [np.zeros((64, 64))] * 2,
+            [np.zeros((64, 64)), np.full((64, 64), np.nan)],
+            {},
+            "geometry_styles\\[1\\]",
+        ),
+    ],
+)
 def test_bad_batches_say_what_is_wrong(contents, styles, kwargs, message):
     with pytest.raises(ValueError, match=message):
         estimate.estimate_warps(contents, styles, device="cpu", **kwargs)

@@ -73,8 +73,9 @@ def test_landmarks_of_a_tps_are_its_own_points_and_of_an_affine_reproduce_it():
     assert len(control) == 16  # a 4 x 4 output grid
     np.testing.assert_allclose(control, target - [3.0, -2.0])
     query = np.array([[7.0, 9.0], [25.0, 1.0]])
-    np.testing.assert_allclose(fit_tps(control, target).map_points(query), SHIFT.map_points(query),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        fit_tps(control, target).map_points(query), SHIFT.map_points(query), atol=1e-6
+    )
 
 
 def test_landmarks_of_a_composition_use_its_last_tps_grid():

@@ -282,13 +282,25 @@ def test_warp_image_options(arguments):
 
 # =========================================================================== transforms
 @FUZZ
-@given(matrix=half(
-    st.builds(lambda angle, scale, row, col: np.array(
-        [[scale * np.cos(angle), -scale * np.sin(angle), row],
-         [scale * np.sin(angle), scale * np.cos(angle), col]]),
-        st.floats(-4, 4), st.floats(0.1, 5), st.floats(-50, 50), st.floats(-50, 50)),
-    st.one_of(arrays(st.sampled_from([(2, 3), (3, 3), (3, 2), (4, 4), (0, 3)])), points(),
-              junk())))
+@given(
+    matrix=half(
+        st.builds(
+            lambda angle, scale, row, col: np.array(
+                [
+                    [scale * np.cos(angle), -scale * np.sin(angle), row],
+                    [scale * np.sin(angle), scale * np.cos(angle), col],
+                ]
+            ),
+            st.floats(-4, 4),
+            st.floats(0.1, 5),
+            st.floats(-50, 50),
+            st.floats(-50, 50),
+        ),
+        st.one_of(
+            arrays(st.sampled_from([(2, 3), (3, 3), (3, 2), (4, 4), (0, 3)])), points(), junk()
+        ),
+    )
+)
 def test_affine_transform_from_any_matrix(matrix):
     transform = outcome(lambda: gs.AffineTransform(matrix))
     if transform is None:
@@ -340,8 +352,11 @@ def _well_scaled(points):
     return span > 0 and gaps[~np.eye(len(points), dtype=bool)].min() >= 1e-3 * span
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="fit_tps accepts landmarks 1e6 apart next to ones 1 apart, inexactly")
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="fit_tps accepts landmarks 1e6 apart next to ones 1 apart, inexactly",
+)
 def test_fit_tps_at_very_different_scales():
     """Landmarks a million pixels from a cluster a few pixels wide: an exact interpolating
     spline, or a ValueError, never a spline that misses its landmarks by pixels."""
@@ -387,8 +402,12 @@ def test_tps_transform_constructor(pair, regularization, frame):
 
 
 @FUZZ
-@given(parts=half(st.lists(st.sampled_from(GOOD_TRANSFORMS), min_size=1, max_size=3),
-                  st.one_of(st.lists(transforms(), max_size=3), junk())))
+@given(
+    parts=half(
+        st.lists(st.sampled_from(GOOD_TRANSFORMS), min_size=1, max_size=3),
+        st.one_of(st.lists(transforms(), max_size=3), junk()),
+    )
+)
 def test_composed_transform(parts):
     transform = outcome(lambda: gs.ComposedTransform(parts))
     if transform is not None:
@@ -401,11 +420,17 @@ def transform_dicts():
     as_json = points().map(lambda v: v.tolist() if isinstance(v, np.ndarray) else v)
     values = st.one_of(junk(), as_json, st.lists(st.lists(numbers(), max_size=3), max_size=4))
     shaped = st.fixed_dictionaries(
-        {"type": st.one_of(st.sampled_from(["affine", "tps", "composed", "identity"]),
-                           option_text())},
+        {
+            "type": st.one_of(
+                st.sampled_from(["affine", "tps", "composed", "identity"]), option_text()
+            )
+        },
         optional={
-            "matrix": values, "output_points": values, "content_points": values,
-            "regularization": numbers(), "frame": values,
+            "matrix": values,
+            "output_points": values,
+            "content_points": values,
+            "regularization": numbers(),
+            "frame": values,
             "transforms": st.lists(st.deferred(transform_dicts), max_size=2),
         },
     )
@@ -505,8 +530,12 @@ def test_write_bigwarp_csv_round_trips_or_refuses(pair, names):
 
 
 @FUZZ
-@given(device=half(st.sampled_from([None, "auto", "cpu", "CPU", "cuda", "cuda:0", "mps"]),
-                   st.one_of(option_text(), junk())))
+@given(
+    device=half(
+        st.sampled_from([None, "auto", "cpu", "CPU", "cuda", "cuda:0", "mps"]),
+        st.one_of(option_text(), junk()),
+    )
+)
 def test_resolve_device(device):
     import torch
 
@@ -532,6 +561,7 @@ def test_texture_transfer_with_hostile_styles(style):
     image = outcome(lambda: gs.transfer_texture(CONTENT, style, **TEXTURE))
     if image is not None:
         check_texture_result(image, CONTENT.shape, TEXTURE["size"])
+
 
 TEXTURE_VALID = {
     "size": st.sampled_from([16, 24, 32]),
@@ -629,8 +659,12 @@ def check_estimate(transform, options, content):
 
 
 @FEW
-@given(pair=st.one_of(st.tuples(images(min_side=30), st.just(STYLE)),
-                      st.tuples(st.just(CONTENT), images(min_side=30))))
+@given(
+    pair=st.one_of(
+        st.tuples(images(min_side=30), st.just(STYLE)),
+        st.tuples(st.just(CONTENT), images(min_side=30)),
+    )
+)
 def test_estimate_warp_with_hostile_images(pair):
     content, style = pair
     options = {"model": "affine", "init": "identity"}

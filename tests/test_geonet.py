@@ -58,8 +58,9 @@ def test_missing_checkpoint_names_the_path(tmp_path):
 
 
 def test_checkpoint_of_the_wrong_kind_or_format_is_refused(tmp_path):
-    path = geonet.save_checkpoint(geonet.build_geometry_net(geonet.default_config("affine")),
-                                  tmp_path / "a.pt")
+    path = geonet.save_checkpoint(
+        geonet.build_geometry_net(geonet.default_config("affine")), tmp_path / "a.pt"
+    )
     with pytest.raises(ValueError, match="'affine' model, not 'tps'"):
         geonet.load_geometry_model("tps", checkpoint=path)
     foreign = tmp_path / "foreign.pt"
@@ -68,12 +69,15 @@ def test_checkpoint_of_the_wrong_kind_or_format_is_refused(tmp_path):
         geonet.load_geometry_model("affine", checkpoint=foreign)
 
 
-@pytest.mark.parametrize("call", [
-    lambda: geonet.default_config("homography"),
-    lambda: geonet.default_config("affine", trunk="resnet50"),
-    lambda: geonet.load_geometry_model("perspective"),
-    lambda: geonet.load_geometry_model("affine", trunk="alexnet"),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: geonet.default_config("homography"),
+        lambda: geonet.default_config("affine", trunk="resnet50"),
+        lambda: geonet.load_geometry_model("perspective"),
+        lambda: geonet.load_geometry_model("affine", trunk="alexnet"),
+    ],
+)
 def test_unknown_model_or_trunk_says_what_is_accepted(call):
     with pytest.raises(ValueError, match="accepted"):
         call()
@@ -87,14 +91,18 @@ def test_shipped_models_exist_are_fp16_and_small():
         total += path.stat().st_size
         payload = geonet.read_checkpoint(path)
         assert payload["config"]["model"] == kind and payload["config"]["trunk"] == "embedded"
-        assert all(t.dtype == torch.float16 for t in payload["state_dict"].values()
-                   if t.is_floating_point())
+        assert all(
+            t.dtype == torch.float16
+            for t in payload["state_dict"].values()
+            if t.is_floating_point()
+        )
     assert total <= 10 * 1024 * 1024
 
 
 def test_vgg19_trunk_runs_with_random_backbone():
-    net = geonet.build_geometry_net(geonet.default_config("affine", trunk="vgg19"),
-                                    backbone="random").eval()
+    net = geonet.build_geometry_net(
+        geonet.default_config("affine", trunk="vgg19"), backbone="random"
+    ).eval()
     # the frozen VGG is shared, not part of the checkpoint: only the head is trainable state
     assert not any(k.startswith("trunk") for k in net.state_dict())
     with torch.no_grad():
@@ -113,19 +121,22 @@ def _saved(tmp_path, **config):
     return path
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"input_size": 8000}, "input_size"),
-    ({"input_size": 250}, "multiple of 16"),
-    ({"input_size": 64}, "input_size"),
-    ({"grid_size": 40}, "grid_size"),
-    ({"grid_size": True}, "grid_size"),
-    ({"embedded_widths": [32, 64, 96]}, "embedded_widths"),
-    ({"embedded_widths": [32, 64, -96, 128]}, "embedded_widths"),
-    ({"model": "homography"}, "model"),
-    ({"trunk": "resnet"}, "trunk"),
-    ({"version": 99}, "version"),
-    ({"mystery": 1}, "unknown config key"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"input_size": 8000}, "input_size"),
+        ({"input_size": 250}, "multiple of 16"),
+        ({"input_size": 64}, "input_size"),
+        ({"grid_size": 40}, "grid_size"),
+        ({"grid_size": True}, "grid_size"),
+        ({"embedded_widths": [32, 64, 96]}, "embedded_widths"),
+        ({"embedded_widths": [32, 64, -96, 128]}, "embedded_widths"),
+        ({"model": "homography"}, "model"),
+        ({"trunk": "resnet"}, "trunk"),
+        ({"version": 99}, "version"),
+        ({"mystery": 1}, "unknown config key"),
+    ],
+)
 def test_bad_config_is_refused_before_building(tmp_path, monkeypatch, change, message):
     path = _saved(tmp_path, **change)
     built = []

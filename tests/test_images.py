@@ -95,7 +95,9 @@ def test_normalized_coordinates_follow_grid_sample_align_corners_false():
 )
 def test_normalized_round_trip(points, height, width):
     rc = np.array(points)
-    back = images.normalized_to_pixel(images.pixel_to_normalized(rc, (height, width)), (height, width))
+    back = images.normalized_to_pixel(
+        images.pixel_to_normalized(rc, (height, width)), (height, width)
+    )
     np.testing.assert_allclose(back, rc, atol=1e-9)
     np.testing.assert_array_equal(images.xy_to_rc(images.rc_to_xy(rc)), rc)
 

@@ -43,7 +43,8 @@ def test_a_pure_similarity_pair_gives_pck_1_with_the_oracle_and_identity_matches
     unit = (style_points.max(0) - style_points.min(0)).max()
     for alpha in (0.05, 0.1):
         assert report.scores["identity"].pck[alpha] == pytest.approx(
-            (distance <= alpha * unit).mean())
+            (distance <= alpha * unit).mean()
+        )
 
 
 def test_identity_of_different_sizes_compares_in_the_style_frame():
@@ -58,7 +59,7 @@ def test_perturbation_moves_content_points_with_the_content():
     image = _textured(seed=3)
     points = _landmarks(seed=4)
     pair = le.LandmarkPair(image, image, points, points)
-    moved, = le.perturb_pairs([pair], le.Perturbation(zoom=1.4), seed=5)
+    (moved,) = le.perturb_pairs([pair], le.Perturbation(zoom=1.4), seed=5)
     # the style is zoomed 1.4x about its centre: its points move away from the centre
     centre = (np.array(image.shape[:2]) - 1) / 2
     assert np.allclose(moved.style_points - centre, 1.4 * (points - centre))
@@ -76,7 +77,8 @@ def test_pairs_are_ordered_pairs_of_different_items():
     assert all(p.name.split(" -> ")[0] != p.name.split(" -> ")[1] for p in pairs)
     assert len(le.pairs_from_set(items, count=5, seed=1)) == 5
     assert [p.name for p in le.pairs_from_set(items, 5, 1)] == [
-        p.name for p in le.pairs_from_set(items, 5, 1)]
+        p.name for p in le.pairs_from_set(items, 5, 1)
+    ]
 
 
 def _write_pf_dataset(folder):
@@ -108,9 +110,10 @@ def test_proposal_flow_csv_reader(tmp_path):
 def test_proposal_flow_pascal_columns_and_errors(tmp_path):
     iio.imwrite(tmp_path / "a.png", _textured(32))
     good = tmp_path / "pascal.csv"
-    good.write_text("source_image,target_image,class,XA,YA,XB,YB\n"
-                    "a.png,a.png,1,1;5;9,1;9;5,1;5;9,1;9;5\n")
-    pair, = le.read_pf_pairs(good, one_based=False)
+    good.write_text(
+        "source_image,target_image,class,XA,YA,XB,YB\na.png,a.png,1,1;5;9,1;9;5,1;5;9,1;9;5\n"
+    )
+    (pair,) = le.read_pf_pairs(good, one_based=False)
     assert np.allclose(pair.content_points, [[1, 1], [9, 5], [5, 9]])
     bad = tmp_path / "bad.csv"
     bad.write_text("left,right\nx,y\n")
@@ -129,17 +132,36 @@ def test_proposal_flow_pascal_columns_and_errors(tmp_path):
 def _write_landmark_set(path, count=3):
     images = np.stack([_textured(64, seed) for seed in range(count)])
     landmarks = np.stack([_landmarks(8, 64, seed) for seed in range(count)]).astype(np.float32)
-    np.savez(path, images=images, landmarks=landmarks, names=np.array([f"f{i}" for i in
-                                                                        range(count)]))
+    np.savez(
+        path, images=images, landmarks=landmarks, names=np.array([f"f{i}" for i in range(count)])
+    )
     return path
 
 
 def test_cli_eval_geometry_on_a_landmark_set(tmp_path, capsys):
     source = _write_landmark_set(tmp_path / "set.npz")
     report, figure = tmp_path / "report.json", tmp_path / "pairs.png"
-    code = main(["eval-geometry", "--pairs", str(source), "--model", "affine", "--method",
-                 "network", "--count", "2", "--device", "cpu", "--json", str(report),
-                 "--figure", str(figure), "--figure-pairs", "2"])
+    code = main(
+        [
+            "eval-geometry",
+            "--pairs",
+            str(source),
+            "--model",
+            "affine",
+            "--method",
+            "network",
+            "--count",
+            "2",
+            "--device",
+            "cpu",
+            "--json",
+            str(report),
+            "--figure",
+            str(figure),
+            "--figure-pairs",
+            "2",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "| identity |" in out and "| network |" in out and "| oracle |" in out
@@ -149,15 +171,30 @@ def test_cli_eval_geometry_on_a_landmark_set(tmp_path, capsys):
     assert 0.0 <= data["methods"]["network"]["pck@0.1"] <= 1.0
     assert iio.imread(figure).shape[1] > 3 * 100  # content | style | network, side by side
     # outputs are never replaced silently
-    assert main(["eval-geometry", "--pairs", str(source), "--count", "1", "--json",
-                 str(report)]) == 2
+    assert (
+        main(["eval-geometry", "--pairs", str(source), "--count", "1", "--json", str(report)]) == 2
+    )
     assert "--overwrite" in capsys.readouterr().err
 
 
 def test_cli_eval_geometry_reads_proposal_flow_as_is(tmp_path, capsys):
     csv_path = _write_pf_dataset(tmp_path)
-    assert main(["eval-geometry", "--pairs", str(csv_path), "--model", "affine", "--method",
-                 "network", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "eval-geometry",
+                "--pairs",
+                str(csv_path),
+                "--model",
+                "affine",
+                "--method",
+                "network",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "2 pairs" in out and "protocol as-is" in out
 

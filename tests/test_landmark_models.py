@@ -75,18 +75,26 @@ def test_match_kind_keeps_gray_and_dtype():
 def test_session_file_round_trip_and_bad_files(tmp_path):
     from napari_geostyle.core.session import read_session, write_session
 
-    path = write_session(tmp_path / "s.json", {
-        "inputs": {"content": "content"}, "control_points": [[1.0, 2.0], [3.0, 4.0]],
-        "target_points": [[1.5, 2.0], [3.5, 4.0]], "active": [True, False],
-        "fit_model": "similarity", "strength": 0.5,
-    })
+    path = write_session(
+        tmp_path / "s.json",
+        {
+            "inputs": {"content": "content"},
+            "control_points": [[1.0, 2.0], [3.0, 4.0]],
+            "target_points": [[1.5, 2.0], [3.5, 4.0]],
+            "active": [True, False],
+            "fit_model": "similarity",
+            "strength": 0.5,
+        },
+    )
     record = read_session(path)
     np.testing.assert_allclose(record["target_points"], [[1.5, 2.0], [3.5, 4.0]])
     assert record["active"].tolist() == [True, False] and record["fit_model"] == "similarity"
     (tmp_path / "other.json").write_text('{"points": []}')
     with pytest.raises(ValueError, match="not a GeoStyle session"):
         read_session(tmp_path / "other.json")
-    write_session(tmp_path / "odd.json", {"inputs": {"content": "c"},
-                                          "control_points": [[1.0, 2.0]], "target_points": []})
+    write_session(
+        tmp_path / "odd.json",
+        {"inputs": {"content": "c"}, "control_points": [[1.0, 2.0]], "target_points": []},
+    )
     with pytest.raises(ValueError, match="1 control points but 0 target"):
         read_session(tmp_path / "odd.json")

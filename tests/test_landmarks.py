@@ -55,10 +55,14 @@ def test_write_then_read_is_exact_and_bigwarp_shaped(tmp_path):
         ('"Pt-0","true","1","2","3","4"\n"Pt-1","maybe","1","2","3","4"\n', "true or false"),
         ('"Pt-0","false","1","2","3","4"\n', "no active"),
         ("", "no active"),
-        ('"Pt-0","true","1","2","3","4"\n"Pt-1","true","1","2","Infinity","4"\n',
-         "line 2: target x is 'Infinity'"),
-        ('"Pt-0","ture","1","2","3","4"\n"Pt-1","true","1","2","3","4"\n',
-         "line 1: active must be true or false; got 'ture'"),
+        (
+            '"Pt-0","true","1","2","3","4"\n"Pt-1","true","1","2","Infinity","4"\n',
+            "line 2: target x is 'Infinity'",
+        ),
+        (
+            '"Pt-0","ture","1","2","3","4"\n"Pt-1","true","1","2","3","4"\n',
+            "line 1: active must be true or false; got 'ture'",
+        ),
     ],
 )
 def test_malformed_files_raise_clear_errors(tmp_path, text, message):

@@ -38,10 +38,12 @@ def test_search_recovers_a_known_similarity(astronaut):
 
 def test_layout_similarity_prefers_the_aligned_image(astronaut):
     style = rgb_tensor(astronaut)
-    moved, _ = _moved(astronaut, np.zeros((1, 2)), _similarity_matrix(astronaut.shape, 15.0,
-                                                                        1.2, (8.0, 8.0)))
-    scores = matching.layout_similarity(torch.cat([style, rgb_tensor(moved)]),
-                                        style.expand(2, -1, -1, -1))
+    moved, _ = _moved(
+        astronaut, np.zeros((1, 2)), _similarity_matrix(astronaut.shape, 15.0, 1.2, (8.0, 8.0))
+    )
+    scores = matching.layout_similarity(
+        torch.cat([style, rgb_tensor(moved)]), style.expand(2, -1, -1, -1)
+    )
     assert scores[0] > 0.99 and scores[1] < scores[0] - 0.1
 
 
@@ -76,8 +78,14 @@ def test_search_takes_the_object_in_the_middle_over_one_at_the_edge(astronaut):
     content[48:80, 48:80] = pattern
     found = {}
     for sigma in (matching.SearchRanges().centre_sigma, None):
-        ranges = matching.SearchRanges(rotation_deg=0.0, scale=(1.0, 1.0), scale_steps=1,
-                                       shift=1.0, fine_levels=0, centre_sigma=sigma)
+        ranges = matching.SearchRanges(
+            rotation_deg=0.0,
+            scale=(1.0, 1.0),
+            scale_steps=1,
+            shift=1.0,
+            fine_levels=0,
+            centre_sigma=sigma,
+        )
         theta = matching.search_similarity(rgb_tensor(content), rgb_tensor(style), ranges)
         tf = affine_from_theta(theta.numpy().astype(np.float64), content.shape, style.shape)
         found[sigma] = tf.map_points(np.array([[64.0, 64.0]]))[0]  # the content face's centre
@@ -88,10 +96,13 @@ def test_search_takes_the_object_in_the_middle_over_one_at_the_edge(astronaut):
 def test_init_choices_and_result_types(astronaut):
     style = np.ascontiguousarray(astronaut[::-1])
     for init in ("search", "identity"):
-        assert isinstance(estimate.estimate_warp(astronaut, style, model="tps", device="cpu",
-                                                 init=init), TPSTransform)
-        assert isinstance(estimate.estimate_warp(astronaut, style, device="cpu", init=init),
-                          ComposedTransform)
+        assert isinstance(
+            estimate.estimate_warp(astronaut, style, model="tps", device="cpu", init=init),
+            TPSTransform,
+        )
+        assert isinstance(
+            estimate.estimate_warp(astronaut, style, device="cpu", init=init), ComposedTransform
+        )
     with pytest.raises(ValueError, match="init must be one of search, identity, search-vgg19"):
         estimate.estimate_warp(astronaut, style, init="guess")
 
@@ -99,10 +110,8 @@ def test_init_choices_and_result_types(astronaut):
 def test_strength_zero_gives_the_content_back_and_one_the_full_warp(astronaut):
     style = np.ascontiguousarray(astronaut[:, ::-1])
     full = estimate.estimate_warp(astronaut, style, model="affine+tps", device="cpu")
-    same = estimate.estimate_warp(astronaut, style, model="affine+tps", device="cpu",
-                                  strength=1.0)
-    none = estimate.estimate_warp(astronaut, style, model="affine+tps", device="cpu",
-                                  strength=0.0)
+    same = estimate.estimate_warp(astronaut, style, model="affine+tps", device="cpu", strength=1.0)
+    none = estimate.estimate_warp(astronaut, style, model="affine+tps", device="cpu", strength=0.0)
     points = np.array([[10.0, 20.0], [100.0, 50.0], [64.0, 64.0]])
     assert np.allclose(full.map_points(points), same.map_points(points))
     assert np.array_equal(warp_image(astronaut, none), astronaut)
@@ -117,11 +126,14 @@ def test_with_strength_doses_each_kind():
     affine = AffineTransform([[1.2, 0.1, 5.0], [-0.1, 0.9, -3.0]])
     src = np.array([[0.0, 0.0], [0.0, 50.0], [50.0, 0.0], [50.0, 50.0], [25.0, 25.0]])
     tps = fit_tps(src, src + np.array([[2.0, 0.0], [0, 0], [0, 0], [0, 0], [4.0, -2.0]]))
-    assert np.allclose(with_strength(affine, 0.25).matrix,
-                       np.eye(3) + 0.25 * (affine.matrix - np.eye(3)))
+    assert np.allclose(
+        with_strength(affine, 0.25).matrix, np.eye(3) + 0.25 * (affine.matrix - np.eye(3))
+    )
     dosed = with_strength(tps, 0.5)
-    assert np.allclose(dosed.sample_points(tps.output_points),
-                       tps.output_points + 0.5 * (tps.content_points - tps.output_points))
+    assert np.allclose(
+        dosed.sample_points(tps.output_points),
+        tps.output_points + 0.5 * (tps.content_points - tps.output_points),
+    )
     composed = with_strength(ComposedTransform([affine, tps]), 0.0)
     assert np.allclose(composed.map_points(src), src)
     assert with_strength(tps, 1) is tps
@@ -132,14 +144,43 @@ def test_cli_warp_strength_zero_writes_the_content(tmp_path, astronaut):
     iio.imwrite(content, astronaut)
     csv = tmp_path / "landmarks.csv"
     rows = [(10, 10, 14, 12), (10, 110, 12, 100), (110, 10, 100, 14), (110, 110, 104, 106)]
-    csv.write_text("".join(f'"Pt-{i}","true","{a}","{b}","{c}","{d}"\n'
-                           for i, (a, b, c, d) in enumerate(rows)))
+    csv.write_text(
+        "".join(f'"Pt-{i}","true","{a}","{b}","{c}","{d}"\n' for i, (a, b, c, d) in enumerate(rows))
+    )
     out = tmp_path / "out.png"
-    assert main(["warp", str(content), "--landmarks", str(csv), "-o", str(out), "--strength",
-                 "0", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "warp",
+                str(content),
+                "--landmarks",
+                str(csv),
+                "-o",
+                str(out),
+                "--strength",
+                "0",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert np.array_equal(iio.imread(out), astronaut)
-    assert main(["warp", str(content), "--landmarks", str(csv), "-o", str(tmp_path / "x.png"),
-                 "--strength", "2"]) == 2
+    assert (
+        main(
+            [
+                "warp",
+                str(content),
+                "--landmarks",
+                str(csv),
+                "-o",
+                str(tmp_path / "x.png"),
+                "--strength",
+                "2",
+            ]
+        )
+        == 2
+    )
 
 
 def test_deep_descriptor_search_mechanics_with_the_random_trunk(astronaut):
@@ -149,10 +190,12 @@ def test_deep_descriptor_search_mechanics_with_the_random_trunk(astronaut):
     matrix = _similarity_matrix(astronaut.shape, -8.0, 0.9, (-5.0, 4.0))
     content, content_points = _moved(astronaut, points, matrix)
     descriptor = matching.deep_descriptor("random", device="cpu")
-    ranges = matching.SearchRanges(rotation_deg=10.0, scale=(0.85, 1.0), scale_steps=3,
-                                   fine_levels=1)  # few candidates: VGG on a CPU is slow
-    theta = matching.search_similarity(rgb_tensor(content), rgb_tensor(astronaut), ranges,
-                                       descriptor=descriptor)
+    ranges = matching.SearchRanges(
+        rotation_deg=10.0, scale=(0.85, 1.0), scale_steps=3, fine_levels=1
+    )  # few candidates: VGG on a CPU is slow
+    theta = matching.search_similarity(
+        rgb_tensor(content), rgb_tensor(astronaut), ranges, descriptor=descriptor
+    )
     tf = affine_from_theta(theta.numpy().astype(np.float64), content.shape, astronaut.shape)
     error = np.linalg.norm(tf.map_points(content_points) - points, axis=1)
     assert error.max() < 0.05 * astronaut.shape[0]

@@ -5,7 +5,14 @@ from skimage import transform as sktf
 
 import napari_geostyle as gs
 
-TINY = {"size": 48, "levels": 2, "iterations": 2, "backbone": "random", "device": "cpu", "preview_every": 1}
+TINY = {
+    "size": 48,
+    "levels": 2,
+    "iterations": 2,
+    "backbone": "random",
+    "device": "cpu",
+    "preview_every": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +54,9 @@ def test_a_given_transform_skips_the_estimate(content):
 
 
 def test_closing_stops_the_texture_stage(content):
-    steps = gs.iter_geometric_style_transfer(content, data.brick()[:64, :64], model="affine", **TINY)
+    steps = gs.iter_geometric_style_transfer(
+        content, data.brick()[:64, :64], model="affine", **TINY
+    )
     next(steps), next(steps)
     steps.close()
     with pytest.raises(StopIteration):
@@ -102,7 +111,17 @@ def test_cli_transfer_with_a_missing_geometry_file_is_one_line(tmp_path, capsys,
     from napari_geostyle import cli
 
     iio.imwrite(tmp_path / "c.png", (content * 255).astype(np.uint8))
-    code = cli.main(["transfer", str(tmp_path / "c.png"), "--texture", str(tmp_path / "c.png"),
-                     "--geometry", str(tmp_path / "nope.png"), "-o", str(tmp_path / "o.png")])
+    code = cli.main(
+        [
+            "transfer",
+            str(tmp_path / "c.png"),
+            "--texture",
+            str(tmp_path / "c.png"),
+            "--geometry",
+            str(tmp_path / "nope.png"),
+            "-o",
+            str(tmp_path / "o.png"),
+        ]
+    )
     assert code == 2
     assert "no image file" in capsys.readouterr().err

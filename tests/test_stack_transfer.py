@@ -5,8 +5,14 @@ import pytest
 
 from napari_geostyle.core.stack_transfer import iter_stack_transfer, warm_start_options
 
-TINY = {"backbone": "random", "size": 128, "levels": 2, "iterations": 2, "device": "cpu",
-        "preview_every": 1}
+TINY = {
+    "backbone": "random",
+    "size": 128,
+    "levels": 2,
+    "iterations": 2,
+    "device": "cpu",
+    "preview_every": 1,
+}
 
 
 def _frames(count=3, shape=(48, 48)) -> np.ndarray:
@@ -59,28 +65,32 @@ def test_independent_frames_all_start_from_their_content():
     assert steps[-1].progress == steps[-1].total == 3 * 4
     # frame 0 is the same solve either way
     coherent = next(s for s in iter_stack_transfer(_frames(), _style(), **TINY) if s.frame_done)
-    np.testing.assert_allclose(steps[[s.frame_done for s in steps].index(True)].image,
-                               coherent.image, atol=1e-5)
+    np.testing.assert_allclose(
+        steps[[s.frame_done for s in steps].index(True)].image, coherent.image, atol=1e-5
+    )
 
 
 def test_geometry_is_estimated_once_when_coherent():
     frames = _frames()
     geometry = frames[1][:, ::-1].copy()
-    steps = list(iter_stack_transfer(frames, geometry_style=geometry, model="affine",
-                                     device="cpu"))
+    steps = list(iter_stack_transfer(frames, geometry_style=geometry, model="affine", device="cpu"))
     assert len(steps) == 3 and all(s.frame_done for s in steps) and steps[-1].done
     assert [s.progress for s in steps] == [1, 2, 3] and steps[0].total == 3
     assert steps[0].transform is steps[1].transform is steps[2].transform
     assert steps[0].image.shape == frames[0].shape
-    independent = list(iter_stack_transfer(frames, geometry_style=geometry, model="affine",
-                                           device="cpu", coherent=False))
+    independent = list(
+        iter_stack_transfer(
+            frames, geometry_style=geometry, model="affine", device="cpu", coherent=False
+        )
+    )
     assert independent[0].transform is not independent[1].transform
 
 
 def test_both_stages_yield_each_warp_before_its_texture():
     frames = _frames(2)
-    steps = list(iter_stack_transfer(frames, _style(), frames[1][:, ::-1].copy(),
-                                     model="affine", **TINY))
+    steps = list(
+        iter_stack_transfer(frames, _style(), frames[1][:, ::-1].copy(), model="affine", **TINY)
+    )
     stages = [(s.frame, s.stage) for s in steps if s.stage == "geometry" or s.frame_done]
     assert stages == [(0, "geometry"), (0, "texture"), (1, "geometry"), (1, "texture")]
     assert steps[0].warped.shape == frames[0].shape
@@ -124,5 +134,7 @@ def test_bad_input_is_a_value_error_before_any_work(args, kwargs, words):
 
 def test_warm_start_options_solve_the_finest_level():
     assert warm_start_options({"levels": 3, "iterations": [5, 6, 7], "init": "x"}, True) == {
-        "levels": 1, "iterations": 7}
+        "levels": 1,
+        "iterations": 7,
+    }
     assert warm_start_options({"levels": 3, "init": "x"}, False) == {"levels": 3}

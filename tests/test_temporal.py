@@ -66,8 +66,9 @@ def test_linear_drift_is_kept_in_the_middle(kernel):
     assert temporal.lattice_jitter(smooth, SHAPE) < 0.5 * temporal.lattice_jitter(warps, SHAPE)
     steady = [_warp((1.5 * ti, 0.0)) for ti in t]
     assert temporal.lattice_jitter(steady, SHAPE) == pytest.approx(0.0, abs=1e-9)
-    assert temporal.lattice_jitter(temporal.smooth_transforms(steady, 7, kernel)[3:-3],
-                                   SHAPE) == pytest.approx(0.0, abs=1e-9)
+    assert temporal.lattice_jitter(
+        temporal.smooth_transforms(steady, 7, kernel)[3:-3], SHAPE
+    ) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_missing_frames_are_skipped_not_read():
@@ -126,14 +127,24 @@ def test_stack_run_per_frame_geometry_is_the_smoothed_estimates():
     frames = np.stack([_scene(2 * t) for t in range(4)])
     style = _scene(3)[:, ::-1].copy()
     options = {"model": "affine", "device": "cpu"}
-    steps = list(gs.iter_stack_transfer(frames, None, style, geometry_per_frame=True,
-                                        smooth_frames=3, smooth_kernel="box", **options))
+    steps = list(
+        gs.iter_stack_transfer(
+            frames,
+            None,
+            style,
+            geometry_per_frame=True,
+            smooth_frames=3,
+            smooth_kernel="box",
+            **options,
+        )
+    )
     assert [s.frame for s in steps] == list(range(4)) and steps[-1].done
     estimates = [gs.estimate_warp(frame, style, **options) for frame in frames]
     expected = temporal.smooth_transforms(estimates, 3, "box")
     for step, want in zip(steps, expected):
         assert np.allclose(step.transform.matrix, want.matrix, rtol=0, atol=1e-6)
-        assert np.array_equal(step.image, gs.warp_image(frames[step.frame], step.transform,
-                                                        device="cpu"))
+        assert np.array_equal(
+            step.image, gs.warp_image(frames[step.frame], step.transform, device="cpu")
+        )
     with pytest.raises(ValueError, match="coherent"):
         gs.iter_stack_transfer(frames, None, style, coherent=False, geometry_per_frame=True)

@@ -58,8 +58,9 @@ def test_steps_count_levels_and_previews(content, style):
 
 
 def test_loss_falls_and_style_colours_move_in(content, style):
-    steps = list(texture.iter_texture_transfer(content, style, **{**FAST, "iterations": 15,
-                                                                  "levels": 1}))
+    steps = list(
+        texture.iter_texture_transfer(content, style, **{**FAST, "iterations": 15, "levels": 1})
+    )
     assert steps[-1].loss < 0.5 * steps[0].loss
     out = steps[-1].image
     style_mean = images.to_rgb_float(style).mean(axis=(0, 1))
@@ -115,8 +116,11 @@ def test_several_styles_with_weights(content, style):
 
 
 def test_adam_runs_and_lowers_the_loss(content, style):
-    steps = list(texture.iter_texture_transfer(content, style, **{**FAST, "optimizer": "adam",
-                                                                  "iterations": 8, "levels": 1}))
+    steps = list(
+        texture.iter_texture_transfer(
+            content, style, **{**FAST, "optimizer": "adam", "iterations": 8, "levels": 1}
+        )
+    )
     assert steps[-1].loss < steps[0].loss
 
 
@@ -190,8 +194,9 @@ def test_init_image_warm_starts_the_solve(content, style):
     cold = list(texture.iter_texture_transfer(content, style, **{**options, "iterations": 1}))
     # a start image at another size (and uint8) is resized to the level
     start = (solved[::2, ::2] * 255).astype(np.uint8)
-    warm = list(texture.iter_texture_transfer(content, style, init=start,
-                                              **{**options, "iterations": 1}))
+    warm = list(
+        texture.iter_texture_transfer(content, style, init=start, **{**options, "iterations": 1})
+    )
     assert warm[0].loss < cold[0].loss
     assert np.abs(warm[-1].image - solved).mean() < np.abs(cold[-1].image - solved).mean()
     with pytest.raises(ValueError, match="init"):

@@ -15,8 +15,15 @@ pytestmark = [
 ]
 
 # enough iterations per level for warm-up, capture and several replays
-GPU = {"backbone": "random", "device": "cuda", "size": 128, "levels": 2, "iterations": [12, 10],
-       "preview_every": 0, "seed": 3}
+GPU = {
+    "backbone": "random",
+    "device": "cuda",
+    "size": 128,
+    "levels": 2,
+    "iterations": [12, 10],
+    "preview_every": 0,
+    "seed": 3,
+}
 
 
 @pytest.fixture(scope="module")

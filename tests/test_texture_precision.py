@@ -7,8 +7,14 @@ import torch
 
 from napari_geostyle.core import texture
 
-TINY = {"backbone": "random", "device": "cpu", "size": 32, "levels": 1, "iterations": 2,
-        "preview_every": 0}
+TINY = {
+    "backbone": "random",
+    "device": "cpu",
+    "size": 32,
+    "levels": 1,
+    "iterations": 2,
+    "preview_every": 0,
+}
 
 
 def _images():
@@ -35,14 +41,23 @@ def test_cpu_runs_fp32_whatever_auto_and_graphs_say():
     np.testing.assert_array_equal(auto, forced)
 
 
-GPU = {"backbone": "random", "device": "cuda", "size": 128, "levels": 2, "iterations": [12, 10],
-       "preview_every": 0, "seed": 3}
+GPU = {
+    "backbone": "random",
+    "device": "cuda",
+    "size": 128,
+    "levels": 2,
+    "iterations": [12, 10],
+    "preview_every": 0,
+    "seed": 3,
+}
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("precision, graphs", [("fp16", True), ("fp16", False), ("bf16", False),
-                                               ("fp32", False), ("auto", None)])
+@pytest.mark.parametrize(
+    "precision, graphs",
+    [("fp16", True), ("fp16", False), ("bf16", False), ("fp32", False), ("auto", None)],
+)
 def test_forced_fallbacks_run_and_stay_close_to_fp32(precision, graphs):
     content, style = _images()
     reference = texture.transfer_texture(content, style, precision="fp32", cuda_graphs=False,

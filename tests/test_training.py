@@ -90,17 +90,29 @@ def _fixed_batch_loss(net, pool, seed=99):
 
 def _zoom_only():
     # a consistent ~17% zoom: learnable in a few CPU steps, far from the identity
-    return training.PairRanges(rotation_deg=0, shear_deg=0, scale=(1.15, 1.2), translation=0,
-                               appearance=False)
+    return training.PairRanges(
+        rotation_deg=0, shear_deg=0, scale=(1.15, 1.2), translation=0, appearance=False
+    )
 
 
 def test_tiny_training_lowers_loss_and_round_trips_checkpoint(pool, tmp_path):
     torch.manual_seed(0)
     out = tmp_path / "affine.pt"
-    steps = list(training.train_geometry(
-        pool, "affine", steps=12, batch_size=2, lr=1e-2, device="cpu", out=out,
-        ranges=_zoom_only(), images_are_pool=True, log_every=1, half_checkpoint=False,
-    ))
+    steps = list(
+        training.train_geometry(
+            pool,
+            "affine",
+            steps=12,
+            batch_size=2,
+            lr=1e-2,
+            device="cpu",
+            out=out,
+            ranges=_zoom_only(),
+            images_are_pool=True,
+            log_every=1,
+            half_checkpoint=False,
+        )
+    )
     last = steps[-1]
     assert last.done and last.step == 12 and last.checkpoint == str(out)
     # the training loss (running average) falls well below its first value
@@ -109,11 +121,20 @@ def test_tiny_training_lowers_loss_and_round_trips_checkpoint(pool, tmp_path):
     net = last.extra["net"]
     loaded = geonet.load_geometry_model("affine", checkpoint=out, device="cpu")
     assert loaded.config["model"] == "affine" and loaded.config["trunk"] == "embedded"
-    assert _fixed_batch_loss(loaded, pool) == pytest.approx(_fixed_batch_loss(net, pool),
-                                                            rel=1e-4)
+    assert _fixed_batch_loss(loaded, pool) == pytest.approx(_fixed_batch_loss(net, pool), rel=1e-4)
     # resume continues the step count from the checkpoint
-    more = list(training.train_geometry(pool, "affine", steps=13, batch_size=2, device="cpu",
-                                        out=out, resume=True, images_are_pool=True))
+    more = list(
+        training.train_geometry(
+            pool,
+            "affine",
+            steps=13,
+            batch_size=2,
+            device="cpu",
+            out=out,
+            resume=True,
+            images_are_pool=True,
+        )
+    )
     assert more[-1].step == 13
 
 
@@ -122,9 +143,15 @@ def test_evaluate_geometry_reports_identity_and_network(tmp_path):
     geonet.save_checkpoint(geonet.build_geometry_net(geonet.default_config("affine")), path)
     images = [skimage.data.coffee()[::4, ::4], skimage.data.astronaut()[::4, ::4]]
     # init="identity": the network alone, without the global search in front of it
-    report = training.evaluate_geometry(images, "affine", ("identity", "network"),
-                                        pairs_per_image=1, checkpoint=path, device="cpu",
-                                        estimate_options={"init": "identity"})
+    report = training.evaluate_geometry(
+        images,
+        "affine",
+        ("identity", "network"),
+        pairs_per_image=1,
+        checkpoint=path,
+        device="cpu",
+        estimate_options={"init": "identity"},
+    )
     assert report["pairs"] == 2
     identity, network = report["identity"], report["network"]
     assert identity["mean_error_pct"] > 1.0
@@ -136,8 +163,7 @@ def test_evaluate_geometry_reports_identity_and_network(tmp_path):
 def test_eval_pairs_truth_matches_lattice_convention():
     images = [skimage.data.coffee()[::2, ::2]]
     ranges = training.PairRanges(rotation_deg=0, shear_deg=0, scale=(1, 1), translation=0.0)
-    source, target, truth = training.make_eval_pairs(images, "affine", 1, size=64,
-                                                     ranges=ranges)[0]
+    source, target, truth = training.make_eval_pairs(images, "affine", 1, size=64, ranges=ranges)[0]
     from napari_geostyle.core.images import regular_grid_points
 
     # zero translation, no rotation/shear/scale: truth is the lattice itself
@@ -201,15 +227,51 @@ def test_cli_train_then_eval_geometry(tmp_path, capsys):
     folder.mkdir()
     iio.imwrite(folder / "chelsea.png", skimage.data.chelsea()[::2, ::2])
     out = tmp_path / "tps.pt"
-    assert cli.main(["train-geometry", "--images", str(folder), "--model", "tps", "--steps",
-                     "2", "--batch-size", "2", "--device", "cpu", "--out", str(out),
-                     "--val-count", "1"]) == 0
+    assert (
+        cli.main(
+            [
+                "train-geometry",
+                "--images",
+                str(folder),
+                "--model",
+                "tps",
+                "--steps",
+                "2",
+                "--batch-size",
+                "2",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+                "--val-count",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert out.is_file() and out.with_suffix(".validation.png").is_file()
     assert geonet.read_checkpoint(out)["extra"]["step"] == 2
     capsys.readouterr()
-    assert cli.main(["eval-geometry", "--images", str(folder), "--model", "tps", "--checkpoint",
-                     str(out), "--method", "network", "--pairs-per-image", "1", "--device",
-                     "cpu"]) == 0
+    assert (
+        cli.main(
+            [
+                "eval-geometry",
+                "--images",
+                str(folder),
+                "--model",
+                "tps",
+                "--checkpoint",
+                str(out),
+                "--method",
+                "network",
+                "--pairs-per-image",
+                "1",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     import json
 
     report = json.loads(capsys.readouterr().out)
@@ -222,7 +284,18 @@ def test_cli_eval_geometry_missing_checkpoint_is_one_error_line(tmp_path, capsys
     from napari_geostyle import cli
 
     iio.imwrite(tmp_path / "coffee.png", skimage.data.coffee()[::4, ::4])
-    code = cli.main(["eval-geometry", "--images", str(tmp_path), "--model", "affine",
-                     "--checkpoint", str(tmp_path / "missing.pt"), "--method", "network"])
+    code = cli.main(
+        [
+            "eval-geometry",
+            "--images",
+            str(tmp_path),
+            "--model",
+            "affine",
+            "--checkpoint",
+            str(tmp_path / "missing.pt"),
+            "--method",
+            "network",
+        ]
+    )
     assert code == 2
     assert "missing.pt" in capsys.readouterr().err

@@ -52,8 +52,14 @@ def test_wrong_layer_choices_are_clear_value_errors(geo_viewer):
 
 def test_start_texture_transfer_result_lands_in_a_layer(geo_viewer, qtbot):
     worker = viewer_api.start_texture_transfer(
-        geo_viewer, geo_viewer.layers["content"], "style",
-        size=32, levels=1, iterations=2, backbone="random", device="cpu",
+        geo_viewer,
+        geo_viewer.layers["content"],
+        "style",
+        size=32,
+        levels=1,
+        iterations=2,
+        backbone="random",
+        device="cpu",
     )
     _wait_finished(qtbot, worker)
     layer = geo_viewer.layers["content textured"]
@@ -63,8 +69,15 @@ def test_start_texture_transfer_result_lands_in_a_layer(geo_viewer, qtbot):
 
 def test_start_geometric_style_transfer_makes_warped_and_result_layers(geo_viewer, qtbot):
     worker = viewer_api.start_geometric_style_transfer(
-        geo_viewer, "content", "style", model="affine",
-        size=32, levels=1, iterations=2, backbone="random", device="cpu",
+        geo_viewer,
+        "content",
+        "style",
+        model="affine",
+        size=32,
+        levels=1,
+        iterations=2,
+        backbone="random",
+        device="cpu",
     )
     _wait_finished(qtbot, worker)
     assert "content warped" in geo_viewer.layers
@@ -104,8 +117,11 @@ def test_layers_are_read_as_the_user_sees_them(make_napari_viewer_proxy):
     np.testing.assert_allclose(image.normalized[23, 28], (23 * 64 + 28 - 1000) / 1000, atol=1e-6)
 
     before = len(notification_manager.records)
-    levels = [np.zeros((256, 256), np.float32), np.zeros((128, 128), np.float32),
-              np.zeros((64, 64), np.float32)]
+    levels = [
+        np.zeros((256, 256), np.float32),
+        np.zeros((128, 128), np.float32),
+        np.zeros((64, 64), np.float32),
+    ]
     pyramid = viewer.add_image(levels, multiscale=True, contrast_limits=(0, 1))
     image = read_layer_image(pyramid, viewer, max_pixels=128 * 128)
     assert image.shape == (128, 128) and image.level == 1 and image.stride == 2

@@ -258,9 +258,7 @@ def test_crops_match_whole_image_sampling(monkeypatch, padding, mode):
     monkeypatch.setattr(W, "_CROP_PIXELS", 40)  # forces blocks down to a few pixels
     crops = []
     original = W._crop_tensor
-    monkeypatch.setattr(
-        W, "_crop_tensor", lambda *a: crops.append(original(*a)) or crops[-1]
-    )
+    monkeypatch.setattr(W, "_crop_tensor", lambda *a: crops.append(original(*a)) or crops[-1])
     ours = W.warp_image(image, tf, mode=mode, padding=padding)
     np.testing.assert_allclose(ours, reference, rtol=0, atol=2e-5)
     assert len(crops) > 20 and max(c.shape[-2] * c.shape[-1] for c in crops) < image[..., 0].size

@@ -51,8 +51,11 @@ def test_identity_params_map_points_to_themselves(grid_size):
 def test_output_centres_are_the_identity_affine_grid_and_the_pixel_centres():
     centres = W.output_centres(3, 5, 7, dtype=torch.float64)
     assert centres.shape == (3, 35, 2)
-    identity = F.affine_grid(torch.eye(2, 3, dtype=torch.float64)[None].expand(3, 2, 3),
-                             [3, 1, 5, 7], align_corners=images.ALIGN_CORNERS)
+    identity = F.affine_grid(
+        torch.eye(2, 3, dtype=torch.float64)[None].expand(3, 2, 3),
+        [3, 1, 5, 7],
+        align_corners=images.ALIGN_CORNERS,
+    )
     np.testing.assert_array_equal(centres.numpy(), identity.reshape(3, 35, 2).numpy())
     pixel_centres = images.pixel_to_normalized(images.pixel_grid((5, 7)), (5, 7))
     np.testing.assert_allclose(centres[0].numpy(), pixel_centres, atol=1e-12)
@@ -111,8 +114,9 @@ def test_sample_map_is_the_landmark_transform_of_estimate_warp(shape):
     mapped = W.sample_map(normalised, THETA_A, tps)[0].numpy()
     np.testing.assert_allclose(images.normalized_to_pixel(mapped, shape), expected, atol=1e-9)
     only_tps = W.sample_map(normalised, tps=tps[None])[0].numpy()
-    np.testing.assert_allclose(images.normalized_to_pixel(only_tps, shape),
-                               landmark_tps.sample_points(pixels), atol=1e-9)
+    np.testing.assert_allclose(
+        images.normalized_to_pixel(only_tps, shape), landmark_tps.sample_points(pixels), atol=1e-9
+    )
 
 
 # --------------------------------------------------------------------------- composition
@@ -129,8 +133,9 @@ def test_composed_thetas_apply_inner_then_outer_batched_or_not():
 
 def test_a_theta_composed_with_its_inverse_is_the_identity():
     shape = (40, 70)
-    inverse = T.theta_from_affine(T.affine_from_theta(THETA_A.numpy(), shape, shape).inverse(),
-                                  shape, shape)
+    inverse = T.theta_from_affine(
+        T.affine_from_theta(THETA_A.numpy(), shape, shape).inverse(), shape, shape
+    )
     inverse = torch.tensor(inverse)
     identity = W.identity_theta(torch.float64)
     torch.testing.assert_close(W.compose_thetas(THETA_A, inverse), identity, atol=1e-12, rtol=0)
@@ -155,15 +160,18 @@ def test_an_affine_after_a_tps_folds_into_one_tps():
     tps = random_tps(10)
     folded = W.fold_affine_into_tps(THETA_A, tps, 3)
     points = random_points(11, 50)
-    torch.testing.assert_close(W.sample_map(points, THETA_A, tps),
-                               W.sample_map(points, tps=folded), atol=1e-10, rtol=0)
+    torch.testing.assert_close(
+        W.sample_map(points, THETA_A, tps), W.sample_map(points, tps=folded), atol=1e-10, rtol=0
+    )
 
 
 # --------------------------------------------------------------------------- folds
 def test_determinants_flag_folds():
     thetas = torch.stack([THETA_A, -THETA_B])
-    np.testing.assert_allclose(W.theta_determinant(thetas).numpy(),
-                               [np.linalg.det(THETA_A[:, :2]), np.linalg.det(-THETA_B[:, :2])])
+    np.testing.assert_allclose(
+        W.theta_determinant(thetas).numpy(),
+        [np.linalg.det(THETA_A[:, :2]), np.linalg.det(-THETA_B[:, :2])],
+    )
     identity = W.identity_params("tps", dtype=torch.float64)
     crossing = identity.clone()
     crossing[0], crossing[2] = 1.0, -1.0  # top-left and top-right control points swapped in x
@@ -172,7 +180,8 @@ def test_determinants_flag_folds():
     # a TPS that is an affine has that affine's determinant everywhere
     scaled = W.fold_affine_into_tps(THETA_A, identity, 3)
     assert float(W.tps_min_determinant(scaled[None], 3)[0]) == pytest.approx(
-        float(np.linalg.det(THETA_A[:, :2])), abs=1e-9)
+        float(np.linalg.det(THETA_A[:, :2])), abs=1e-9
+    )
 
 
 @pytest.mark.parametrize(

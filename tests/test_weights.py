@@ -91,7 +91,9 @@ def test_resolution_order_env_then_hub_then_cache(tmp_path, monkeypatch, weights
     info = weights.describe_vgg19_weights()
     assert info["found"] and info["path"] == str(weights_file)
     assert [entry["where"] for entry in info["looked"]][1:] == [
-        "$GEOSTYLE_VGG19_WEIGHTS", "torch hub cache", "napari-geostyle cache (trimmed trunk)"
+        "$GEOSTYLE_VGG19_WEIGHTS",
+        "torch hub cache",
+        "napari-geostyle cache (trimmed trunk)",
     ]
 
 

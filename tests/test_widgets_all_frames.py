@@ -1,4 +1,4 @@
-""""All frames" mode of the Texture Transfer and Geometric Style Transfer widgets on a tiny stack."""
+""" "All frames" mode of the Texture Transfer and Geometric Style Transfer widgets on a tiny stack."""
 
 import numpy as np
 from widget_helpers import WAIT_MS
@@ -26,8 +26,13 @@ def test_checkbox_is_offered_only_for_a_stack(geo_viewer, content_image, qtbot):
 
 
 def test_texture_all_frames_fills_a_stack_layer(geo_viewer, content_image, qtbot):
-    film = geo_viewer.add_image(_stack(content_image), name="film", rgb=True,
-                                scale=(2.0, 1.0, 1.0), translate=(5.0, 0.0, 0.0))
+    film = geo_viewer.add_image(
+        _stack(content_image),
+        name="film",
+        rgb=True,
+        scale=(2.0, 1.0, 1.0),
+        translate=(5.0, 0.0, 0.0),
+    )
     widget = TextureTransferWidget(geo_viewer)
     qtbot.addWidget(widget)
     widget.content_combo.set_layer(film)

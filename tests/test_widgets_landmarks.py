@@ -17,8 +17,16 @@ def _live(viewer, name="content", **kwargs):
     rows, cols = np.meshgrid(np.linspace(8, 56, 3), np.linspace(8, 56, 3), indexing="ij")
     control = np.stack([rows.ravel(), cols.ravel()], 1)
     transform = fit_tps(control, control + [0.0, 3.0])
-    return start_live_warp(viewer, layer, content, transform, warp_image(content.raw, transform),
-                           inputs={"content": name}, options={"model": "tps"}, **kwargs)
+    return start_live_warp(
+        viewer,
+        layer,
+        content,
+        transform,
+        warp_image(content.raw, transform),
+        inputs={"content": name},
+        options={"model": "tps"},
+        **kwargs,
+    )
 
 
 def _idle(qtbot, live):
@@ -82,8 +90,14 @@ def _live_args(viewer):
     content = read_layer_image(layer, viewer)
     control = np.array([[10.0, 10.0], [10.0, 50.0], [50.0, 30.0], [30.0, 30.0]])
     transform = fit_tps(control, control + [2.0, 0.0])
-    return (layer, content, transform, warp_image(content.raw, transform),
-            {"content": "content"}, {"model": "tps"})
+    return (
+        layer,
+        content,
+        transform,
+        warp_image(content.raw, transform),
+        {"content": "content"},
+        {"model": "tps"},
+    )
 
 
 def test_strength_slider_rewarps_live_and_is_recorded(geo_viewer, qtbot):
@@ -99,8 +113,7 @@ def test_strength_slider_rewarps_live_and_is_recorded(geo_viewer, qtbot):
     _idle(qtbot, live)
     assert live.warped.metadata["geostyle"]["strength"] == 0.5
     # half the 2 px shift: the control point lands half way
-    np.testing.assert_allclose(live.transform.map_points([[30.0, 30.0]]), [[31.0, 30.0]],
-                               atol=1e-3)
+    np.testing.assert_allclose(live.transform.map_points([[30.0, 30.0]]), [[31.0, 30.0]], atol=1e-3)
 
 
 def test_fit_model_residuals_and_table(geo_viewer, qtbot):
@@ -133,8 +146,8 @@ def test_fit_model_residuals_and_table(geo_viewer, qtbot):
     table.jump_to(table.selected_rows())
     camera = getattr(getattr(geo_viewer, "scene", None), "camera", None) or geo_viewer.camera
     np.testing.assert_allclose(
-        camera.center[-2:], live.target_points.data_to_world(live.target_points.data[0]),
-        atol=1e-6)
+        camera.center[-2:], live.target_points.data_to_world(live.target_points.data[0]), atol=1e-6
+    )
     table.delete_selected()
     _idle(qtbot, live)
     assert table.table.rowCount() == 3 and len(live.content_points.data) == 3
@@ -182,8 +195,9 @@ def test_session_round_trip(geo_viewer, qtbot, tmp_path):
     np.testing.assert_allclose(restored.pairs()[1], target)
     assert restored.fit_model == "affine" and restored.strength == 0.8
     assert restored.active_pairs().tolist() == [True, False, True, True]
-    np.testing.assert_allclose(restored.transform.map_points(control),
-                               live.transform.map_points(control), atol=1e-6)
+    np.testing.assert_allclose(
+        restored.transform.map_points(control), live.transform.map_points(control), atol=1e-6
+    )
 
 
 def test_start_from_landmarks_alternates_content_and_output_clicks(geo_viewer, qtbot):
@@ -191,8 +205,11 @@ def test_start_from_landmarks_alternates_content_and_output_clicks(geo_viewer, q
     qtbot.addWidget(widget)
     live = widget.start_from_landmarks()
     assert len(live.content_points.data) == 0
-    pairs = [([10.0, 10.0], [12.0, 10.0]), ([10.0, 50.0], [12.0, 50.0]),
-             ([50.0, 30.0], [52.0, 30.0])]
+    pairs = [
+        ([10.0, 10.0], [12.0, 10.0]),
+        ([10.0, 50.0], [12.0, 50.0]),
+        ([50.0, 30.0], [52.0, 30.0]),
+    ]
     for content_point, output_point in pairs:
         assert geo_viewer.layers.selection.active.name == "content control points"
         assert live.content_points.mode == "add"
@@ -201,8 +218,7 @@ def test_start_from_landmarks_alternates_content_and_output_clicks(geo_viewer, q
         assert "output" in live.status
         live.target_points.add([output_point])
     _idle(qtbot, live)
-    np.testing.assert_allclose(live.transform.map_points([[30.0, 30.0]]), [[32.0, 30.0]],
-                               atol=1e-6)
+    np.testing.assert_allclose(live.transform.map_points([[30.0, 30.0]]), [[32.0, 30.0]], atol=1e-6)
 
 
 def test_wording_uses_the_right_article():

@@ -128,8 +128,9 @@ def test_geometric_style_transfer_never_overwrites_user_layers(geo_viewer, qtbot
     assert points.name == "my points"
 
 
-def test_texture_keeps_gray_uint16_content_gray_and_names_the_slice(make_napari_viewer_proxy,
-                                                                     qtbot):
+def test_texture_keeps_gray_uint16_content_gray_and_names_the_slice(
+    make_napari_viewer_proxy, qtbot
+):
     viewer = make_napari_viewer_proxy()
     rng = np.random.default_rng(0)
     stack = (rng.random((3, 64, 64)) * 4000 + 1000).astype(np.uint16)
@@ -159,7 +160,9 @@ def test_texture_widget_shows_progress_in_itself(geo_viewer, qtbot):
     qtbot.addWidget(widget)
     _tiny(widget, iterations=40)
     seen = []
-    widget.progress_bar.valueChanged.connect(lambda value: seen.append(widget.progress_bar.format()))
+    widget.progress_bar.valueChanged.connect(
+        lambda value: seen.append(widget.progress_bar.format())
+    )
     widget.run()
     assert not widget.progress_bar.isHidden()
     qtbot.waitUntil(lambda: not widget.running, timeout=WAIT_MS)

@@ -72,8 +72,9 @@ def test_bad_input_is_an_error_notification(make_napari_viewer_proxy, qtbot):
 
 
 def test_content_defaults_to_latest_warped_layer_and_styles_can_be_added(geo_viewer, qtbot):
-    geo_viewer.add_image(np.zeros((64, 64)), name="content warped",
-                         metadata={"geostyle": {"stage": "warp"}})
+    geo_viewer.add_image(
+        np.zeros((64, 64)), name="content warped", metadata={"geostyle": {"stage": "warp"}}
+    )
     geo_viewer.add_image(np.zeros((64, 64)), name="later")
     widget = TextureTransferWidget(geo_viewer)
     qtbot.addWidget(widget)

@@ -25,8 +25,14 @@ def _shifted_tps_warp(viewer, layer_name="content", stack=None):
     if stack is not None:
         warped = np.stack([warp_image(plane, transform) for plane in layer.data])
     return start_live_warp(
-        viewer, layer, content, transform, warped,
-        inputs={"content": layer_name}, options={"model": "tps"}, stack=stack,
+        viewer,
+        layer,
+        content,
+        transform,
+        warped,
+        inputs={"content": layer_name},
+        options={"model": "tps"},
+        stack=stack,
     )
 
 
@@ -100,11 +106,14 @@ def test_moving_a_point_rewarps_and_undo_redo_restore(geo_viewer, qtbot):
     _wait_idle(qtbot, live)
     edited = np.array(live.warped.data, dtype=float)
     assert np.abs(edited - original).max() > 20
-    np.testing.assert_allclose(live.transform.map_points(live.content_points.data[4:5]),
-                               moved[4:5], atol=1e-3)
+    np.testing.assert_allclose(
+        live.transform.map_points(live.content_points.data[4:5]), moved[4:5], atol=1e-3
+    )
     assert live.undo()
     _wait_idle(qtbot, live)
-    np.testing.assert_allclose(live.target_points.data, moved - [[6.0, -5.0]] * (np.arange(9) == 4)[:, None])
+    np.testing.assert_allclose(
+        live.target_points.data, moved - [[6.0, -5.0]] * (np.arange(9) == 4)[:, None]
+    )
     assert np.abs(np.asarray(live.warped.data, float) - original).max() <= 1
     assert live.redo()
     _wait_idle(qtbot, live)
@@ -201,8 +210,9 @@ def test_stack_all_slices_warps_every_slice(make_napari_viewer_proxy, qtbot):
     from napari_geostyle import warp_image
 
     for index in range(3):
-        np.testing.assert_allclose(live.warped.data[index], warp_image(stack[index], live.transform),
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            live.warped.data[index], warp_image(stack[index], live.transform), atol=1e-5
+        )
 
 
 def test_bad_choice_is_an_error_notification(geo_viewer, qtbot):
@@ -317,8 +327,9 @@ def _gated_estimates(monkeypatch):
     return gates
 
 
-def test_cancel_frees_the_widget_at_once_and_drops_the_abandoned_estimate(geo_viewer, qtbot,
-                                                                         monkeypatch):
+def test_cancel_frees_the_widget_at_once_and_drops_the_abandoned_estimate(
+    geo_viewer, qtbot, monkeypatch
+):
     gates = _gated_estimates(monkeypatch)
     widget = GeometricWarpWidget(geo_viewer)
     qtbot.addWidget(widget)
@@ -327,8 +338,9 @@ def test_cancel_frees_the_widget_at_once_and_drops_the_abandoned_estimate(geo_vi
     abandoned = widget.worker
     assert widget.run_button.text() == "Cancel"
     # the status counts the seconds of a long estimate
-    qtbot.waitUntil(lambda: widget.status_label.text().endswith("1 s (Cancel drops it)"),
-                    timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: widget.status_label.text().endswith("1 s (Cancel drops it)"), timeout=WAIT_MS
+    )
     assert widget.status_label.text().startswith("estimating an affine warp (network)…")
 
     widget.cancel()
@@ -447,7 +459,8 @@ def test_a_stack_warp_evaluates_the_exact_map_once_for_all_planes(make_napari_vi
 
 
 def test_the_first_drag_move_previews_at_once_and_later_ones_are_throttled(
-        make_napari_viewer_proxy, qtbot, monkeypatch):
+    make_napari_viewer_proxy, qtbot, monkeypatch
+):
     from types import SimpleNamespace
 
     from napari_geostyle._napari import live_warp
@@ -474,14 +487,14 @@ def test_the_first_drag_move_previews_at_once_and_later_ones_are_throttled(
 
 
 def test_a_drag_preview_runs_torch_on_one_thread_and_restores_the_setting(
-        make_napari_viewer_proxy, monkeypatch):
+    make_napari_viewer_proxy, monkeypatch
+):
     import torch
 
     from napari_geostyle.core import warp
 
     viewer = make_napari_viewer_proxy()
-    viewer.add_image(np.random.default_rng(0).random((240, 300)).astype(np.float32),
-                     name="content")
+    viewer.add_image(np.random.default_rng(0).random((240, 300)).astype(np.float32), name="content")
     live = _shifted_tps_warp(viewer)
     seen = []
     real = warp.warp_image

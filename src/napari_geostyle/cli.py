@@ -275,8 +275,13 @@ def _register_transfer(sub) -> None:
                         help="warp model with --geometry (default: affine+tps)")  # fmt: skip
     parser.add_argument("--method", choices=METHODS, default="network",
                         help="warp estimate with --geometry (default: network)")  # fmt: skip
-    parser.add_argument("--strength", type=float, default=1.0, metavar="S",
-                        help="with --geometry: 0 (no warp) .. 1 (the full warp; default)")
+    parser.add_argument(
+        "--strength",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="with --geometry: 0 (no warp) .. 1 (the full warp; default)",
+    )
     parser.add_argument("--warped-output", metavar="FILE",
                         help="with --geometry, also write the warped content here")  # fmt: skip
     parser.add_argument("--preset", choices=PRESET_NAMES, default="balanced",
@@ -292,8 +297,11 @@ def _register_transfer(sub) -> None:
     parser.add_argument("--content-weight", type=float, metavar="W", help="content loss weight")
     parser.add_argument("--preserve-color", action="store_true",
                         help="transfer luminance only and keep the content's colours")  # fmt: skip
-    parser.add_argument("--backbone", default="auto",
-                        help="auto, vgg19, random or a VGG-19 weights file (default: auto)")
+    parser.add_argument(
+        "--backbone",
+        default="auto",
+        help="auto, vgg19, random or a VGG-19 weights file (default: auto)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--seed", type=int, default=0, help="random seed (noise init)")
     parser.set_defaults(func=_cmd_transfer)
@@ -329,8 +337,14 @@ def _cmd_weights(args) -> int:
             state = f"unusable: {_one_line(entry['problem'])}"
         where = entry["path"] or "(not set)"
         print(f"  {entry['where']:<40} {where}  [{state if entry['path'] else '-'}]")
-    print(f"  download from {info['url']}" + ("  (disabled: GEOSTYLE_OFFLINE)" if info["offline"]
-                                              else f"  (run `{info['download_command']}`)"))
+    print(
+        f"  download from {info['url']}"
+        + (
+            "  (disabled: GEOSTYLE_OFFLINE)"
+            if info["offline"]
+            else f"  (run `{info['download_command']}`)"
+        )
+    )
     if info["found"]:
         print(f"present: {info['path']}")
         return 0
@@ -347,8 +361,11 @@ def _register_weights(sub) -> None:
     parser.add_argument("--download", action="store_true",
                         help="download torchvision's VGG-19 (548 MB once; a trimmed 80 MB trunk "
                         "is kept)")  # fmt: skip
-    parser.add_argument("--path", action="store_true",
-                        help="print only the path of the weights in use (exit 1 if none)")
+    parser.add_argument(
+        "--path",
+        action="store_true",
+        help="print only the path of the weights in use (exit 1 if none)",
+    )
     parser.set_defaults(func=_cmd_weights)
 
 
@@ -389,17 +406,32 @@ def _register_warp(sub) -> None:
     parser.add_argument("content", metavar="CONTENT", help="image to warp (the moving image)")
     parser.add_argument("--landmarks", required=True, metavar="FILE", help="BigWarp landmark CSV")
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output image file")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace the output file if it exists (default: refuse)")
     parser.add_argument(
-        "--regularization", type=float, default=0.0, metavar="R",
+        "--overwrite",
+        action="store_true",
+        help="replace the output file if it exists (default: refuse)",
+    )
+    parser.add_argument(
+        "--regularization",
+        type=float,
+        default=0.0,
+        metavar="R",
         help="thin-plate spline smoothing (0 = pass exactly through the landmarks)",
     )
     parser.add_argument("--affine", action="store_true", help="fit a least-squares affine instead")
-    parser.add_argument("--strength", type=float, default=1.0, metavar="S",
-                        help="0 (no warp) .. 1 (the full warp; default)")
-    parser.add_argument("--padding", choices=PADDINGS, default="border",
-                        help="what samples outside the image get (default: border)")
+    parser.add_argument(
+        "--strength",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="0 (no warp) .. 1 (the full warp; default)",
+    )
+    parser.add_argument(
+        "--padding",
+        choices=PADDINGS,
+        default="border",
+        help="what samples outside the image get (default: border)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.set_defaults(func=_cmd_warp)
 
@@ -431,10 +463,20 @@ def _cmd_train_geometry(args) -> int:
     last = None
     try:
         for progress in training.train_geometry(
-            images, args.model, args.trunk, steps=args.steps, seconds=args.seconds,
-            batch_size=args.batch_size, lr=args.lr, device=args.device, out=out,
-            resume=args.resume, checkpoint_every=args.checkpoint_every, loss=args.loss,
-            backbone=args.backbone, seed=args.seed,
+            images,
+            args.model,
+            args.trunk,
+            steps=args.steps,
+            seconds=args.seconds,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            device=args.device,
+            out=out,
+            resume=args.resume,
+            checkpoint_every=args.checkpoint_every,
+            loss=args.loss,
+            backbone=args.backbone,
+            seed=args.seed,
         ):
             if bar is None:
                 bar = progress_bar(args.steps, f"train {args.model}")
@@ -446,12 +488,19 @@ def _cmd_train_geometry(args) -> int:
     finally:  # an error message then starts on a line of its own
         if bar is not None:
             bar.close()
-    print(f"wrote {out} after {last.step} steps, {last.elapsed:.0f} s, loss {last.loss:.5f}",
-          file=sys.stderr)
+    print(
+        f"wrote {out} after {last.step} steps, {last.elapsed:.0f} s, loss {last.loss:.5f}",
+        file=sys.stderr,
+    )
     report = training.evaluate_geometry(
-        validation[: args.val_count], args.model,
-        ("identity", "network"), pairs_per_image=2, trunk=args.trunk, checkpoint=out,
-        device=args.device, keep_pairs=4,
+        validation[: args.val_count],
+        args.model,
+        ("identity", "network"),
+        pairs_per_image=2,
+        trunk=args.trunk,
+        checkpoint=out,
+        device=args.device,
+        keep_pairs=4,
     )
     write_image(figure, training.validation_figure(report.pop("examples"), ("network",)))
     print(json.dumps(report, indent=1))
@@ -482,11 +531,18 @@ def _register_train_geometry(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
     p.add_argument("--resume", action="store_true", help="continue from --out's weights")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start afresh even if --out exists (replaces it and its figure)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh even if --out exists (replaces it and its figure)",
+    )
     p.add_argument("--checkpoint-every", type=float, default=60.0, help="seconds")
-    p.add_argument("--val-images", nargs="+", default=None,
-                   help="held-out images for the validation figure (default: --images)")
+    p.add_argument(
+        "--val-images",
+        nargs="+",
+        default=None,
+        help="held-out images for the validation figure (default: --images)",
+    )
     p.add_argument("--val-count", type=int, default=4)
     p.set_defaults(func=_cmd_train_geometry)
 
@@ -514,8 +570,10 @@ def _cmd_eval_geometry(args) -> int:
     from .core import training
 
     if (args.images is None) == (args.pairs is None):
-        raise CLIError("give --pairs FILE (images with corresponding landmarks: different "
-                       "objects) or --images (synthetic warps of the same image), not both")
+        raise CLIError(
+            "give --pairs FILE (images with corresponding landmarks: different "
+            "objects) or --images (synthetic warps of the same image), not both"
+        )
     if args.figure and args.pairs is None:  # else it would be checked, then never drawn
         raise CLIError("--figure draws landmark pairs: it goes with --pairs, not --images")
     for path in (args.json, args.figure):
@@ -550,14 +608,18 @@ def _eval_landmark_pairs(args, checkpoint) -> int:
         keep_examples=args.figure_pairs if args.figure else 0, device=args.device,
         trunk=args.trunk, checkpoint=checkpoint, init=args.init,
     )  # fmt: skip
-    print(f"{report.pairs} pairs, model {report.model}, protocol {report.protocol}, "
-          f"init {args.init}")
+    print(
+        f"{report.pairs} pairs, model {report.model}, protocol {report.protocol}, init {args.init}"
+    )
     print(report.table())
     if args.json:
         write_text(args.json, json.dumps(report.to_dict(), indent=1), overwrite=args.overwrite)
     if args.figure:
-        write_image(args.figure, landmark_eval.landmark_figure(report.examples, args.method),
-                    overwrite=args.overwrite)
+        write_image(
+            args.figure,
+            landmark_eval.landmark_figure(report.examples, args.method),
+            overwrite=args.overwrite,
+        )
         print(f"wrote {args.figure}", file=sys.stderr)
     return 0
 
@@ -583,20 +645,34 @@ def _register_eval_geometry(sub) -> None:
     source.add_argument("--images", nargs="+", help="held-out image folders or files")
     p.add_argument("--model", choices=MODELS, default="affine+tps")
     p.add_argument("--method", nargs="+", choices=METHODS, default=list(METHODS))
-    p.add_argument("--init", choices=INITS, default="search",
-                   help="where the networks start (default: search)")
+    p.add_argument(
+        "--init", choices=INITS, default="search", help="where the networks start (default: search)"
+    )
     p.add_argument("--trunk", choices=TRUNKS, default="embedded")
-    p.add_argument("--checkpoint", nargs="+", default=None,
-                   help="checkpoint file(s); affine+tps takes AFFINE TPS; default: shipped")
-    p.add_argument("--count", type=int, default=40,
-                   help="--pairs: number of pairs (0 = all; default: 40)")
-    p.add_argument("--protocol", choices=PROTOCOLS, default=None,
-                   help="--pairs: 'perturbed' (zoom 1.4, random similarity on the content; "
-                   "default for .npz) or 'as-is' (default for PF CSVs)")
+    p.add_argument(
+        "--checkpoint",
+        nargs="+",
+        default=None,
+        help="checkpoint file(s); affine+tps takes AFFINE TPS; default: shipped",
+    )
+    p.add_argument(
+        "--count", type=int, default=40, help="--pairs: number of pairs (0 = all; default: 40)"
+    )
+    p.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default=None,
+        help="--pairs: 'perturbed' (zoom 1.4, random similarity on the content; "
+        "default for .npz) or 'as-is' (default for PF CSVs)",
+    )
     p.add_argument("--image-root", default=None, help="PF CSV: image folder (default: its folder)")
     p.add_argument("--pairs-per-image", type=int, default=4, help="--images: pairs per image")
-    p.add_argument("--seed", type=int, default=None,
-                   help="pair choice and perturbations (default: 0 for --pairs, 1234 for --images)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="pair choice and perturbations (default: 0 for --pairs, 1234 for --images)",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     p.add_argument("--figure", metavar="PNG", help="--pairs: a figure of the first pairs")
     p.add_argument("--figure-pairs", type=int, default=4)
@@ -683,10 +759,16 @@ def _register_demo(sub) -> None:
         description="Open napari with the 'content + style' sample and the GeoStyle widgets "
         "docked (Geometric Warp, Texture Transfer, Geometric Style Transfer).",
     )
-    p.add_argument("--screenshot", metavar="PATH",
-                   help="run the warp, save a screenshot of the window to PATH, then quit")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the --screenshot file if it exists (default: refuse)")
+    p.add_argument(
+        "--screenshot",
+        metavar="PATH",
+        help="run the warp, save a screenshot of the window to PATH, then quit",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the --screenshot file if it exists (default: refuse)",
+    )
     p.add_argument("--model", default="affine+tps", choices=MODELS)
     p.add_argument("--method", default="network", choices=METHODS)
     p.set_defaults(func=_cmd_demo)
@@ -702,8 +784,9 @@ def _cmd_batch(args) -> int:
     from .core.batch import batch_geometric_style_transfer
 
     if args.geometry is None and not args.texture and args.styles_csv is None:
-        raise CLIError("give --geometry (warp), --texture (style), both, or --styles-csv (a "
-                       "style per input)")
+        raise CLIError(
+            "give --geometry (warp), --texture (style), both, or --styles-csv (a style per input)"
+        )
     if importlib.util.find_spec("distributed") is None:
         raise CLIError("batch runs on Dask: pip install 'napari-geostyle[batch]'")
     options = {"size": args.size, "levels": args.levels, "preset": args.preset, "backbone": args.backbone,
@@ -755,10 +838,21 @@ def _register_batch(sub) -> None:
     p.add_argument("input", metavar="INPUT", nargs="+",
                    help="folder, glob (quoted), image, video or multi-page TIFF")  # fmt: skip
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
-    p.add_argument("--geometry", "--geometry-style", dest="geometry", metavar="IMG",
-                   help="geometry style image (warp the inputs; the default with --styles-csv)")
-    p.add_argument("--texture", "--texture-style", dest="texture", nargs="+", metavar="IMG",
-                   help="texture style image(s) (the default with --styles-csv)")
+    p.add_argument(
+        "--geometry",
+        "--geometry-style",
+        dest="geometry",
+        metavar="IMG",
+        help="geometry style image (warp the inputs; the default with --styles-csv)",
+    )
+    p.add_argument(
+        "--texture",
+        "--texture-style",
+        dest="texture",
+        nargs="+",
+        metavar="IMG",
+        help="texture style image(s) (the default with --styles-csv)",
+    )
     p.add_argument("--styles-csv", metavar="FILE",
                    help="a style per input: a CSV with columns input, geometry_style, "
                    "texture_style (style paths relative to the CSV; an empty cell takes the "
@@ -766,9 +860,13 @@ def _register_batch(sub) -> None:
     p.add_argument("--model", choices=MODELS, default="affine+tps")
     p.add_argument("--method", choices=METHODS, default="network")
     p.add_argument("--strength", type=float, default=1.0, help="warp strength, 0..1")
-    p.add_argument("--geometry-batch", type=int, metavar="N",
-                   help="estimate the geometry of up to N inputs per task, the network batched "
-                   "(default: 16 when the workers run on CUDA, else 1: a CPU gains nothing)")
+    p.add_argument(
+        "--geometry-batch",
+        type=int,
+        metavar="N",
+        help="estimate the geometry of up to N inputs per task, the network batched "
+        "(default: 16 when the workers run on CUDA, else 1: a CPU gains nothing)",
+    )
     p.add_argument("--preset", choices=PRESET_NAMES, default="fast",
                    help="texture schedule and default size (default: fast)")  # fmt: skip
     p.add_argument("--size", type=int, metavar="PX", help="longest side of the styled output")
@@ -778,32 +876,54 @@ def _register_batch(sub) -> None:
     p.add_argument("--preserve-color", action="store_true", help="keep the inputs' colours")
     p.add_argument("--backbone", default="auto", help="auto, vgg19, random or a weights file")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scheduler", default="local", metavar="local|tcp://HOST:PORT",
-                   help="a local Dask cluster (default) or a running scheduler's address")
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="local workers (default: one per GPU, else one per CPU core)")
-    p.add_argument("--threads", action="store_true",
-                   help="local workers as threads of this process (quicker start)")
+    p.add_argument(
+        "--scheduler",
+        default="local",
+        metavar="local|tcp://HOST:PORT",
+        help="a local Dask cluster (default) or a running scheduler's address",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="local workers (default: one per GPU, else one per CPU core)",
+    )
+    p.add_argument(
+        "--threads",
+        action="store_true",
+        help="local workers as threads of this process (quicker start)",
+    )
     p.add_argument("--device", default="auto", help="auto (a GPU per worker), cpu, cuda:N, mps")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--coherent", dest="coherent", action="store_true", default=True,
                        help="videos/stacks: one geometry for all frames, texture warm-started "
                        "from the previous frame (default)")  # fmt: skip
-    group.add_argument("--independent", dest="coherent", action="store_false",
-                       help="videos/stacks: every frame on its own")
+    group.add_argument(
+        "--independent",
+        dest="coherent",
+        action="store_false",
+        help="videos/stacks: every frame on its own",
+    )
     p.add_argument("--geometry-per-frame", action="store_true",
                    help="videos/stacks, coherent mode: estimate the geometry on every frame and "
                    "smooth it over time, to follow a moving subject without jitter")  # fmt: skip
     p.add_argument("--smooth-frames", type=int, default=5, metavar="N",
                    help="--geometry-per-frame: centred smoothing window in frames, odd "
                    "(default: 5; 1 = no smoothing)")  # fmt: skip
-    p.add_argument("--smooth-kernel", choices=("gaussian", "box"), default="gaussian",
-                   help="--geometry-per-frame: window weights (default: gaussian, sigma = N/4)")
+    p.add_argument(
+        "--smooth-kernel",
+        choices=("gaussian", "box"),
+        default="gaussian",
+        help="--geometry-per-frame: window weights (default: gaussian, sigma = N/4)",
+    )
     p.add_argument("--chunk", type=int, metavar="N",
                    help="coherent mode: restart the warm start every N frames, so chunks of one "
                    "video run in parallel (default: one chain per video)")  # fmt: skip
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace outputs in OUTDIR not made by this batch with these options")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace outputs in OUTDIR not made by this batch with these options",
+    )
     p.set_defaults(func=_cmd_batch)
 
 

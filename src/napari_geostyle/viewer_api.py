@@ -33,8 +33,15 @@ def _two_layers(viewer, content, style, style_role):
     return content_layer, style_layer
 
 
-def add_warp(viewer, content, style, model: str = "affine+tps", method: str = "network",
-             device=None, strength: float = 1.0) -> LiveWarp:
+def add_warp(
+    viewer,
+    content,
+    style,
+    model: str = "affine+tps",
+    method: str = "network",
+    device=None,
+    strength: float = 1.0,
+) -> LiveWarp:
     """Warp ``content`` to the geometry of ``style`` and show it live (blocks until warped).
 
     Returns a :class:`LiveWarp` with ``.warped`` (Image layer ``<content> warped``),
@@ -66,8 +73,12 @@ def add_warp(viewer, content, style, model: str = "affine+tps", method: str = "n
         transform,
         warped,
         inputs={"content": content_layer.name, "geometry_style": style_layer.name},
-        options={"model": model, "method": method, "device": device or "auto",
-                 "strength": strength},
+        options={
+            "model": model,
+            "method": method,
+            "device": device or "auto",
+            "strength": strength,
+        },
         device=device,
         strength=strength,
     )
@@ -83,8 +94,9 @@ def start_texture_transfer(viewer, content, style, **options):
     return texture_run(viewer, content, style, **options).worker
 
 
-def start_geometric_style_transfer(viewer, content, style, geometry_style=None,
-                                   texture_style=None, **options):
+def start_geometric_style_transfer(
+    viewer, content, style, geometry_style=None, texture_style=None, **options
+):
     """Start both stages (warp to the geometry style, then texture) in a napari worker.
 
     ``geometry_style`` / ``texture_style`` default to ``style``. The warped image appears as

@@ -120,7 +120,8 @@ class LatticeSampleMap(Transform):
         key = (points_rc.dtype, points_rc.device)
         if key not in self._tensors:
             self._tensors[key] = torch.as_tensor(
-                self.lattice.transpose(2, 0, 1)[None].copy(), dtype=points_rc.dtype,
+                self.lattice.transpose(2, 0, 1)[None].copy(),
+                dtype=points_rc.dtype,
                 device=points_rc.device,
             )
         lattice = self._tensors[key]
@@ -175,9 +176,15 @@ def warp_layer_planes(source, transform, device=None, stack=None):
     if first is not None:
         transform = lattice_sample_map(transform, np.shape(first[1])[:2])
         planes = itertools.chain([first], planes)
-    return (yield from warp_planes(
-        None, transform, device, planes=planes, lead_shape=slices_shape(layer, level),
-    ))
+    return (
+        yield from warp_planes(
+            None,
+            transform,
+            device,
+            planes=planes,
+            lead_shape=slices_shape(layer, level),
+        )
+    )
 
 
 class LiveWarp:
@@ -253,11 +260,15 @@ class LiveWarp:
         self._add_warped(warped, unique_layer_name(viewer, f"{name} warped"), len(control))
         self._point_size = max(3.0, min(content.shape) / 40.0)
         self.content_points = self._points_layer(
-            unique_layer_name(viewer, f"{name} control points"), control, "yellow",
+            unique_layer_name(viewer, f"{name} control points"),
+            control,
+            "yellow",
             self._translate,
         )
         self.target_points = self._points_layer(
-            unique_layer_name(viewer, f"{name} target points"), target, "cyan",
+            unique_layer_name(viewer, f"{name} target points"),
+            target,
+            "cyan",
             self._output_translate(),
         )
         self._push_history()
@@ -632,18 +643,25 @@ class LiveWarp:
                     warped = warp_image(self.content.raw, transform, device=self.device)
                 else:
                     small, factor = self._preview_small
-                    transform = fit_landmarks(strided_points(control, factor),
-                                              strided_points(target, factor), self.fit_model)
-                    preview = warp_image(small, with_strength(transform, self.strength),
-                                         device=self.device)
+                    transform = fit_landmarks(
+                        strided_points(control, factor),
+                        strided_points(target, factor),
+                        self.fit_model,
+                    )
+                    preview = warp_image(
+                        small, with_strength(transform, self.strength), device=self.device
+                    )
         except ValueError:
             return  # e.g. points dragged onto a line: the commit reports it
         if self._preview_small is None:
             self.warped.data = warped
             return
         self.warped.data = preview
-        _place(self.warped, self._scale * factor,
-               self._output_translate() + self._scale * (factor - 1) / 2.0)
+        _place(
+            self.warped,
+            self._scale * factor,
+            self._output_translate() + self._scale * (factor - 1) / 2.0,
+        )
 
     def _start_full_warp(self) -> None:
         from napari.qt.threading import create_worker
@@ -665,7 +683,8 @@ class LiveWarp:
             self.device,
             self.stack,
             _progress=progress,
-            _start_thread=False, _ignore_errors=True,
+            _start_thread=False,
+            _ignore_errors=True,
         )
         worker.returned.connect(lambda warped: self._show_full(warped, transform, generation))
         worker.errored.connect(self._warp_failed)
@@ -694,8 +713,9 @@ class LiveWarp:
             place_below_points(self.viewer, self.warped)
             if active is not None and layer_present(self.viewer, active):
                 self._activate(active)
-            self._set_status(f"{self._pair_status(pairs)}; the warped layer was re-created "
-                             f"as {name!r}")
+            self._set_status(
+                f"{self._pair_status(pairs)}; the warped layer was re-created as {name!r}"
+            )
         else:
             self.warped.data = warped
             _place(self.warped, **self._image_placement(warped))
@@ -841,16 +861,23 @@ class LiveWarp:
         transform = self.inverse_transform() if inverse else self.transform
         shape = tuple(output_shape) if output_shape is not None else self.content.shape
         warped = warp_image(
-            plane, transform, output_shape=shape, device=self.device,
-            mode="nearest" if labels else "bilinear", padding="zeros" if labels else "border",
+            plane,
+            transform,
+            output_shape=shape,
+            device=self.device,
+            mode="nearest" if labels else "bilinear",
+            padding="zeros" if labels else "border",
         )
         kind = "unwarped" if inverse else "warped"
         name = unique_layer_name(self.viewer, f"{layer.name} {kind}{slice_suffix(index)}")
-        meta = {"geostyle": provenance(
-            "apply transform", {"layer": layer.name, **self.inputs},
-            {"inverse": inverse, "strength": self.strength, "fit_model": self.fit_model},
-            transform,
-        )}
+        meta = {
+            "geostyle": provenance(
+                "apply transform",
+                {"layer": layer.name, **self.inputs},
+                {"inverse": inverse, "strength": self.strength, "fit_model": self.fit_model},
+                transform,
+            )
+        }
         # the inverse lands in the content's frame, the forward transform in the output's
         translate = self._translate if inverse else self._output_translate()
         placement = {"scale": self._scale, "translate": translate}
@@ -859,7 +886,11 @@ class LiveWarp:
             new = self.viewer.add_labels(warped, name=name, metadata=meta, **placement)
         else:
             new = self.viewer.add_image(
-                warped, name=name, rgb=rgb, metadata=meta, **placement,
+                warped,
+                name=name,
+                rgb=rgb,
+                metadata=meta,
+                **placement,
                 **self._display_like(layer),
             )
         place_below_points(self.viewer, new)

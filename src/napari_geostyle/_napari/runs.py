@@ -260,9 +260,7 @@ class StyleRun:
         if self.reuse:
             layer = add_or_update_image(self.viewer, name, data, **kwargs)
         else:
-            layer = self.viewer.add_image(
-                data, name=unique_layer_name(self.viewer, name), **kwargs
-            )
+            layer = self.viewer.add_image(data, name=unique_layer_name(self.viewer, name), **kwargs)
         place_below_points(self.viewer, layer)
         if active is not None and active is not layer:
             self.viewer.layers.selection.active = active  # a drag still moves the point
@@ -276,9 +274,7 @@ class StyleRun:
             scale=self._content_scale,
             translate=self._content_translate,
             rgb=step.warped.ndim == 3 and step.warped.shape[-1] in (3, 4),
-            metadata={
-                "geostyle": provenance("warp", self.inputs, self.options, step.transform)
-            },
+            metadata={"geostyle": provenance("warp", self.inputs, self.options, step.transform)},
         )
 
     def _output_scale(self, image) -> dict:
@@ -316,8 +312,10 @@ class StyleRun:
         )
         placement = self._output_scale(image)
         rgb = image.ndim == 3
-        if self.output is not None and self.output.rgb == rgb and layer_present(
-            self.viewer, self.output
+        if (
+            self.output is not None
+            and self.output.rgb == rgb
+            and layer_present(self.viewer, self.output)
         ):
             self.output.data = image
             self.output.metadata = {"geostyle": meta}
@@ -405,8 +403,16 @@ def resolve_texture_layers(viewer, content_layer, style) -> list:
     return style_layers
 
 
-def texture_run(viewer, content, style, on_done=None, on_progress=None, reuse=False,
-                color_output=False, **options) -> StyleRun:
+def texture_run(
+    viewer,
+    content,
+    style,
+    on_done=None,
+    on_progress=None,
+    reuse=False,
+    color_output=False,
+    **options,
+) -> StyleRun:
     """Start a texture transfer of ``style`` (a layer or a list of layers) onto ``content``;
     the result lands in ``<content> textured``. See ``viewer_api.start_texture_transfer``."""
     from ..core.texture import iter_texture_transfer
@@ -449,13 +455,24 @@ def resolve_style_layers(viewer, content_layer, style, geometry_style, texture_s
     for role, given in roles.items():
         layers[role] = resolve_image_layer(viewer, given, role.replace("_", " "))
         if same_layer(layers[role], content_layer):
-            raise ValueError(f"the content layer is also the {role.replace('_', ' ')}; pick another.")
+            raise ValueError(
+                f"the content layer is also the {role.replace('_', ' ')}; pick another."
+            )
     return layers
 
 
-def pipeline_run(viewer, content, style, geometry_style=None, texture_style=None,
-                 on_done=None, on_progress=None, reuse=False, color_output=False,
-                 **options) -> StyleRun:
+def pipeline_run(
+    viewer,
+    content,
+    style,
+    geometry_style=None,
+    texture_style=None,
+    on_done=None,
+    on_progress=None,
+    reuse=False,
+    color_output=False,
+    **options,
+) -> StyleRun:
     """Start both stages; the warp lands in ``<content> warped``, the result in
     ``<content> geostyle``. See ``viewer_api.start_geometric_style_transfer``."""
     from ..core.pipeline import iter_geometric_style_transfer

@@ -1,4 +1,4 @@
-""""All frames" runs: every slice of a stack or time series through the core stack engine.
+""" "All frames" runs: every slice of a stack or time series through the core stack engine.
 
 ``stack_texture_run`` / ``stack_pipeline_run`` read the content layer lazily, one 2D slice at
 a time in the worker (:class:`LayerFrames`), and run
@@ -45,8 +45,9 @@ class LayerFrames:
     def __getitem__(self, position: int) -> np.ndarray:
         if position == 0:
             return self._first.normalized
-        return read_layer_image(self.layer, slice_index=self.indices[position],
-                                notify=False).normalized
+        return read_layer_image(
+            self.layer, slice_index=self.indices[position], notify=False
+        ).normalized
 
 
 class StackRun(StyleRun):
@@ -85,9 +86,15 @@ class StackRun(StyleRun):
 
     def _meta(self) -> dict:
         return provenance(
-            self.stage, self.inputs, self.options, self.transform,
-            complete=self.frames_done == self.frames, cancelled=self.cancelled,
-            frames=self.frames, frames_done=self.frames_done, coherent=True,
+            self.stage,
+            self.inputs,
+            self.options,
+            self.transform,
+            complete=self.frames_done == self.frames,
+            cancelled=self.cancelled,
+            frames=self.frames,
+            frames_done=self.frames_done,
+            coherent=True,
             device=str(self.device) if self.device is not None else "auto",
         )
 
@@ -96,13 +103,19 @@ class StackRun(StyleRun):
         image, limits = self._in_content_kind(image)
         index = self.indices[frame]
         output = self.output
-        if (output is None or not layer_present(self.viewer, output)
-                or output.data.shape[len(index):] != image.shape):
+        if (
+            output is None
+            or not layer_present(self.viewer, output)
+            or output.data.shape[len(index) :] != image.shape
+        ):
             stack = np.zeros((*leading_shape_of(self.indices), *image.shape), image.dtype)
             stack[index] = image
             placement = self._output_scale(image)
             self.output = self._result_layer(
-                self.output_name, stack, rgb=image.ndim == 3, metadata={"geostyle": self._meta()},
+                self.output_name,
+                stack,
+                rgb=image.ndim == 3,
+                metadata={"geostyle": self._meta()},
                 scale=(*self._lead_scale, *placement["scale"]),
                 translate=(*self._lead_translate, *placement["translate"]),
             )
@@ -125,21 +138,41 @@ def leading_shape_of(indices) -> tuple[int, ...]:
     return tuple(int(n) + 1 for n in indices[-1])
 
 
-def _start(viewer, content, texture_layers, geometry_layer, *, stage, output_name, inputs,
-           on_done, on_progress, reuse, color_output, model=None, method=None, **options):
+def _start(
+    viewer,
+    content,
+    texture_layers,
+    geometry_layer,
+    *,
+    stage,
+    output_name,
+    inputs,
+    on_done,
+    on_progress,
+    reuse,
+    color_output,
+    model=None,
+    method=None,
+    **options,
+):
     from ..core.stack_transfer import iter_stack_transfer
 
     if not has_frames(content):
-        raise ValueError(f"{content.name!r} is a single 2D image: untick 'all frames' (it is "
-                         "for stacks and time series).")
+        raise ValueError(
+            f"{content.name!r} is a single 2D image: untick 'all frames' (it is "
+            "for stacks and time series)."
+        )
     lead = leading_shape(content)
     first = read_layer_image(content, viewer, slice_index=(0,) * len(lead))
     frames = LayerFrames(content, first)
     textures = [read_layer_image(layer, viewer).normalized for layer in texture_layers]
     geometry = {}
     if geometry_layer is not None:
-        geometry = {"geometry_style": read_layer_image(geometry_layer, viewer).normalized,
-                    "model": model, "method": method}
+        geometry = {
+            "geometry_style": read_layer_image(geometry_layer, viewer).normalized,
+            "model": model,
+            "method": method,
+        }
     # Built here, not in the worker, so a bad option is a ValueError for the caller.
     steps = iter_stack_transfer(
         frames, textures[0] if len(textures) == 1 else textures, **geometry, **options
@@ -149,41 +182,87 @@ def _start(viewer, content, texture_layers, geometry_layer, *, stage, output_nam
     if geometry_layer is not None:
         options = {**options, "model": model, "method": method}
     run = StackRun(
-        viewer, steps, content_layer=content, indices=frames.indices, output_name=output_name,
-        stage=stage, inputs=inputs, options={**options, "all_frames": True},
-        reference_shape=first.shape, stride=first.stride, device=options.get("device"),
-        on_done=on_done, on_progress=on_progress, reuse=reuse, **kind,
+        viewer,
+        steps,
+        content_layer=content,
+        indices=frames.indices,
+        output_name=output_name,
+        stage=stage,
+        inputs=inputs,
+        options={**options, "all_frames": True},
+        reference_shape=first.shape,
+        stride=first.stride,
+        device=options.get("device"),
+        on_done=on_done,
+        on_progress=on_progress,
+        reuse=reuse,
+        **kind,
     )
     run.start()
     return run
 
 
-def stack_texture_run(viewer, content, style, on_done=None, on_progress=None, reuse=False,
-                      color_output=False, **options) -> StackRun:
+def stack_texture_run(
+    viewer,
+    content,
+    style,
+    on_done=None,
+    on_progress=None,
+    reuse=False,
+    color_output=False,
+    **options,
+) -> StackRun:
     """Texture transfer of ``style`` (a layer or a list) onto every frame of ``content``; the
     stack result lands in ``<content> textured``."""
     content_layer = resolve_image_layer(viewer, content, "content")
     style_layers = resolve_texture_layers(viewer, content_layer, style)
     return _start(
-        viewer, content_layer, style_layers, None, stage="texture",
+        viewer,
+        content_layer,
+        style_layers,
+        None,
+        stage="texture",
         output_name=f"{content_layer.name} textured",
         inputs={"content": content_layer.name, "texture_style": [s.name for s in style_layers]},
-        on_done=on_done, on_progress=on_progress, reuse=reuse, color_output=color_output,
+        on_done=on_done,
+        on_progress=on_progress,
+        reuse=reuse,
+        color_output=color_output,
         **options,
     )
 
 
-def stack_pipeline_run(viewer, content, style, geometry_style=None, texture_style=None,
-                       on_done=None, on_progress=None, reuse=False, color_output=False,
-                       model="affine+tps", method="network", **options) -> StackRun:
+def stack_pipeline_run(
+    viewer,
+    content,
+    style,
+    geometry_style=None,
+    texture_style=None,
+    on_done=None,
+    on_progress=None,
+    reuse=False,
+    color_output=False,
+    model="affine+tps",
+    method="network",
+    **options,
+) -> StackRun:
     """Both stages on every frame of ``content`` (the geometry estimated on the first frame);
     the stack result lands in ``<content> geostyle``."""
     content_layer = resolve_image_layer(viewer, content, "content")
     layers = resolve_style_layers(viewer, content_layer, style, geometry_style, texture_style)
     return _start(
-        viewer, content_layer, [layers["texture_style"]], layers["geometry_style"],
-        stage="geometric style", output_name=f"{content_layer.name} geostyle",
+        viewer,
+        content_layer,
+        [layers["texture_style"]],
+        layers["geometry_style"],
+        stage="geometric style",
+        output_name=f"{content_layer.name} geostyle",
         inputs={"content": content_layer.name, **{k: v.name for k, v in layers.items()}},
-        on_done=on_done, on_progress=on_progress, reuse=reuse, color_output=color_output,
-        model=model, method=method, **options,
+        on_done=on_done,
+        on_progress=on_progress,
+        reuse=reuse,
+        color_output=color_output,
+        model=model,
+        method=method,
+        **options,
     )

@@ -26,8 +26,7 @@ class LayerCombo(QComboBox):
 
     refreshed = Signal()
 
-    def __init__(self, viewer, optional_text: str | None = None, parent=None,
-                 prefer: tuple = ()):
+    def __init__(self, viewer, optional_text: str | None = None, parent=None, prefer: tuple = ()):
         super().__init__(parent)
         self.viewer = viewer
         self.optional_text = optional_text
@@ -133,8 +132,11 @@ def _disconnector(viewer, callback):
     """A slot for ``destroyed`` that stops a deleted picker from hearing the layer list."""
 
     def disconnect(*_):
-        for emitter in (viewer.layers.events.inserted, viewer.layers.events.removed,
-                        viewer.layers.events.moved):
+        for emitter in (
+            viewer.layers.events.inserted,
+            viewer.layers.events.removed,
+            viewer.layers.events.moved,
+        ):
             try:
                 emitter.disconnect(callback)
             except (ValueError, RuntimeError, TypeError):
@@ -197,7 +199,7 @@ def bind_console(viewer) -> None:
 
 
 def device_names() -> list[str]:
-    """"auto" and the devices actually present (torch is loaded here, not at import)."""
+    """ "auto" and the devices actually present (torch is loaded here, not at import)."""
     try:
         from ..core.devices import available_devices
 

@@ -59,8 +59,13 @@ def combo(items, tip: str | None = None) -> QComboBox:
     return _tip(box, tip)
 
 
-def spin(low: int, high: int, value: int | None = None, tip: str | None = None,
-         special: str | None = None) -> QSpinBox:
+def spin(
+    low: int,
+    high: int,
+    value: int | None = None,
+    tip: str | None = None,
+    special: str | None = None,
+) -> QSpinBox:
     """An integer spin box; ``special`` is shown for the minimum (e.g. "preset")."""
     box = QSpinBox()
     box.setRange(low, high)
@@ -71,8 +76,14 @@ def spin(low: int, high: int, value: int | None = None, tip: str | None = None,
     return _tip(box, tip)
 
 
-def double_spin(low: float, high: float, value: float | None = None, step: float | None = None,
-                tip: str | None = None, special: str | None = None) -> QDoubleSpinBox:
+def double_spin(
+    low: float,
+    high: float,
+    value: float | None = None,
+    step: float | None = None,
+    tip: str | None = None,
+    special: str | None = None,
+) -> QDoubleSpinBox:
     """A float spin box; ``special`` is shown for the minimum (e.g. "default")."""
     box = QDoubleSpinBox()
     box.setRange(low, high)

@@ -79,10 +79,14 @@ class LandmarkTable(QWidget):
             self.table.setRowCount(len(control))
             for row in range(len(control)):
                 check = QTableWidgetItem()
-                check.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled
-                               | Qt.ItemFlag.ItemIsSelectable)
-                check.setCheckState(Qt.CheckState.Checked if active[row]
-                                    else Qt.CheckState.Unchecked)
+                check.setFlags(
+                    Qt.ItemFlag.ItemIsUserCheckable
+                    | Qt.ItemFlag.ItemIsEnabled
+                    | Qt.ItemFlag.ItemIsSelectable
+                )
+                check.setCheckState(
+                    Qt.CheckState.Checked if active[row] else Qt.CheckState.Unchecked
+                )
                 self.table.setItem(row, 0, check)
                 values = (*control[row], *target[row], residuals[row])
                 for column, value in enumerate(values, start=1):

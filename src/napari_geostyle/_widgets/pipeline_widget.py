@@ -30,8 +30,12 @@ class GeometricStyleTransferWidget(TextureTransferWidget):
         for picker in (self.geometry_combo, self.texture_combo):
             picker.avoid.extend([self.content_combo, self.style_combo])
             picker.refresh()
-        for picker in (self.content_combo, self.style_combo, self.geometry_combo,
-                       self.texture_combo):
+        for picker in (
+            self.content_combo,
+            self.style_combo,
+            self.geometry_combo,
+            self.texture_combo,
+        ):
             picker.currentIndexChanged.connect(self._clear_stale_status)
         self.model_combo = combo(MODELS)
         self.method_combo = combo(METHODS, "method")

@@ -187,7 +187,9 @@ class TextureTransferWidget(QWidget):
 
         from ..core.weights import download_vgg19_weights
 
-        worker = create_worker(download_vgg19_weights, False, _start_thread=False, _ignore_errors=True)
+        worker = create_worker(
+            download_vgg19_weights, False, _start_thread=False, _ignore_errors=True
+        )
         self.fetch_button.setEnabled(False)
         self.backbone_label.setText("downloading the VGG-19 weights (548 MB)…")
 
@@ -328,9 +330,10 @@ class TextureTransferWidget(QWidget):
             self.status_label.setText(f"failed: {run.error}")
         elif run.cancelled and getattr(run, "frames", None):
             self.status_label.setText(
-                f"cancelled: {run.frames_done} of {run.frames} frames done in "
-                f"{run.output_name!r}." if run.output is not None else
-                "cancelled before the first frame was shown.")
+                f"cancelled: {run.frames_done} of {run.frames} frames done in {run.output_name!r}."
+                if run.output is not None
+                else "cancelled before the first frame was shown."
+            )
         elif run.cancelled and run.output is not None:
             self.status_label.setText(
                 f"cancelled: the last preview is kept in {run.output_name!r}."

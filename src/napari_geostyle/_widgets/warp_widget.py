@@ -48,7 +48,7 @@ STRENGTH_STEPS = 100  # slider positions from no warp (0) to the full warp (1)
 
 
 def describe_warp(model: str) -> str:
-    """"an affine+TPS warp", "a TPS warp": the model named for people, with its article."""
+    """ "an affine+TPS warp", "a TPS warp": the model named for people, with its article."""
     name = model.replace("tps", "TPS")
     article = "an" if name[0].lower() in "aeio" else "a"
     return f"{article} {name} warp"
@@ -84,9 +84,7 @@ class GeometricWarpWidget(QWidget):
         self.life.on_destroyed(self._stop_everything)
 
         self.content_combo = LayerCombo(napari_viewer, prefer=("content",))
-        self.style_combo = LayerCombo(
-            napari_viewer, prefer=("geometry style", "geometry", "style")
-        )
+        self.style_combo = LayerCombo(napari_viewer, prefer=("geometry style", "geometry", "style"))
         keep_different(self.content_combo, self.style_combo)
         self.model_combo = combo(MODELS)
         self.method_combo = combo(METHODS, "method")
@@ -189,9 +187,16 @@ class GeometricWarpWidget(QWidget):
         content = self.content_combo.layer()
         self.slice_combo.setEnabled(bool(content is not None and leading_shape(content)))
         has_live = self.live is not None and not self.live.closed
-        for control in (self.import_button, self.export_button, self.json_button,
-                        self.field_button, self.grid_check, self.table_button,
-                        self.apply_button, self.save_session_button):
+        for control in (
+            self.import_button,
+            self.export_button,
+            self.json_button,
+            self.field_button,
+            self.grid_check,
+            self.table_button,
+            self.apply_button,
+            self.save_session_button,
+        ):
             control.setEnabled(has_live)
         self.undo_button.setEnabled(has_live and self.live.can_undo)
         self.redo_button.setEnabled(has_live and self.live.can_redo)
@@ -239,8 +244,9 @@ class GeometricWarpWidget(QWidget):
         live_names = set()
         if self.live is not None:
             live_names = {self.live.warped.name}
-        names = [layer.name for layer in applicable_layers(self.viewer)
-                 if layer.name not in live_names]
+        names = [
+            layer.name for layer in applicable_layers(self.viewer) if layer.name not in live_names
+        ]
         self.apply_combo.blockSignals(True)
         self.apply_combo.clear()
         self.apply_combo.addItems(names)
@@ -274,8 +280,9 @@ class GeometricWarpWidget(QWidget):
         self.worker.quit()  # stops the warp after the estimate; the estimate is one call
         self.worker = None
         self._end_busy()
-        self.set_status("cancelled: the estimate's result will be discarded (it finishes in "
-                        "the background).")
+        self.set_status(
+            "cancelled: the estimate's result will be discarded (it finishes in the background)."
+        )
 
     def _end_busy(self) -> None:
         self._elapsed_timer.stop()
@@ -326,8 +333,16 @@ class GeometricWarpWidget(QWidget):
         inputs = {"content": content_layer.name, "geometry_style": style_layer.name}
 
         worker = create_worker(
-            estimate_and_warp, content, style, model, method, device, stack,
-            _progress=progress, _start_thread=False, _ignore_errors=True,
+            estimate_and_warp,
+            content,
+            style,
+            model,
+            method,
+            device,
+            stack,
+            _progress=progress,
+            _start_thread=False,
+            _ignore_errors=True,
         )
         self._run_id += 1
         run_id = self._run_id
@@ -337,8 +352,9 @@ class GeometricWarpWidget(QWidget):
             if not life.alive or run_id != self._run_id:
                 return  # cancelled, or the viewer was closed: drop the result
             transform, warped = result
-            self._show_live(content_layer, content, transform, warped, inputs, options,
-                            stack, device)
+            self._show_live(
+                content_layer, content, transform, warped, inputs, options, stack, device
+            )
 
         def failed(error):
             from .._napari.runs import friendly_error
@@ -366,18 +382,37 @@ class GeometricWarpWidget(QWidget):
         self._elapsed_timer.start()
         worker.start()
 
-    def _show_live(self, content_layer, content, transform, warped, inputs, options,
-                   stack=None, device=None, landmarks=None):
+    def _show_live(
+        self,
+        content_layer,
+        content,
+        transform,
+        warped,
+        inputs,
+        options,
+        stack=None,
+        device=None,
+        landmarks=None,
+    ):
         from .._napari.live_warp import start_live_warp
 
         if self.live is not None:
             self.live.close()
         options = dict(options, strength=self.strength)
         self.live = start_live_warp(
-            self.viewer, content_layer, content, transform, warped,
-            inputs=inputs, options=options, stack=stack, device=device,
-            on_status=self.set_status, strength=self.strength,
-            fit_model=self.fit_combo.currentText(), landmarks=landmarks,
+            self.viewer,
+            content_layer,
+            content,
+            transform,
+            warped,
+            inputs=inputs,
+            options=options,
+            stack=stack,
+            device=device,
+            on_status=self.set_status,
+            strength=self.strength,
+            fit_model=self.fit_combo.currentText(),
+            landmarks=landmarks,
             side_by_side=self.side_check.isChecked(),
         )
         self.grid_check.setChecked(False)
@@ -401,9 +436,14 @@ class GeometricWarpWidget(QWidget):
             return None
         empty = np.zeros((0, 2))
         live = self._show_live(
-            content_layer, content, identity_transform(), content.raw,
-            {"content": content_layer.name}, {"model": "landmarks"},
-            device=self.device_combo.currentText(), landmarks=(empty, empty),
+            content_layer,
+            content,
+            identity_transform(),
+            content.raw,
+            {"content": content_layer.name},
+            {"model": "landmarks"},
+            device=self.device_combo.currentText(),
+            landmarks=(empty, empty),
         )
         live.alternate_pairs(True)
         return live
@@ -438,26 +478,38 @@ class GeometricWarpWidget(QWidget):
 
     def import_csv(self, path=None):
         return self._file_action(
-            lambda p: self.live.import_bigwarp_csv(p), path, "Import BigWarp landmarks",
-            "CSV (*.csv)", False,
+            lambda p: self.live.import_bigwarp_csv(p),
+            path,
+            "Import BigWarp landmarks",
+            "CSV (*.csv)",
+            False,
         )
 
     def export_csv(self, path=None):
         return self._file_action(
-            lambda p: self.live.export_bigwarp_csv(p), path, "Export BigWarp landmarks",
-            "CSV (*.csv)", True,
+            lambda p: self.live.export_bigwarp_csv(p),
+            path,
+            "Export BigWarp landmarks",
+            "CSV (*.csv)",
+            True,
         )
 
     def export_transform(self, path=None):
         return self._file_action(
-            lambda p: self.live.export_transform_json(p), path, "Export transform",
-            "JSON (*.json)", True,
+            lambda p: self.live.export_transform_json(p),
+            path,
+            "Export transform",
+            "JSON (*.json)",
+            True,
         )
 
     def export_displacement(self, path=None):
         return self._file_action(
-            lambda p: self.live.export_displacement_npy(p), path, "Export displacement field",
-            "NumPy (*.npy)", True,
+            lambda p: self.live.export_displacement_npy(p),
+            path,
+            "Export displacement field",
+            "NumPy (*.npy)",
+            True,
         )
 
     def save_session(self, path=None):
@@ -465,8 +517,11 @@ class GeometricWarpWidget(QWidget):
         from ..core.session import write_session
 
         return self._file_action(
-            lambda p: write_session(p, self.live.session()), path, "Save GeoStyle session",
-            "GeoStyle session (*.json)", True,
+            lambda p: write_session(p, self.live.session()),
+            path,
+            "Save GeoStyle session",
+            "GeoStyle session (*.json)",
+            True,
         )
 
     def load_session(self, path=None):
@@ -474,8 +529,9 @@ class GeometricWarpWidget(QWidget):
         opened from its recorded source."""
         from napari.utils.notifications import show_error, show_info
 
-        path = path or choose_file(self, "Load GeoStyle session", "GeoStyle session (*.json)",
-                                   False)
+        path = path or choose_file(
+            self, "Load GeoStyle session", "GeoStyle session (*.json)", False
+        )
         if not path:
             return None
         try:
@@ -524,8 +580,14 @@ class GeometricWarpWidget(QWidget):
 
         warped = warp_image(content.raw, with_strength(fitted, record["strength"]))
         live = self._show_live(
-            content_layer, content, fitted, warped, record["inputs"], record.get("options", {}),
-            device=self.device_combo.currentText(), landmarks=(control, target),
+            content_layer,
+            content,
+            fitted,
+            warped,
+            record["inputs"],
+            record.get("options", {}),
+            device=self.device_combo.currentText(),
+            landmarks=(control, target),
         )
         for index in np.flatnonzero(~active):
             live.set_pair_active(int(index), False)

@@ -146,8 +146,14 @@ def _estimate(image, geometry, settings, device):
     from .estimate import estimate_warp
 
     options = settings["geometry"]
-    return estimate_warp(image, geometry, model=options["model"], method=options["method"],
-                         strength=options["strength"], device=device)
+    return estimate_warp(
+        image,
+        geometry,
+        model=options["model"],
+        method=options["method"],
+        strength=options["strength"],
+        device=device,
+    )
 
 
 def _texture_options(settings: dict, warm: bool) -> dict:
@@ -166,8 +172,15 @@ def _estimate_many(images, geometries, settings, device) -> list:
     from .estimate import estimate_warps
 
     options = settings["geometry"]
-    return estimate_warps(images, geometries, model=options["model"], method=options["method"],
-                          strength=options["strength"], device=device, batch_size=len(images))
+    return estimate_warps(
+        images,
+        geometries,
+        model=options["model"],
+        method=options["method"],
+        strength=options["strength"],
+        device=device,
+        batch_size=len(images),
+    )
 
 
 def _task_estimate_chunk(items: list, styles: dict, style_ids: list, settings: dict) -> list:
@@ -178,8 +191,10 @@ def _task_estimate_chunk(items: list, styles: dict, style_ids: list, settings: d
     An input that cannot be read fails alone; when the batched call raises (a pair too small,
     out of memory, ...) the chunk is estimated pair by pair, so only the bad pair fails."""
     started = time.perf_counter()
-    results = [{"output": item.output, "transform": None, "error": None, "seconds": 0.0,
-                "batch": 1} for item in items]
+    results = [
+        {"output": item.output, "transform": None, "error": None, "seconds": 0.0, "batch": 1}
+        for item in items
+    ]
     images = {}
     device = _worker_device(settings["device"])
     for index, item in enumerate(items):
@@ -190,21 +205,24 @@ def _task_estimate_chunk(items: list, styles: dict, style_ids: list, settings: d
     ready = list(images)
     if len(ready) > 1:
         try:
-            transforms = _estimate_many([images[i] for i in ready],
-                                        [styles[style_ids[i]] for i in ready], settings, device)
+            transforms = _estimate_many(
+                [images[i] for i in ready], [styles[style_ids[i]] for i in ready], settings, device
+            )
         except Exception:  # which pair failed is unknown: each pair on its own below
             transforms = None
         if transforms is not None:
             share = (time.perf_counter() - started) / len(ready)
             for index, transform in zip(ready, transforms, strict=True):
-                results[index].update(transform=transform.to_dict(), seconds=share,
-                                      batch=len(ready))
+                results[index].update(
+                    transform=transform.to_dict(), seconds=share, batch=len(ready)
+                )
             return results
     for index in ready:
         mark = time.perf_counter()
         try:
-            results[index]["transform"] = _estimate(images[index], styles[style_ids[index]],
-                                                    settings, device).to_dict()
+            results[index]["transform"] = _estimate(
+                images[index], styles[style_ids[index]], settings, device
+            ).to_dict()
         except Exception as error:
             results[index]["error"] = _describe(error)
         results[index]["seconds"] = time.perf_counter() - mark
@@ -232,19 +250,25 @@ def _task_smooth(position: int, estimates: list, settings: dict, shape) -> dict:
         return {"transform": None, "estimated": None, "error": own["error"], **cost}
     options = settings["per_frame"]
     try:
-        transforms = [transform_from_dict(e["transform"]) if e["error"] is None else None
-                      for e in estimates]
-        smoothed = temporal.smooth_transforms(transforms, options["smooth_frames"],
-                                              options["smooth_kernel"], shape)[position]
-        return {"transform": smoothed.to_dict(), "estimated": own["transform"], "error": None,
-                **cost}
+        transforms = [
+            transform_from_dict(e["transform"]) if e["error"] is None else None for e in estimates
+        ]
+        smoothed = temporal.smooth_transforms(
+            transforms, options["smooth_frames"], options["smooth_kernel"], shape
+        )[position]
+        return {
+            "transform": smoothed.to_dict(),
+            "estimated": own["transform"],
+            "error": None,
+            **cost,
+        }
     except Exception as error:
-        return {"transform": None, "estimated": own["transform"], "error": _describe(error),
-                **cost}
+        return {"transform": None, "estimated": own["transform"], "error": _describe(error), **cost}
 
 
-def _task_item(item: media.InputItem, geometry, texture, settings: dict, transform=None,
-               previous=None) -> dict:
+def _task_item(
+    item: media.InputItem, geometry, texture, settings: dict, transform=None, previous=None
+) -> dict:
     """Process one image or frame; never raises (a failure is a result with its error).
 
     ``transform``: the item's geometry when it was estimated elsewhere, a reference to its
@@ -258,9 +282,17 @@ def _task_item(item: media.InputItem, geometry, texture, settings: dict, transfo
 
     started = time.perf_counter()
     before = _models_cached()
-    result = {"output": item.output, "status": "failed", "timings": {}, "transform": None,
-              "estimated": None, "error": None, "data": None, "device": None,
-              "worker": _worker_name()}
+    result = {
+        "output": item.output,
+        "status": "failed",
+        "timings": {},
+        "transform": None,
+        "estimated": None,
+        "error": None,
+        "data": None,
+        "device": None,
+        "worker": _worker_name(),
+    }
     timings = result["timings"]
     try:
         device = _worker_device(settings["device"])
@@ -300,9 +332,13 @@ def _task_item(item: media.InputItem, geometry, texture, settings: dict, transfo
             from .texture import transfer_texture
 
             mark = time.perf_counter()
-            output = transfer_texture(output, texture, device=device, init=(
-                "content" if previous is None else previous), **_texture_options(
-                settings, previous is not None))
+            output = transfer_texture(
+                output,
+                texture,
+                device=device,
+                init=("content" if previous is None else previous),
+                **_texture_options(settings, previous is not None),
+            )
             timings["texture"] = time.perf_counter() - mark
         mark = time.perf_counter()
         result["data"] = media.encode_image(output, item.output)
@@ -398,9 +434,14 @@ class _Styles:
         from .estimate import MIN_SIZE
         from .images import validate_image
 
-        same = (stage, str(Path(style).resolve()) if isinstance(style, (str, Path)) else
-                tuple(map(str, style)) if isinstance(style, (list, tuple)) and all(
-                    isinstance(s, (str, Path)) for s in style) else id(style))
+        same = (
+            stage,
+            str(Path(style).resolve())
+            if isinstance(style, (str, Path))
+            else tuple(map(str, style))
+            if isinstance(style, (list, tuple)) and all(isinstance(s, (str, Path)) for s in style)
+            else id(style),
+        )
         if same in self._ids:
             return self._ids[same]
         array, digests, described = _load_style(style, name)
@@ -414,8 +455,9 @@ class _Styles:
 
 def _targets(items, sequences) -> list:
     """What a style row can name: each image, and each video or stack as a whole."""
-    return ([style_table.Target(i.output, i.source) for i in items if i.sequence is None]
-            + [style_table.Target(s.output, s.source) for s in sequences])
+    return [style_table.Target(i.output, i.source) for i in items if i.sequence is None] + [
+        style_table.Target(s.output, s.source) for s in sequences
+    ]
 
 
 def _assign_styles(items, sequences, geometry_style, texture_style, styles, store: _Styles):
@@ -435,26 +477,50 @@ def _assign_styles(items, sequences, geometry_style, texture_style, styles, stor
             if style is None or style is style_table.OFF:
                 ids.append(None)
                 continue
-            where = f"{stage} style" if row is None or row.styles[column] is None else (
-                f"{stage} style of {target.source} ({row.where})")
+            where = (
+                f"{stage} style"
+                if row is None or row.styles[column] is None
+                else (f"{stage} style of {target.source} ({row.where})")
+            )
             ids.append(store.add(style, stage, where))
         if ids == [None, None]:
             bare.append(target.source)
         chosen[target.output] = tuple(ids)
     if bare:
         more = f" and {len(bare) - 3} more" if len(bare) > 3 else ""
-        raise ValueError(f"no style for {', '.join(bare[:3])}{more}: name it in the styles table "
-                         "or give a default geometry style (--geometry-style) and/or texture "
-                         "style (--texture-style)")
+        raise ValueError(
+            f"no style for {', '.join(bare[:3])}{more}: name it in the styles table "
+            "or give a default geometry style (--geometry-style) and/or texture "
+            "style (--texture-style)"
+        )
     by_sequence = {s.output: chosen[s.output] for s in sequences}
-    item_styles = {i.output: by_sequence[i.sequence] if i.sequence is not None else chosen[i.output]
-                   for i in items}
+    item_styles = {
+        i.output: by_sequence[i.sequence] if i.sequence is not None else chosen[i.output]
+        for i in items
+    }
     return item_styles, table
 
 
-def _plan(inputs, output_dir, geometry_style, texture_style, *, styles, device, overwrite,
-          coherent, chunk, model, method, strength, geometry_per_frame, smooth_frames,
-          smooth_kernel, geometry_batch, texture_options) -> _Plan:
+def _plan(
+    inputs,
+    output_dir,
+    geometry_style,
+    texture_style,
+    *,
+    styles,
+    device,
+    overwrite,
+    coherent,
+    chunk,
+    model,
+    method,
+    strength,
+    geometry_per_frame,
+    smooth_frames,
+    smooth_kernel,
+    geometry_batch,
+    texture_options,
+) -> _Plan:
     import importlib.util
 
     from .. import __version__
@@ -462,26 +528,37 @@ def _plan(inputs, output_dir, geometry_style, texture_style, *, styles, device, 
     from .transforms import check_strength
 
     if geometry_style is None and texture_style is None and styles is None:
-        raise ValueError("give a geometry style (to warp), a texture style (to style), or both "
-                         "(or a styles table: one per input).")
+        raise ValueError(
+            "give a geometry style (to warp), a texture style (to style), or both "
+            "(or a styles table: one per input)."
+        )
     if importlib.util.find_spec("distributed") is None:
-        raise ValueError("batch runs on Dask: pip install 'napari-geostyle[batch]' "
-                         "(dask.distributed and imageio-ffmpeg).")
+        raise ValueError(
+            "batch runs on Dask: pip install 'napari-geostyle[batch]' "
+            "(dask.distributed and imageio-ffmpeg)."
+        )
     if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
         raise ValueError(f"chunk must be a whole number of frames >= 1 or None; got {chunk!r}.")
-    if geometry_batch is not None and (isinstance(geometry_batch, bool) or not isinstance(
-            geometry_batch, int) or geometry_batch < 1):
-        raise ValueError(f"geometry_batch must be a whole number of pairs >= 1 or None (the "
-                         f"default for the workers' devices); got {geometry_batch!r}.")
-    per_frame = temporal.per_frame_options(geometry_per_frame, smooth_frames, smooth_kernel,
-                                           coherent)
+    if geometry_batch is not None and (
+        isinstance(geometry_batch, bool)
+        or not isinstance(geometry_batch, int)
+        or geometry_batch < 1
+    ):
+        raise ValueError(
+            f"geometry_batch must be a whole number of pairs >= 1 or None (the "
+            f"default for the workers' devices); got {geometry_batch!r}."
+        )
+    per_frame = temporal.per_frame_options(
+        geometry_per_frame, smooth_frames, smooth_kernel, coherent
+    )
     check_options(model, method, "embedded")
     strength = check_strength(strength)
     texture_options = {**texture_options, "preview_every": 0}
     items, sequences = media.collect_inputs(inputs)
     store = _Styles()
-    item_styles, table = _assign_styles(items, sequences, geometry_style, texture_style, styles,
-                                        store)
+    item_styles, table = _assign_styles(
+        items, sequences, geometry_style, texture_style, styles, store
+    )
     uses_geometry = any(g is not None for g, _ in item_styles.values())
     textures = [store.arrays[t] for _, t in item_styles.values() if t is not None]
     if textures:
@@ -502,9 +579,13 @@ def _plan(inputs, output_dir, geometry_style, texture_style, *, styles, device, 
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"output folder {folder} is a file: give a folder")
     manifest = Manifest(folder)
-    settings = {"device": device, "texture": texture_options if textures else None,
-                "geometry": geometry_options if uses_geometry else None,
-                "per_frame": per_frame, "geometry_batch": geometry_batch}
+    settings = {
+        "device": device,
+        "texture": texture_options if textures else None,
+        "geometry": geometry_options if uses_geometry else None,
+        "per_frame": per_frame,
+        "geometry_batch": geometry_batch,
+    }
 
     keys, previous_key = {}, {}
     for sequence in sequences:
@@ -529,35 +610,55 @@ def _plan(inputs, output_dir, geometry_style, texture_style, *, styles, device, 
     todo = [i for i in items if not manifest.finished(i.output, keys[i.output])]
     skipped = [i for i in items if manifest.finished(i.output, keys[i.output])]
     pending = [i.output for i in todo] + [
-        s.output for s in sequences if not manifest.finished(s.output, keys[s.output], "sequences")]
+        s.output for s in sequences if not manifest.finished(s.output, keys[s.output], "sequences")
+    ]
     existing = [name for name in pending if (folder / name).exists()]
     if existing and not overwrite:
         more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
         raise ValueError(
             f"{folder / existing[0]}{more} already exist(s) and were not made by this batch "
             "with the same inputs and options: pass overwrite=True (--overwrite) to replace "
-            "them, or choose another output folder.")
+            "them, or choose another output folder."
+        )
 
     def default_digests(style, stage):
         return None if style is None else store.digests[store.add(style, stage, f"{stage} style")]
 
     manifest.header = {
         "package": {"name": "napari-geostyle", "version": __version__},
-        "options": {"geometry": settings["geometry"], "texture": settings["texture"],
-                    "device": device, "coherent": bool(coherent), "chunk": chunk,
-                    "geometry_per_frame": per_frame is not None,
-                    "smooth_frames": (per_frame or {}).get("smooth_frames"),
-                    "smooth_kernel": (per_frame or {}).get("smooth_kernel"),
-                    "geometry_batch": geometry_batch},
+        "options": {
+            "geometry": settings["geometry"],
+            "texture": settings["texture"],
+            "device": device,
+            "coherent": bool(coherent),
+            "chunk": chunk,
+            "geometry_per_frame": per_frame is not None,
+            "smooth_frames": (per_frame or {}).get("smooth_frames"),
+            "smooth_kernel": (per_frame or {}).get("smooth_kernel"),
+            "geometry_batch": geometry_batch,
+        },
         "geometry_style": default_digests(geometry_style, "geometry"),
         "texture_style": default_digests(texture_style, "texture"),
         "styles_table": table,
-        "inputs": [str(i) for i in inputs] if isinstance(inputs, (list, tuple)) and not any(
-            isinstance(i, np.ndarray) for i in inputs) else (
-            str(inputs) if isinstance(inputs, (str, Path)) else "arrays"),
+        "inputs": [str(i) for i in inputs]
+        if isinstance(inputs, (list, tuple)) and not any(isinstance(i, np.ndarray) for i in inputs)
+        else (str(inputs) if isinstance(inputs, (str, Path)) else "arrays"),
     }
-    return _Plan(folder, items, sequences, store.arrays, item_styles, store.described, settings,
-                 keys, todo, skipped, manifest, bool(coherent), chunk)
+    return _Plan(
+        folder,
+        items,
+        sequences,
+        store.arrays,
+        item_styles,
+        store.described,
+        settings,
+        keys,
+        todo,
+        skipped,
+        manifest,
+        bool(coherent),
+        chunk,
+    )
 
 
 # --------------------------------------------------------------------------- running
@@ -571,16 +672,18 @@ def _start_client(scheduler, workers, processes, device):
         wants_gpu = device in (None, "", "auto") or str(device).startswith("cuda")
         gpus = torch.cuda.device_count() if wants_gpu else 0
         count = workers or gpus or os.cpu_count() or 1
-        cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=processes,
-                               dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=count, threads_per_worker=1, processes=processes, dashboard_address=None
+        )
         return Client(cluster), cluster
     if isinstance(scheduler, str) and "://" in scheduler:
         try:
             return Client(scheduler, timeout="30s"), None
         except OSError as error:
             raise ValueError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from error
-    raise ValueError(f"scheduler must be 'local' or an address such as tcp://HOST:8786; "
-                     f"got {scheduler!r}.")
+    raise ValueError(
+        f"scheduler must be 'local' or an address such as tcp://HOST:8786; got {scheduler!r}."
+    )
 
 
 def _geometry_batch(requested, warm: dict) -> int:
@@ -588,8 +691,9 @@ def _geometry_batch(requested, warm: dict) -> int:
     that warmed up runs on CUDA, else 1 (``warm``: ``_warm_up``'s result by worker)."""
     if requested is not None:
         return requested
-    devices = [value["device"] for value in warm.values() if isinstance(value, dict)
-               and "device" in value]
+    devices = [
+        value["device"] for value in warm.values() if isinstance(value, dict) and "device" in value
+    ]
     on_cuda = bool(devices) and all(device.startswith("cuda") for device in devices)
     return GPU_GEOMETRY_BATCH if on_cuda else 1
 
@@ -615,12 +719,17 @@ class _GeometryChunks:
         # few pairs: smaller chunks, so that every worker gets one rather than one worker all
         size = max(1, min(size, math.ceil(len(self.pairs) / max(workers, 1))))
         for start in range(0, len(self.pairs), size):
-            pairs = self.pairs[start:start + size]
+            pairs = self.pairs[start : start + size]
             style_ids = [style_id for _, style_id in pairs]
-            future = client.submit(_task_estimate_chunk, [item for item, _ in pairs],
-                                   {i: scattered[i] for i in sorted(set(style_ids))}, style_ids,
-                                   settings, pure=False)
-            for position, reference in enumerate(self.references[start:start + size]):
+            future = client.submit(
+                _task_estimate_chunk,
+                [item for item, _ in pairs],
+                {i: scattered[i] for i in sorted(set(style_ids))},
+                style_ids,
+                settings,
+                pure=False,
+            )
+            for position, reference in enumerate(self.references[start : start + size]):
                 reference.update(chunk=future, position=position)
         return size
 
@@ -643,8 +752,9 @@ def _known_estimate(plan: _Plan, frame: media.InputItem) -> dict | None:
     return None if known is None else {"estimate": {"transform": known, "error": None}}
 
 
-def _sequence_geometry(plan: _Plan, chunks: _GeometryChunks, sequence, geometry_id: str,
-                       pending: list) -> dict:
+def _sequence_geometry(
+    plan: _Plan, chunks: _GeometryChunks, sequence, geometry_id: str, pending: list
+) -> dict:
     """``{frame output: its geometry}`` for a coherent sequence's pending frames: a reference
     to one estimate (the first frame's) for all, or (per frame) a ``_Smoothing`` of the
     estimates of its window."""
@@ -658,10 +768,12 @@ def _sequence_geometry(plan: _Plan, chunks: _GeometryChunks, sequence, geometry_
         window = temporal.window_range(index, len(frames), settings["per_frame"]["smooth_frames"])
         for j in window:
             if j not in estimates:
-                estimates[j] = _known_estimate(plan, frames[j]) or chunks.add(frames[j],
-                                                                              geometry_id)
-        smoothed[frames[index].output] = _Smoothing(index - window.start,
-                                                    [estimates[j] for j in window], shape)
+                estimates[j] = _known_estimate(plan, frames[j]) or chunks.add(
+                    frames[j], geometry_id
+                )
+        smoothed[frames[index].output] = _Smoothing(
+            index - window.start, [estimates[j] for j in window], shape
+        )
     return smoothed
 
 
@@ -669,19 +781,25 @@ def _submit(plan: _Plan, client, geometry_batch: int, workers: int) -> tuple[lis
     """Submit every pending item and the geometry chunks they need: ``(the items' futures in
     input order, the chunk size used)``."""
     used = {s for pair in plan.item_styles.values() for s in pair if s is not None}
-    scattered = {ident: client.scatter(plan.styles[ident], broadcast=True)
-                 for ident in sorted(used)}
+    scattered = {
+        ident: client.scatter(plan.styles[ident], broadcast=True) for ident in sorted(used)
+    }
     settings = plan.settings
     todo = {item.output for item in plan.todo}
-    pending = {sequence.output: [index for index, frame in enumerate(sequence.items)
-                                 if frame.output in todo] for sequence in plan.sequences}
+    pending = {
+        sequence.output: [
+            index for index, frame in enumerate(sequence.items) if frame.output in todo
+        ]
+        for sequence in plan.sequences
+    }
     # first every geometry estimate, so that the chunks exist before the tasks that use them
     chunks, transforms = _GeometryChunks(), {}
     for sequence in plan.sequences:
         geometry_id = plan.item_styles[sequence.items[0].output][0]
         if pending[sequence.output] and plan.coherent and geometry_id is not None:
-            transforms.update(_sequence_geometry(plan, chunks, sequence, geometry_id,
-                                                 pending[sequence.output]))
+            transforms.update(
+                _sequence_geometry(plan, chunks, sequence, geometry_id, pending[sequence.output])
+            )
     if geometry_batch > 1:  # at 1, an image's own task estimates it (no extra task)
         for item in plan.todo:
             geometry_id = plan.item_styles[item.output][0]
@@ -690,9 +808,14 @@ def _submit(plan: _Plan, client, geometry_batch: int, workers: int) -> tuple[lis
     size = chunks.submit(client, scattered, settings, geometry_batch, workers)
     for output, geometry in transforms.items():
         if isinstance(geometry, _Smoothing):
-            transforms[output] = client.submit(_task_smooth, geometry.position,
-                                               geometry.estimates, settings, geometry.shape,
-                                               pure=False)
+            transforms[output] = client.submit(
+                _task_smooth,
+                geometry.position,
+                geometry.estimates,
+                settings,
+                geometry.shape,
+                pure=False,
+            )
     futures, by_output = [], {}
     for sequence in plan.sequences:
         frames = sequence.items
@@ -707,30 +830,56 @@ def _submit(plan: _Plan, client, geometry_batch: int, workers: int) -> tuple[lis
                 previous = by_output.get(before.output)
                 if previous is None:  # finished by an earlier run: start from its file
                     previous = media.decode_image(
-                        (plan.folder / before.output).read_bytes(), before.output)
-            future = client.submit(_task_item, frame, geometry, texture, settings,
-                                   transforms.get(frame.output), previous, pure=False)
+                        (plan.folder / before.output).read_bytes(), before.output
+                    )
+            future = client.submit(
+                _task_item,
+                frame,
+                geometry,
+                texture,
+                settings,
+                transforms.get(frame.output),
+                previous,
+                pure=False,
+            )
             by_output[frame.output] = future
             futures.append(future)
     for item in plan.todo:
         if item.sequence is None:
             geometry_id, texture_id = plan.item_styles[item.output]
-            futures.append(client.submit(_task_item, item, scattered.get(geometry_id),
-                                         scattered.get(texture_id), settings,
-                                         transforms.get(item.output), pure=False))
+            futures.append(
+                client.submit(
+                    _task_item,
+                    item,
+                    scattered.get(geometry_id),
+                    scattered.get(texture_id),
+                    settings,
+                    transforms.get(item.output),
+                    pure=False,
+                )
+            )
     return futures, size
 
 
 def _item_entry(plan: _Plan, item: media.InputItem, result: dict) -> dict:
     geometry, texture = plan.item_styles[item.output]
-    entry = {"output": item.output, "kind": "item", "source": item.source, "frame": item.frame,
-             "status": result["status"], "key": plan.keys[item.output],
-             "geometry_style": plan.described.get(geometry),
-             "texture_style": plan.described.get(texture),
-             "transform": result["transform"], "timings": result["timings"],
-             "device": result["device"], "worker": result["worker"], "error": result["error"],
-             "models_loaded": result.get("models_loaded"), "finished": time.strftime(
-                 "%Y-%m-%dT%H:%M:%S%z")}
+    entry = {
+        "output": item.output,
+        "kind": "item",
+        "source": item.source,
+        "frame": item.frame,
+        "status": result["status"],
+        "key": plan.keys[item.output],
+        "geometry_style": plan.described.get(geometry),
+        "texture_style": plan.described.get(texture),
+        "transform": result["transform"],
+        "timings": result["timings"],
+        "device": result["device"],
+        "worker": result["worker"],
+        "error": result["error"],
+        "models_loaded": result.get("models_loaded"),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     if result.get("geometry_batch") is not None:  # pairs in the forward that estimated it
         entry["geometry_batch"] = result["geometry_batch"]
     if result.get("estimated") is not None:  # per-frame geometry: the frame's own estimate
@@ -739,30 +888,48 @@ def _item_entry(plan: _Plan, item: media.InputItem, result: dict) -> dict:
 
 
 def _as_result(plan: _Plan, entry: dict) -> BatchResult:
-    return BatchResult(output=entry["output"], path=plan.folder / entry["output"],
-                       status=entry["status"], kind=entry.get("kind", "item"),
-                       source=entry.get("source", ""), frame=entry.get("frame"),
-                       key=entry.get("key", ""), transform=entry.get("transform"),
-                       timings=entry.get("timings") or {}, device=entry.get("device"),
-                       error=entry.get("error"))
+    return BatchResult(
+        output=entry["output"],
+        path=plan.folder / entry["output"],
+        status=entry["status"],
+        kind=entry.get("kind", "item"),
+        source=entry.get("source", ""),
+        frame=entry.get("frame"),
+        key=entry.get("key", ""),
+        transform=entry.get("transform"),
+        timings=entry.get("timings") or {},
+        device=entry.get("device"),
+        error=entry.get("error"),
+    )
 
 
 def _assemble(plan: _Plan, sequence: media.InputSequence) -> dict:
     started = time.perf_counter()
-    entry = {"output": sequence.output, "kind": "sequence", "source": sequence.source,
-             "frame": None, "status": "failed", "key": plan.keys[sequence.output],
-             "transform": None, "error": None, "frames": len(sequence.items)}
+    entry = {
+        "output": sequence.output,
+        "kind": "sequence",
+        "source": sequence.source,
+        "frame": None,
+        "status": "failed",
+        "key": plan.keys[sequence.output],
+        "transform": None,
+        "error": None,
+        "frames": len(sequence.items),
+    }
     states = [plan.manifest.entries.get(i.output, {}).get("status") for i in sequence.items]
     if any(state != "done" for state in states):
         entry["error"] = f"{states.count('failed')} frame(s) failed: see their entries"
     else:
         try:
-            frames = [media.decode_image((plan.folder / i.output).read_bytes(), i.output)
-                      for i in sequence.items]
+            frames = [
+                media.decode_image((plan.folder / i.output).read_bytes(), i.output)
+                for i in sequence.items
+            ]
             path = plan.folder / sequence.output
             if sequence.kind == "video":
-                entry["audio"] = media.write_video(path, frames, sequence.fps or media.DEFAULT_FPS,
-                                                   audio_from=sequence.source)
+                entry["audio"] = media.write_video(
+                    path, frames, sequence.fps or media.DEFAULT_FPS, audio_from=sequence.source
+                )
                 entry["fps"] = sequence.fps
             else:
                 media.write_stack(path, frames)
@@ -783,16 +950,19 @@ def _run(plan: _Plan, client, scheduler, workers, processes) -> Iterator[BatchRe
             from distributed import as_completed
 
             if client is None:
-                own_client, cluster = _start_client(scheduler, workers, processes,
-                                                    plan.settings["device"])
+                own_client, cluster = _start_client(
+                    scheduler, workers, processes, plan.settings["device"]
+                )
                 client = own_client
             warm = client.run(_warm_up, plan.settings, os.getpid(), on_error="return")
-            manifest.header["workers"] = {address: (value if isinstance(value, dict) else
-                                                    {"error": repr(value)})
-                                          for address, value in warm.items()}
+            manifest.header["workers"] = {
+                address: (value if isinstance(value, dict) else {"error": repr(value)})
+                for address, value in warm.items()
+            }
             by_output = {item.output: item for item in plan.todo}
-            futures, size = _submit(plan, client, _geometry_batch(
-                plan.settings["geometry_batch"], warm), len(warm))
+            futures, size = _submit(
+                plan, client, _geometry_batch(plan.settings["geometry_batch"], warm), len(warm)
+            )
             manifest.header["options"]["geometry_batch"] = size  # the size used
             for future in as_completed(futures):
                 result = future.result()
@@ -804,8 +974,7 @@ def _run(plan: _Plan, client, scheduler, workers, processes) -> Iterator[BatchRe
                 yield _as_result(plan, entry)
         for sequence in plan.sequences:
             if manifest.finished(sequence.output, plan.keys[sequence.output], "sequences"):
-                yield _as_result(plan, {**manifest.sequences[sequence.output],
-                                        "status": "skipped"})
+                yield _as_result(plan, {**manifest.sequences[sequence.output], "status": "skipped"})
                 continue
             entry = _assemble(plan, sequence)
             manifest.record(entry)
@@ -818,13 +987,30 @@ def _run(plan: _Plan, client, scheduler, workers, processes) -> Iterator[BatchRe
             cluster.close()
 
 
-def batch_geometric_style_transfer(inputs, output_dir, geometry_style=None, texture_style=None,
-                                   client=None, *, styles=None, scheduler="local", workers=None,
-                                   processes=True, device=None, overwrite=False, coherent=True,
-                                   chunk=None, geometry_per_frame=False, smooth_frames=5,
-                                   smooth_kernel="gaussian", geometry_batch=None,
-                                   model="affine+tps", method="network", strength=1.0,
-                                   **texture_options) -> BatchRun:
+def batch_geometric_style_transfer(
+    inputs,
+    output_dir,
+    geometry_style=None,
+    texture_style=None,
+    client=None,
+    *,
+    styles=None,
+    scheduler="local",
+    workers=None,
+    processes=True,
+    device=None,
+    overwrite=False,
+    coherent=True,
+    chunk=None,
+    geometry_per_frame=False,
+    smooth_frames=5,
+    smooth_kernel="gaussian",
+    geometry_batch=None,
+    model="affine+tps",
+    method="network",
+    strength=1.0,
+    **texture_options,
+) -> BatchRun:
     """Warp (``geometry_style``) and/or style (``texture_style``) every input into
     ``output_dir``; an iterator (:class:`BatchRun`) of :class:`BatchResult`, one per output as
     it completes (skipped ones first, assembled videos and stacks last).
@@ -859,17 +1045,34 @@ def batch_geometric_style_transfer(inputs, output_dir, geometry_style=None, text
     ``manifest.csv``) record each output's status, resume key, styles, transform, options,
     timings, device and error.
     """
-    plan = _plan(inputs, output_dir, geometry_style, texture_style, styles=styles, device=device,
-                 overwrite=overwrite, coherent=coherent, chunk=chunk, model=model, method=method,
-                 strength=strength, geometry_per_frame=geometry_per_frame,
-                 smooth_frames=smooth_frames, smooth_kernel=smooth_kernel,
-                 geometry_batch=geometry_batch, texture_options=texture_options)
-    if scheduler not in (None, "", "local") and not (isinstance(scheduler, str)
-                                                     and "://" in scheduler):
-        raise ValueError(f"scheduler must be 'local' or an address such as tcp://HOST:8786; "
-                         f"got {scheduler!r}.")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
-                                or workers < 1):
+    plan = _plan(
+        inputs,
+        output_dir,
+        geometry_style,
+        texture_style,
+        styles=styles,
+        device=device,
+        overwrite=overwrite,
+        coherent=coherent,
+        chunk=chunk,
+        model=model,
+        method=method,
+        strength=strength,
+        geometry_per_frame=geometry_per_frame,
+        smooth_frames=smooth_frames,
+        smooth_kernel=smooth_kernel,
+        geometry_batch=geometry_batch,
+        texture_options=texture_options,
+    )
+    if scheduler not in (None, "", "local") and not (
+        isinstance(scheduler, str) and "://" in scheduler
+    ):
+        raise ValueError(
+            f"scheduler must be 'local' or an address such as tcp://HOST:8786; got {scheduler!r}."
+        )
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
         raise ValueError(f"workers must be a whole number >= 1; got {workers!r}.")
     plan.folder.mkdir(parents=True, exist_ok=True)
     media.remove_stale_temporaries(plan.folder)

@@ -68,8 +68,15 @@ MAX_PASSES = 8
 DEFAULT_BATCH_SIZE = 32
 # Refinement settings, chosen on the tuning split (MODEL_CARD.md). ``margin``: how much lower
 # the objective must end than it started for the refined parameters to replace the network's.
-REFINE = {"trust_weight": 1.0, "affine_iterations": 25, "affine_lr": 0.01,
-          "tps_iterations": 25, "tps_lr": 0.02, "margin": 0.0, "layout_weight": 1.0}
+REFINE = {
+    "trust_weight": 1.0,
+    "affine_iterations": 25,
+    "affine_lr": 0.01,
+    "tps_iterations": 25,
+    "tps_lr": 0.02,
+    "margin": 0.0,
+    "layout_weight": 1.0,
+}
 
 
 def check_options(model: str, method: str, trunk: str, init: str = "search") -> None:
@@ -93,7 +100,9 @@ def _checkpoint_for(kind: str, model: str, checkpoint):
     if isinstance(checkpoint, dict):
         unknown = set(checkpoint) - {"affine", "tps"}
         if unknown:
-            raise ValueError(f"checkpoint keys must be 'affine' and/or 'tps'; got {sorted(unknown)}.")
+            raise ValueError(
+                f"checkpoint keys must be 'affine' and/or 'tps'; got {sorted(unknown)}."
+            )
         return checkpoint.get(kind)
     if model == "affine+tps":
         raise ValueError(
@@ -146,10 +155,16 @@ def _warp_tensor(image, theta, tps, grid_size: int, spline=None):
     from .images import ALIGN_CORNERS
 
     batch, _, h, w = image.shape
-    grid = sample_map(output_centres(batch, h, w, device=image.device), theta, tps, grid_size,
-                      spline)
-    return F.grid_sample(image, grid.reshape(batch, h, w, 2).to(image.dtype), mode="bilinear",
-                         padding_mode="reflection", align_corners=ALIGN_CORNERS)
+    grid = sample_map(
+        output_centres(batch, h, w, device=image.device), theta, tps, grid_size, spline
+    )
+    return F.grid_sample(
+        image,
+        grid.reshape(batch, h, w, 2).to(image.dtype),
+        mode="bilinear",
+        padding_mode="reflection",
+        align_corners=ALIGN_CORNERS,
+    )
 
 
 # --------------------------------------------------------------------------- refinement
@@ -182,8 +197,9 @@ class _FeatureObjective:
         self.trunk, self.content, self.grid_size = trunk, content, grid_size
         self.style_image = style
         with torch.no_grad():
-            self.style = {t: self.normalize(f.float())
-                          for t, f in trunk(style, taps=self.taps).items()}
+            self.style = {
+                t: self.normalize(f.float()) for t, f in trunk(style, taps=self.taps).items()
+            }
         self.lattice = lattice_xy(5, content.device)[None]
         self.anchor = None
 
@@ -208,8 +224,10 @@ class _FeatureObjective:
         if self.layout_weight:
             from .matching import layout_similarity
 
-            total = total + self.layout_weight * (
-                1.0 - layout_similarity(warped, self.style_image)).sum()
+            total = (
+                total
+                + self.layout_weight * (1.0 - layout_similarity(warped, self.style_image)).sum()
+            )
         if tps is not None:
             # no bending penalty: one toward the identity pulls the TPS off the network's estimate
             # (the tuning split's refine error fell from 6.90% to 5.70% without it); the trust
@@ -298,8 +316,9 @@ def _initial_thetas(content, style, init: str):
 
     if init == "identity":
         return None
-    return torch.stack([initial_theta(content[i:i + 1], style[i:i + 1], init)
-                        for i in range(content.shape[0])])
+    return torch.stack(
+        [initial_theta(content[i : i + 1], style[i : i + 1], init) for i in range(content.shape[0])]
+    )
 
 
 def _best_layout(candidates: dict, content, style, grid_size: int):
@@ -344,10 +363,14 @@ def stage_passes(model: str, passes=None) -> dict:
     else:
         chosen = {kind: passes for kind in defaults}
     for kind, count in chosen.items():
-        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not (
-                1 <= count <= MAX_PASSES):
-            raise ValueError(f"passes ({kind}) must be an integer from 1 to {MAX_PASSES}; "
-                             f"got {count!r}.")
+        if (
+            isinstance(count, bool)
+            or not isinstance(count, (int, np.integer))
+            or not (1 <= count <= MAX_PASSES)
+        ):
+            raise ValueError(
+                f"passes ({kind}) must be an integer from 1 to {MAX_PASSES}; got {count!r}."
+            )
     return {kind: int(count) for kind, count in chosen.items()}
 
 
@@ -368,9 +391,10 @@ def _load_networks(model: str, trunk: str, checkpoint, device) -> dict:
     """``{"affine": net, "tps": net}``, the networks ``model`` uses (cached by ``geonet``)."""
     from .geonet import load_geometry_model
 
-    return {kind: load_geometry_model(kind, trunk, _checkpoint_for(kind, model, checkpoint),
-                                      device)
-            for kind in DEFAULT_PASSES[model]}  # its stages, in order
+    return {
+        kind: load_geometry_model(kind, trunk, _checkpoint_for(kind, model, checkpoint), device)
+        for kind in DEFAULT_PASSES[model]
+    }  # its stages, in order
 
 
 def _damp_rows(kind: str, params, grid_size: int, damped: list):
@@ -397,10 +421,17 @@ class _NetworkStages:
         for _ in range(self.counts["affine"]):
             # each pass sees the content warped by the estimate so far (CNNGeometric's
             # iterative use) and predicts the residual, composed on the output side
-            source = self.content if theta is None else _warp_tensor(self.content, theta, None,
-                                                                      self.grid_size)
-            residual = _damp_rows("affine", self.nets["affine"](source, self.style),
-                                  self.grid_size, [d["affine"] for d in self.damped])
+            source = (
+                self.content
+                if theta is None
+                else _warp_tensor(self.content, theta, None, self.grid_size)
+            )
+            residual = _damp_rows(
+                "affine",
+                self.nets["affine"](source, self.style),
+                self.grid_size,
+                [d["affine"] for d in self.damped],
+            )
             residual = residual.reshape(-1, 2, 3)
             theta = residual if theta is None else compose_thetas(theta, residual)
         return theta
@@ -411,15 +442,26 @@ class _NetworkStages:
 
         grid_size, tps = self.grid_size, None
         for _ in range(self.counts["tps"]):
-            source = self.content if theta is None and tps is None else _warp_tensor(
-                self.content, theta, tps, grid_size)
-            residual = _damp_rows("tps", self.nets["tps"](source, self.style), grid_size,
-                                  [d["tps"] for d in self.damped])
+            source = (
+                self.content
+                if theta is None and tps is None
+                else _warp_tensor(self.content, theta, tps, grid_size)
+            )
+            residual = _damp_rows(
+                "tps",
+                self.nets["tps"](source, self.style),
+                grid_size,
+                [d["tps"] for d in self.damped],
+            )
             if tps is None:
                 tps = residual
             else:  # two TPS compose into one only by a fit, pair by pair
-                composed = torch.stack([compose_tps(outer, inner, grid_size)
-                                        for outer, inner in zip(tps, residual, strict=True)])
+                composed = torch.stack(
+                    [
+                        compose_tps(outer, inner, grid_size)
+                        for outer, inner in zip(tps, residual, strict=True)
+                    ]
+                )
                 tps = damp_folding_rows("tps", composed, grid_size)[0]
         return tps
 
@@ -429,8 +471,12 @@ class _NetworkStages:
         import torch
 
         if self.model == "tps" and theta is not None:
-            return None, torch.stack([fold_affine_into_tps(t, p, self.grid_size)
-                                      for t, p in zip(theta, tps, strict=True)])
+            return None, torch.stack(
+                [
+                    fold_affine_into_tps(t, p, self.grid_size)
+                    for t, p in zip(theta, tps, strict=True)
+                ]
+            )
         return theta, tps
 
     def __call__(self, theta):
@@ -447,8 +493,11 @@ class _NetworkStages:
             searched = _initial_thetas(self.content, self.style, init)
             starts["search"] = self(searched)
             # the search alone, in the model's own form (an identity TPS where it has one)
-            identity_tps = None if "tps" not in self.nets else identity_params(
-                "tps", self.grid_size).to(searched).repeat(len(searched), 1)
+            identity_tps = (
+                None
+                if "tps" not in self.nets
+                else identity_params("tps", self.grid_size).to(searched).repeat(len(searched), 1)
+            )
             starts["search only"] = self.model_form(searched, identity_tps)
         return starts
 
@@ -466,15 +515,25 @@ def _refine(objective, theta, tps, iterations: int | None):
     candidates = [(start_value, theta, tps)]
     with torch.enable_grad():
         if tps is None:
-            theta, _, value = _optimise(objective, theta, tps, "affine",
-                                        iterations or REFINE["affine_iterations"],
-                                        REFINE["affine_lr"])
+            theta, _, value = _optimise(
+                objective,
+                theta,
+                tps,
+                "affine",
+                iterations or REFINE["affine_iterations"],
+                REFINE["affine_lr"],
+            )
         else:
             # only the TPS moves: it holds an affine part of its own, and moving the
             # affine under it as well did worse on the tuning split, in more time
-            theta, tps, value = _optimise(objective, theta, tps, "tps",
-                                          iterations or REFINE["tps_iterations"],
-                                          REFINE["tps_lr"])
+            theta, tps, value = _optimise(
+                objective,
+                theta,
+                tps,
+                "tps",
+                iterations or REFINE["tps_iterations"],
+                REFINE["tps_lr"],
+            )
         candidates.append((value, theta, tps))
     best_value, theta, tps = min(candidates, key=lambda c: c[0])
     if best_value > start_value - REFINE["margin"]:
@@ -486,10 +545,18 @@ def _as_numpy(params):
     return None if params is None else params.detach().cpu().numpy().astype(np.float64)
 
 
-def estimate_parameters_batch(contents, styles, model: str = "affine+tps",
-                              method: str = "network", device=None, trunk: str = "embedded",
-                              checkpoint=None, passes=None, refine_iterations: int | None = None,
-                              init: str = "search") -> list[WarpParameters]:
+def estimate_parameters_batch(
+    contents,
+    styles,
+    model: str = "affine+tps",
+    method: str = "network",
+    device=None,
+    trunk: str = "embedded",
+    checkpoint=None,
+    passes=None,
+    refine_iterations: int | None = None,
+    init: str = "search",
+) -> list[WarpParameters]:
     """``WarpParameters`` of each pair ``(contents[i], styles[i])``, the networks run on all
     pairs at once: every network pass is one forward of the whole batch.
 
@@ -500,8 +567,10 @@ def estimate_parameters_batch(contents, styles, model: str = "affine+tps",
     import torch
 
     if len(contents) != len(styles) or not len(contents):
-        raise ValueError(f"need as many styles as contents, at least one; got {len(contents)} "
-                         f"contents and {len(styles)} styles.")
+        raise ValueError(
+            f"need as many styles as contents, at least one; got {len(contents)} "
+            f"contents and {len(styles)} styles."
+        )
     counts = stage_passes(model, passes)
     nets = _load_networks(model, trunk, checkpoint, device)
     first = next(iter(nets.values()))
@@ -517,27 +586,49 @@ def estimate_parameters_batch(contents, styles, model: str = "affine+tps",
         tps = None if tpss is None else tpss[i]
         objective = None
         if method == "refine":
-            feature_objective = _FeatureObjective(_objective_trunk(nets, trunk, device),
-                                                  content_in[i:i + 1], style_in[i:i + 1],
-                                                  grid_size)
+            feature_objective = _FeatureObjective(
+                _objective_trunk(nets, trunk, device),
+                content_in[i : i + 1],
+                style_in[i : i + 1],
+                grid_size,
+            )
             theta, tps, objective = _refine(feature_objective, theta, tps, refine_iterations)
-        results.append(WarpParameters(_as_numpy(theta), _as_numpy(tps), grid_size, damped,
-                                      name, objective))
+        results.append(
+            WarpParameters(_as_numpy(theta), _as_numpy(tps), grid_size, damped, name, objective)
+        )
     return results
 
 
-def estimate_parameters(content, style, model: str = "affine+tps", method: str = "network",
-                        device=None, trunk: str = "embedded", checkpoint=None,
-                        passes=None, refine_iterations: int | None = None,
-                        init: str = "search") -> WarpParameters:
+def estimate_parameters(
+    content,
+    style,
+    model: str = "affine+tps",
+    method: str = "network",
+    device=None,
+    trunk: str = "embedded",
+    checkpoint=None,
+    passes=None,
+    refine_iterations: int | None = None,
+    init: str = "search",
+) -> WarpParameters:
     """Normalised parameters of one pair, as ``WarpParameters``.
 
     ``content``/``style`` are (1, 3, H, W) RGB tensors in 0..1 on ``device``. ``passes``:
     network passes per stage (see ``estimate_warp``); ``refine_iterations``: Adam steps of the
     refinement (None = ``REFINE``'s).
     """
-    return estimate_parameters_batch([content], [style], model, method, device, trunk,
-                                     checkpoint, passes, refine_iterations, init)[0]
+    return estimate_parameters_batch(
+        [content],
+        [style],
+        model,
+        method,
+        device,
+        trunk,
+        checkpoint,
+        passes,
+        refine_iterations,
+        init,
+    )[0]
 
 
 def _transform_from_parameters(params: WarpParameters, shape: tuple, strength: float):
@@ -558,9 +649,18 @@ def _transform_from_parameters(params: WarpParameters, shape: tuple, strength: f
     return with_strength(full, strength)
 
 
-def estimate_warp(content, geometry_style, model: str = "affine+tps", method: str = "network",
-                  device=None, trunk: str = "embedded", checkpoint=None, passes=None,
-                  strength: float = 1.0, init: str = "search"):
+def estimate_warp(
+    content,
+    geometry_style,
+    model: str = "affine+tps",
+    method: str = "network",
+    device=None,
+    trunk: str = "embedded",
+    checkpoint=None,
+    passes=None,
+    strength: float = 1.0,
+    init: str = "search",
+):
     """Transform (content -> output, CONTENT PIXEL coordinates, output frame = content's (H, W))
     that gives ``content`` the geometry of ``geometry_style``.
 
@@ -589,16 +689,20 @@ def estimate_warp(content, geometry_style, model: str = "affine+tps", method: st
     content_t = rgb_tensor(content, device, "content", MIN_SIZE)
     style_t = rgb_tensor(geometry_style, device, "geometry_style", MIN_SIZE)
     with torch.inference_mode(False):
-        params = estimate_parameters(content_t, style_t, model, method, device, trunk,
-                                     checkpoint, passes=passes, init=init)
+        params = estimate_parameters(
+            content_t, style_t, model, method, device, trunk, checkpoint, passes=passes, init=init
+        )
     return _transform_from_parameters(params, tuple(content_t.shape[-2:]), strength)
 
 
 def _check_batch_size(batch_size) -> int:
     if batch_size is None:
         return DEFAULT_BATCH_SIZE
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
-            batch_size < 1):
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or (batch_size < 1)
+    ):
         raise ValueError(f"batch_size must be a positive integer or None; got {batch_size!r}.")
     return int(batch_size)
 
@@ -606,19 +710,31 @@ def _check_batch_size(batch_size) -> int:
 def _image_list(images, name: str) -> list:
     """``images`` (a sequence of images, or an (N, H, W[, C]) array) as a list."""
     if isinstance(images, np.ndarray) and images.ndim < 3:
-        raise ValueError(f"{name} must be a sequence of images (or an (N, H, W[, C]) array); "
-                         f"got an array of shape {images.shape}.")
+        raise ValueError(
+            f"{name} must be a sequence of images (or an (N, H, W[, C]) array); "
+            f"got an array of shape {images.shape}."
+        )
     try:
         return list(images)
     except TypeError:
-        raise ValueError(f"{name} must be a sequence of images; got "
-                         f"{type(images).__name__}.") from None
+        raise ValueError(
+            f"{name} must be a sequence of images; got {type(images).__name__}."
+        ) from None
 
 
-def estimate_warps(contents, geometry_styles, model: str = "affine+tps",
-                   method: str = "network", device=None, trunk: str = "embedded",
-                   checkpoint=None, passes=None, strength: float = 1.0, init: str = "search",
-                   batch_size: int | None = None) -> list:
+def estimate_warps(
+    contents,
+    geometry_styles,
+    model: str = "affine+tps",
+    method: str = "network",
+    device=None,
+    trunk: str = "embedded",
+    checkpoint=None,
+    passes=None,
+    strength: float = 1.0,
+    init: str = "search",
+    batch_size: int | None = None,
+) -> list:
     """``estimate_warp`` of every pair ``(contents[i], geometry_styles[i])``, one transform per
     pair (each in its content's pixels), with the networks run on ``batch_size`` pairs per
     forward pass (None: ``DEFAULT_BATCH_SIZE``).
@@ -638,8 +754,10 @@ def estimate_warps(contents, geometry_styles, model: str = "affine+tps",
     contents = _image_list(contents, "contents")
     styles = _image_list(geometry_styles, "geometry_styles")
     if len(contents) != len(styles):
-        raise ValueError(f"contents and geometry_styles must pair up one to one; got "
-                         f"{len(contents)} contents and {len(styles)} geometry styles.")
+        raise ValueError(
+            f"contents and geometry_styles must pair up one to one; got "
+            f"{len(contents)} contents and {len(styles)} geometry styles."
+        )
     if not contents:
         raise ValueError("contents and geometry_styles are empty: give at least one pair.")
     check_options(model, method, trunk, init)
@@ -650,13 +768,24 @@ def estimate_warps(contents, geometry_styles, model: str = "affine+tps",
     transforms = []
     for start in range(0, len(contents), batch_size):
         indices = range(start, min(start + batch_size, len(contents)))
-        content_t = [rgb_tensor(contents[i], device, f"contents[{i}]", MIN_SIZE)
-                     for i in indices]
-        style_t = [rgb_tensor(styles[i], device, f"geometry_styles[{i}]", MIN_SIZE)
-                   for i in indices]
+        content_t = [rgb_tensor(contents[i], device, f"contents[{i}]", MIN_SIZE) for i in indices]
+        style_t = [
+            rgb_tensor(styles[i], device, f"geometry_styles[{i}]", MIN_SIZE) for i in indices
+        ]
         with torch.inference_mode(False):
-            params = estimate_parameters_batch(content_t, style_t, model, method, device, trunk,
-                                               checkpoint, passes=passes, init=init)
-        transforms.extend(_transform_from_parameters(p, tuple(c.shape[-2:]), strength)
-                          for p, c in zip(params, content_t, strict=True))
+            params = estimate_parameters_batch(
+                content_t,
+                style_t,
+                model,
+                method,
+                device,
+                trunk,
+                checkpoint,
+                passes=passes,
+                init=init,
+            )
+        transforms.extend(
+            _transform_from_parameters(p, tuple(c.shape[-2:]), strength)
+            for p, c in zip(params, content_t, strict=True)
+        )
     return transforms

@@ -167,9 +167,9 @@ def _resolve_backbone(backbone, download) -> tuple[str, Path | None]:
         isinstance(backbone, str) and backbone.strip().lower() not in BACKBONES
     ):
         text = str(backbone)
-        looks_like_path = isinstance(backbone, Path) or any(c in text for c in "/\\.") or Path(
-            text
-        ).exists()
+        looks_like_path = (
+            isinstance(backbone, Path) or any(c in text for c in "/\\.") or Path(text).exists()
+        )
         if not looks_like_path:
             raise ValueError(
                 f"unknown backbone {backbone!r}; use 'auto', 'vgg19', 'random' or the path "
@@ -253,5 +253,9 @@ def clear_trunk_cache() -> None:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
     mps = getattr(torch, "mps", None)
-    if mps is not None and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+    if (
+        mps is not None
+        and getattr(torch.backends, "mps", None)
+        and torch.backends.mps.is_available()
+    ):
         mps.empty_cache()

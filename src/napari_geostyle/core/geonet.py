@@ -283,8 +283,9 @@ def net_from_checkpoint(payload: dict, device=None, backbone: str = "auto"):
     return net.to(device=device, dtype=torch.float32).eval()
 
 
-def load_geometry_model(model: str = "affine", trunk: str = "embedded", checkpoint=None,
-                        device=None):
+def load_geometry_model(
+    model: str = "affine", trunk: str = "embedded", checkpoint=None, device=None
+):
     """The geometry network ``model`` ("affine" | "tps") with ``trunk``, in eval mode (cached).
 
     ``checkpoint`` is a path; None uses the shipped file (``shipped_checkpoint_path``).
@@ -296,9 +297,13 @@ def load_geometry_model(model: str = "affine", trunk: str = "embedded", checkpoi
     device = resolve_device(device)
     path = Path(checkpoint) if checkpoint is not None else shipped_checkpoint_path(model, trunk)
     if not path.is_file():
-        hint = "" if checkpoint is not None else (
-            " (no shipped weights for this trunk: train one with `napari-geostyle "
-            "train-geometry` and pass it as checkpoint)"
+        hint = (
+            ""
+            if checkpoint is not None
+            else (
+                " (no shipped weights for this trunk: train one with `napari-geostyle "
+                "train-geometry` and pass it as checkpoint)"
+            )
         )
         raise FileNotFoundError(f"no geometry-network checkpoint at {path}{hint}")
     key = (str(path.resolve()), path.stat().st_mtime_ns, str(device))

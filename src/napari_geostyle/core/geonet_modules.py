@@ -46,11 +46,13 @@ class EmbeddedTrunk(nn.Module):
     def __init__(self, widths=(32, 64, 96, 128)):
         super().__init__()
         w1, w2, w3, w4 = widths
-        self.stem = nn.Sequential(*conv_bn(3, w1, 5, 2), *conv_bn(w1, w2, 3, 2),
-                                  *conv_bn(w2, w2, 3, 1))
+        self.stem = nn.Sequential(
+            *conv_bn(3, w1, 5, 2), *conv_bn(w1, w2, 3, 2), *conv_bn(w2, w2, 3, 1)
+        )
         self.stage8 = nn.Sequential(*conv_bn(w2, w3, 3, 2), *conv_bn(w3, w3, 3, 1))
-        self.stage16 = nn.Sequential(*conv_bn(w3, w4, 3, 2), *conv_bn(w4, w4, 3, 1),
-                                     nn.Conv2d(w4, w4, 1))
+        self.stage16 = nn.Sequential(
+            *conv_bn(w3, w4, 3, 2), *conv_bn(w4, w4, 3, 1), nn.Conv2d(w4, w4, 1)
+        )
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
@@ -101,8 +103,12 @@ class GeometryNet(nn.Module):
         side = self.input_size // FEATURE_STRIDE
         channels = side * side
         self.head = nn.Sequential(
-            nn.Conv2d(channels, 128, 7), nn.BatchNorm2d(128), nn.ReLU(inplace=True),
-            nn.Conv2d(128, 64, 5), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, 128, 7),
+            nn.BatchNorm2d(128),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(128, 64, 5),
+            nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True),
         )
         reduced = side - 6 - 4
         n_out = parameter_count(self.kind, self.grid_size)

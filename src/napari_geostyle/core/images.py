@@ -172,7 +172,9 @@ def to_unit_range(array: np.ndarray, name: str = "image") -> np.ndarray:
     )
     # in float64 and by halves: the span of finite values (float32's max and beyond) overflows
     half_span = high / 2 - low / 2
-    stretched = (np.asarray(array, np.float64) / 2 - low / 2) / (half_span if half_span > 0 else 1.0)
+    stretched = (np.asarray(array, np.float64) / 2 - low / 2) / (
+        half_span if half_span > 0 else 1.0
+    )
     return stretched.astype(np.float32)
 
 

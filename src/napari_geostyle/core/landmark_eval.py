@@ -141,8 +141,11 @@ def load_landmark_set(path) -> list[tuple[np.ndarray, np.ndarray, str]]:
         raise ValueError(
             f"landmark set {path}: {len(images)} images but {len(landmarks)} landmark arrays."
         )
-    names = [str(n) for n in stored_names] if stored_names is not None else [
-        f"item {i}" for i in range(len(images))]
+    names = (
+        [str(n) for n in stored_names]
+        if stored_names is not None
+        else [f"item {i}" for i in range(len(images))]
+    )
     items = []
     for index, (image, points) in enumerate(zip(images, landmarks)):
         points = _points_array(points, f"landmarks of item {index}")
@@ -175,8 +178,9 @@ def pairs_from_set(items, count: int | None = None, seed: int = 0) -> list[Landm
                 "landmarks; corresponding landmark sets need the same count."
             )
         keep = np.isfinite(points_a).all(1) & np.isfinite(points_b).all(1)
-        pairs.append(LandmarkPair(image_a, image_b, points_a[keep], points_b[keep],
-                                  f"{name_a} -> {name_b}"))
+        pairs.append(
+            LandmarkPair(image_a, image_b, points_a[keep], points_b[keep], f"{name_a} -> {name_b}")
+        )
     return pairs
 
 
@@ -184,8 +188,9 @@ def _coordinates(text: str, line: int, column: str) -> np.ndarray:
     try:
         values = [float(v) for v in str(text).replace(",", ";").split(";") if v.strip()]
     except ValueError:
-        raise ValueError(f"line {line}: column {column} must be numbers separated by ';'; "
-                         f"got {text!r}.") from None
+        raise ValueError(
+            f"line {line}: column {column} must be numbers separated by ';'; got {text!r}."
+        ) from None
     return np.asarray(values, dtype=np.float64)
 
 
@@ -237,14 +242,24 @@ def read_pf_pairs(csv_path, image_root=None, one_based: bool = True, limit: int 
             raise ValueError(f"{csv_path} line {line}: XA, YA, XB, YB have different counts.")
         content_rc = np.stack([ya, xa], 1)
         style_rc = np.stack([yb, xb], 1)
-        keep = (np.isfinite(content_rc).all(1) & np.isfinite(style_rc).all(1)
-                & (content_rc >= 0).all(1) & (style_rc >= 0).all(1))
+        keep = (
+            np.isfinite(content_rc).all(1)
+            & np.isfinite(style_rc).all(1)
+            & (content_rc >= 0).all(1)
+            & (style_rc >= 0).all(1)
+        )
         if keep.sum() < 1:
             continue
         name_a, name_b = row[columns[0]], row[columns[1]]
-        pairs.append(LandmarkPair(image(name_a, line), image(name_b, line),
-                                  content_rc[keep] - shift, style_rc[keep] - shift,
-                                  f"{name_a} -> {name_b}"))
+        pairs.append(
+            LandmarkPair(
+                image(name_a, line),
+                image(name_b, line),
+                content_rc[keep] - shift,
+                style_rc[keep] - shift,
+                f"{name_a} -> {name_b}",
+            )
+        )
     if not pairs:
         raise ValueError(f"{csv_path} holds no pair with valid keypoints.")
     return pairs
@@ -277,8 +292,10 @@ def _moved(image, points, matrix):
     from .warp import warp_image
 
     transform = AffineTransform(matrix)
-    return (warp_image(image, transform, padding="reflection", device="cpu"),
-            transform.map_points(points))
+    return (
+        warp_image(image, transform, padding="reflection", device="cpu"),
+        transform.map_points(points),
+    )
 
 
 def perturb_pairs(pairs, perturbation: Perturbation | None = None, seed: int = 0):
@@ -292,10 +309,12 @@ def perturb_pairs(pairs, perturbation: Perturbation | None = None, seed: int = 0
         side = np.asarray(pair.content.shape[:2], np.float64)
         shift = rng.uniform(-1, 1, 2) * perturbation.shift * side
         content_matrix = _similarity_matrix(pair.content.shape, angle, scale, shift) @ _zoom_matrix(
-            pair.content.shape, perturbation.zoom)
+            pair.content.shape, perturbation.zoom
+        )
         content, content_points = _moved(pair.content, pair.content_points, content_matrix)
-        style, style_points = _moved(pair.style, pair.style_points,
-                                     _zoom_matrix(pair.style.shape, perturbation.zoom))
+        style, style_points = _moved(
+            pair.style, pair.style_points, _zoom_matrix(pair.style.shape, perturbation.zoom)
+        )
         moved.append(LandmarkPair(content, style, content_points, style_points, pair.name))
     return moved
 
@@ -342,9 +361,14 @@ def predict_points(pair: LandmarkPair, method: str, model: str, estimate_options
     return to_style_frame(mapped, content_shape, style_shape), tf
 
 
-def evaluate_landmark_pairs(pairs, model: str = "affine+tps", methods=("network", "refine"),
-                            alphas=DEFAULT_ALPHAS, keep_examples: int = 0,
-                            **estimate_options) -> LandmarkReport:
+def evaluate_landmark_pairs(
+    pairs,
+    model: str = "affine+tps",
+    methods=("network", "refine"),
+    alphas=DEFAULT_ALPHAS,
+    keep_examples: int = 0,
+    **estimate_options,
+) -> LandmarkReport:
     """PCK of identity, the oracle affine and each of ``methods`` on ``pairs`` (same run).
 
     ``estimate_options``: further ``estimate_warp`` keywords (device, checkpoint, passes, ...).
@@ -377,24 +401,36 @@ def evaluate_landmark_pairs(pairs, model: str = "affine+tps", methods=("network"
             if tf is not None:
                 transforms[method] = tf
             for alpha in alphas:
-                correct[method][alpha].append(correct_keypoints(predicted, pair.style_points,
-                                                                alpha))
+                correct[method][alpha].append(
+                    correct_keypoints(predicted, pair.style_points, alpha)
+                )
             per_pair[method].append(float(correct[method][middle][-1].mean()))
         if index < keep_examples:
             examples.append((pair, transforms))
     scores = {
-        m: MethodScore({a: float(np.concatenate(correct[m][a]).mean()) for a in alphas},
-                       per_pair[m], seconds[m] / len(pairs))
+        m: MethodScore(
+            {a: float(np.concatenate(correct[m][a]).mean()) for a in alphas},
+            per_pair[m],
+            seconds[m] / len(pairs),
+        )
         for m in all_methods
     }
     return LandmarkReport(len(pairs), model, "", alphas, scores, examples)
 
 
-def run_protocol(source, model: str = "affine+tps", methods=("network", "refine"),
-                 count: int | None = 40, seed: int = 0, protocol: str | None = None,
-                 perturbation: Perturbation | None = None, image_root=None,
-                 alphas=DEFAULT_ALPHAS, keep_examples: int = 0,
-                 **estimate_options) -> LandmarkReport:
+def run_protocol(
+    source,
+    model: str = "affine+tps",
+    methods=("network", "refine"),
+    count: int | None = 40,
+    seed: int = 0,
+    protocol: str | None = None,
+    perturbation: Perturbation | None = None,
+    image_root=None,
+    alphas=DEFAULT_ALPHAS,
+    keep_examples: int = 0,
+    **estimate_options,
+) -> LandmarkReport:
     """The whole evaluation from a file: ``.npz`` landmark set or Proposal Flow ``.csv``.
 
     ``protocol`` None picks ``"perturbed"`` for landmark sets and ``"as-is"`` for Proposal Flow
@@ -410,15 +446,17 @@ def run_protocol(source, model: str = "affine+tps", methods=("network", "refine"
         pairs = pairs_from_set(load_landmark_set(source), count, seed)
         default_protocol = "perturbed"
     else:
-        raise ValueError(f"{source}: expected a landmark set (.npz) or a Proposal Flow pair CSV "
-                         "(.csv).")
+        raise ValueError(
+            f"{source}: expected a landmark set (.npz) or a Proposal Flow pair CSV (.csv)."
+        )
     protocol = protocol or default_protocol
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; accepted: {', '.join(PROTOCOLS)}.")
     if protocol == "perturbed":
         pairs = perturb_pairs(pairs, perturbation, seed)
-    report = evaluate_landmark_pairs(pairs, model, methods, alphas, keep_examples,
-                                     **estimate_options)
+    report = evaluate_landmark_pairs(
+        pairs, model, methods, alphas, keep_examples, **estimate_options
+    )
     report.protocol = protocol
     return report
 
@@ -452,16 +490,14 @@ def landmark_figure(examples, methods=("network", "refine"), size: int = 192) ->
         style = to_rgb_float(pair.style)
         style_shape = style.shape[:2]
         to_style = AffineTransform(_frame_matrix(content.shape, style_shape))
-        tiles = [_dots(content, pair.content_points, red),
-                 _dots(style, pair.style_points, green)]
+        tiles = [_dots(content, pair.content_points, red), _dots(style, pair.style_points, green)]
         for method in methods:
             tf = transforms.get(method)
             if tf is None:
                 continue
             warped = warp_image(content, tf, device="cpu")
             warped = warp_image(warped, to_style, output_shape=style_shape, device="cpu")
-            mapped = to_style_frame(tf.map_points(pair.content_points), content.shape,
-                                    style_shape)
+            mapped = to_style_frame(tf.map_points(pair.content_points), content.shape, style_shape)
             tiles.append(_dots(_dots(warped, pair.style_points, green), mapped, red, 1))
         tiles = [_fit(t, size) for t in tiles]
         gap = np.ones((size, 4, 3))
@@ -485,8 +521,9 @@ def _fit(tile: np.ndarray, size: int) -> np.ndarray:
 
     height, width = tile.shape[:2]
     scale = size / max(height, width)
-    small = resize(tile, (max(1, round(height * scale)), max(1, round(width * scale))),
-                   anti_aliasing=True)
+    small = resize(
+        tile, (max(1, round(height * scale)), max(1, round(width * scale))), anti_aliasing=True
+    )
     out = np.ones((size, size, 3))
     out[: small.shape[0], : small.shape[1]] = small
     return out

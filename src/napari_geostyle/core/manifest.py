@@ -21,8 +21,21 @@ MANIFEST_NAME = "manifest.json"
 CSV_NAME = "manifest.csv"
 JOURNAL_NAME = ".manifest-journal.jsonl"
 FORMAT = "napari-geostyle batch manifest"
-CSV_COLUMNS = ("output", "kind", "status", "source", "frame", "key", "seconds", "device",
-               "worker", "error", "geometry_style", "texture_style", "transform")
+CSV_COLUMNS = (
+    "output",
+    "kind",
+    "status",
+    "source",
+    "frame",
+    "key",
+    "seconds",
+    "device",
+    "worker",
+    "error",
+    "geometry_style",
+    "texture_style",
+    "transform",
+)
 SAVE_EVERY_S = 2.0
 
 
@@ -64,8 +77,12 @@ class Manifest:
     def finished(self, output: str, key: str, table: str = "items") -> bool:
         """True when ``output`` was written with ``key`` and the file is there."""
         entry = (self.entries if table == "items" else self.sequences).get(output)
-        return (entry is not None and entry.get("status") == "done" and entry.get("key") == key
-                and (self.folder / output).is_file())
+        return (
+            entry is not None
+            and entry.get("status") == "done"
+            and entry.get("key") == key
+            and (self.folder / output).is_file()
+        )
 
     def record(self, entry: dict) -> None:
         """Add one finished (or failed) output: journal now, full manifest now and then."""
@@ -79,8 +96,14 @@ class Manifest:
             self.save()
 
     def save(self) -> None:
-        data = {"format": FORMAT, "version": 1, "updated": _now(), **self.header,
-                "items": self.entries, "sequences": self.sequences}
+        data = {
+            "format": FORMAT,
+            "version": 1,
+            "updated": _now(),
+            **self.header,
+            "items": self.entries,
+            "sequences": self.sequences,
+        }
         write_atomic(self.path, json.dumps(data, indent=1).encode())
         write_atomic(self.folder / CSV_NAME, self._csv().encode())
         (self.folder / JOURNAL_NAME).unlink(missing_ok=True)

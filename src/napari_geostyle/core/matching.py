@@ -69,14 +69,17 @@ def _gaussian_blur(x, sigma: float, stride: int = 1):
     kernel = kernel / kernel.sum()
     channels = x.shape[1]
     x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
-    x = F.conv2d(x, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), stride=(1, stride),
-                 groups=channels)
-    return F.conv2d(x, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), stride=(stride, 1),
-                    groups=channels)
+    x = F.conv2d(
+        x, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), stride=(1, stride), groups=channels
+    )
+    return F.conv2d(
+        x, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), stride=(stride, 1), groups=channels
+    )
 
 
-def orientation_features(rgb01, bins: int = ORIENTATION_BINS, cell: float = 2.5,
-                         presmooth: float = 1.0, stride: int = 2):
+def orientation_features(
+    rgb01, bins: int = ORIENTATION_BINS, cell: float = 2.5, presmooth: float = 1.0, stride: int = 2
+):
     """Dense orientation histograms of (B, 3, H, W) images in 0..1: (B, bins, H/s, W/s).
 
     Gradient magnitude is soft-binned by unsigned orientation, pooled over a Gaussian cell,
@@ -141,8 +144,9 @@ def make_descriptor(descriptor="orientation", device=None) -> Descriptor:
         return Descriptor(orientation_features, SEARCH_SIZE, "orientation")
     if descriptor == "vgg19":
         return deep_descriptor("vgg19", device)
-    raise ValueError(f"unknown search descriptor {descriptor!r}; accepted: "
-                     f"{', '.join(DESCRIPTORS)}.")
+    raise ValueError(
+        f"unknown search descriptor {descriptor!r}; accepted: {', '.join(DESCRIPTORS)}."
+    )
 
 
 def _similarity_thetas(rotations_deg, scales, centre=None):
@@ -171,13 +175,20 @@ def centre_weights(side: int, margin: float, sigma: float | None, device=None):
     count = side - 2 * keep
     if sigma is None:
         return torch.ones(count, count, device=device)
-    axis = torch.linspace(-1, 1, side, device=device)[keep:side - keep]
+    axis = torch.linspace(-1, 1, side, device=device)[keep : side - keep]
     weights = torch.exp(-(axis[:, None] ** 2 + axis[None] ** 2) / (2 * sigma**2))
     return weights / weights.mean()
 
 
-def _best_placement(content, style_features, thetas, shift: float, margin: float,
-                    describe=orientation_features, centre_sigma: float | None = None):
+def _best_placement(
+    content,
+    style_features,
+    thetas,
+    shift: float,
+    margin: float,
+    describe=orientation_features,
+    centre_sigma: float | None = None,
+):
     """``(score, theta)`` of the best candidate in ``thetas`` (N, 2, 3) over all shifts."""
     import torch
     import torch.nn.functional as F
@@ -186,16 +197,25 @@ def _best_placement(content, style_features, thetas, shift: float, margin: float
 
     count, size = thetas.shape[0], content.shape[-1]
     grid = F.affine_grid(thetas.to(content), [count, 3, size, size], align_corners=ALIGN_CORNERS)
-    warped = F.grid_sample(content.expand(count, -1, -1, -1), grid, mode="bilinear",
-                           padding_mode="reflection", align_corners=ALIGN_CORNERS)
+    warped = F.grid_sample(
+        content.expand(count, -1, -1, -1),
+        grid,
+        mode="bilinear",
+        padding_mode="reflection",
+        align_corners=ALIGN_CORNERS,
+    )
     features = describe(warped)
     side = features.shape[-1]
     keep = round(side * margin)
-    kernel = style_features[..., keep:side - keep, keep:side - keep] * centre_weights(
-        side, margin, centre_sigma, style_features.device)
+    kernel = style_features[..., keep : side - keep, keep : side - keep] * centre_weights(
+        side, margin, centre_sigma, style_features.device
+    )
     reach = max(1, round(shift * side / 2))  # shift in feature cells (side = 2 units)
-    padded = F.pad(features, (reach - keep,) * 4, mode="reflect") if reach > keep else features[
-        ..., keep - reach:side - keep + reach, keep - reach:side - keep + reach]
+    padded = (
+        F.pad(features, (reach - keep,) * 4, mode="reflect")
+        if reach > keep
+        else features[..., keep - reach : side - keep + reach, keep - reach : side - keep + reach]
+    )
     scores = F.conv2d(padded, kernel) / (kernel.shape[-1] * kernel.shape[-2])  # (N, 1, 2r+1, ..)
     flat = scores.flatten(1)
     best = int(flat.max(1).values.argmax())
@@ -206,12 +226,11 @@ def _best_placement(content, style_features, thetas, shift: float, margin: float
     # map first moves by that offset (in normalised units), then applies the candidate
     step = 2.0 / side
     offset = torch.tensor([[1.0, 0.0, dx * step], [0.0, 1.0, dy * step]])[None]
-    theta = compose_thetas(thetas[best:best + 1].float().cpu(), offset)[0]
+    theta = compose_thetas(thetas[best : best + 1].float().cpu(), offset)[0]
     return float(flat[best].max()), theta
 
 
-def search_similarity(content, style, ranges: SearchRanges | None = None,
-                      descriptor="orientation"):
+def search_similarity(content, style, ranges: SearchRanges | None = None, descriptor="orientation"):
     """theta (2, 3) of the similarity that best aligns ``content`` to ``style`` (see module).
 
     ``content``, ``style``: (1, 3, H, W) tensors in 0..1. ``descriptor``: a name in
@@ -231,20 +250,38 @@ def search_similarity(content, style, ranges: SearchRanges | None = None,
         style_features = describe(resize_tensor(style.float(), size))
         steps = max(0, int(ranges.rotation_deg // ranges.rotation_step_deg))
         rotations = np.arange(-steps, steps + 1) * ranges.rotation_step_deg
-        scales = np.exp(np.linspace(math.log(ranges.scale[0]), math.log(ranges.scale[1]),
-                                    ranges.scale_steps))
-        _, theta = _best_placement(content, style_features,
-                                   _similarity_thetas(rotations, scales), ranges.shift,
-                                   ranges.margin, describe, ranges.centre_sigma)
+        scales = np.exp(
+            np.linspace(math.log(ranges.scale[0]), math.log(ranges.scale[1]), ranges.scale_steps)
+        )
+        _, theta = _best_placement(
+            content,
+            style_features,
+            _similarity_thetas(rotations, scales),
+            ranges.shift,
+            ranges.margin,
+            describe,
+            ranges.centre_sigma,
+        )
         rotation_step = ranges.rotation_step_deg
         scale_step = (math.log(ranges.scale[1]) - math.log(ranges.scale[0])) / max(
-            ranges.scale_steps - 1, 1)
+            ranges.scale_steps - 1, 1
+        )
         for _ in range(ranges.fine_levels):
             rotation_step, scale_step = rotation_step / 2, scale_step / 2
-            local = _similarity_thetas([-rotation_step, 0.0, rotation_step],
-                                       np.exp([-scale_step, 0.0, scale_step]), theta[None])
-            _, theta = _best_placement(content, style_features, local, 2.0 / 32,
-                                       ranges.margin, describe, ranges.centre_sigma)
+            local = _similarity_thetas(
+                [-rotation_step, 0.0, rotation_step],
+                np.exp([-scale_step, 0.0, scale_step]),
+                theta[None],
+            )
+            _, theta = _best_placement(
+                content,
+                style_features,
+                local,
+                2.0 / 32,
+                ranges.margin,
+                describe,
+                ranges.centre_sigma,
+            )
     return theta
 
 
@@ -257,8 +294,9 @@ JUDGE_MARGIN = 0.15
 JUDGE_SIGMA = None
 
 
-def layout_similarity(warped, style, margin: float = JUDGE_MARGIN,
-                      centre_sigma: float | None = JUDGE_SIGMA):
+def layout_similarity(
+    warped, style, margin: float = JUDGE_MARGIN, centre_sigma: float | None = JUDGE_SIGMA
+):
     """Mean cosine of the orientation features of ``warped`` and ``style`` over the centre
     (weighted as the search weighs it when ``centre_sigma`` is given, see ``centre_weights``).
 

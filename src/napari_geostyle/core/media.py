@@ -105,7 +105,7 @@ def _tiff_pages(path: Path) -> np.ndarray | None:
     rgb = axes.endswith("S")
     if stack.ndim == (3 if rgb else 2):
         return None
-    return stack.reshape(-1, *stack.shape[-(3 if rgb else 2):])
+    return stack.reshape(-1, *stack.shape[-(3 if rgb else 2) :])
 
 
 def _read_video(path: Path) -> tuple[list[np.ndarray], float]:
@@ -114,8 +114,10 @@ def _read_video(path: Path) -> tuple[list[np.ndarray], float]:
     try:
         reader = imageio.get_reader(path, format="FFMPEG")
     except Exception as error:
-        raise ValueError(f"cannot read {path} as a video: {' '.join(str(error).split())} "
-                         "(video needs the imageio-ffmpeg package)") from error
+        raise ValueError(
+            f"cannot read {path} as a video: {' '.join(str(error).split())} "
+            "(video needs the imageio-ffmpeg package)"
+        ) from error
     try:
         fps = float(reader.get_meta_data().get("fps") or DEFAULT_FPS)
         frames = [np.asarray(frame) for frame in reader]
@@ -132,9 +134,16 @@ def _sequence(path: Path, kind: str, frames, fps=None) -> InputSequence:
     sequence = InputSequence(output=output, source=str(path), kind=kind, fps=fps)
     for index, frame in enumerate(frames):
         frame = np.ascontiguousarray(frame)
-        sequence.items.append(InputItem(
-            output=f"{stem}_frames/{stem}_{index:06d}{FRAME_SUFFIX}", source=str(path),
-            digest=digest_array(frame), array=frame, frame=index, sequence=output))
+        sequence.items.append(
+            InputItem(
+                output=f"{stem}_frames/{stem}_{index:06d}{FRAME_SUFFIX}",
+                source=str(path),
+                digest=digest_array(frame),
+                array=frame,
+                frame=index,
+                sequence=output,
+            )
+        )
     return sequence
 
 
@@ -152,11 +161,16 @@ def _expand(entry) -> list[Path]:
         return found
     path = Path(text).expanduser()
     if path.is_dir():
-        found = sorted(p for p in path.iterdir()
-                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+        found = sorted(
+            p
+            for p in path.iterdir()
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES
+        )
         if not found:
-            raise ValueError(f"folder {path} holds no image or video files "
-                             f"({', '.join(IMAGE_SUFFIXES + VIDEO_SUFFIXES)})")
+            raise ValueError(
+                f"folder {path} holds no image or video files "
+                f"({', '.join(IMAGE_SUFFIXES + VIDEO_SUFFIXES)})"
+            )
         return found
     if not path.is_file():
         raise ValueError(f"no file, folder or matching files at {text}")
@@ -177,8 +191,14 @@ def collect_inputs(inputs) -> tuple[list[InputItem], list[InputSequence]]:
     for number, entry in enumerate(entries):
         if isinstance(entry, np.ndarray):
             array = np.ascontiguousarray(entry)
-            items.append(InputItem(output=f"image_{number:04d}.png", source=f"array {number}",
-                                   digest=digest_array(array), array=array))
+            items.append(
+                InputItem(
+                    output=f"image_{number:04d}.png",
+                    source=f"array {number}",
+                    digest=digest_array(array),
+                    array=array,
+                )
+            )
             continue
         for path in _expand(entry):
             suffix = path.suffix.lower()
@@ -193,8 +213,10 @@ def collect_inputs(inputs) -> tuple[list[InputItem], list[InputSequence]]:
     names = [item.output for item in items] + [s.output for s in sequences]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ValueError(f"several inputs would write the same output {duplicates[0]}: "
-                         "give inputs with distinct file names")
+        raise ValueError(
+            f"several inputs would write the same output {duplicates[0]}: "
+            "give inputs with distinct file names"
+        )
     return items, sequences
 
 
@@ -218,8 +240,9 @@ def encode_image(image: np.ndarray, name: str) -> bytes:
 
 
 def _temp_path(path: Path) -> Path:
-    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{TEMP_MARK}{path.suffix}",
-                                    dir=path.parent)
+    handle, name = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=f"{TEMP_MARK}{path.suffix}", dir=path.parent
+    )
     os.close(handle)
     umask = os.umask(0)
     os.umask(umask)
@@ -263,9 +286,26 @@ def _mux_audio(video: Path, source: Path) -> str:
     muxed = _temp_path(video)
     try:
         for audio_codec in ("copy", "aac"):
-            command = [_ffmpeg(), "-y", "-loglevel", "error", "-i", str(video), "-i", str(source),
-                       "-map", "0:v:0", "-map", "1:a?", "-c:v", "copy", "-c:a", audio_codec,
-                       "-shortest", str(muxed)]
+            command = [
+                _ffmpeg(),
+                "-y",
+                "-loglevel",
+                "error",
+                "-i",
+                str(video),
+                "-i",
+                str(source),
+                "-map",
+                "0:v:0",
+                "-map",
+                "1:a?",
+                "-c:v",
+                "copy",
+                "-c:a",
+                audio_codec,
+                "-shortest",
+                str(muxed),
+            ]
             if subprocess.run(command, capture_output=True, check=False).returncode == 0:
                 os.replace(muxed, video)
                 return f"audio from the input ({audio_codec})"
@@ -284,8 +324,15 @@ def write_video(path, frames, fps: float, audio_from=None) -> str:
     note = "no audio"
     try:
         # macro_block_size=2: keep the size (H.264 with yuv420p needs even sides only)
-        writer = imageio.get_writer(temp, format="FFMPEG", fps=fps, codec="libx264", quality=8,
-                                    macro_block_size=2, ffmpeg_log_level="error")
+        writer = imageio.get_writer(
+            temp,
+            format="FFMPEG",
+            fps=fps,
+            codec="libx264",
+            quality=8,
+            macro_block_size=2,
+            ffmpeg_log_level="error",
+        )
         try:
             for frame in frames:
                 writer.append_data(np.asarray(frame))

@@ -103,13 +103,29 @@ def iter_geometric_style_transfer(
 
     iter_texture_transfer(content, texture, device=device, **texture_options).close()
     return _run_both_stages(
-        content, geometry, texture, model, method, trunk, transform, device, texture_options,
+        content,
+        geometry,
+        texture,
+        model,
+        method,
+        trunk,
+        transform,
+        device,
+        texture_options,
         strength,
     )
 
 
 def _run_both_stages(
-    content, geometry, texture, model, method, trunk, transform, device, texture_options,
+    content,
+    geometry,
+    texture,
+    model,
+    method,
+    trunk,
+    transform,
+    device,
+    texture_options,
     strength=1.0,
 ) -> Iterator[GeometricStyleStep]:
     from .estimate import estimate_warp
@@ -129,7 +145,9 @@ def _run_both_stages(
     texture_steps = iter_texture_transfer(warped, texture, device=device, **texture_options)
     try:
         for step in texture_steps:
-            result = GeometricStyleResult(step.image, warped, transform, options) if step.done else None
+            result = (
+                GeometricStyleResult(step.image, warped, transform, options) if step.done else None
+            )
             yield GeometricStyleStep(
                 stage="texture",
                 level=step.level,

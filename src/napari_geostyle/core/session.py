@@ -50,9 +50,7 @@ def read_session(path) -> dict:
         for key in ("control_points", "target_points")
     )
     if len(control) != len(target):
-        raise ValueError(
-            f"{path}: {len(control)} control points but {len(target)} target points."
-        )
+        raise ValueError(f"{path}: {len(control)} control points but {len(target)} target points.")
     active = np.asarray(record.get("active", [True] * len(control)), bool)
     if active.shape != (len(control),):
         raise ValueError(f"{path}: 'active' must have one entry per landmark pair.")

@@ -62,8 +62,9 @@ def warm_start_options(options: dict, warm: bool) -> dict:
     options = dict(options)
     options.pop("init", None)
     if warm:
-        schedule = _iterations(options.get("iterations"), options.get("preset", "balanced"),
-                               options.get("levels", 4))
+        schedule = _iterations(
+            options.get("iterations"), options.get("preset", "balanced"), options.get("levels", 4)
+        )
         options.update(levels=1, iterations=schedule[-1])
     return options
 
@@ -74,10 +75,21 @@ def _frame(frames, index: int) -> np.ndarray:
     return validate_image(frames[index], f"frame {index}")
 
 
-def iter_stack_transfer(frames, texture_style=None, geometry_style=None, *, coherent=True,
-                        geometry_per_frame=False, smooth_frames=5, smooth_kernel="gaussian",
-                        model="affine+tps", method="network", strength=1.0, device=None,
-                        **texture_options) -> Iterator[StackStep]:
+def iter_stack_transfer(
+    frames,
+    texture_style=None,
+    geometry_style=None,
+    *,
+    coherent=True,
+    geometry_per_frame=False,
+    smooth_frames=5,
+    smooth_kernel="gaussian",
+    model="affine+tps",
+    method="network",
+    strength=1.0,
+    device=None,
+    **texture_options,
+) -> Iterator[StackStep]:
     """Warp (``geometry_style``) and/or style (``texture_style``) every frame of ``frames``.
 
     ``frames``: a ``(T, H, W[, C])`` array or any sequence of 2D images of one shape (indexed
@@ -95,8 +107,10 @@ def iter_stack_transfer(frames, texture_style=None, geometry_style=None, *, cohe
         raise ValueError("give a texture style, a geometry style, or both.")
     per_frame = per_frame_options(geometry_per_frame, smooth_frames, smooth_kernel, coherent)
     if "init" in texture_options:
-        raise ValueError("init is chosen per frame in a stack run (the previous frame's "
-                         "result when coherent); leave it out.")
+        raise ValueError(
+            "init is chosen per frame in a stack run (the previous frame's "
+            "result when coherent); leave it out."
+        )
     try:
         if isinstance(frames, (str, bytes, Mapping)):  # sized, but not images by position
             raise TypeError
@@ -121,8 +135,17 @@ def iter_stack_transfer(frames, texture_style=None, geometry_style=None, *, cohe
         # the warped frames keep the frame's shape: planning on frame 0 checks the options now
         iter_texture_transfer(first, texture_style, device=device, **texture_options).close()
     geometry = {"model": model, "method": method, "strength": strength}
-    return _run(frames, count, texture_style, geometry_style, geometry, bool(coherent), per_frame,
-                device, texture_options)
+    return _run(
+        frames,
+        count,
+        texture_style,
+        geometry_style,
+        geometry,
+        bool(coherent),
+        per_frame,
+        device,
+        texture_options,
+    )
 
 
 class _SmoothedGeometry:
@@ -142,17 +165,30 @@ class _SmoothedGeometry:
         for j in window:
             if j not in self.estimates:
                 image = frame if j == index else _frame(self.frames, j)
-                self.estimates[j] = estimate_warp(image, self.style, device=self.device,
-                                                  **self.geometry)
+                self.estimates[j] = estimate_warp(
+                    image, self.style, device=self.device, **self.geometry
+                )
         for j in [j for j in self.estimates if j < window.start]:
             del self.estimates[j]
-        return smooth_transforms([self.estimates[j] for j in window],
-                                 self.options["smooth_frames"], self.options["smooth_kernel"],
-                                 frame.shape[:2])[index - window.start]
+        return smooth_transforms(
+            [self.estimates[j] for j in window],
+            self.options["smooth_frames"],
+            self.options["smooth_kernel"],
+            frame.shape[:2],
+        )[index - window.start]
 
 
-def _run(frames, count, texture_style, geometry_style, geometry, coherent, per_frame, device,
-         texture_options) -> Iterator[StackStep]:
+def _run(
+    frames,
+    count,
+    texture_style,
+    geometry_style,
+    geometry,
+    coherent,
+    per_frame,
+    device,
+    texture_options,
+) -> Iterator[StackStep]:
     from .estimate import estimate_warp
     from .texture import iter_texture_transfer
     from .warp import warp_image
@@ -174,26 +210,53 @@ def _run(frames, count, texture_style, geometry_style, geometry, coherent, per_f
                 transform = estimate_warp(frame, geometry_style, device=device, **geometry)
             frame = warp_image(frame, transform, device=device)
             if texture_style is None:  # a warp-only run: the warped frame is the result
-                yield StackStep(index, count, "geometry", image=frame, warped=frame,
-                                transform=transform, progress=index + 1, total=total,
-                                frame_done=True, done=last)
+                yield StackStep(
+                    index,
+                    count,
+                    "geometry",
+                    image=frame,
+                    warped=frame,
+                    transform=transform,
+                    progress=index + 1,
+                    total=total,
+                    frame_done=True,
+                    done=last,
+                )
                 continue
-            yield StackStep(index, count, "geometry", warped=frame, transform=transform,
-                            progress=done_before, total=total)
+            yield StackStep(
+                index,
+                count,
+                "geometry",
+                warped=frame,
+                transform=transform,
+                progress=done_before,
+                total=total,
+            )
         warm = coherent and previous is not None
         options = warm_start_options(texture_options, warm)
-        steps = iter_texture_transfer(frame, texture_style, device=device,
-                                      init=previous if warm else "content", **options)
+        steps = iter_texture_transfer(
+            frame, texture_style, device=device, init=previous if warm else "content", **options
+        )
         try:
             for step in steps:
                 if not total:  # the first frame's schedule is known now
                     later = warm_start_options(texture_options, True)["iterations"]
                     total = step.total + (count - 1) * (later if coherent else step.total)
                 yield StackStep(
-                    index, count, "texture", level=step.level, levels=step.levels,
-                    iteration=step.iteration, iterations=step.iterations, loss=step.loss,
-                    image=step.image, progress=done_before + step.progress, total=total,
-                    frame_done=step.done, done=step.done and last, transform=transform,
+                    index,
+                    count,
+                    "texture",
+                    level=step.level,
+                    levels=step.levels,
+                    iteration=step.iteration,
+                    iterations=step.iterations,
+                    loss=step.loss,
+                    image=step.image,
+                    progress=done_before + step.progress,
+                    total=total,
+                    frame_done=step.done,
+                    done=step.done and last,
+                    transform=transform,
                 )
                 if step.done:
                     previous = step.image

@@ -63,20 +63,28 @@ def read_styles_csv(path) -> list[StyleRow]:
     reader = csv.reader(text.splitlines())
     header = next(reader, None)
     if header is None:
-        raise ValueError(f"the styles CSV {path} is empty: it needs a header row "
-                         f"'{INPUT_COLUMN},{','.join(STYLE_COLUMNS)}' and one row per input")
+        raise ValueError(
+            f"the styles CSV {path} is empty: it needs a header row "
+            f"'{INPUT_COLUMN},{','.join(STYLE_COLUMNS)}' and one row per input"
+        )
     names = [h.strip().lower() for h in header]
     unknown = [h for h in names if h not in (INPUT_COLUMN, *STYLE_COLUMNS)]
     repeated = sorted({h for h in names if names.count(h) > 1})
-    if (INPUT_COLUMN not in names or not set(STYLE_COLUMNS) & set(names) or unknown
-            or repeated):
-        problem = (f"unknown column(s) {', '.join(map(repr, unknown))}" if unknown else
-                   f"repeated column(s) {', '.join(repeated)}" if repeated else
-                   f"no '{INPUT_COLUMN}' column" if INPUT_COLUMN not in names else
-                   "no style column")
-        raise ValueError(f"bad header in the styles CSV {path} ({problem}; got "
-                         f"{','.join(header)}): the columns are '{INPUT_COLUMN}' and "
-                         f"'{STYLE_COLUMNS[0]}' and/or '{STYLE_COLUMNS[1]}'")
+    if INPUT_COLUMN not in names or not set(STYLE_COLUMNS) & set(names) or unknown or repeated:
+        problem = (
+            f"unknown column(s) {', '.join(map(repr, unknown))}"
+            if unknown
+            else f"repeated column(s) {', '.join(repeated)}"
+            if repeated
+            else f"no '{INPUT_COLUMN}' column"
+            if INPUT_COLUMN not in names
+            else "no style column"
+        )
+        raise ValueError(
+            f"bad header in the styles CSV {path} ({problem}; got "
+            f"{','.join(header)}): the columns are '{INPUT_COLUMN}' and "
+            f"'{STYLE_COLUMNS[0]}' and/or '{STYLE_COLUMNS[1]}'"
+        )
     rows = []
     folder = path.parent
     for line, cells in enumerate(reader, start=2):
@@ -116,12 +124,16 @@ def rows_from_mapping(mapping) -> list[StyleRow]:
     for name, entry in mapping.items():
         where = f"styles[{name!r}]"
         if not isinstance(entry, dict):
-            raise ValueError(f"{where} must be a dict with '{STYLE_COLUMNS[0]}' and/or "
-                             f"'{STYLE_COLUMNS[1]}'; got {type(entry).__name__}")
+            raise ValueError(
+                f"{where} must be a dict with '{STYLE_COLUMNS[0]}' and/or "
+                f"'{STYLE_COLUMNS[1]}'; got {type(entry).__name__}"
+            )
         unknown = sorted(set(entry) - set(STYLE_COLUMNS))
         if unknown or not entry:
-            raise ValueError(f"{where} has key(s) {unknown or '(none)'}: the keys are "
-                             f"'{STYLE_COLUMNS[0]}' and/or '{STYLE_COLUMNS[1]}'")
+            raise ValueError(
+                f"{where} has key(s) {unknown or '(none)'}: the keys are "
+                f"'{STYLE_COLUMNS[0]}' and/or '{STYLE_COLUMNS[1]}'"
+            )
         styles = {}
         for column in STYLE_COLUMNS:
             value = entry.get(column)
@@ -140,8 +152,10 @@ def load_rows(styles) -> tuple[list[StyleRow], str]:
         return read_styles_csv(styles), str(Path(styles).expanduser())
     if isinstance(styles, dict):
         return rows_from_mapping(styles), "mapping"
-    raise ValueError(f"styles must be a CSV file path or a dict of input name -> styles; got "
-                     f"{type(styles).__name__}")
+    raise ValueError(
+        f"styles must be a CSV file path or a dict of input name -> styles; got "
+        f"{type(styles).__name__}"
+    )
 
 
 @dataclass
@@ -167,8 +181,10 @@ def match_rows(rows: list[StyleRow], targets: list[Target]) -> dict:
         if not name:
             raise ValueError(f"{row.where}: the input cell is empty")
         if "/" in name or "\\" in name:
-            candidates = {(row.folder / name).expanduser().resolve(),
-                          Path(name).expanduser().resolve()}
+            candidates = {
+                (row.folder / name).expanduser().resolve(),
+                Path(name).expanduser().resolve(),
+            }
             found = {id(t): t for c in candidates for t in by_path.get(c, [])}
             found = list(found.values())
         else:
@@ -177,15 +193,21 @@ def match_rows(rows: list[StyleRow], targets: list[Target]) -> dict:
             unknown.append(f"{name} ({row.where})")
             continue
         if len(found) > 1:
-            raise ValueError(f"{row.where}: {name} names several inputs "
-                             f"({', '.join(t.source for t in found)}): give its path")
+            raise ValueError(
+                f"{row.where}: {name} names several inputs "
+                f"({', '.join(t.source for t in found)}): give its path"
+            )
         target = found[0]
         if target.output in matched:
-            raise ValueError(f"{row.where}: {target.source} already has styles from "
-                             f"{matched[target.output].where}")
+            raise ValueError(
+                f"{row.where}: {target.source} already has styles from "
+                f"{matched[target.output].where}"
+            )
         matched[target.output] = row
     if unknown:
         more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
-        raise ValueError(f"the styles name input(s) that are not among the batch's inputs: "
-                         f"{'; '.join(unknown[:3])}{more}")
+        raise ValueError(
+            f"the styles name input(s) that are not among the batch's inputs: "
+            f"{'; '.join(unknown[:3])}{more}"
+        )
     return matched

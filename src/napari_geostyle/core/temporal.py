@@ -39,8 +39,10 @@ def flicker_ratio(outputs, inputs) -> float:
     """``temporal_change(outputs) / temporal_change(inputs)``: how much more the output changes
     from frame to frame than its input. Outputs and inputs may differ in size and channels."""
     if len(outputs) != len(inputs):
-        raise ValueError(f"flicker_ratio needs as many output frames as input frames; got "
-                         f"{len(outputs)} and {len(inputs)}.")
+        raise ValueError(
+            f"flicker_ratio needs as many output frames as input frames; got "
+            f"{len(outputs)} and {len(inputs)}."
+        )
     reference = temporal_change(inputs)
     if reference <= 0:
         raise ValueError("the input frames do not change over time: flicker is undefined.")
@@ -53,11 +55,17 @@ KERNELS = ("gaussian", "box")
 
 def check_window(window) -> int:
     """``window`` as an odd whole number of frames >= 1 (the frame and as many on each side)."""
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1 \
-            or window % 2 == 0:
-        raise ValueError(f"the smoothing window must be an odd whole number of frames >= 1 (the "
-                         f"frame itself and as many on each side; 1 = no smoothing); got "
-                         f"{window!r}.")
+    if (
+        isinstance(window, bool)
+        or not isinstance(window, (int, np.integer))
+        or window < 1
+        or window % 2 == 0
+    ):
+        raise ValueError(
+            f"the smoothing window must be an odd whole number of frames >= 1 (the "
+            f"frame itself and as many on each side; 1 = no smoothing); got "
+            f"{window!r}."
+        )
     return int(window)
 
 
@@ -67,14 +75,17 @@ def per_frame_options(geometry_per_frame, smooth_frames, smooth_kernel, coherent
         raise ValueError(f"geometry_per_frame must be True or False; got {geometry_per_frame!r}.")
     smooth_frames = check_window(smooth_frames)
     if smooth_kernel not in KERNELS:
-        raise ValueError(f"smooth_kernel must be one of {', '.join(KERNELS)}; got "
-                         f"{smooth_kernel!r}.")
+        raise ValueError(
+            f"smooth_kernel must be one of {', '.join(KERNELS)}; got {smooth_kernel!r}."
+        )
     if not geometry_per_frame:
         return None
     if not coherent:
-        raise ValueError("geometry_per_frame smooths the geometry over time, in coherent mode; "
-                         "independent mode (coherent=False, --independent) already estimates "
-                         "every frame on its own.")
+        raise ValueError(
+            "geometry_per_frame smooths the geometry over time, in coherent mode; "
+            "independent mode (coherent=False, --independent) already estimates "
+            "every frame on its own."
+        )
     return {"smooth_frames": smooth_frames, "smooth_kernel": smooth_kernel}
 
 
@@ -152,8 +163,14 @@ def _form(transform) -> tuple | None:
         if isinstance(part, AffineTransform):
             form.append(("affine",))
         elif isinstance(part, TPSTransform) and number == len(parts) - 1:
-            form.append(("tps", part.output_points.round(6).tobytes(),
-                         np.concatenate(part.frame).round(9).tobytes(), part.regularization))
+            form.append(
+                (
+                    "tps",
+                    part.output_points.round(6).tobytes(),
+                    np.concatenate(part.frame).round(9).tobytes(),
+                    part.regularization,
+                )
+            )
         else:
             return None
     return tuple(form)
@@ -182,23 +199,29 @@ def smooth_transforms(transforms, window: int, kernel: str = "gaussian", shape=N
     form = forms.pop() if len(forms) == 1 else None
     if form is None:
         if shape is None:
-            raise ValueError("these transforms differ in form: give the frame shape to smooth "
-                             "them on a lattice.")
+            raise ValueError(
+                "these transforms differ in form: give the frame shape to smooth them on a lattice."
+            )
         from .images import regular_grid_points
 
         lattice = regular_grid_points(shape, 5)
-        samples = smooth_series(np.stack([t.sample_points(lattice) for t in frames]), window,
-                                kernel, valid)
+        samples = smooth_series(
+            np.stack([t.sample_points(lattice) for t in frames]), window, kernel, valid
+        )
         return [TPSTransform(lattice, s) if np.isfinite(s).all() else None for s in samples]
 
     parts = [_parts(t) for t in frames]
-    matrices = {k: smooth_series(np.stack([p[k].matrix for p in parts]), window, kernel, valid)
-                for k, kind in enumerate(form) if kind[0] == "affine"}
+    matrices = {
+        k: smooth_series(np.stack([p[k].matrix for p in parts]), window, kernel, valid)
+        for k, kind in enumerate(form)
+        if kind[0] == "affine"
+    }
     spline = parts[0][-1] if form[-1][0] == "tps" else None
     if spline is not None:
         grid = spline.output_points
-        samples = smooth_series(np.stack([t.sample_points(grid) for t in frames]), window,
-                                kernel, valid)
+        samples = smooth_series(
+            np.stack([t.sample_points(grid) for t in frames]), window, kernel, valid
+        )
     covered = np.isfinite(smooth_series(valid.astype(float), window, kernel, valid))
     result = []
     for index in range(len(frames)):
@@ -210,8 +233,10 @@ def smooth_transforms(transforms, window: int, kernel: str = "gaussian", shape=N
             try:
                 built.append(AffineTransform(matrices[k][index]))
             except ValueError as error:
-                raise ValueError(f"frame {index}: the smoothed affine is unusable ({error}); "
-                                 "use a shorter window.") from None
+                raise ValueError(
+                    f"frame {index}: the smoothed affine is unusable ({error}); "
+                    "use a shorter window."
+                ) from None
         if spline is not None:
             # the spline samples, at its control points, where the affine parts send the
             # averaged content positions: the whole warp then samples those positions there

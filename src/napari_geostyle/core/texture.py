@@ -643,8 +643,7 @@ def _solve_level(solve: _Solve, level: int, shape, count: int, previous):
     content_level = images.resize_tensor(solve.content, shape)
     # each style is seen at the level's scale: its longest side matches the level's
     style_levels = [
-        images.resize_tensor(s, _style_level_shape(s.shape[-2:], max(shape)))
-        for s in solve.styles
+        images.resize_tensor(s, _style_level_shape(s.shape[-2:], max(shape))) for s in solve.styles
     ]
     objective = _Objective(
         solve.trunk, solve.autocast, content_level, style_levels, plan.style_weights,

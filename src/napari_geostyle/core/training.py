@@ -134,7 +134,11 @@ def build_image_pool(images, size: int = 320, device=None, crops_per_image: int 
         count = 1 if max(height, width) < 1.2 * side else crops_per_image
         for offset in np.linspace(0, max(height, width) - side, count):
             offset = round(offset)
-            crop = image[offset:offset + side] if height > width else image[:, offset:offset + side]
+            crop = (
+                image[offset : offset + side]
+                if height > width
+                else image[:, offset : offset + side]
+            )
             tensor = resize_tensor(image_to_tensor(np.ascontiguousarray(crop)), (size, size))
             crops.append(tensor.clamp(0, 1).to(dtype))
     return torch.cat(crops, 0).to(device)
@@ -290,8 +294,15 @@ class PairBatch:
     truth: GroundTruth
 
 
-def make_pairs(pool, batch: int, kind: str, gen, ranges: PairRanges | None = None,
-               size: int = 240, grid_size: int = 3) -> PairBatch:
+def make_pairs(
+    pool,
+    batch: int,
+    kind: str,
+    gen,
+    ranges: PairRanges | None = None,
+    size: int = 240,
+    grid_size: int = 3,
+) -> PairBatch:
     """A batch of synthetic (source, target) pairs from ``pool`` on ``pool``'s device."""
     import torch
     import torch.nn.functional as F
@@ -366,8 +377,9 @@ def _learning_rate(progress: float, peak: float, warmup: float = 0.05) -> float:
     return peak * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def _check_training_options(model: str, trunk: str, loss: str, steps, seconds, lr,
-                            batch_size) -> None:
+def _check_training_options(
+    model: str, trunk: str, loss: str, steps, seconds, lr, batch_size
+) -> None:
     """``ValueError`` naming the bad option of ``train_geometry``, before any work."""
     from .geonet import check_model_kind, check_trunk
 
@@ -409,8 +421,20 @@ def _starting_network(model: str, trunk: str, device, out, resume: bool, backbon
 class _GeometryTrainer:
     """One training run's network, optimiser and pair source; ``step(lr)`` is one update."""
 
-    def __init__(self, net, pool, gen, model: str, loss: str, batch_size: int,
-                 ranges: PairRanges, lr: float, weight_decay: float, amp: bool, device):
+    def __init__(
+        self,
+        net,
+        pool,
+        gen,
+        model: str,
+        loss: str,
+        batch_size: int,
+        ranges: PairRanges,
+        lr: float,
+        weight_decay: float,
+        amp: bool,
+        device,
+    ):
         import torch
 
         self.net, self.pool, self.gen, self.model, self.loss = net, pool, gen, model, loss
@@ -430,8 +454,15 @@ class _GeometryTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with torch.no_grad():
-            pairs = make_pairs(self.pool, self.batch_size, self.model, self.gen, self.ranges,
-                               net.input_size, net.grid_size)
+            pairs = make_pairs(
+                self.pool,
+                self.batch_size,
+                self.model,
+                self.gen,
+                self.ranges,
+                net.input_size,
+                net.grid_size,
+            )
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
             predicted = net(pairs.source, pairs.target)
         predicted = predicted.float()
@@ -440,8 +471,9 @@ class _GeometryTrainer:
         else:
             value = image_loss(self.model, predicted, pairs, net.grid_size)
         if not bool(torch.isfinite(value)):
-            raise ValueError(f"training diverged: the loss is {float(value)}; lower the "
-                             "learning rate (lr).")
+            raise ValueError(
+                f"training diverged: the loss is {float(value)}; lower the learning rate (lr)."
+            )
         self.optimizer.zero_grad(set_to_none=True)
         value.backward()
         torch.nn.utils.clip_grad_norm_(self.params, 5.0)
@@ -449,8 +481,9 @@ class _GeometryTrainer:
         return value
 
 
-def _save_training_checkpoint(net, out, step: int, loss: float, elapsed: float,
-                              settings: dict, half: bool):
+def _save_training_checkpoint(
+    net, out, step: int, loss: float, elapsed: float, settings: dict, half: bool
+):
     """Write ``net`` to ``out`` (in eval mode, then back to train mode) with the step, elapsed
     time, loss and the run's ``settings`` as extras; the path as a string, None without ``out``."""
     import torch
@@ -459,8 +492,10 @@ def _save_training_checkpoint(net, out, step: int, loss: float, elapsed: float,
 
     if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
         # a diverged run must not leave (or replace) a checkpoint that loading refuses
-        raise ValueError(f"training diverged at step {step}: the weights are no longer finite; "
-                         "lower the learning rate (lr). Nothing was saved.")
+        raise ValueError(
+            f"training diverged at step {step}: the weights are no longer finite; "
+            "lower the learning rate (lr). Nothing was saved."
+        )
     if out is None:
         return None
     extra = {"step": step, "elapsed": elapsed, "loss": loss, **settings}
@@ -480,13 +515,30 @@ def _training_progress(step: int, start_step: int, total, elapsed: float, second
     return progress
 
 
-def train_geometry(images, model: str = "affine", trunk: str = "embedded", *, steps=None,
-                   seconds=None, batch_size: int = 32, lr: float = 1e-3,
-                   weight_decay: float = 1e-4, device=None, out=None, resume: bool = False,
-                   checkpoint_every: float = 60.0, loss: str = "grid",
-                   ranges: PairRanges | None = None, seed: int = 0, pool_size: int = 320,
-                   amp: bool = True, backbone: str = "auto", log_every: int = 10,
-                   half_checkpoint: bool = True, images_are_pool: bool = False):
+def train_geometry(
+    images,
+    model: str = "affine",
+    trunk: str = "embedded",
+    *,
+    steps=None,
+    seconds=None,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    device=None,
+    out=None,
+    resume: bool = False,
+    checkpoint_every: float = 60.0,
+    loss: str = "grid",
+    ranges: PairRanges | None = None,
+    seed: int = 0,
+    pool_size: int = 320,
+    amp: bool = True,
+    backbone: str = "auto",
+    log_every: int = 10,
+    half_checkpoint: bool = True,
+    images_are_pool: bool = False,
+):
     """Train a geometry network; a generator of ``TrainingProgress`` (last one has ``done``).
 
     ``images``: arrays, files or folders (or, with ``images_are_pool``, a tensor from
@@ -507,15 +559,21 @@ def train_geometry(images, model: str = "affine", trunk: str = "embedded", *, st
     torch.manual_seed(seed)
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
-    pool = images if images_are_pool else build_image_pool(
-        load_images(images), pool_size, device)
+    pool = images if images_are_pool else build_image_pool(load_images(images), pool_size, device)
     pool = pool.to(device)
     net, start_step = _starting_network(model, trunk, device, out, resume, backbone)
-    trainer = _GeometryTrainer(net, pool, gen, model, loss, batch_size, ranges, lr,
-                               weight_decay, amp, device)
-    settings = {"device": str(device), "batch_size": int(batch_size), "lr": lr,
-                "loss_kind": loss, "ranges": asdict(ranges), "seed": seed,
-                "pool_images": int(pool.shape[0])}
+    trainer = _GeometryTrainer(
+        net, pool, gen, model, loss, batch_size, ranges, lr, weight_decay, amp, device
+    )
+    settings = {
+        "device": str(device),
+        "batch_size": int(batch_size),
+        "lr": lr,
+        "loss_kind": loss,
+        "ranges": asdict(ranges),
+        "seed": seed,
+        "pool_images": int(pool.shape[0]),
+    }
 
     t0 = time.perf_counter()
     last_save = t0
@@ -523,8 +581,7 @@ def train_geometry(images, model: str = "affine", trunk: str = "embedded", *, st
     running = None
     total = None if steps is None else int(steps)
     while True:
-        progress = _training_progress(step, start_step, total, time.perf_counter() - t0,
-                                      seconds)
+        progress = _training_progress(step, start_step, total, time.perf_counter() - t0, seconds)
         if progress >= 1.0 or (total is not None and step >= total):
             break
         current_lr = _learning_rate(progress, lr)
@@ -536,22 +593,39 @@ def train_geometry(images, model: str = "affine", trunk: str = "embedded", *, st
             now = time.perf_counter()
             saved = None
             if out is not None and now - last_save >= checkpoint_every:
-                saved = _save_training_checkpoint(net, out, step, running, now - t0, settings,
-                                                  half_checkpoint)
+                saved = _save_training_checkpoint(
+                    net, out, step, running, now - t0, settings, half_checkpoint
+                )
                 last_save = now
             yield TrainingProgress(step, total, running, current_lr, now - t0, saved)
     elapsed = time.perf_counter() - t0
     final_loss = float("nan") if running is None else running
-    saved = _save_training_checkpoint(net, out, step, final_loss, elapsed, settings,
-                                      half_checkpoint)
+    saved = _save_training_checkpoint(
+        net, out, step, final_loss, elapsed, settings, half_checkpoint
+    )
     net.eval()
-    yield TrainingProgress(step, total, final_loss, _learning_rate(1.0, lr), elapsed, saved,
-                           done=True, extra={"net": net})
+    yield TrainingProgress(
+        step,
+        total,
+        final_loss,
+        _learning_rate(1.0, lr),
+        elapsed,
+        saved,
+        done=True,
+        extra={"net": net},
+    )
 
 
 # --------------------------------------------------------------------------- evaluation
-def make_eval_pairs(images, kind: str, pairs_per_image: int = 4, seed: int = 1234,
-                    size: int = 240, ranges: PairRanges | None = None, grid_size: int = 3):
+def make_eval_pairs(
+    images,
+    kind: str,
+    pairs_per_image: int = 4,
+    seed: int = 1234,
+    size: int = 240,
+    ranges: PairRanges | None = None,
+    grid_size: int = 3,
+):
     """Fixed-seed CPU pairs: list of ``(source, target, truth_lattice_rc)`` numpy triples.
 
     ``truth_lattice_rc`` are the source pixel positions (row, col) that the 20 x 20 output
@@ -572,19 +646,31 @@ def make_eval_pairs(images, kind: str, pairs_per_image: int = 4, seed: int = 123
             points = lattice_xy(LATTICE_SIZE)[None].expand(pairs_per_image, -1, -1)
             truth = batch.truth(points)
         for k in range(pairs_per_image):
-            pairs.append((
-                tensor_to_image(batch.source[k:k + 1]),
-                tensor_to_image(batch.target[k:k + 1]),
-                normalized_to_pixel(truth[k].numpy(), (size, size)),
-            ))
+            pairs.append(
+                (
+                    tensor_to_image(batch.source[k : k + 1]),
+                    tensor_to_image(batch.target[k : k + 1]),
+                    normalized_to_pixel(truth[k].numpy(), (size, size)),
+                )
+            )
     return pairs
 
 
-def evaluate_geometry(images, model: str = "affine+tps", methods=EVAL_METHODS,
-                      pairs_per_image: int = 4, seed: int = 1234, size: int = 240,
-                      trunk: str = "embedded", checkpoint=None, device=None,
-                      ranges: PairRanges | None = None, pairs=None, keep_pairs: int = 0,
-                      estimate_options: dict | None = None):
+def evaluate_geometry(
+    images,
+    model: str = "affine+tps",
+    methods=EVAL_METHODS,
+    pairs_per_image: int = 4,
+    seed: int = 1234,
+    size: int = 240,
+    trunk: str = "embedded",
+    checkpoint=None,
+    device=None,
+    ranges: PairRanges | None = None,
+    pairs=None,
+    keep_pairs: int = 0,
+    estimate_options: dict | None = None,
+):
     """Accuracy of ``estimate_warp`` on fixed-seed synthetic pairs (with appearance changes).
 
     ``estimate_options``: further keyword arguments of ``estimate_warp`` (e.g. ``passes``).
@@ -605,8 +691,9 @@ def evaluate_geometry(images, model: str = "affine+tps", methods=EVAL_METHODS,
             raise ValueError(f"unknown method {method!r}; accepted: {', '.join(EVAL_METHODS)}.")
     check_options(model, "network", trunk)
     if pairs is None:
-        pairs = make_eval_pairs(load_images(images, min_size=32), model, pairs_per_image, seed,
-                                size, ranges)
+        pairs = make_eval_pairs(
+            load_images(images, min_size=32), model, pairs_per_image, seed, size, ranges
+        )
     lattice = regular_grid_points((size, size), LATTICE_SIZE)
     results = {"pairs": len(pairs), "model": model, "trunk": trunk, "size": size}
     errors = {m: [] for m in methods}
@@ -619,8 +706,16 @@ def evaluate_geometry(images, model: str = "affine+tps", methods=EVAL_METHODS,
             if method == "identity":
                 predicted = lattice
             else:
-                tf = estimate_warp(source, target, model=model, method=method, device=device,
-                                   trunk=trunk, checkpoint=checkpoint, **(estimate_options or {}))
+                tf = estimate_warp(
+                    source,
+                    target,
+                    model=model,
+                    method=method,
+                    device=device,
+                    trunk=trunk,
+                    checkpoint=checkpoint,
+                    **(estimate_options or {}),
+                )
                 predicted = tf.sample_points(lattice)
                 transforms[method] = tf
             timings[method] += time.perf_counter() - t0

@@ -287,7 +287,9 @@ def _warp_block(array, coords, mode, padding, dtype, device):
     if padding == "reflection" and mode == "bilinear":
         # grid_sample reflects the coordinate, then interpolates: reflecting here first keeps
         # the crop to what is read, and border padding on it then gives the same values
-        coords = torch.stack([_reflect(coords[..., 0], height), _reflect(coords[..., 1], width)], -1)
+        coords = torch.stack(
+            [_reflect(coords[..., 0], height), _reflect(coords[..., 1], width)], -1
+        )
         padding = "border"
     rows = _tap_range(coords[..., 0], height, mode, padding)
     cols = _tap_range(coords[..., 1], width, mode, padding)

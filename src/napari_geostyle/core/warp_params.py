@@ -69,8 +69,9 @@ def lattice_xy(size: int, device=None, dtype=None):
     float32 unless ``dtype`` says otherwise)."""
     import torch
 
-    return torch.as_tensor(images.regular_grid_xy(size), dtype=dtype or torch.float32,
-                           device=device)
+    return torch.as_tensor(
+        images.regular_grid_xy(size), dtype=dtype or torch.float32, device=device
+    )
 
 
 def output_centres(batch: int, height: int, width: int, dtype=None, device=None):
@@ -133,8 +134,9 @@ def sample_map(points_xy, theta=None, tps=None, grid_size: int = 3, spline=None)
     ``(B, 2 K^2)``, or one ``(2 K^2,)`` when B is 1; ``spline``: ``tps_spline`` of it.
     """
     if tps is not None:
-        points_xy = tps_grid_params_sample_points(tps.reshape(-1, tps.shape[-1]), points_xy,
-                                                  grid_size, spline)
+        points_xy = tps_grid_params_sample_points(
+            tps.reshape(-1, tps.shape[-1]), points_xy, grid_size, spline
+        )
     if theta is not None:
         points_xy = affine_sample_points(theta.reshape(-1, 2, 3), points_xy)
     return points_xy
@@ -161,7 +163,8 @@ def tps_grid_params_to_grid(params, height: int, width: int, grid_size: int = 3)
     dtype = params.dtype if params.is_floating_point() else torch.float32
     centres = output_centres(batch, height, width, dtype, params.device)
     return tps_grid_params_sample_points(params, centres, grid_size, spline).reshape(
-        batch, height, width, 2)
+        batch, height, width, 2
+    )
 
 
 # --------------------------------------------------------------------------- composition

@@ -189,9 +189,7 @@ def load_vgg19_state(path) -> dict:
             tensor = state[key]
             if not torch.is_tensor(tensor) or tuple(tensor.shape) != shape:
                 got = tuple(tensor.shape) if torch.is_tensor(tensor) else type(tensor).__name__
-                raise ValueError(
-                    f"{path}: {key!r} has shape {got}, expected {shape} for VGG-19."
-                )
+                raise ValueError(f"{path}: {key!r} has shape {got}, expected {shape} for VGG-19.")
             if not torch.isfinite(tensor).all():
                 raise ValueError(f"{path}: {key!r} contains NaN or infinite values.")
             trunk[key] = tensor.float()
