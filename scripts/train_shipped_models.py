@@ -126,6 +126,7 @@ def model_card(results: dict) -> str:
         "  of this run).",
         "- Loss: transformed-grid loss on a 20 x 20 lattice (CNNGeometric).",
         "",
+        *finetune_lines(results.get("finetune")),
         "## Training run",
         f"- Device: {results['device']} ({results['device_name'] or 'shared 2-core machine'}), "
         f"torch {results['torch']}, "
@@ -156,6 +157,8 @@ def model_card(results: dict) -> str:
             (f"`estimate_warp`'s defaults were chosen on {tuning['pairs']} pairs per model (seed "
              f"{tuning['seed']}) from training photos ({', '.join(tuning['images'])}), never on "
              "the held-out validation images below:"),
+            *(["(Measured with the networks before fine-tuning; the defaults were kept.)"]
+              if tuning.get("from_previous_release") else []),
             ("- network passes (CNNGeometric's iterative use: each pass predicts the residual "
              "between the content warped so far and the style, composed into the stage's one "
              f"transform): {json.dumps(tuning['default_passes'])};"),
@@ -207,6 +210,34 @@ def model_card(results: dict) -> str:
     return "\n".join(lines)
 
 
+def finetune_lines(finetune) -> list[str]:
+    """The card's fine-tuning section from the ``finetune_<kind>.json`` session records."""
+    if not finetune:
+        return []
+    lines = [
+        "## Fine-tuning for pairs of different objects",
+        "The networks below were fine-tuned from the run in \"Training run\" on synthetic pairs",
+        "with cross-instance proxies (`PairRanges.cross_instance()`, `--ranges cross-instance`):",
+        "for a share of the pairs the target also gets a local elastic warp on a 5 x 5 TPS grid",
+        "that the loss does not ask the network to predict (two faces differ in local shape), a",
+        "background swapped outside a soft ellipse (different surroundings), the source",
+        "re-styled as strongly as the target, and weaker true warps (the residual after the",
+        "layout search). Sessions (each one warm-up + cosine cycle, resumed from the last):",
+    ]
+    for kind, sessions in finetune.items():
+        for s in sessions:
+            values = s["range_values"]
+            lines.append(
+                f"- {kind}: steps {s['from_step']} -> {s['to_step']} ({s['pairs']} pairs) in "
+                f"{s['wall_seconds']:.0f} s on {s['device']}, batch {s['batch_size']}, peak lr "
+                f"{s['lr']}, seed {s['seed']}; local shape +-{values['nuisance_shift']} on "
+                f"{int(values['nuisance_share'] * 100)}% of pairs, background swap "
+                f"{int(values['background_swap'] * 100)}%, weaker warps "
+                f"{int(values['small_share'] * 100)}%; final grid loss {s['final_loss']:.5f}."
+            )
+    return [*lines, ""]
+
+
 def tuning_report(train_files, checkpoints, device, pairs_per_image: int, methods) -> dict:
     """Errors on the tuning split (training photos) for the passes / methods the defaults were
     chosen from."""
@@ -255,6 +286,18 @@ def parse_args(argv=None):
     parser.add_argument("--no-refine", action="store_true", help="skip refine in the evaluation")
     parser.add_argument("--no-tuning", action="store_true",
                         help="skip the tuning-split table (how the defaults were chosen)")
+    parser.add_argument("--init", choices=("scratch", "shipped"), default="scratch",
+                        help="start from fresh weights or fine-tune the shipped checkpoints")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the checkpoints already in --out-dir (another "
+                             "session's run); each session is one warm-up + cosine cycle")
+    parser.add_argument("--ranges", choices=("default", "cross-instance"), default="default",
+                        help="synthetic pairs: CNNGeometric's, or with the cross-instance "
+                             "proxies (local shape, background and appearance differences)")
+    parser.add_argument("--seed", type=int, default=17,
+                        help="training seed (vary it between resumed sessions)")
+    parser.add_argument("--train-only", action="store_true",
+                        help="write the checkpoints and training log, skip the evaluation")
     parser.add_argument("--eval-only", action="store_true",
                         help="skip training: evaluate the checkpoints already in --out-dir")
     parser.add_argument("--install", action="store_true",
@@ -311,7 +354,6 @@ def main(argv=None) -> int:
         "batch_size": batch_size,
         "lr": lr,
         "amp": "bf16" if cuda else "off",
-        "ranges": dataclasses.asdict(training.PairRanges()),
         "training_photos": [p.name for p in train_files],
         "training_skimage": [n for n, _ in sk_train],
         "validation_images": [p.name for p in val_files] + [n for n, _ in sk_val],
@@ -321,11 +363,25 @@ def main(argv=None) -> int:
 
     # ---------------------------------------------------------------- training
     checkpoints = {}
+    ranges = (training.PairRanges.cross_instance() if args.ranges == "cross-instance"
+              else training.PairRanges())
+    fine_tuning = args.init == "shipped" or args.resume
+    results["ranges"] = dataclasses.asdict(ranges)
     if args.eval_only:  # re-evaluate the checkpoints and training record already in out-dir
-        previous = json.loads((out_dir / "results.json").read_text())
+        # the base run's record: out-dir's results.json, else the release's (fine-tuned here)
+        record = out_dir / "results.json"
+        if not record.is_file():
+            record = shipped_checkpoint_path("affine").parent / "results.json"
+        previous = json.loads(record.read_text())
         for key in ("device", "device_name", "torch", "python", "batch_size", "lr", "amp",
-                    "models"):
+                    "models", "ranges", "training_photos", "training_skimage", "pool_crops"):
             results[key] = previous[key]
+        results["finetune"] = previous.get("finetune", {})
+        for session_file in sorted(out_dir.glob("finetune_*.json")):
+            kind = session_file.stem.removeprefix("finetune_")
+            results["finetune"][kind] = json.loads(session_file.read_text())
+        if args.no_tuning and "tuning" in previous:  # defaults unchanged: keep how they were set
+            results["tuning"] = {**previous["tuning"], "from_previous_release": True}
         results["evaluated_on"] = str(device)
         results["evaluated_on_name"] = (
             torch.cuda.get_device_name(device) if cuda
@@ -336,14 +392,27 @@ def main(argv=None) -> int:
         if args.eval_only:
             break
         path = out_dir / shipped_checkpoint_path(kind).name
+        if seconds <= 0:  # not trained in this run: evaluate what out-dir (or the release) has
+            if not path.is_file():
+                shutil.copy2(shipped_checkpoint_path(kind), path)
+            checkpoints[kind] = str(path)
+            continue
+        resume = args.resume and path.is_file()
+        if args.init == "shipped" and not resume:
+            shutil.copy2(shipped_checkpoint_path(kind), path)
+            resume = True
         log = []
         last = None
+        start_step = None
+        t_kind = time.perf_counter()
         for progress in training.train_geometry(
             pool, kind, "embedded", seconds=seconds, batch_size=batch_size, lr=lr,
-            device=device, out=path, checkpoint_every=max(30.0, seconds / 4), seed=17,
-            images_are_pool=True, log_every=25 if cuda else 5,
+            device=device, out=path, checkpoint_every=max(30.0, seconds / 4), seed=args.seed,
+            images_are_pool=True, log_every=25 if cuda else 5, ranges=ranges, resume=resume,
         ):
             log.append([progress.step, progress.loss, progress.lr, progress.elapsed])
+            if start_step is None:
+                start_step = progress.step - 1
             if len(log) % 10 == 1 or progress.done:
                 print(f"[{kind}] step {progress.step} loss {progress.loss:.5f} "
                       f"lr {progress.lr:.2e} {progress.elapsed:.0f}s", flush=True)
@@ -354,11 +423,26 @@ def main(argv=None) -> int:
             "pairs_seen": last.step * batch_size, "final_loss": last.loss,
             "checkpoint_bytes": path.stat().st_size, "log": log,
         }
+        if fine_tuning:  # one session more in this kind's fine-tuning record
+            session_file = out_dir / f"finetune_{kind}.json"
+            sessions = json.loads(session_file.read_text()) if session_file.is_file() else []
+            sessions.append({
+                "ranges": args.ranges, "range_values": dataclasses.asdict(ranges),
+                "from_step": start_step, "to_step": last.step,
+                "pairs": (last.step - start_step) * batch_size,
+                "wall_seconds": round(time.perf_counter() - t_kind, 1),
+                "device": results["device_name"], "batch_size": batch_size, "lr": lr,
+                "seed": args.seed, "final_loss": last.loss,
+            })
+            session_file.write_text(json.dumps(sessions, indent=1))
         del last
         if cuda:
             torch.cuda.empty_cache()
     del pool
     clear_cache()
+    if args.train_only:
+        print(f"trained into {out_dir} in {time.perf_counter() - t_start:.0f}s", flush=True)
+        return 0
 
     # ---------------------------------------------------------------- evaluation
     methods = ("identity", "network") if args.no_refine else training.EVAL_METHODS

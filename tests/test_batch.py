@@ -165,6 +165,8 @@ def test_bad_arguments_fail_before_any_work(folder, styles, tmp_path):
         gs.batch_geometric_style_transfer(tmp_path / "missing", tmp_path / "o", geometry)
     with pytest.raises(ValueError, match="scheduler"):
         gs.batch_geometric_style_transfer(folder, tmp_path / "o", geometry, scheduler="gpu")
+    with pytest.raises(ValueError, match="preset"):  # no texture stage, still a mistake
+        gs.batch_geometric_style_transfer(folder, tmp_path / "o", geometry, preset="x")
     assert not (tmp_path / "o").exists()
 
 

@@ -271,3 +271,30 @@ def test_bad_inputs_say_what_is_accepted(content, kwargs, error, message):
 def test_bad_geometry_style_is_named():
     with pytest.raises(ValueError, match="geometry_style"):
         estimate.estimate_warp(np.zeros((64, 64)), np.zeros((16, 64)), device="cpu")
+
+
+def test_refine_reports_progress_and_stops_when_the_callback_raises(coffee):
+    calls = []
+    estimate.estimate_warp(coffee, coffee[:, ::-1], model="affine", method="refine",
+                           device="cpu", progress=lambda *call: calls.append(call))  # fmt: skip
+    done = [c[0] for c in calls]
+    total = calls[0][1]
+    assert total == 1 + estimate.refine_steps("affine", None)
+    assert done == sorted(done) and all(c[1] == total for c in calls)
+    assert calls[0][2] == "search and networks" and calls[-1] == (total, total, "done")
+    assert sum(c[2] == "refining" for c in calls) == total - 2
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def stop_after_three_steps(done, total, stage):
+        seen.append(stage)
+        if seen.count("refining") == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        estimate.estimate_warp(coffee, coffee[:, ::-1], model="affine", method="refine",
+                               device="cpu", progress=stop_after_three_steps)  # fmt: skip
+    assert seen.count("refining") == 3 and "done" not in seen

@@ -54,6 +54,33 @@ def test_target_is_source_warped_by_ground_truth(pool):
         assert float(error) < 0.02, kind
 
 
+def test_cross_instance_proxies_keep_the_truth_and_change_the_rest(pool):
+    """The local-shape nuisance moves the target off the true warp by a bounded amount (the
+    loss still asks for the true warp); a swapped background keeps the middle of the image."""
+    ranges = training.PairRanges(appearance=False, crop_zoom=(0.5, 0.5))
+    shaped = training.PairRanges(appearance=False, crop_zoom=(0.5, 0.5), nuisance_shift=0.1)
+    plain = training.make_pairs(pool, 4, "affine", torch.Generator().manual_seed(9), ranges, 64)
+    bent = training.make_pairs(pool, 4, "affine", torch.Generator().manual_seed(9), shaped, 64)
+    assert torch.equal(plain.truth.theta, bent.truth.theta)
+    difference = float((plain.target - bent.target).abs().mean())
+    assert 0.005 < difference < 0.2
+
+    swapped = training.PairRanges(appearance=False, crop_zoom=(0.5, 0.5), background_swap=1.0)
+    pairs = training.make_pairs(pool, 4, "affine", torch.Generator().manual_seed(9), swapped, 64)
+    middle = (slice(None), slice(None), slice(28, 36), slice(28, 36))
+    corners = (slice(None), slice(None), slice(0, 4), slice(0, 4))
+    assert float((pairs.target - plain.target)[middle].abs().max()) < 0.05
+    assert float((pairs.target - plain.target)[corners].abs().mean()) > 0.01
+
+    # the preset: weaker true warps for half the pairs, the source re-styled like the target
+    preset = training.PairRanges.cross_instance()
+    assert preset.small_share == 0.3 and preset.source_appearance == 1.0
+    gen = torch.Generator().manual_seed(2)
+    theta = training.random_ground_truth("affine", 400, gen, preset, "cpu").theta
+    moved = (theta - torch.eye(2, 3)).abs().amax((1, 2))
+    assert float((moved < 0.3 * 0.6).float().mean()) > 0.2
+
+
 def test_pairs_are_reproducible_and_restyled(pool):
     a = training.make_pairs(pool, 3, "affine", torch.Generator().manual_seed(5), size=64)
     b = training.make_pairs(pool, 3, "affine", torch.Generator().manual_seed(5), size=64)

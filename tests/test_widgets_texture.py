@@ -111,3 +111,24 @@ def test_geometric_style_transfer_widget_runs_both_stages(geo_viewer, qtbot):
     assert record["stage"] == "geometric style" and record["complete"] is True
     assert record["inputs"]["geometry_style"] == "style"
     assert record["transform"]["type"] == "affine"
+
+
+def test_cancel_stops_a_long_refinement_in_the_pipeline(geo_viewer, qtbot, monkeypatch):
+    from napari_geostyle.core import estimate
+
+    # a refinement far longer than the test: only Cancel can end it in time
+    monkeypatch.setitem(estimate.REFINE, "affine_iterations", 100000)
+    widget = GeometricStyleTransferWidget(geo_viewer)
+    qtbot.addWidget(widget)
+    _tiny(widget)
+    widget.model_combo.setCurrentText("affine")
+    widget.method_combo.setCurrentText("refine")
+    run = widget.run()
+    qtbot.waitUntil(lambda: run.monitor.stage == "refining", timeout=WAIT_MS)
+    widget.cancel()
+    qtbot.waitUntil(lambda: not widget.running, timeout=WAIT_MS)
+    assert run.cancelled and run.error is None
+    assert run.monitor.done < 1000  # stopped at its next step, not run to the end
+    assert widget.run_button.text() == "Run"
+    assert not widget.status_label.text().startswith("failed")
+    assert "content geostyle" not in geo_viewer.layers

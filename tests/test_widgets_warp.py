@@ -339,7 +339,7 @@ def test_cancel_frees_the_widget_at_once_and_drops_the_abandoned_estimate(
     assert widget.run_button.text() == "Cancel"
     # the status counts the seconds of a long estimate
     qtbot.waitUntil(
-        lambda: widget.status_label.text().endswith("1 s (Cancel drops it)"), timeout=WAIT_MS
+        lambda: widget.status_label.text().endswith("1 s (Cancel stops it)"), timeout=WAIT_MS
     )
     assert widget.status_label.text().startswith("estimating an affine warp (network)…")
 
@@ -363,6 +363,31 @@ def test_cancel_frees_the_widget_at_once_and_drops_the_abandoned_estimate(
     names = [layer.name for layer in geo_viewer.layers]
     assert names.count("content warped") == 1 and "content warped [2]" not in names
     assert widget.run_button.text() == "Run"
+
+
+def test_refine_shows_its_steps_and_cancel_stops_it(geo_viewer, qtbot, monkeypatch):
+    from napari_geostyle.core import estimate
+
+    # a refinement far longer than the test: only Cancel can end it in time
+    monkeypatch.setitem(estimate.REFINE, "affine_iterations", 100000)
+    widget = GeometricWarpWidget(geo_viewer)
+    qtbot.addWidget(widget)
+    widget.model_combo.setCurrentText("affine")
+    widget.method_combo.setCurrentText("refine")
+    widget.run()
+    worker = widget.worker
+    qtbot.waitUntil(lambda: widget.progress_bar.value() > 0, timeout=WAIT_MS)
+    assert not widget.progress_bar.isHidden()
+    assert widget.progress_bar.maximum() == 1 + 100000
+    assert 0 < widget.progress_bar.value() < widget.progress_bar.maximum()
+    assert "refining" in widget.progress_bar.format()
+    widget.cancel()
+    assert widget.status_label.text() == "cancelled: the refinement stopped."
+    assert not widget.busy and widget.progress_bar.isHidden()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=WAIT_MS)  # stopped, not finished
+    qtbot.wait(50)
+    assert widget.live is None and "content warped" not in geo_viewer.layers
+    assert widget.last_error is None
 
 
 def test_a_quick_second_click_on_run_is_not_a_cancel(geo_viewer, qtbot, monkeypatch):

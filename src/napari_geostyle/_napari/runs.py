@@ -4,7 +4,9 @@
   bad option is a ``ValueError`` for the caller) and start a ``StyleRun``; the widgets pass
   their hooks (``on_done``, ``on_progress``, ``reuse``, ``color_output``), ``viewer_api``
   returns the run's worker.
-- ``estimate_and_warp``: the geometric stage as a generator (estimate, then warp every plane).
+- ``estimate_and_warp``: the geometric stage as a generator (estimate, then warp every plane);
+  an ``EstimateMonitor`` shows the GUI how far the estimate is (refine reports every step) and
+  stops it when cancelled.
 - ``StyleRun``: a texture-transfer or both-stage run. The core generator runs in a napari
   ``GeneratorWorker``; every step reaches the main thread through ``yielded``, where the output
   layer is updated from previews (float32, contrast limits reset) and a napari progress bar shows
@@ -18,6 +20,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -37,18 +40,49 @@ from .layer_data import (
 from .live_warp import warp_layer_planes
 
 
-def estimate_and_warp(content, style, model, method, device=None, stack=None):
+class EstimateCancelled(Exception):
+    """The user cancelled the estimate (raised inside it by ``EstimateMonitor``)."""
+
+
+class EstimateMonitor:
+    """``estimate_warp``'s ``progress`` callback, read by the GUI thread: ``done``, ``total``
+    and ``stage`` of the running estimate. After ``cancel()`` its next report raises
+    ``EstimateCancelled``, which stops the estimate there (refine reports every step)."""
+
+    def __init__(self):
+        self.done, self.total, self.stage = 0, 1, "starting"
+        self._cancelled = threading.Event()
+
+    def __call__(self, done: int, total: int, stage: str) -> None:
+        if self._cancelled.is_set():
+            raise EstimateCancelled("the estimate was cancelled.")
+        self.done, self.total, self.stage = int(done), int(total), stage
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+
+def estimate_and_warp(content, style, model, method, device=None, stack=None, monitor=None):
     """Generator: estimate ``content`` -> geometry of ``style``, then warp.
 
     ``content``/``style`` are :class:`LayerImage`; the estimate sees what the user sees (contrast
-    limits applied), the warp transforms the raw data. Yields progress counts, returns
-    ``(transform, warped)``.
+    limits applied), the warp transforms the raw data. ``monitor``: an ``EstimateMonitor``.
+    Yields progress counts, returns ``(transform, warped)``.
     """
     from ..core.estimate import estimate_warp
 
     transform = estimate_warp(
-        content.normalized, style.normalized, model=model, method=method, device=device
-    )  # the full warp: the live warp doses it with the widget's strength
+        content.normalized,
+        style.normalized,
+        model=model,
+        method=method,
+        device=device,
+        progress=monitor,
+    )  # the full warp: the live warp doses it with the widget's strength; fmt: skip
     yield 0
     source = content.raw if stack is None else None
     warped = yield from warp_layer_planes(source, transform, device, stack)
@@ -123,8 +157,10 @@ class StyleRun:
         keep_color: bool = False,
         slice_index=(),
         reuse: bool = False,
+        monitor=None,
     ):
         self.viewer = viewer
+        self.monitor = monitor  # the estimate's EstimateMonitor: Cancel stops a refinement
         self._steps = steps
         self.output_name = output_name + slice_suffix(slice_index)
         self.stage = stage
@@ -201,6 +237,8 @@ class StyleRun:
         """Stop after the current step; the last preview stays in the output layer."""
         if self.worker is not None:
             self.cancelled = True
+            if self.monitor is not None:
+                self.monitor.cancel()
             self.worker.quit()
 
     def abandon(self) -> None:
@@ -338,9 +376,12 @@ class StyleRun:
     def _on_error(self, error) -> None:
         from napari.utils.notifications import show_error
 
-        self.error = error
         self._close_steps()
-        if self.abandoned:
+        cancelled = isinstance(error, EstimateCancelled)  # the user's Cancel, not a failure
+        if not cancelled:
+            self.error = error
+        if self.abandoned or cancelled:
+            self.cancelled = self.cancelled or cancelled
             free_device_memory()
             return
         if "out of memory" in str(error).lower():
@@ -484,10 +525,12 @@ def pipeline_run(
     texture_image = read_layer_image(layers["texture_style"], viewer).normalized
 
     # Built here so that bad options (model, method, texture) are a ValueError for the caller.
+    monitor = EstimateMonitor()
     steps = iter_geometric_style_transfer(
         content_image.normalized,
         geometry_style=geometry_image,
         texture_style=texture_image,
+        progress=monitor,
         **options,
     )
 
@@ -505,5 +548,6 @@ def pipeline_run(
         on_done=on_done,
         on_progress=on_progress,
         reuse=reuse,
+        monitor=monitor,
         **_result_kind(content_layer, content_image, [layers["texture_style"]], color_output),
     )

@@ -12,6 +12,7 @@ from qtpy.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QProgressBar,
     QSlider,
     QVBoxLayout,
     QWidget,
@@ -59,9 +60,10 @@ class GeometricWarpWidget(QWidget):
 
     Run estimates the warp in a thread worker; the result is a live :class:`LiveWarp`
     (``self.live``) whose control / target points can be dragged, added, deleted, undone.
-    While it estimates, the status counts the seconds and Run reads Cancel: a cancelled
-    estimate is abandoned at once (the widget is free for the next Run; the estimate cannot be
-    interrupted, it finishes in the background and its result is dropped).
+    While it estimates, the status counts the seconds, a bar shows the refinement's steps, and
+    Run reads Cancel: a cancelled estimate is abandoned at once (the widget is free for the next
+    Run); refine stops at its next step, the search and network passes (well under a second)
+    finish in the background, and the result is dropped.
     """
 
     def __init__(self, napari_viewer, parent=None):
@@ -73,10 +75,11 @@ class GeometricWarpWidget(QWidget):
         self._run_id = 0  # a cancelled (or superseded) estimate's result is dropped
         self._started_at = float("-inf")  # time.monotonic() of the last Run
         self._running_text = ""
-        # The estimate is one call (no progress to report): the status counts its seconds,
-        # once a second. No animated busy bar: under software OpenGL each of its frames
-        # repaints the whole window, which took CPU from the estimate on 2 cores (the
-        # estimate of the 1024 px interactivity benchmark: 1.2-1.6 s without it, 1.8-3.9 s with).
+        self._monitor = None  # the running estimate's EstimateMonitor
+        # The status and the bar are updated once a second from the monitor. No animated busy
+        # bar: under software OpenGL each of its frames repaints the whole window, which took
+        # CPU from the estimate on 2 cores (the estimate of the 1024 px interactivity
+        # benchmark: 1.2-1.6 s without it, 1.8-3.9 s with).
         self._elapsed_timer = QTimer(self)
         self._elapsed_timer.setInterval(1000)
         self._elapsed_timer.timeout.connect(self._show_elapsed)
@@ -96,6 +99,10 @@ class GeometricWarpWidget(QWidget):
         )
         self.status_label = QLabel("Pick a content and a geometry-style layer, then Run.")
         self.status_label.setWordWrap(True)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setVisible(False)
         self.strength_slider = QSlider(Qt.Orientation.Horizontal)
         self.strength_slider.setRange(0, STRENGTH_STEPS)
         self.strength_slider.setValue(STRENGTH_STEPS)
@@ -172,6 +179,7 @@ class GeometricWarpWidget(QWidget):
         layout.addWidget(self.advanced_box)
         layout.addLayout(buttons)
         layout.addWidget(self.status_label)
+        layout.addWidget(self.progress_bar)
         layout.addWidget(self.landmarks_box)
         layout.addWidget(self.files_box)
         layout.addStretch(1)
@@ -217,6 +225,8 @@ class GeometricWarpWidget(QWidget):
         """The widget is gone (viewer closed): stop the estimate, drop its result, stop live.
         (The elapsed-time timer is the widget's child: it went with it.)"""
         self._run_id += 1
+        if self._monitor is not None:
+            self._monitor.cancel()
         if self.worker is not None:
             self.worker.quit()
         if self.live is not None:
@@ -277,29 +287,41 @@ class GeometricWarpWidget(QWidget):
         if self.worker is None:
             return
         self._run_id += 1
-        self.worker.quit()  # stops the warp after the estimate; the estimate is one call
+        refining = self._monitor is not None and self._monitor.stage == "refining"
+        if self._monitor is not None:
+            self._monitor.cancel()  # refine stops at its next step
+        self.worker.quit()  # stops the warp after the estimate
         self.worker = None
         self._end_busy()
         self.set_status(
+            "cancelled: the refinement stopped." if refining else
             "cancelled: the estimate's result will be discarded (it finishes in the background)."
-        )
+        )  # fmt: skip
 
     def _end_busy(self) -> None:
         self._elapsed_timer.stop()
+        self._monitor = None
+        self.progress_bar.setVisible(False)
         self.run_button.setText("Run")
 
     def _show_elapsed(self) -> None:
         if not self.life.alive or self.worker is None:
             return
         seconds = time.monotonic() - self._started_at
-        self.status_label.setText(f"{self._running_text} {seconds:.0f} s (Cancel drops it)")
+        monitor = self._monitor
+        if monitor is not None and monitor.total > 1:  # refine: its steps are known
+            self.progress_bar.setRange(0, monitor.total)
+            self.progress_bar.setValue(monitor.done)
+            self.progress_bar.setFormat(f"{monitor.stage} %v/%m")
+            self.progress_bar.setVisible(True)
+        self.status_label.setText(f"{self._running_text} {seconds:.0f} s (Cancel stops it)")
 
     def run(self) -> None:
         """Estimate the warp (in a thread worker) and show it as live, editable layers."""
         from napari.qt.threading import create_worker
         from napari.utils.notifications import show_error
 
-        from .._napari.runs import estimate_and_warp
+        from .._napari.runs import EstimateMonitor, estimate_and_warp
         from ..core.images import validate_image
 
         if self.worker is not None:
@@ -332,6 +354,7 @@ class GeometricWarpWidget(QWidget):
         options = {"model": model, "method": method, "device": device}
         inputs = {"content": content_layer.name, "geometry_style": style_layer.name}
 
+        monitor = EstimateMonitor()
         worker = create_worker(
             estimate_and_warp,
             content,
@@ -340,6 +363,7 @@ class GeometricWarpWidget(QWidget):
             method,
             device,
             stack,
+            monitor,
             _progress=progress,
             _start_thread=False,
             _ignore_errors=True,
@@ -375,6 +399,7 @@ class GeometricWarpWidget(QWidget):
         worker.errored.connect(failed)
         worker.finished.connect(finished)
         self.worker = worker
+        self._monitor = monitor
         self._started_at = time.monotonic()
         self.run_button.setText("Cancel")
         self._running_text = f"estimating {describe_warp(model)} ({method})…"

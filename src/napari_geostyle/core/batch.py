@@ -561,8 +561,9 @@ def _plan(
     )
     uses_geometry = any(g is not None for g, _ in item_styles.values())
     textures = [store.arrays[t] for _, t in item_styles.values() if t is not None]
-    if textures:
-        _check_texture_options(textures[0], texture_options)
+    # checked even when no input gets a texture: a bad option is a mistake to report, not ignore
+    stand_in = np.full((64, 64, 3), 0.5, np.float32)
+    _check_texture_options(textures[0] if textures else stand_in, texture_options)
     geometry_options = {"model": model, "method": method, "strength": strength}
     texture_key = {k: v for k, v in texture_options.items() if k not in NOT_IN_KEY}
 

@@ -243,8 +243,9 @@ class _FeatureObjective:
         return total
 
 
-def _optimise(objective, theta, tps, which: str, iterations: int, lr: float):
-    """Adam on ``which`` ("affine" | "tps") coarse to fine; returns the best (theta, tps, value)."""
+def _optimise(objective, theta, tps, which: str, iterations: int, lr: float, tick=None):
+    """Adam on ``which`` ("affine" | "tps") coarse to fine; returns the best (theta, tps, value).
+    ``tick()`` (optional) is called after every Adam step (progress, and a place to cancel)."""
     import torch
 
     from .optim import Adam
@@ -268,6 +269,8 @@ def _optimise(objective, theta, tps, which: str, iterations: int, lr: float):
                 best_value, best = float(value.detach()), variable.detach().clone()
             (gradient,) = torch.autograd.grad(value, variable)
             optimizer.step(gradient)
+            if tick is not None:
+                tick()
         with torch.no_grad():
             value = float(objective(*unpack(variable)))
         if value < best_value:
@@ -502,9 +505,17 @@ class _NetworkStages:
         return starts
 
 
-def _refine(objective, theta, tps, iterations: int | None):
+def refine_steps(model: str, iterations: int | None) -> int:
+    """Adam steps ``_refine`` takes per pair for ``model`` (for progress reports): the affine
+    alone moves for "affine", the TPS otherwise."""
+    default = REFINE["affine_iterations"] if model == "affine" else REFINE["tps_iterations"]
+    return len(_FeatureObjective.taps) * (iterations or default)
+
+
+def _refine(objective, theta, tps, iterations: int | None, tick=None):
     """``(theta, tps, (start, end))``: the refinement of one pair's estimate on ``objective``
-    (a ``_FeatureObjective``), kept only when it ends ``REFINE["margin"]`` below its start."""
+    (a ``_FeatureObjective``), kept only when it ends ``REFINE["margin"]`` below its start.
+    ``tick``: called after every Adam step (see ``_optimise``)."""
     import torch
 
     objective.trust_weight = REFINE["trust_weight"]
@@ -522,6 +533,7 @@ def _refine(objective, theta, tps, iterations: int | None):
                 "affine",
                 iterations or REFINE["affine_iterations"],
                 REFINE["affine_lr"],
+                tick,
             )
         else:
             # only the TPS moves: it holds an affine part of its own, and moving the
@@ -533,12 +545,37 @@ def _refine(objective, theta, tps, iterations: int | None):
                 "tps",
                 iterations or REFINE["tps_iterations"],
                 REFINE["tps_lr"],
+                tick,
             )
         candidates.append((value, theta, tps))
     best_value, theta, tps = min(candidates, key=lambda c: c[0])
     if best_value > start_value - REFINE["margin"]:
         best_value, theta, tps = candidates[0]
     return theta, tps, (start_value, best_value)
+
+
+class _ProgressReport:
+    """Calls ``progress(done, total, stage)`` (when given): one unit for the search and the
+    networks, then one per refinement step over all pairs."""
+
+    def __init__(self, progress):
+        self.progress, self.done, self.total = progress, 0, 1
+
+    def _send(self, stage: str) -> None:
+        if self.progress is not None:
+            self.progress(self.done, self.total, stage)
+
+    def stage(self, name: str) -> None:
+        if name == "networks done":
+            self.done = 1
+        self._send("done" if self.done >= self.total else name)
+
+    def plan_refine(self, pairs: int, steps_per_pair: int) -> None:
+        self.total = 1 + pairs * steps_per_pair
+
+    def tick(self) -> None:
+        self.done = min(self.done + 1, self.total)
+        self._send("done" if self.done >= self.total else "refining")
 
 
 def _as_numpy(params):
@@ -556,15 +593,19 @@ def estimate_parameters_batch(
     passes=None,
     refine_iterations: int | None = None,
     init: str = "search",
+    progress=None,
 ) -> list[WarpParameters]:
     """``WarpParameters`` of each pair ``(contents[i], styles[i])``, the networks run on all
     pairs at once: every network pass is one forward of the whole batch.
 
     ``contents``/``styles``: sequences of (1, 3, H, W) RGB tensors in 0..1 on ``device``, of
     any sizes (each is resized to the networks' input). The global search and the refinement
-    run pair by pair. Other arguments as ``estimate_parameters``.
+    run pair by pair. ``progress(done, total, stage)``: see ``estimate_warp``. Other arguments
+    as ``estimate_parameters``.
     """
     import torch
+
+    report = _ProgressReport(progress)
 
     if len(contents) != len(styles) or not len(contents):
         raise ValueError(
@@ -572,6 +613,9 @@ def estimate_parameters_batch(
             f"contents and {len(styles)} styles."
         )
     counts = stage_passes(model, passes)
+    if method == "refine":
+        report.plan_refine(len(contents), refine_steps(model, refine_iterations))
+    report.stage("search and networks")
     nets = _load_networks(model, trunk, checkpoint, device)
     first = next(iter(nets.values()))
     content_in = torch.cat([first.prepare(c) for c in contents])
@@ -580,6 +624,7 @@ def estimate_parameters_batch(
     grid_size = stages.grid_size
     with torch.no_grad():
         thetas, tpss, names = _best_layout(stages.starts(init), content_in, style_in, grid_size)
+    report.stage("networks done")
     results = []
     for i, (damped, name) in enumerate(zip(stages.damped, names, strict=True)):
         theta = None if thetas is None else thetas[i]
@@ -592,7 +637,9 @@ def estimate_parameters_batch(
                 style_in[i : i + 1],
                 grid_size,
             )
-            theta, tps, objective = _refine(feature_objective, theta, tps, refine_iterations)
+            theta, tps, objective = _refine(
+                feature_objective, theta, tps, refine_iterations, report.tick
+            )
         results.append(
             WarpParameters(_as_numpy(theta), _as_numpy(tps), grid_size, damped, name, objective)
         )
@@ -610,12 +657,13 @@ def estimate_parameters(
     passes=None,
     refine_iterations: int | None = None,
     init: str = "search",
+    progress=None,
 ) -> WarpParameters:
     """Normalised parameters of one pair, as ``WarpParameters``.
 
     ``content``/``style`` are (1, 3, H, W) RGB tensors in 0..1 on ``device``. ``passes``:
     network passes per stage (see ``estimate_warp``); ``refine_iterations``: Adam steps of the
-    refinement (None = ``REFINE``'s).
+    refinement (None = ``REFINE``'s); ``progress``: see ``estimate_warp``.
     """
     return estimate_parameters_batch(
         [content],
@@ -628,6 +676,7 @@ def estimate_parameters(
         passes,
         refine_iterations,
         init,
+        progress,
     )[0]
 
 
@@ -660,6 +709,7 @@ def estimate_warp(
     passes=None,
     strength: float = 1.0,
     init: str = "search",
+    progress=None,
 ):
     """Transform (content -> output, CONTENT PIXEL coordinates, output frame = content's (H, W))
     that gives ``content`` the geometry of ``geometry_style``.
@@ -674,6 +724,10 @@ def estimate_warp(
     ``transforms.with_strength``. ``init``: where the networks start, "search" (default: the
     similarity found by a global search over rotations, scales and shifts, ``core/matching.py``;
     it lets the content be another object in another pose) or "identity".
+    ``progress``: an optional ``progress(done, total, stage)`` called as the work advances
+    (``stage`` "search and networks", then "refining" once per refinement step, "done" at the
+    end). An exception it raises stops
+    the estimate there and propagates: that is how a caller cancels.
     For many pairs, ``estimate_warps`` runs the networks on several pairs per forward.
     """
     import torch
@@ -690,8 +744,9 @@ def estimate_warp(
     style_t = rgb_tensor(geometry_style, device, "geometry_style", MIN_SIZE)
     with torch.inference_mode(False):
         params = estimate_parameters(
-            content_t, style_t, model, method, device, trunk, checkpoint, passes=passes, init=init
-        )
+            content_t, style_t, model, method, device, trunk, checkpoint, passes=passes,
+            init=init, progress=progress,
+        )  # fmt: skip
     return _transform_from_parameters(params, tuple(content_t.shape[-2:]), strength)
 
 

@@ -71,12 +71,15 @@ def iter_geometric_style_transfer(
     transform=None,
     device=None,
     strength: float = 1.0,
+    progress=None,
     **texture_options,
 ) -> Iterator[GeometricStyleStep]:
     """Generator form of :func:`geometric_style_transfer` (progress and previews as it goes).
 
     ``transform``: skip the geometric estimate and use this one (e.g. landmarks a user edited).
     ``strength``: 0 (no warp) .. 1 (the full warp), applied to the estimate or ``transform``.
+    ``progress``: the estimate's ``progress(done, total, stage)`` callback (``estimate_warp``);
+    raising from it stops the estimate (a refinement stops at its next step).
     ``texture_options`` are those of :func:`napari_geostyle.iter_texture_transfer`. Inputs and
     choices are checked now (``ValueError``); the work starts on the first ``next()``.
     """
@@ -113,6 +116,7 @@ def iter_geometric_style_transfer(
         device,
         texture_options,
         strength,
+        progress,
     )
 
 
@@ -127,6 +131,7 @@ def _run_both_stages(
     device,
     texture_options,
     strength=1.0,
+    progress=None,
 ) -> Iterator[GeometricStyleStep]:
     from .estimate import estimate_warp
     from .texture import iter_texture_transfer
@@ -135,8 +140,9 @@ def _run_both_stages(
 
     if transform is None:
         transform = estimate_warp(
-            content, geometry, model=model, method=method, device=device, trunk=trunk
-        )
+            content, geometry, model=model, method=method, device=device, trunk=trunk,
+            progress=progress,
+        )  # fmt: skip
     transform = with_strength(transform, strength)
     warped = warp_image(content, transform, device=device)
     yield GeometricStyleStep(stage="geometry", warped=warped, transform=transform)

@@ -54,6 +54,32 @@ class PairRanges:
     tps_affine_strength: float = 0.3
     crop_zoom: tuple = (0.55, 1.0)
     appearance: bool = True
+    # Cross-instance proxies (0 = off). Two pictures of different objects of one kind differ by
+    # more than a global warp: local shape (an elastic warp on a fine TPS grid that the loss does
+    # not ask the network to predict), surroundings (the background outside a soft ellipse
+    # replaced by another image) and appearance (the source re-styled as strongly as the target).
+    nuisance_shift: float = 0.0
+    nuisance_grid: int = 5
+    nuisance_share: float = 1.0  # share of pairs that get the local-shape nuisance
+    background_swap: float = 0.0
+    source_appearance: float = 0.4
+    # share of pairs whose true warp is a weaker one (``small_strength`` of the ranges): after the
+    # layout search, the network mostly sees small residual warps
+    small_share: float = 0.0
+    small_strength: float = 0.3
+
+    @classmethod
+    def cross_instance(cls, **overrides) -> PairRanges:
+        """The proxies for pairs of different objects switched on (fine-tuning preset)."""
+        # half the pairs keep CNNGeometric's exact warps: same-image precision must not drop
+        preset = {
+            "nuisance_shift": 0.1,
+            "nuisance_share": 0.5,
+            "background_swap": 0.4,
+            "source_appearance": 1.0,
+            "small_share": 0.3,
+        }
+        return cls(**{**preset, **overrides})
 
 
 @dataclass
@@ -193,8 +219,17 @@ def random_ground_truth(kind: str, batch: int, gen, ranges: PairRanges, device, 
     import torch
 
     if kind == "affine":
-        return GroundTruth(theta=random_affine_theta(batch, gen, ranges, device))
+        theta = random_affine_theta(batch, gen, ranges, device)
+        if ranges.small_share > 0:
+            small = random_affine_theta(batch, gen, ranges, device, ranges.small_strength)
+            pick = torch.rand(batch, generator=gen, device=device) < ranges.small_share
+            theta = torch.where(pick[:, None, None], small, theta)
+        return GroundTruth(theta=theta)
     tps = random_tps_params(batch, gen, ranges, device, grid_size)
+    if ranges.small_share > 0:
+        identity = identity_params("tps", grid_size, device=device)[None]
+        pick = torch.rand(batch, generator=gen, device=device) < ranges.small_share
+        tps = torch.where(pick[:, None], identity + (tps - identity) * ranges.small_strength, tps)
     if kind == "affine+tps":
         return GroundTruth(random_affine_theta(batch, gen, ranges, device), tps, grid_size)
     theta = random_affine_theta(batch, gen, ranges, device, ranges.tps_affine_strength)
@@ -320,7 +355,16 @@ def make_pairs(
 
     centres = output_centres(batch, size, size, device=device)
     truth = random_ground_truth(kind, batch, gen, ranges, device, grid_size)
-    warped = truth(centres)
+    if ranges.nuisance_shift > 0:
+        # target(p) = source(T(D(p))): D is local shape the network must not try to predict
+        fine = PairRanges(tps_shift=ranges.nuisance_shift)
+        nuisance = random_tps_params(batch, gen, fine, device, ranges.nuisance_grid)
+        identity = identity_params("tps", ranges.nuisance_grid, device=device)[None]
+        share = torch.rand(batch, generator=gen, device=device) < ranges.nuisance_share
+        nuisance = torch.where(share[:, None], nuisance, identity)
+        warped = truth(sample_map(centres, None, nuisance, ranges.nuisance_grid))
+    else:
+        warped = truth(centres)
 
     images = pool[idx].float()
     source_grid = (centres * crop_scale + centre[:, None]).reshape(batch, size, size, 2)
@@ -335,10 +379,39 @@ def make_pairs(
         texture_grid = (centres * texture_zoom).reshape(batch, size, size, 2)
         textures = F.grid_sample(other.float(), texture_grid, **sample)
         target = randomize_appearance(target_clean, gen, 1.0, textures)
-        source = randomize_appearance(source, gen, 0.4)
+        source_textures = textures.roll(1, 0) if ranges.source_appearance >= 1 else None
+        source = randomize_appearance(source, gen, ranges.source_appearance, source_textures)
     else:
         target = target_clean
+    if ranges.background_swap > 0:
+        source = _swap_background(source, pool, gen, ranges.background_swap, centres)
+        target = _swap_background(target, pool, gen, ranges.background_swap, centres)
     return PairBatch(source, target, target_clean, truth)
+
+
+def _swap_background(images, pool, gen, chance: float, centres):
+    """With probability ``chance`` per sample, keep a soft ellipse (random centre and radii)
+    of ``images`` and fill the rest with a random crop of another pool image."""
+    import torch
+    import torch.nn.functional as F
+
+    from .images import ALIGN_CORNERS
+
+    b, _, h, w = images.shape
+    device = images.device
+    other = pool[torch.randint(0, pool.shape[0], (b,), generator=gen, device=device)].float()
+    zoom = _uniform(b, 0.4, 1.0, gen, device)[:, None, None]
+    grid = (centres * zoom).reshape(b, h, w, 2)
+    background = F.grid_sample(
+        other, grid, mode="bilinear", padding_mode="reflection", align_corners=ALIGN_CORNERS
+    )
+    middle = _uniform((b, 2), -0.15, 0.15, gen, device)[:, None]
+    radii = _uniform((b, 2), 0.55, 0.95, gen, device)[:, None]
+    distance = (((centres - middle) / radii) ** 2).sum(-1).sqrt().reshape(b, 1, h, w)
+    keep = torch.sigmoid((1 - distance) * 12)
+    swap = (torch.rand(b, generator=gen, device=device) < chance).float()[:, None, None, None]
+    keep = swap * keep + (1 - swap)
+    return keep * images + (1 - keep) * background
 
 
 # --------------------------------------------------------------------------- losses

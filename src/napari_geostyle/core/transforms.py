@@ -335,7 +335,7 @@ class _Spline:
     size; the landmark values stay in pixels.
     """
 
-    def __init__(self, control, values, regularization, center, scale):
+    def __init__(self, control, values, regularization, center, scale, exact: bool = True):
         import torch
 
         self.control = control
@@ -353,6 +353,30 @@ class _Spline:
         )
         if not np.all(np.isfinite(self.coefficients)):
             raise ValueError("the thin-plate spline system is singular for these landmarks.")
+        if exact and regularization == 0:
+            self._make_exact(np.array(values, dtype=np.float64))
+
+    def _make_exact(self, values: np.ndarray) -> None:
+        """An interpolating spline must hit its landmarks: refine the solve where it misses
+        (an ill-conditioned system, e.g. landmarks at scales 1e6 apart), refuse if it still does."""
+        import torch
+
+        values_scale = max(1.0, float(np.abs(values - values.mean(axis=0)).max()))
+        tolerance = 1e-9 * values_scale
+        for _refinement in range(3):
+            miss = self.evaluate(self.control) - values
+            worst = float(np.abs(miss).max())
+            if worst <= tolerance:
+                return
+            correction = tps_solve(
+                torch.from_numpy(self.control_frame)[None], torch.from_numpy(miss)[None], 0.0
+            )[0].numpy()
+            self.coefficients = self.coefficients - correction
+        raise ValueError(
+            f"the landmarks span scales too far apart for an exact thin-plate spline (it misses "
+            f"a landmark by {worst:.3g} px): remove far-away landmarks, or fit with "
+            "regularization > 0 or fit_affine."
+        )
 
     def evaluate_torch(self, points):
         import torch
@@ -472,7 +496,12 @@ class TPSTransform(Transform):
         if self._forward is None:
             center, scale = _isotropic_frame(self.content_points)
             self._forward = _Spline(
-                self.content_points, self.output_points, self.regularization, center, scale
+                self.content_points,
+                self.output_points,
+                self.regularization,
+                center,
+                scale,
+                exact=False,  # only the Newton start: an inexact guess is fine
             )
         estimate = self._forward.evaluate(targets)
         return self._newton_inverse(targets, estimate)
