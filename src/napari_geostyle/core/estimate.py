@@ -565,10 +565,12 @@ class _ProgressReport:
         if self.progress is not None:
             self.progress(self.done, self.total, stage)
 
-    def stage(self, name: str) -> None:
-        if name == "networks done":
-            self.done = 1
-        self._send("done" if self.done >= self.total else name)
+    def begin(self) -> None:
+        self._send("search and networks")
+
+    def networks_done(self) -> None:
+        self.done = 1
+        self._send("done" if self.done >= self.total else "networks done")
 
     def plan_refine(self, pairs: int, steps_per_pair: int) -> None:
         self.total = 1 + pairs * steps_per_pair
@@ -606,7 +608,6 @@ def estimate_parameters_batch(
     import torch
 
     report = _ProgressReport(progress)
-
     if len(contents) != len(styles) or not len(contents):
         raise ValueError(
             f"need as many styles as contents, at least one; got {len(contents)} "
@@ -615,7 +616,7 @@ def estimate_parameters_batch(
     counts = stage_passes(model, passes)
     if method == "refine":
         report.plan_refine(len(contents), refine_steps(model, refine_iterations))
-    report.stage("search and networks")
+    report.begin()
     nets = _load_networks(model, trunk, checkpoint, device)
     first = next(iter(nets.values()))
     content_in = torch.cat([first.prepare(c) for c in contents])
@@ -624,7 +625,7 @@ def estimate_parameters_batch(
     grid_size = stages.grid_size
     with torch.no_grad():
         thetas, tpss, names = _best_layout(stages.starts(init), content_in, style_in, grid_size)
-    report.stage("networks done")
+    report.networks_done()
     results = []
     for i, (damped, name) in enumerate(zip(stages.damped, names, strict=True)):
         theta = None if thetas is None else thetas[i]
