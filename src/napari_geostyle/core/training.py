@@ -374,10 +374,7 @@ def make_pairs(
     source = F.grid_sample(images, source_grid, **sample)
     target_clean = F.grid_sample(images, target_grid, **sample)
     if ranges.appearance:
-        other = pool[torch.randint(0, pool.shape[0], (batch,), generator=gen, device=device)]
-        texture_zoom = _uniform(batch, 0.15, 0.6, gen, device)[:, None, None]
-        texture_grid = (centres * texture_zoom).reshape(batch, size, size, 2)
-        textures = F.grid_sample(other.float(), texture_grid, **sample)
+        textures = _random_pool_crops(pool, gen, centres, size, (0.15, 0.6))
         target = randomize_appearance(target_clean, gen, 1.0, textures)
         source_textures = textures.roll(1, 0) if ranges.source_appearance >= 1 else None
         source = randomize_appearance(source, gen, ranges.source_appearance, source_textures)
@@ -389,22 +386,30 @@ def make_pairs(
     return PairBatch(source, target, target_clean, truth)
 
 
-def _swap_background(images, pool, gen, chance: float, centres):
-    """With probability ``chance`` per sample, keep a soft ellipse (random centre and radii)
-    of ``images`` and fill the rest with a random crop of another pool image."""
+def _random_pool_crops(pool, gen, centres, size: int, zoom: tuple):
+    """A centred crop (zoom drawn in ``zoom``, mirror padding) of a random pool image per
+    output point set in ``centres`` (B, size * size, 2): (B, 3, size, size) float."""
     import torch
     import torch.nn.functional as F
 
     from .images import ALIGN_CORNERS
 
+    batch, device = centres.shape[0], pool.device
+    other = pool[torch.randint(0, pool.shape[0], (batch,), generator=gen, device=device)]
+    scale = _uniform(batch, *zoom, gen, device)[:, None, None]
+    grid = (centres * scale).reshape(batch, size, size, 2)
+    return F.grid_sample(other.float(), grid, mode="bilinear", padding_mode="reflection",
+                         align_corners=ALIGN_CORNERS)  # fmt: skip
+
+
+def _swap_background(images, pool, gen, chance: float, centres):
+    """With probability ``chance`` per sample, keep a soft ellipse (random centre and radii)
+    of ``images`` and fill the rest with a random crop of another pool image."""
+    import torch
+
     b, _, h, w = images.shape
     device = images.device
-    other = pool[torch.randint(0, pool.shape[0], (b,), generator=gen, device=device)].float()
-    zoom = _uniform(b, 0.4, 1.0, gen, device)[:, None, None]
-    grid = (centres * zoom).reshape(b, h, w, 2)
-    background = F.grid_sample(
-        other, grid, mode="bilinear", padding_mode="reflection", align_corners=ALIGN_CORNERS
-    )
+    background = _random_pool_crops(pool, gen, centres, h, (0.4, 1.0))
     middle = _uniform((b, 2), -0.15, 0.15, gen, device)[:, None]
     radii = _uniform((b, 2), 0.55, 0.95, gen, device)[:, None]
     distance = (((centres - middle) / radii) ** 2).sum(-1).sqrt().reshape(b, 1, h, w)
