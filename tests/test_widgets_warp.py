@@ -376,7 +376,8 @@ def test_refine_shows_its_steps_and_cancel_stops_it(geo_viewer, qtbot, monkeypat
     widget.method_combo.setCurrentText("refine")
     widget.run()
     worker = widget.worker
-    qtbot.waitUntil(lambda: widget.progress_bar.value() > 0, timeout=WAIT_MS)
+    # the bar first shows "networks done" (step 1); wait for a refinement step
+    qtbot.waitUntil(lambda: "refining" in widget.progress_bar.format(), timeout=WAIT_MS)
     assert not widget.progress_bar.isHidden()
     assert widget.progress_bar.maximum() == 1 + 100000
     assert 0 < widget.progress_bar.value() < widget.progress_bar.maximum()

@@ -50,13 +50,31 @@ class EstimateMonitor:
     ``EstimateCancelled``, which stops the estimate there (refine reports every step)."""
 
     def __init__(self):
-        self.done, self.total, self.stage = 0, 1, "starting"
+        self._report = (0, 1, "starting")
         self._cancelled = threading.Event()
 
     def __call__(self, done: int, total: int, stage: str) -> None:
         if self._cancelled.is_set():
             raise EstimateCancelled("the estimate was cancelled.")
-        self.done, self.total, self.stage = int(done), int(total), stage
+        # one assignment, so the GUI thread never sees one report's count with another's stage
+        self._report = (int(done), int(total), stage)
+
+    @property
+    def report(self) -> tuple[int, int, str]:
+        """``(done, total, stage)`` of the latest report, read together."""
+        return self._report
+
+    @property
+    def done(self) -> int:
+        return self._report[0]
+
+    @property
+    def total(self) -> int:
+        return self._report[1]
+
+    @property
+    def stage(self) -> str:
+        return self._report[2]
 
     def cancel(self) -> None:
         self._cancelled.set()

@@ -309,10 +309,11 @@ class GeometricWarpWidget(QWidget):
             return
         seconds = time.monotonic() - self._started_at
         monitor = self._monitor
-        if monitor is not None and monitor.total > 1:  # refine: its steps are known
-            self.progress_bar.setRange(0, monitor.total)
-            self.progress_bar.setValue(monitor.done)
-            self.progress_bar.setFormat(f"{monitor.stage} %v/%m")
+        done, total, stage = monitor.report if monitor is not None else (0, 1, "")
+        if total > 1:  # refine: its steps are known
+            self.progress_bar.setRange(0, total)
+            self.progress_bar.setValue(done)
+            self.progress_bar.setFormat(f"{stage} %v/%m")
             self.progress_bar.setVisible(True)
         self.status_label.setText(f"{self._running_text} {seconds:.0f} s (Cancel stops it)")
 
