@@ -41,8 +41,9 @@ def _images(folder: Path, count: int) -> None:
     base = data.astronaut()
     for i in range(count):
         crop = base[(i * 17) % 200 :][:300, (i * 29) % 200 :][:, :300]
-        iio.imwrite(folder / f"img_{i:03d}.png",
-                    (transform.resize(crop, (240, 240)) * 255).astype(np.uint8))
+        iio.imwrite(
+            folder / f"img_{i:03d}.png", (transform.resize(crop, (240, 240)) * 255).astype(np.uint8)
+        )
 
 
 def _noop(x):
@@ -54,16 +55,29 @@ def _throughput(folder, geometry, texture, workers, options, scratch, tag="") ->
 
     import napari_geostyle as gs
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        list(gs.batch_geometric_style_transfer(  # warm-up: workers import and load models
-            sorted(folder.glob("*.png"))[:workers],
-            scratch / f"warm{workers}{texture is None}{tag}", geometry, texture, client=client,
-            **options))
+    with (
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        list(
+            gs.batch_geometric_style_transfer(  # warm-up: workers import and load models
+                sorted(folder.glob("*.png"))[:workers],
+                scratch / f"warm{workers}{texture is None}{tag}",
+                geometry,
+                texture,
+                client=client,
+                **options,
+            )
+        )
         out = scratch / f"run{workers}{texture is None}{tag}"
         with Timer() as timer:
-            results = list(gs.batch_geometric_style_transfer(folder, out, geometry, texture,
-                                                             client=client, **options))
+            results = list(
+                gs.batch_geometric_style_transfer(
+                    folder, out, geometry, texture, client=client, **options
+                )
+            )
         wall = timer.seconds
         assert all(r.status == "done" for r in results), [r.error for r in results]
         work = sum(r.timings["total"] for r in results)
@@ -72,11 +86,16 @@ def _throughput(folder, geometry, texture, workers, options, scratch, tag="") ->
         with Timer() as timer:
             client.gather(client.map(_noop, range(count), pure=False))
         empty = timer.seconds / count
-    return {"workers": workers, "images": len(results), "wall_s": wall,
-            "images_per_s": len(results) / wall, "task_work_s": work / len(results),
-            "overhead_per_image_s": max(wall * workers - work, 0) / len(results),
-            "empty_task_s": empty,
-            "geometry_s_per_image": float(np.mean(geometry_s)) if geometry_s else None}
+    return {
+        "workers": workers,
+        "images": len(results),
+        "wall_s": wall,
+        "images_per_s": len(results) / wall,
+        "task_work_s": work / len(results),
+        "overhead_per_image_s": max(wall * workers - work, 0) / len(results),
+        "empty_task_s": empty,
+        "geometry_s_per_image": float(np.mean(geometry_s)) if geometry_s else None,
+    }
 
 
 FLICKER_MODES = {  # label: batch keywords for the clip
@@ -114,21 +133,35 @@ def _flicker(scratch, texture) -> dict:
     import napari_geostyle as gs
     from napari_geostyle.core import media, temporal
 
-    options = {"backbone": "random", "size": 48, "levels": 1, "iterations": 5, "device": "cpu",
-               "processes": False, "workers": 1}
+    options = {
+        "backbone": "random",
+        "size": 48,
+        "levels": 1,
+        "iterations": 5,
+        "device": "cpu",
+        "processes": False,
+        "workers": 1,
+    }
     names = [f"stack_frames/stack_{i:06d}.png" for i in range(10)]
     table, jitter = {}, {}
     for clip, (frames, geometry) in _clips().items():
-        stages = (("texture", None, texture), ("geometry", geometry, None),
-                  ("geometry+texture", geometry, texture))
+        stages = (
+            ("texture", None, texture),
+            ("geometry", geometry, None),
+            ("geometry+texture", geometry, texture),
+        )
         for label, geo, tex in stages if clip == "two shapes" else stages[1:2]:
             for mode, keywords in FLICKER_MODES.items():
                 if (geo is None and "geometry_per_frame" in keywords) or (
-                        tex is None and mode == "independent"):
+                    tex is None and mode == "independent"
+                ):
                     continue  # the same as coherent / as per-frame unsmoothed
                 out = scratch / f"flicker_{clip}_{label}_{mode}".replace(" ", "_")
-                results = list(gs.batch_geometric_style_transfer(np.stack(frames), out, geo, tex,
-                                                                 **keywords, **options))
+                results = list(
+                    gs.batch_geometric_style_transfer(
+                        np.stack(frames), out, geo, tex, **keywords, **options
+                    )
+                )
                 assert all(r.status == "done" for r in results), [r.error for r in results]
                 outputs = [media.decode_image((out / n).read_bytes(), "x.png") for n in names]
                 table[f"{clip}: {label}, {mode}"] = temporal.flicker_ratio(outputs, frames)
@@ -152,9 +185,10 @@ def _gpu_batching(batch: int = 16, repeat: int = 20) -> dict | None:
     a, b = net.prepare(source), net.prepare(style)
     result = {}
     with torch.no_grad():
-        for label, run in (("one_at_a_time", lambda: [net(a[i:i + 1], b[i:i + 1])
-                                                      for i in range(batch)]),
-                           ("batched", lambda: net(a, b))):
+        for label, run in (
+            ("one_at_a_time", lambda: [net(a[i : i + 1], b[i : i + 1]) for i in range(batch)]),
+            ("batched", lambda: net(a, b)),
+        ):
             run()
             with Timer(torch.device("cuda")) as timer:
                 for _ in range(repeat):
@@ -168,14 +202,27 @@ def _gpu_batching(batch: int = 16, repeat: int = 20) -> dict | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=12, help="images per timed batch")
-    parser.add_argument("--flicker-only", action="store_true",
-                        help="only the flicker and jitter of the frame modes (quick)")
-    parser.add_argument("--geometry-batch", type=int, nargs="+", default=[1, 16], metavar="N",
-                        help="pairs per geometry task to compare (default: 1 16)")
-    parser.add_argument("--geometry-batch-only", action="store_true",
-                        help="only the geometry throughput for each --geometry-batch")
-    parser.add_argument("--device", default="cpu",
-                        help="device of the geometry-batch runs (default: cpu)")
+    parser.add_argument(
+        "--flicker-only",
+        action="store_true",
+        help="only the flicker and jitter of the frame modes (quick)",
+    )
+    parser.add_argument(
+        "--geometry-batch",
+        type=int,
+        nargs="+",
+        default=[1, 16],
+        metavar="N",
+        help="pairs per geometry task to compare (default: 1 16)",
+    )
+    parser.add_argument(
+        "--geometry-batch-only",
+        action="store_true",
+        help="only the geometry throughput for each --geometry-batch",
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="device of the geometry-batch runs (default: cpu)"
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -184,8 +231,14 @@ def main() -> None:
     geometry = (transform.resize(data.chelsea(), (240, 320)) * 255).astype(np.uint8)
     texture = (transform.resize(data.brick(), (64, 64)) * 255).astype(np.uint8)
     tiny = {"backbone": "random", "size": 64, "levels": 1, "iterations": 10}
-    results = {"cpu_count": os.cpu_count(), "throughput": [], "geometry_batch": [],
-               "flicker": None, "lattice_jitter_px": None, "gpu": None}
+    results = {
+        "cpu_count": os.cpu_count(),
+        "throughput": [],
+        "geometry_batch": [],
+        "flicker": None,
+        "lattice_jitter_px": None,
+        "gpu": None,
+    }
     only_geometry_batch = args.geometry_batch_only
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
@@ -195,14 +248,22 @@ def main() -> None:
         quick = args.flicker_only or only_geometry_batch
         for label, tex, options in (("geometry", None, {}), ("geometry+texture", texture, tiny)):
             for workers in (1, 2) if not quick else ():
-                row = _throughput(folder, geometry, tex, workers, {**options, "device": "cpu"},
-                                  scratch)
+                row = _throughput(
+                    folder, geometry, tex, workers, {**options, "device": "cpu"}, scratch
+                )
                 row["stage"] = label
                 results["throughput"].append(row)
         for batch in args.geometry_batch if not args.flicker_only else ():
             for workers in (1, 2):
-                row = _throughput(folder, geometry, None, workers, {
-                    "device": args.device, "geometry_batch": batch}, scratch, f"gb{batch}")
+                row = _throughput(
+                    folder,
+                    geometry,
+                    None,
+                    workers,
+                    {"device": args.device, "geometry_batch": batch},
+                    scratch,
+                    f"gb{batch}",
+                )
                 row["geometry_batch"] = batch
                 results["geometry_batch"].append(row)
         if not only_geometry_batch:
@@ -210,32 +271,42 @@ def main() -> None:
     results["gpu"] = None if quick else _gpu_batching()
 
     if results["throughput"]:
-        print(f"{'stage':<18} {'workers':>7} {'images/s':>9} {'s/image (task)':>15} "
-              f"{'overhead s/image':>17} {'empty task ms':>14}")
+        print(
+            f"{'stage':<18} {'workers':>7} {'images/s':>9} {'s/image (task)':>15} "
+            f"{'overhead s/image':>17} {'empty task ms':>14}"
+        )
     for row in results["throughput"]:
-        print(f"{row['stage']:<18} {row['workers']:>7} {row['images_per_s']:>9.2f} "
-              f"{row['task_work_s']:>15.3f} {row['overhead_per_image_s']:>17.3f} "
-              f"{1e3 * row['empty_task_s']:>14.2f}")
+        print(
+            f"{row['stage']:<18} {row['workers']:>7} {row['images_per_s']:>9.2f} "
+            f"{row['task_work_s']:>15.3f} {row['overhead_per_image_s']:>17.3f} "
+            f"{1e3 * row['empty_task_s']:>14.2f}"
+        )
     for stage in ("geometry", "geometry+texture") if results["throughput"] else ():
         rows = {r["workers"]: r for r in results["throughput"] if r["stage"] == stage}
         scaling = rows[2]["images_per_s"] / rows[1]["images_per_s"]
         results[f"scaling_{stage}"] = scaling
         print(f"scaling 1 -> 2 workers ({stage}): {scaling:.2f}x")
     if results["geometry_batch"]:
-        print(f"geometry only, {args.device}: {'batch':>5} {'workers':>7} {'images/s':>9} "
-              f"{'geometry s/image':>17}")
+        print(
+            f"geometry only, {args.device}: {'batch':>5} {'workers':>7} {'images/s':>9} "
+            f"{'geometry s/image':>17}"
+        )
     for row in results["geometry_batch"]:
-        print(f"{'':<{15 + len(args.device)}}{row['geometry_batch']:>5} {row['workers']:>7} "
-              f"{row['images_per_s']:>9.2f} {row['geometry_s_per_image']:>17.3f}")
+        print(
+            f"{'':<{15 + len(args.device)}}{row['geometry_batch']:>5} {row['workers']:>7} "
+            f"{row['images_per_s']:>9.2f} {row['geometry_s_per_image']:>17.3f}"
+        )
     for label, value in (results["flicker"] or {}).items():
         print(f"flicker ratio {label}: {value:.2f}")
     for mode, value in (results["lattice_jitter_px"] or {}).items():
         print(f"warp lattice jitter, {mode}: {value:.2f} px")
     if results["gpu"]:
         gpu = results["gpu"]
-        print(f"GPU geometry forward: {gpu['one_at_a_time_ms_per_pair']:.2f} ms/pair one at a "
-              f"time, {gpu['batched_ms_per_pair']:.2f} ms/pair batched x{gpu['batch']} "
-              f"({gpu['speedup']:.1f}x)")
+        print(
+            f"GPU geometry forward: {gpu['one_at_a_time_ms_per_pair']:.2f} ms/pair one at a "
+            f"time, {gpu['batched_ms_per_pair']:.2f} ms/pair batched x{gpu['batch']} "
+            f"({gpu['speedup']:.1f}x)"
+        )
     if args.json:
         write_json(args.json, results)
 

@@ -29,8 +29,12 @@ def make_pairs(count: int) -> tuple[list, list]:
     """``count`` (content, style) pairs of different sizes and aspects, none identical."""
     import skimage.data
 
-    images = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea(),
-              skimage.data.rocket()]
+    images = [
+        skimage.data.astronaut(),
+        skimage.data.coffee(),
+        skimage.data.chelsea(),
+        skimage.data.rocket(),
+    ]
     contents, styles = [], []
     for index in range(count):
         image = images[index % len(images)]
@@ -51,17 +55,23 @@ def checkpoints(model: str):
     if all(geonet.shipped_checkpoint_path(kind).is_file() for kind in kinds):
         return None, True
     folder = Path(tempfile.mkdtemp())
-    paths = {kind: str(geonet.save_checkpoint(
-        geonet.build_geometry_net(geonet.default_config(kind)), folder / f"{kind}.pt"))
-        for kind in kinds}
+    paths = {
+        kind: str(
+            geonet.save_checkpoint(
+                geonet.build_geometry_net(geonet.default_config(kind)), folder / f"{kind}.pt"
+            )
+        )
+        for kind in kinds
+    }
     return (paths if model == "affine+tps" else paths[model]), False
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--pairs", type=int, help="pairs to estimate (default 32 on CUDA, "
-                        "8 elsewhere)")
+    parser.add_argument(
+        "--pairs", type=int, help="pairs to estimate (default 32 on CUDA, 8 elsewhere)"
+    )
     parser.add_argument("--batches", default="1,8,32", help="batch sizes, comma-separated")
     parser.add_argument("--model", default="affine+tps", choices=("affine", "tps", "affine+tps"))
     parser.add_argument("--method", default="network", choices=("network", "refine"))
@@ -84,11 +94,23 @@ def main(argv=None) -> int:
     batches = [int(b) for b in args.batches.split(",")]
     contents, styles = make_pairs(count)
     checkpoint, shipped = checkpoints(args.model)
-    options = {"model": args.model, "method": args.method, "device": device,
-               "checkpoint": checkpoint, "init": args.init}
-    results = {"pairs": count, "device": str(device), "model": args.model,
-               "method": args.method, "init": args.init, "shipped_weights": shipped,
-               "content_sizes": sorted({c.shape[:2] for c in contents}), "ms_per_pair": {}}
+    options = {
+        "model": args.model,
+        "method": args.method,
+        "device": device,
+        "checkpoint": checkpoint,
+        "init": args.init,
+    }
+    results = {
+        "pairs": count,
+        "device": str(device),
+        "model": args.model,
+        "method": args.method,
+        "init": args.init,
+        "shipped_weights": shipped,
+        "content_sizes": sorted({c.shape[:2] for c in contents}),
+        "ms_per_pair": {},
+    }
     outputs = {}
 
     def one_at_a_time():
@@ -102,19 +124,24 @@ def main(argv=None) -> int:
     runs = [("one at a time (estimate_warp)", one_at_a_time)]
     runs += [(f"estimate_warps batch {b}", lambda b=b: batched(b)) for b in batches]
     for name, run in runs:
-        seconds = min(timed(run, args.repeat, warmup=1 if device.type == "cuda" else 0,
-                            device=device))
+        seconds = min(
+            timed(run, args.repeat, warmup=1 if device.type == "cuda" else 0, device=device)
+        )
         results["ms_per_pair"][name] = round(seconds / count * 1000, 1)
 
     single = results["ms_per_pair"]["one at a time (estimate_warp)"]
-    results["speedup"] = {name: round(single / ms, 2) for name, ms in
-                          results["ms_per_pair"].items() if not name.startswith("one")}
+    results["speedup"] = {
+        name: round(single / ms, 2)
+        for name, ms in results["ms_per_pair"].items()
+        if not name.startswith("one")
+    }
     difference = 0.0
     for batch_size in batches:
         for content, a, b in zip(contents, outputs["single"], outputs[batch_size]):
             points = regular_grid_points(content.shape, 9)
-            difference = max(difference, float(np.abs(a.sample_points(points)
-                                                      - b.sample_points(points)).max()))
+            difference = max(
+                difference, float(np.abs(a.sample_points(points) - b.sample_points(points)).max())
+            )
     results["max_difference_px"] = difference
     results["environment"] = environment(device)
     print(json.dumps(results, indent=1, default=str))

@@ -42,7 +42,8 @@ def main(argv=None) -> int:
         if not path.is_file():
             shipped = False
             path = geonet.save_checkpoint(
-                geonet.build_geometry_net(geonet.default_config(kind)), tmp / f"{kind}.pt")
+                geonet.build_geometry_net(geonet.default_config(kind)), tmp / f"{kind}.pt"
+            )
         checkpoints[kind] = str(path)
     content, style = skimage.data.astronaut(), skimage.data.coffee()
     results = {"threads": args.threads, "shipped_weights": shipped, "torch": torch.__version__}
@@ -60,11 +61,19 @@ def main(argv=None) -> int:
         results[f"network_forward_{kind}_ms"] = round(seconds * 1000, 1)
     for model in ("affine", "tps", "affine+tps"):
         ck = checkpoints if model == "affine+tps" else checkpoints[model]
-        seconds = mean_seconds(lambda model=model, ck=ck: estimate_warp(
-            content, style, model, "network", "cpu", checkpoint=ck), args.repeats)
+        seconds = mean_seconds(
+            lambda model=model, ck=ck: estimate_warp(
+                content, style, model, "network", "cpu", checkpoint=ck
+            ),
+            args.repeats,
+        )
         results[f"estimate_network_{model}_ms"] = round(seconds * 1000, 1)
-        seconds = mean_seconds(lambda model=model, ck=ck: estimate_warp(
-            content, style, model, "refine", "cpu", checkpoint=ck), args.refine_repeats)
+        seconds = mean_seconds(
+            lambda model=model, ck=ck: estimate_warp(
+                content, style, model, "refine", "cpu", checkpoint=ck
+            ),
+            args.refine_repeats,
+        )
         results[f"estimate_refine_{model}_s"] = round(seconds, 2)
     results["environment"] = environment(torch.device("cpu"))
     print(json.dumps(results, indent=1))

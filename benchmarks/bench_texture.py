@@ -132,7 +132,7 @@ def reference(content, style, size, device, trunk, schedule) -> tuple[float, flo
         return out
 
     def gram(f):
-        b, c, h, w = f.shape
+        _b, c, h, w = f.shape
         f = f.view(c, h * w)
         return f @ f.t() / (h * w)
 
@@ -147,10 +147,11 @@ def reference(content, style, size, device, trunk, schedule) -> tuple[float, flo
     shapes = texture.level_shapes(out_shape, 4)
     result, loss_value = None, float("nan")
     with Timer(device) as t:
-        for shape, iterations in zip(shapes, schedule[len(schedule) - len(shapes):]):
+        for shape, iterations in zip(shapes, schedule[len(schedule) - len(shapes) :]):
             c = images.resize_tensor(content_t, shape)
-            s = images.resize_tensor(style_t, texture._style_level_shape(style_t.shape[-2:],
-                                                                         max(shape)))
+            s = images.resize_tensor(
+                style_t, texture._style_level_shape(style_t.shape[-2:], max(shape))
+            )
             with torch.no_grad():
                 target_c = feats(c)[features.CONTENT_LAYER]
                 sf = feats(s)
@@ -162,11 +163,15 @@ def reference(content, style, size, device, trunk, schedule) -> tuple[float, flo
                                     tolerance_grad=0.0, tolerance_change=0.0)  # fmt: skip
             last = {}
 
-            def closure():
+            # this level's tensors bound now (LBFGS calls the closure within this iteration)
+            def closure(opt=opt, x=x, target_c=target_c, target_g=target_g, tv_c=tv_c, last=last):
                 opt.zero_grad()
                 f = feats(x)
-                loss = texture.DEFAULT_CONTENT_WEIGHT * (
-                    (f[features.CONTENT_LAYER] - target_c) ** 2).sum() / (target_c**2).sum()
+                loss = (
+                    texture.DEFAULT_CONTENT_WEIGHT
+                    * ((f[features.CONTENT_LAYER] - target_c) ** 2).sum()
+                    / (target_c**2).sum()
+                )
                 style_loss = 0
                 for name, g in zip(features.STYLE_LAYERS, target_g):
                     style_loss = style_loss + ((gram(f[name]) - g) ** 2).sum() / (g**2).sum()
@@ -258,11 +263,15 @@ def _ms(value):
 
 def _markdown(rows, device, gpu, backbone, schedule, image_source) -> str:
     lines = [
-        f"Texture transfer on {device} ({gpu}), backbone {backbone}, default schedule "
-        f"{schedule} (iterations per level, coarsest first), images: {image_source}.",
+        (
+            f"Texture transfer on {device} ({gpu}), backbone {backbone}, default schedule "
+            f"{schedule} (iterations per level, coarsest first), images: {image_source}."
+        ),
         "",
-        "| size | trunk fwd+bwd fp32 | trunk fwd+bwd bf16 | ours / iter | ours / trunk "
-        "| ours total | fp32 reference total | speed-up | final loss | 4x iters loss | excess |",
+        (
+            "| size | trunk fwd+bwd fp32 | trunk fwd+bwd bf16 | ours / iter | ours / trunk "
+            "| ours total | fp32 reference total | speed-up | final loss | 4x iters loss | excess |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:

@@ -33,11 +33,18 @@ def main() -> None:
     import napari_geostyle as gs
     from napari_geostyle import viewer_api
 
-    options = dict(size=args.size, preset="fast", backbone="random", device=args.device,
-                   preview_every=args.preview_every)  # fmt: skip
+    options = {"size": args.size, "preset": "fast", "backbone": "random", "device": args.device,
+                   "preview_every": args.preview_every}  # fmt: skip
     content, style = data.chelsea(), data.brick()
-    gs.transfer_texture(content[::4, ::4], style[::4, ::4], size=32, levels=1, iterations=2,
-                        backbone="random", device=args.device)  # warm-up: trunk built and cached
+    gs.transfer_texture(
+        content[::4, ::4],
+        style[::4, ::4],
+        size=32,
+        levels=1,
+        iterations=2,
+        backbone="random",
+        device=args.device,
+    )  # warm-up: trunk built and cached
 
     with Timer() as script:
         for _ in gs.iter_texture_transfer(content, style, **options):
@@ -60,8 +67,10 @@ def main() -> None:
     output = [layer for layer in viewer.layers if layer.name not in ("content", "style")]
     assert output and np.asarray(output[-1].data).size, "the worker produced no layer"
     viewer.close()
-    print(f"texture {args.size} px, fast preset, {args.device}: script {script_s:.2f} s, "
-          f"napari worker {worker_s:.2f} s, ratio {worker_s / script_s:.2f}")
+    print(
+        f"texture {args.size} px, fast preset, {args.device}: script {script_s:.2f} s, "
+        f"napari worker {worker_s:.2f} s, ratio {worker_s / script_s:.2f}"
+    )
     if args.json:
         write_json(args.json, {"size": args.size, "preset": "fast", "script_s": script_s,
                                "worker_s": worker_s, "ratio": worker_s / script_s,

@@ -28,14 +28,35 @@ import numpy as np
 
 # Held out of training (photos of the --images folder): validation only.
 HELD_OUT_PHOTOS = (
-    "kde_Autumn", "kde_Kite", "kde_Path", "kde_Shell",
-    "ocv_baboon", "ocv_building", "ocv_fruits", "ocv_squirrel_cls",
+    "kde_Autumn",
+    "kde_Kite",
+    "kde_Path",
+    "kde_Shell",
+    "ocv_baboon",
+    "ocv_building",
+    "ocv_fruits",
+    "ocv_squirrel_cls",
 )
 # skimage sample files bundled in the wheel; astronaut and coffee are held out (tests use them).
 SKIMAGE_TRAIN = (
-    "camera.png", "chelsea.png", "rocket.jpg", "ihc.png", "hubble_deep_field.jpg", "retina.jpg",
-    "color.png", "brick.png", "grass.png", "gravel.png", "moon.png", "page.png", "text.png",
-    "clock_motion.png", "coins.png", "cell.png", "motorcycle_left.png", "chessboard_RGB.png",
+    "camera.png",
+    "chelsea.png",
+    "rocket.jpg",
+    "ihc.png",
+    "hubble_deep_field.jpg",
+    "retina.jpg",
+    "color.png",
+    "brick.png",
+    "grass.png",
+    "gravel.png",
+    "moon.png",
+    "page.png",
+    "text.png",
+    "clock_motion.png",
+    "coins.png",
+    "cell.png",
+    "motorcycle_left.png",
+    "chessboard_RGB.png",
 )
 SKIMAGE_VAL = ("astronaut.png", "coffee.png")
 # Tuning split: every 4th training photo (sorted by name), pairs from another seed. The
@@ -45,8 +66,14 @@ TUNING_EVERY = 4
 TUNING_SEED = 4321
 TUNING_PASSES = {
     "affine": [1, 2, 3, 4],
-    "affine+tps": [{"affine": 1, "tps": 1}, {"affine": 1, "tps": 2}, {"affine": 1, "tps": 3},
-                   {"affine": 1, "tps": 4}, {"affine": 2, "tps": 3}, {"affine": 3, "tps": 3}],
+    "affine+tps": [
+        {"affine": 1, "tps": 1},
+        {"affine": 1, "tps": 2},
+        {"affine": 1, "tps": 3},
+        {"affine": 1, "tps": 4},
+        {"affine": 2, "tps": 3},
+        {"affine": 3, "tps": 3},
+    ],
 }
 
 
@@ -70,8 +97,10 @@ def skimage_images(names):
     return found
 
 
-CROSS_INSTANCE_MARKERS = ("<!-- cross-instance: kept by scripts/train_shipped_models.py -->",
-                          "<!-- /cross-instance -->")
+CROSS_INSTANCE_MARKERS = (
+    "<!-- cross-instance: kept by scripts/train_shipped_models.py -->",
+    "<!-- /cross-instance -->",
+)
 
 
 def kept_cross_instance_section() -> str:
@@ -84,7 +113,7 @@ def kept_cross_instance_section() -> str:
     start, end = CROSS_INSTANCE_MARKERS
     if start not in text or end not in text:
         return ""
-    return text[text.index(start):text.index(end) + len(end)] + "\n\n"
+    return text[text.index(start) : text.index(end) + len(end)] + "\n\n"
 
 
 def model_card(results: dict) -> str:
@@ -94,7 +123,7 @@ def model_card(results: dict) -> str:
         "# Shipped geometry networks (embedded trunk)",
         "",
         "`geonet_affine_embedded.pt` and `geonet_tps_embedded.pt`: the CNNGeometric-style",
-        "networks behind `estimate_warp(..., trunk=\"embedded\")`, written by",
+        'networks behind `estimate_warp(..., trunk="embedded")`, written by',
         "`scripts/train_shipped_models.py` (numbers below are from its `results.json`).",
         "",
         kept_cross_instance_section() + "## Architecture",
@@ -106,19 +135,25 @@ def model_card(results: dict) -> str:
         "theta) or 18 (3 x 3 TPS grid), predicted as an offset from the identity. fp16 weights.",
         "",
         "## Data",
-        f"- Training: {len(results['training_photos'])} photos from `shared/data/photos` and "
-        f"{len(results['training_skimage'])} scikit-image sample images "
-        f"({', '.join(results['training_skimage'])}); {results['pool_crops']} square crops "
-        "(320 px) held on the device, re-cropped (zoom 0.55-1, mirrored) every step.",
+        (
+            f"- Training: {len(results['training_photos'])} photos from `shared/data/photos` and "
+            f"{len(results['training_skimage'])} scikit-image sample images "
+            f"({', '.join(results['training_skimage'])}); {results['pool_crops']} square crops "
+            "(320 px) held on the device, re-cropped (zoom 0.55-1, mirrored) every step."
+        ),
         f"- Held out for validation (never trained on): {', '.join(results['validation_images'])}.",
         "",
         "## Self-supervised pairs",
-        f"- Affine: rotation +-{ranges['rotation_deg']} deg, shear +-{ranges['shear_deg']} deg, "
-        f"anisotropic scale {ranges['scale'][0]}-{ranges['scale'][1]}, translation "
-        f"+-{ranges['translation']} of the half-size.",
-        f"- TPS: 3 x 3 control points moved up to +-{ranges['tps_shift']} (normalised); "
-        f"{int(ranges['tps_affine_share'] * 100)}% of TPS pairs also get an affine at "
-        f"{ranges['tps_affine_strength']} of the ranges above (the residual the TPS stage sees).",
+        (
+            f"- Affine: rotation +-{ranges['rotation_deg']} deg, shear +-{ranges['shear_deg']} deg, "
+            f"anisotropic scale {ranges['scale'][0]}-{ranges['scale'][1]}, translation "
+            f"+-{ranges['translation']} of the half-size."
+        ),
+        (
+            f"- TPS: 3 x 3 control points moved up to +-{ranges['tps_shift']} (normalised); "
+            f"{int(ranges['tps_affine_share'] * 100)}% of TPS pairs also get an affine at "
+            f"{ranges['tps_affine_strength']} of the ranges above (the residual the TPS stage sees)."
+        ),
         "- Mirror padding (no empty borders). The target is re-styled so that colour and texture",
         "  are nuisances: random colour mixing / channel shuffles / gray / inversion, contrast,",
         "  gamma, texture blending with another image, blur, posterisation, noise; the source gets",
@@ -128,10 +163,12 @@ def model_card(results: dict) -> str:
         "",
         *finetune_lines(results.get("finetune")),
         "## Training run",
-        f"- Device: {results['device']} ({results['device_name'] or 'shared 2-core machine'}), "
-        f"torch {results['torch']}, "
-        f"AMP {results['amp']}; AdamW, batch {results['batch_size']}, peak lr {results['lr']}, "
-        "warm-up + cosine over a wall-clock budget.",
+        (
+            f"- Device: {results['device']} ({results['device_name'] or 'shared 2-core machine'}), "
+            f"torch {results['torch']}, "
+            f"AMP {results['amp']}; AdamW, batch {results['batch_size']}, peak lr {results['lr']}, "
+            "warm-up + cosine over a wall-clock budget."
+        ),
     ]
     for kind, info in results["models"].items():
         lines.append(
@@ -143,7 +180,7 @@ def model_card(results: dict) -> str:
         lines += [
             "",
             "**Status: CPU fallback.** These weights come from a short run on a shared CPU, so",
-            "the networks alone are close to the identity (see the table). `method=\"refine\"`",
+            'the networks alone are close to the identity (see the table). `method="refine"`',
             "recovers plain geometric changes (a known 10 deg / 0.9x affine of held-out images:",
             "1-2% error, see tests/test_estimate.py) but not pairs with strong appearance",
             "changes, where this barely trained trunk's features do not match. The GPU run of",
@@ -154,27 +191,38 @@ def model_card(results: dict) -> str:
         lines += [
             "",
             "## Defaults (chosen on a tuning split of training images)",
-            (f"`estimate_warp`'s defaults were chosen on {tuning['pairs']} pairs per model (seed "
-             f"{tuning['seed']}) from training photos ({', '.join(tuning['images'])}), never on "
-             "the held-out validation images below:"),
-            *(["(Measured with the networks before fine-tuning; the defaults were kept.)"]
-              if tuning.get("from_previous_release") else []),
-            ("- network passes (CNNGeometric's iterative use: each pass predicts the residual "
-             "between the content warped so far and the style, composed into the stage's one "
-             f"transform): {json.dumps(tuning['default_passes'])};"),
-            ("- refinement: Adam on the parameters (the affine for `affine`, the TPS for the TPS "
-             "models) so that the stride-16 features of the warped content, through the TPS "
-             "network's trunk, match the style's, with a trust region around the network's "
-             f"estimate; settings {json.dumps(tuning['refine'])}. The TPS trunk was chosen over "
-             "the affine trunk and over warping feature maps because its features score the "
-             "true warp above the network's estimate on more tuning pairs."),
+            (
+                f"`estimate_warp`'s defaults were chosen on {tuning['pairs']} pairs per model (seed "
+                f"{tuning['seed']}) from training photos ({', '.join(tuning['images'])}), never on "
+                "the held-out validation images below:"
+            ),
+            *(
+                ["(Measured with the networks before fine-tuning; the defaults were kept.)"]
+                if tuning.get("from_previous_release")
+                else []
+            ),
+            (
+                "- network passes (CNNGeometric's iterative use: each pass predicts the residual "
+                "between the content warped so far and the style, composed into the stage's one "
+                f"transform): {json.dumps(tuning['default_passes'])};"
+            ),
+            (
+                "- refinement: Adam on the parameters (the affine for `affine`, the TPS for the TPS "
+                "models) so that the stride-16 features of the warped content, through the TPS "
+                "network's trunk, match the style's, with a trust region around the network's "
+                f"estimate; settings {json.dumps(tuning['refine'])}. The TPS trunk was chosen over "
+                "the affine trunk and over warping feature maps because its features score the "
+                "true warp above the network's estimate on more tuning pairs."
+            ),
             "",
             "| model | passes | method | mean error % | median % |",
             "|---|---|---|---|---|",
         ]
         for row in tuning["rows"]:
-            lines.append(f"| {row['model']} | {json.dumps(row['passes'])} | {row['method']} | "
-                         f"{row['mean_error_pct']:.2f} | {row['median_error_pct']:.2f} |")
+            lines.append(
+                f"| {row['model']} | {json.dumps(row['passes'])} | {row['method']} | "
+                f"{row['mean_error_pct']:.2f} | {row['median_error_pct']:.2f} |"
+            )
     lines += [
         "",
         "## Validation (held-out images, fixed-seed pairs with appearance changes)",
@@ -196,15 +244,17 @@ def model_card(results: dict) -> str:
     some = next(iter(results["evaluation"].values()))
     lines += [
         "",
-        (f"{some['pairs']} pairs per model ({some['size']} px), default passes and refinement "
-         f"settings; evaluated on {results.get('evaluated_on_name', results['device'])} "
-         "(s / pair is wall clock there). Figures (rows: source | target | network | refine): "
-         "`validation_affine.png`, `validation_affine_tps.png`."),
+        (
+            f"{some['pairs']} pairs per model ({some['size']} px), default passes and refinement "
+            f"settings; evaluated on {results.get('evaluated_on_name', results['device'])} "
+            "(s / pair is wall clock there). Figures (rows: source | target | network | refine): "
+            "`validation_affine.png`, `validation_affine_tps.png`."
+        ),
         "",
         "## Limits",
         "Trained on synthetic warps of a few dozen photos within the ranges above; larger",
         "rotations, strong perspective, or unrelated content/style pairs are out of scope. Use",
-        "`method=\"refine\"` or landmarks for those.",
+        '`method="refine"` or landmarks for those.',
         "",
     ]
     return "\n".join(lines)
@@ -216,7 +266,7 @@ def finetune_lines(finetune) -> list[str]:
         return []
     lines = [
         "## Fine-tuning for pairs of different objects",
-        "The networks below were fine-tuned from the run in \"Training run\" on synthetic pairs",
+        'The networks below were fine-tuned from the run in "Training run" on synthetic pairs',
         "with cross-instance proxies (`PairRanges.cross_instance()`, `--ranges cross-instance`):",
         "for a share of the pairs the target also gets a local elastic warp on a 5 x 5 TPS grid",
         "that the loss does not ask the network to predict (two faces differ in local shape), a",
@@ -247,8 +297,13 @@ def tuning_report(train_files, checkpoints, device, pairs_per_image: int, method
 
     files = train_files[::TUNING_EVERY]
     images = training.load_images([np.asarray(iio.imread(p)) for p in files])
-    report = {"images": [p.name for p in files], "seed": TUNING_SEED, "rows": [],
-              "default_passes": estimate.DEFAULT_PASSES, "refine": dict(estimate.REFINE)}
+    report = {
+        "images": [p.name for p in files],
+        "seed": TUNING_SEED,
+        "rows": [],
+        "default_passes": estimate.DEFAULT_PASSES,
+        "refine": dict(estimate.REFINE),
+    }
     for model, variants in TUNING_PASSES.items():
         pairs = training.make_eval_pairs(images, model, pairs_per_image, TUNING_SEED)
         report["pairs"] = len(pairs)
@@ -258,15 +313,29 @@ def tuning_report(train_files, checkpoints, device, pairs_per_image: int, method
             chosen = estimate.stage_passes(model, passes) == default
             run_methods = [m for m in methods if m != "identity"] if chosen else ["network"]
             result = training.evaluate_geometry(
-                None, model, run_methods, pairs=pairs, checkpoint=checkpoint, device=device,
-                estimate_options={"passes": passes})
+                None,
+                model,
+                run_methods,
+                pairs=pairs,
+                checkpoint=checkpoint,
+                device=device,
+                estimate_options={"passes": passes},
+            )
             for method in run_methods:
-                report["rows"].append({
-                    "model": model, "passes": passes, "method": method,
-                    "mean_error_pct": result[method]["mean_error_pct"],
-                    "median_error_pct": result[method]["median_error_pct"]})
-            print(f"[tuning {model}] passes {passes}: " + ", ".join(
-                f"{m} {result[m]['mean_error_pct']:.2f}%" for m in run_methods), flush=True)
+                report["rows"].append(
+                    {
+                        "model": model,
+                        "passes": passes,
+                        "method": method,
+                        "mean_error_pct": result[method]["mean_error_pct"],
+                        "median_error_pct": result[method]["median_error_pct"],
+                    }
+                )
+            print(
+                f"[tuning {model}] passes {passes}: "
+                + ", ".join(f"{m} {result[m]['mean_error_pct']:.2f}%" for m in run_methods),
+                flush=True,
+            )
     return report
 
 
@@ -278,30 +347,53 @@ def parse_args(argv=None):
     parser.add_argument("--seconds-affine", type=float, default=150.0)
     parser.add_argument("--seconds-tps", type=float, default=150.0)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="default: 128 on CUDA, 8 elsewhere")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="default: 128 on CUDA, 8 elsewhere"
+    )
     parser.add_argument("--lr", type=float, default=None, help="default: 2e-3 (CUDA), 1e-3")
     parser.add_argument("--pairs-per-image", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--no-refine", action="store_true", help="skip refine in the evaluation")
-    parser.add_argument("--no-tuning", action="store_true",
-                        help="skip the tuning-split table (how the defaults were chosen)")
-    parser.add_argument("--init", choices=("scratch", "shipped"), default="scratch",
-                        help="start from fresh weights or fine-tune the shipped checkpoints")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the checkpoints already in --out-dir (another "
-                             "session's run); each session is one warm-up + cosine cycle")
-    parser.add_argument("--ranges", choices=("default", "cross-instance"), default="default",
-                        help="synthetic pairs: CNNGeometric's, or with the cross-instance "
-                             "proxies (local shape, background and appearance differences)")
-    parser.add_argument("--seed", type=int, default=17,
-                        help="training seed (vary it between resumed sessions)")
-    parser.add_argument("--train-only", action="store_true",
-                        help="write the checkpoints and training log, skip the evaluation")
-    parser.add_argument("--eval-only", action="store_true",
-                        help="skip training: evaluate the checkpoints already in --out-dir")
-    parser.add_argument("--install", action="store_true",
-                        help="copy results into src/napari_geostyle/models")
+    parser.add_argument(
+        "--no-tuning",
+        action="store_true",
+        help="skip the tuning-split table (how the defaults were chosen)",
+    )
+    parser.add_argument(
+        "--init",
+        choices=("scratch", "shipped"),
+        default="scratch",
+        help="start from fresh weights or fine-tune the shipped checkpoints",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoints already in --out-dir (another "
+        "session's run); each session is one warm-up + cosine cycle",
+    )
+    parser.add_argument(
+        "--ranges",
+        choices=("default", "cross-instance"),
+        default="default",
+        help="synthetic pairs: CNNGeometric's, or with the cross-instance "
+        "proxies (local shape, background and appearance differences)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=17, help="training seed (vary it between resumed sessions)"
+    )
+    parser.add_argument(
+        "--train-only",
+        action="store_true",
+        help="write the checkpoints and training log, skip the evaluation",
+    )
+    parser.add_argument(
+        "--eval-only",
+        action="store_true",
+        help="skip training: evaluate the checkpoints already in --out-dir",
+    )
+    parser.add_argument(
+        "--install", action="store_true", help="copy results into src/napari_geostyle/models"
+    )
     return parser.parse_args(argv)
 
 
@@ -330,25 +422,31 @@ def main(argv=None) -> int:
     # ---------------------------------------------------------------- data
     held = {n.lower() for n in HELD_OUT_PHOTOS}
     train_files = [p for p in training.list_image_files(args.images) if p.stem.lower() not in held]
-    val_files = [p for p in training.list_image_files([args.val_images])
-                 if p.stem.lower() in held]
+    val_files = [p for p in training.list_image_files([args.val_images]) if p.stem.lower() in held]
     if not val_files:
         raise SystemExit(f"none of the held-out photos {HELD_OUT_PHOTOS} is in {args.val_images}")
     train_arrays = [np.asarray(iio.imread(p)) for p in train_files]
     sk_train = skimage_images(SKIMAGE_TRAIN)
     sk_val = skimage_images(SKIMAGE_VAL)
     train_images = training.load_images(train_arrays + [a for _, a in sk_train])
-    val_images = training.load_images([np.asarray(iio.imread(p)) for p in val_files]
-                                      + [a for _, a in sk_val])
-    print(f"device {device}; {len(train_images)} training images ({len(train_files)} photos + "
-          f"{len(sk_train)} skimage), {len(val_images)} validation images", flush=True)
+    val_images = training.load_images(
+        [np.asarray(iio.imread(p)) for p in val_files] + [a for _, a in sk_val]
+    )
+    print(
+        f"device {device}; {len(train_images)} training images ({len(train_files)} photos + "
+        f"{len(sk_train)} skimage), {len(val_images)} validation images",
+        flush=True,
+    )
     pool = training.build_image_pool(train_images, 320, device)
     print(f"image pool {tuple(pool.shape)} on {pool.device}", flush=True)
 
     results = {
         "device": str(device),
-        "device_name": (torch.cuda.get_device_name(device) if cuda
-                        else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"),
+        "device_name": (
+            torch.cuda.get_device_name(device)
+            if cuda
+            else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+        ),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "batch_size": batch_size,
@@ -363,8 +461,11 @@ def main(argv=None) -> int:
 
     # ---------------------------------------------------------------- training
     checkpoints = {}
-    ranges = (training.PairRanges.cross_instance() if args.ranges == "cross-instance"
-              else training.PairRanges())
+    ranges = (
+        training.PairRanges.cross_instance()
+        if args.ranges == "cross-instance"
+        else training.PairRanges()
+    )
     fine_tuning = args.init == "shipped" or args.resume
     results["ranges"] = dataclasses.asdict(ranges)
     if args.eval_only:  # re-evaluate the checkpoints and training record already in out-dir
@@ -373,8 +474,20 @@ def main(argv=None) -> int:
         if not record.is_file():
             record = shipped_checkpoint_path("affine").parent / "results.json"
         previous = json.loads(record.read_text())
-        for key in ("device", "device_name", "torch", "python", "batch_size", "lr", "amp",
-                    "models", "ranges", "training_photos", "training_skimage", "pool_crops"):
+        for key in (
+            "device",
+            "device_name",
+            "torch",
+            "python",
+            "batch_size",
+            "lr",
+            "amp",
+            "models",
+            "ranges",
+            "training_photos",
+            "training_skimage",
+            "pool_crops",
+        ):
             results[key] = previous[key]
         results["finetune"] = previous.get("finetune", {})
         for session_file in sorted(out_dir.glob("finetune_*.json")):
@@ -384,8 +497,10 @@ def main(argv=None) -> int:
             results["tuning"] = {**previous["tuning"], "from_previous_release": True}
         results["evaluated_on"] = str(device)
         results["evaluated_on_name"] = (
-            torch.cuda.get_device_name(device) if cuda
-            else f"{platform.machine()} CPU, torch threads: {torch.get_num_threads()}")
+            torch.cuda.get_device_name(device)
+            if cuda
+            else f"{platform.machine()} CPU, torch threads: {torch.get_num_threads()}"
+        )
         for kind in ("affine", "tps"):
             checkpoints[kind] = str(out_dir / shipped_checkpoint_path(kind).name)
     for kind, seconds in (("affine", args.seconds_affine), ("tps", args.seconds_tps)):
@@ -406,34 +521,58 @@ def main(argv=None) -> int:
         start_step = None
         t_kind = time.perf_counter()
         for progress in training.train_geometry(
-            pool, kind, "embedded", seconds=seconds, batch_size=batch_size, lr=lr,
-            device=device, out=path, checkpoint_every=max(30.0, seconds / 4), seed=args.seed,
-            images_are_pool=True, log_every=25 if cuda else 5, ranges=ranges, resume=resume,
+            pool,
+            kind,
+            "embedded",
+            seconds=seconds,
+            batch_size=batch_size,
+            lr=lr,
+            device=device,
+            out=path,
+            checkpoint_every=max(30.0, seconds / 4),
+            seed=args.seed,
+            images_are_pool=True,
+            log_every=25 if cuda else 5,
+            ranges=ranges,
+            resume=resume,
         ):
             log.append([progress.step, progress.loss, progress.lr, progress.elapsed])
             if start_step is None:
                 start_step = progress.step - 1
             if len(log) % 10 == 1 or progress.done:
-                print(f"[{kind}] step {progress.step} loss {progress.loss:.5f} "
-                      f"lr {progress.lr:.2e} {progress.elapsed:.0f}s", flush=True)
+                print(
+                    f"[{kind}] step {progress.step} loss {progress.loss:.5f} "
+                    f"lr {progress.lr:.2e} {progress.elapsed:.0f}s",
+                    flush=True,
+                )
             last = progress
         checkpoints[kind] = str(path)
         results["models"][kind] = {
-            "steps": last.step, "wall_seconds": round(last.elapsed, 1),
-            "pairs_seen": last.step * batch_size, "final_loss": last.loss,
-            "checkpoint_bytes": path.stat().st_size, "log": log,
+            "steps": last.step,
+            "wall_seconds": round(last.elapsed, 1),
+            "pairs_seen": last.step * batch_size,
+            "final_loss": last.loss,
+            "checkpoint_bytes": path.stat().st_size,
+            "log": log,
         }
         if fine_tuning:  # one session more in this kind's fine-tuning record
             session_file = out_dir / f"finetune_{kind}.json"
             sessions = json.loads(session_file.read_text()) if session_file.is_file() else []
-            sessions.append({
-                "ranges": args.ranges, "range_values": dataclasses.asdict(ranges),
-                "from_step": start_step, "to_step": last.step,
-                "pairs": (last.step - start_step) * batch_size,
-                "wall_seconds": round(time.perf_counter() - t_kind, 1),
-                "device": results["device_name"], "batch_size": batch_size, "lr": lr,
-                "seed": args.seed, "final_loss": last.loss,
-            })
+            sessions.append(
+                {
+                    "ranges": args.ranges,
+                    "range_values": dataclasses.asdict(ranges),
+                    "from_step": start_step,
+                    "to_step": last.step,
+                    "pairs": (last.step - start_step) * batch_size,
+                    "wall_seconds": round(time.perf_counter() - t_kind, 1),
+                    "device": results["device_name"],
+                    "batch_size": batch_size,
+                    "lr": lr,
+                    "seed": args.seed,
+                    "final_loss": last.loss,
+                }
+            )
             session_file.write_text(json.dumps(sessions, indent=1))
         del last
         if cuda:
@@ -450,22 +589,30 @@ def main(argv=None) -> int:
     for model in ("affine", "affine+tps"):
         t0 = time.perf_counter()
         report = training.evaluate_geometry(
-            val_images, model, methods, pairs_per_image=args.pairs_per_image, seed=1234,
+            val_images,
+            model,
+            methods,
+            pairs_per_image=args.pairs_per_image,
+            seed=1234,
             checkpoint=checkpoints if model == "affine+tps" else checkpoints["affine"],
-            device=device, keep_pairs=4,
+            device=device,
+            keep_pairs=4,
         )
         examples = report.pop("examples")
         report["eval_seconds"] = round(time.perf_counter() - t0, 1)
         results["evaluation"][model] = report
         figure = out_dir / f"validation_{model.replace('+', '_')}.png"
         iio.imwrite(figure, training.validation_figure(examples, methods[1:]))
-        summary = ", ".join(f"{m}: {report[m]['mean_error_pct']:.2f}% "
-                            f"(pck@0.05 {report[m]['pck@0.05']:.2f})" for m in methods)
+        summary = ", ".join(
+            f"{m}: {report[m]['mean_error_pct']:.2f}% (pck@0.05 {report[m]['pck@0.05']:.2f})"
+            for m in methods
+        )
         print(f"[eval {model}] {summary}", flush=True)
 
     if not args.no_tuning:
-        results["tuning"] = tuning_report(train_files, checkpoints, device,
-                                          args.pairs_per_image, methods)
+        results["tuning"] = tuning_report(
+            train_files, checkpoints, device, args.pairs_per_image, methods
+        )
     results["total_seconds"] = round(time.perf_counter() - t_start, 1)
     (out_dir / "results.json").write_text(json.dumps(results, indent=1))
     (out_dir / "MODEL_CARD.md").write_text(model_card(results))
@@ -473,7 +620,10 @@ def main(argv=None) -> int:
     if args.install:
         models_dir = shipped_checkpoint_path("affine").parent
         for name in [Path(p).name for p in checkpoints.values()] + [
-            "results.json", "MODEL_CARD.md", "validation_affine.png", "validation_affine_tps.png"
+            "results.json",
+            "MODEL_CARD.md",
+            "validation_affine.png",
+            "validation_affine_tps.png",
         ]:
             shutil.copy2(out_dir / name, models_dir / name)
         print(f"installed into {models_dir}", flush=True)

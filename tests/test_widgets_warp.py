@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from napari_geostyle._napari.layer_data import read_layer_image
 from napari_geostyle._napari.live_warp import start_live_warp
@@ -502,14 +503,46 @@ def test_the_first_drag_move_previews_at_once_and_later_ones_are_throttled(
     next(drag)  # the press
     live._dragging = True  # napari's CHANGING event at the first move
     event.type = "mouse_move"
+    # ours runs after napari's own drag callback (which moves the point): the preview is made
+    # in this move's event, to be drawn in one frame with the moved point
+    assert live.target_points.mouse_drag_callbacks[-1] == live._drag_callback
     next(drag)
-    assert live._preview_timer.isActive() and live._preview_timer.interval() == 0
-    qtbot.waitUntil(lambda: live.warped.data.shape != (240, 300), timeout=WAIT_MS)
+    assert live.warped.data.shape != (240, 300) and not live._preview_timer.isActive()
     assert live.warped.data.dtype == np.uint8  # the preview keeps the content's kind
     next(drag)  # the next move, at once: waits out the rest of the gap
     assert live._preview_timer.isActive()
     assert 0 < live._preview_timer.interval() <= gap_ms
     live._preview_timer.stop()
+
+
+def test_a_drag_callback_behind_napari_s_previews_after_the_move_and_moves_last(
+    make_napari_viewer_proxy, qtbot
+):
+    from types import SimpleNamespace
+
+    viewer = make_napari_viewer_proxy()
+    viewer.add_image(
+        np.random.default_rng(0).integers(0, 256, (240, 300), np.uint8), name="content"
+    )
+    live = _shifted_tps_warp(viewer)
+    layer = live.target_points
+    layer.mode = "pan_zoom"
+    layer.mode = "select"  # napari appends the mode's drag callback again: now after ours
+    assert layer.mouse_drag_callbacks[-1] != live._drag_callback
+    event = SimpleNamespace(type="mouse_press")
+    drag = live._drag_callback(layer, event)
+    next(drag)
+    live._dragging = True
+    event.type = "mouse_move"
+    next(drag)  # the point is not moved yet: preview after this event
+    assert live._preview_timer.isActive() and live._preview_timer.interval() == 0
+    qtbot.waitUntil(lambda: live.warped.data.shape != (240, 300), timeout=WAIT_MS)
+    event.type = "mouse_release"
+    with pytest.raises(StopIteration):
+        next(drag)
+    # last again for the next drag, and only once in the list
+    assert layer.mouse_drag_callbacks[-1] == live._drag_callback
+    assert layer.mouse_drag_callbacks.count(live._drag_callback) == 1
 
 
 def test_a_drag_preview_runs_torch_on_one_thread_and_restores_the_setting(

@@ -9,7 +9,8 @@ from the console behaves exactly like one made from the GUI:
 - Adding a point in either layer adds its partner where the current warp puts it (so nothing
   jumps); deleting one deletes its partner; dragging re-fits the TPS.
 - While a point is dragged a cheap preview (content at reduced size) is shown: the first move
-  after a pause previews at once, later moves at most every ``PREVIEW_GAP_MS``. When the drag
+  after a pause previews at once, in the move's own event (drawn in the same frame as the moved
+  point), later moves at most every ``PREVIEW_GAP_MS``. When the drag
   ends (the layer's ``CHANGED`` data event) the full warp runs in a napari thread worker, its
   sample map evaluated exactly on a lattice and interpolated in between (``lattice_sample_map``:
   within ``LATTICE_TOLERANCE`` px, several times faster for a large image, and shared by every
@@ -468,13 +469,25 @@ class LiveWarp:
         return True
 
     def _drag_callback(self, layer, event):
+        # napari runs a press's drag callbacks in list order. After the mode's own (which moves
+        # the point), a preview in the same move event is drawn in one frame with the moved
+        # point; before it, the preview waits for a timer, after the event (an extra redraw)
+        callbacks = layer.mouse_drag_callbacks
+        after_the_move = callbacks[-1] == self._drag_callback
         yield
         while event.type == "mouse_move":
             if self._dragging and not self._preview_timer.isActive():
-                # after this event (napari moves the point in it); at most one per gap
                 since_ms = (time.perf_counter() - self._last_preview) * 1e3
-                self._preview_timer.start(int(max(0.0, PREVIEW_GAP_MS - since_ms)))
+                if after_the_move and since_ms >= PREVIEW_GAP_MS:
+                    self._preview()
+                else:  # at most one preview per gap
+                    self._preview_timer.start(int(max(0.0, PREVIEW_GAP_MS - since_ms)))
             yield
+        if not after_the_move and self._drag_callback in callbacks:
+            # a mode change put the mode's callback after ours: last again, for the next drag
+            # (not at the press: napari is iterating the list then)
+            callbacks.remove(self._drag_callback)
+            callbacks.append(self._drag_callback)
 
     def _pair_partner(self, edited, action, indices) -> None:
         """Keep both layers the same length: add partners where the warp puts them, drop deleted."""

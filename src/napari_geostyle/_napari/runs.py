@@ -84,6 +84,18 @@ class EstimateMonitor:
         return self._cancelled.is_set()
 
 
+def _import_points_dependencies() -> None:
+    """Import what napari imports when the first Points layer is made (pandas, for the layer's
+    features: about 0.2 s). Called in the worker, so the main thread does not stall on it
+    while it makes the live layers."""
+    import importlib
+
+    try:
+        importlib.import_module("pandas")
+    except ImportError:  # napari would then fail on its own, with its own message
+        pass
+
+
 def estimate_and_warp(content, style, model, method, device=None, stack=None, monitor=None):
     """Generator: estimate ``content`` -> geometry of ``style``, then warp.
 
@@ -93,6 +105,7 @@ def estimate_and_warp(content, style, model, method, device=None, stack=None, mo
     """
     from ..core.estimate import estimate_warp
 
+    _import_points_dependencies()
     transform = estimate_warp(
         content.normalized,
         style.normalized,
