@@ -49,8 +49,10 @@ METHODS = ("network", "refine")
 # where the network stages start: "search" = the similarity that best aligns the two images'
 # edge layouts (core/matching.py), found by exhaustive search; "identity" = no warp
 # ("search-vgg19": the same search on ImageNet VGG-19 conv4 features, as the paper's geometry
-# stage; it needs the weights, see ``napari-geostyle weights``)
-INITS = ("search", "identity", "search-vgg19")
+# stage; "matches-vgg19": an affine fitted robustly to the mutual nearest neighbours of those
+# features, the search where too few agree; both need the weights, see
+# ``napari-geostyle weights``)
+INITS = ("search", "identity", "search-vgg19", "matches-vgg19")
 MIN_SIZE = 32
 FOLD_MARGIN = 0.02  # smallest Jacobian determinant (area ratio) accepted as "not folding"
 _DAMPING = (1.0, 0.8, 0.6, 0.4, 0.2, 0.1, 0.0)
@@ -303,12 +305,19 @@ START_NAMES = ("identity", "search", "search only")
 def initial_theta(content, style, init: str):
     """The affine the network stages start from: None (identity) or the global search's
     ("search": edge-orientation layout; "search-vgg19": VGG-19 conv4 features, which needs the
-    ImageNet weights to be semantic)."""
+    ImageNet weights to be semantic), or for "matches-vgg19" the robust affine of the VGG-19
+    features' mutual nearest neighbours (``matching.match_affine``), the VGG-19 search where
+    too few matches agree."""
     if init == "identity":
         return None
-    from .matching import search_similarity
+    from .matching import TooFewMatches, match_affine, search_similarity
 
-    descriptor = "vgg19" if init == "search-vgg19" else "orientation"
+    descriptor = "orientation" if init == "search" else "vgg19"
+    if init == "matches-vgg19":
+        try:
+            return match_affine(content, style, descriptor=descriptor).to(content.device)
+        except TooFewMatches:
+            pass  # the images share too little for point matches: the layout search
     return search_similarity(content, style, descriptor=descriptor).to(content.device)
 
 
@@ -724,7 +733,9 @@ def estimate_warp(
     ``strength``: 0 (the identity: the content comes back unchanged) .. 1 (the full warp), see
     ``transforms.with_strength``. ``init``: where the networks start, "search" (default: the
     similarity found by a global search over rotations, scales and shifts, ``core/matching.py``;
-    it lets the content be another object in another pose) or "identity".
+    it lets the content be another object in another pose), "identity", or, with the ImageNet
+    VGG-19 weights, "search-vgg19" (the same search on VGG-19 conv4 features) or
+    "matches-vgg19" (an affine fitted robustly to those features' mutual nearest neighbours).
     ``progress``: an optional ``progress(done, total, stage)`` called as the work advances
     (``stage`` "search and networks", then "refining" once per refinement step, "done" at the
     end). An exception it raises stops

@@ -8,6 +8,10 @@ shifts exhaustively for the similarity whose warped content best matches the sty
 cosine, weighted towards the centre of the style), coarse to fine. Shifts are scored all at once
 as a cross-correlation (``conv2d``), so the search costs a few hundred milliseconds on a CPU.
 
+It also matches points (``match_affine``): the mutual nearest neighbours of two dense feature
+maps and the affine most of them agree on (RANSAC, then least squares), a training-free matcher
+meant for features that say what a part is (ImageNet VGG-19, ``init="matches-vgg19"``).
+
 The result initialises ``estimate_warp``'s network stages (``init="search"``): the networks,
 trained on same-image pairs, refine a warp well from nearby but are easily lost when the content
 is another instance moved far from the style's pose.
@@ -312,3 +316,115 @@ def layout_similarity(
     window = (..., slice(keep, side - keep), slice(keep, side - keep))
     weights = centre_weights(side, margin, centre_sigma, a.device)
     return ((a[window] * b[window]).sum(1) * weights).mean((1, 2))
+
+
+# --------------------------------------------------------------------------- point matches
+MIN_INLIERS = 8  # fewer consistent matches than this: the fit is not trusted
+
+
+class TooFewMatches(ValueError):
+    """Fewer than ``MIN_INLIERS`` point matches agree on one warp."""
+
+
+def cell_centres_xy(height: int, width: int, device=None):
+    """(h * w, 2) normalised ``(x, y)`` of the centres of an (h, w) feature map's cells, row by
+    row (as ``images.ALIGN_CORNERS``: the map's cells tile the image)."""
+    import torch
+
+    ys = (2.0 * torch.arange(height, device=device) + 1.0) / height - 1.0
+    xs = (2.0 * torch.arange(width, device=device) + 1.0) / width - 1.0
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], -1)
+
+
+def mutual_matches(content_features, style_features):
+    """``(content_xy, style_xy, similarity)``: the mutual nearest neighbours of two
+    L2-normalised (1, C, h, w) feature maps (cell i of the content and cell j of the style,
+    each the other's most similar), as cell centres in normalised ``(x, y)``, best first."""
+    import torch
+
+    a = content_features[0].flatten(1).T.float()
+    b = style_features[0].flatten(1).T.float()
+    similarity = a @ b.T
+    content_best = similarity.argmax(1)
+    style_best = similarity.argmax(0)
+    content_index = torch.nonzero(style_best[content_best] == torch.arange(len(a))).squeeze(1)
+    style_index = content_best[content_index]
+    scores = similarity[content_index, style_index]
+    order = scores.argsort(descending=True)
+    content_xy = cell_centres_xy(*content_features.shape[-2:])[content_index[order]]
+    style_xy = cell_centres_xy(*style_features.shape[-2:])[style_index[order]]
+    return content_xy, style_xy, scores[order]
+
+
+def _affine_solve(style_xy, content_xy, weights=None):
+    """(..., 2, 3) least-squares sample map ``style -> content`` of matched points (..., N, 2)."""
+    import torch
+
+    ones = torch.ones(style_xy.shape[:-1] + (1,), dtype=style_xy.dtype, device=style_xy.device)
+    design = torch.cat([style_xy, ones], -1)
+    if weights is not None:
+        design, content_xy = design * weights[..., None], content_xy * weights[..., None]
+    solution = torch.linalg.lstsq(design.double(), content_xy.double()).solution
+    return solution.transpose(-1, -2).to(style_xy.dtype)
+
+
+def robust_affine(
+    content_xy, style_xy, threshold: float = 0.08, trials: int = 512, seed: int = 0
+) -> tuple:
+    """``(theta, inliers)``: the affine sample map ``style -> content`` that most matches agree
+    with (RANSAC over random triples, then least squares on the inliers, twice), and the boolean
+    inlier mask. ``threshold``: the residual (normalised units, 2 = a side) that counts as
+    agreeing. ``TooFewMatches`` (a ``ValueError``) when fewer than ``MIN_INLIERS`` agree."""
+    import torch
+
+    count = len(content_xy)
+    if count < MIN_INLIERS:
+        raise TooFewMatches(
+            f"only {count} point matches; need at least {MIN_INLIERS} to fit a warp."
+        )
+    generator = torch.Generator().manual_seed(seed)
+    triples = torch.stack(
+        [torch.randperm(count, generator=generator)[:3] for _ in range(trials)]
+    )  # (T, 3): distinct within a triple
+    candidates = _affine_solve(style_xy[triples], content_xy[triples])  # (T, 2, 3)
+    # degenerate triples (nearly collinear) give wild maps; they gather no inliers
+    predicted = (
+        torch.einsum("tij,nj->tni", candidates[..., :2], style_xy) + candidates[:, None, :, 2]
+    )
+    residual = (predicted - content_xy).norm(dim=-1)  # (T, N)
+    inliers = residual < threshold
+    best = int(inliers.sum(1).argmax())
+    mask = inliers[best]
+    theta = candidates[best]
+    for _ in range(2):  # refit on the inliers, then take the inliers of the refit
+        if int(mask.sum()) < MIN_INLIERS:
+            break
+        theta = _affine_solve(style_xy[mask], content_xy[mask])
+        residual = ((style_xy @ theta[:, :2].T + theta[:, 2]) - content_xy).norm(dim=-1)
+        mask = residual < threshold
+    if int(mask.sum()) < MIN_INLIERS:
+        raise TooFewMatches(
+            f"only {int(mask.sum())} of {count} point matches agree on one affine; need "
+            f"{MIN_INLIERS}: the images may show different things."
+        )
+    return theta, mask
+
+
+def match_affine(content, style, descriptor="vgg19", threshold: float = 0.08):
+    """theta (2, 3) of the affine that aligns ``content`` to ``style``, from the mutual nearest
+    neighbours of their dense features and a robust fit (``robust_affine``): a training-free
+    matcher, as the paper's geometry stage matches VGG features. ``content``, ``style``:
+    (1, 3, H, W) in 0..1. ``TooFewMatches`` (a ``ValueError``) when too few matches agree."""
+    import torch
+
+    from .images import resize_tensor
+
+    describe = make_descriptor(descriptor, content.device)
+    size = (describe.size, describe.size)
+    with torch.no_grad():
+        content_features = describe(resize_tensor(content.float(), size)).cpu()
+        style_features = describe(resize_tensor(style.float(), size)).cpu()
+        content_xy, style_xy, _ = mutual_matches(content_features, style_features)
+        theta, _ = robust_affine(content_xy, style_xy, threshold)
+    return theta.float()
