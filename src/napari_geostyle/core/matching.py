@@ -326,22 +326,13 @@ class TooFewMatches(ValueError):
     """Fewer than ``MIN_INLIERS`` point matches agree on one warp."""
 
 
-def cell_centres_xy(height: int, width: int, device=None):
-    """(h * w, 2) normalised ``(x, y)`` of the centres of an (h, w) feature map's cells, row by
-    row (as ``images.ALIGN_CORNERS``: the map's cells tile the image)."""
-    import torch
-
-    ys = (2.0 * torch.arange(height, device=device) + 1.0) / height - 1.0
-    xs = (2.0 * torch.arange(width, device=device) + 1.0) / width - 1.0
-    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], -1)
-
-
 def mutual_matches(content_features, style_features):
     """``(content_xy, style_xy, similarity)``: the mutual nearest neighbours of two
     L2-normalised (1, C, h, w) feature maps (cell i of the content and cell j of the style,
     each the other's most similar), as cell centres in normalised ``(x, y)``, best first."""
     import torch
+
+    from .warp_params import output_centres
 
     a = content_features[0].flatten(1).T.float()
     b = style_features[0].flatten(1).T.float()
@@ -352,19 +343,18 @@ def mutual_matches(content_features, style_features):
     style_index = content_best[content_index]
     scores = similarity[content_index, style_index]
     order = scores.argsort(descending=True)
-    content_xy = cell_centres_xy(*content_features.shape[-2:])[content_index[order]]
-    style_xy = cell_centres_xy(*style_features.shape[-2:])[style_index[order]]
+    # a cell's centre is its pixel's centre in a map of the feature grid's size
+    content_xy = output_centres(1, *content_features.shape[-2:])[0][content_index[order]]
+    style_xy = output_centres(1, *style_features.shape[-2:])[0][style_index[order]]
     return content_xy, style_xy, scores[order]
 
 
-def _affine_solve(style_xy, content_xy, weights=None):
+def _affine_solve(style_xy, content_xy):
     """(..., 2, 3) least-squares sample map ``style -> content`` of matched points (..., N, 2)."""
     import torch
 
     ones = torch.ones(style_xy.shape[:-1] + (1,), dtype=style_xy.dtype, device=style_xy.device)
     design = torch.cat([style_xy, ones], -1)
-    if weights is not None:
-        design, content_xy = design * weights[..., None], content_xy * weights[..., None]
     solution = torch.linalg.lstsq(design.double(), content_xy.double()).solution
     return solution.transpose(-1, -2).to(style_xy.dtype)
 
@@ -378,6 +368,8 @@ def robust_affine(
     agreeing. ``TooFewMatches`` (a ``ValueError``) when fewer than ``MIN_INLIERS`` agree."""
     import torch
 
+    from .warp_params import affine_sample_points
+
     count = len(content_xy)
     if count < MIN_INLIERS:
         raise TooFewMatches(
@@ -389,11 +381,8 @@ def robust_affine(
     )  # (T, 3): distinct within a triple
     candidates = _affine_solve(style_xy[triples], content_xy[triples])  # (T, 2, 3)
     # degenerate triples (nearly collinear) give wild maps; they gather no inliers
-    predicted = (
-        torch.einsum("tij,nj->tni", candidates[..., :2], style_xy) + candidates[:, None, :, 2]
-    )
-    residual = (predicted - content_xy).norm(dim=-1)  # (T, N)
-    inliers = residual < threshold
+    predicted = affine_sample_points(candidates, style_xy.expand(trials, -1, -1))
+    inliers = (predicted - content_xy).norm(dim=-1) < threshold  # (T, N)
     best = int(inliers.sum(1).argmax())
     mask = inliers[best]
     theta = candidates[best]
@@ -401,8 +390,8 @@ def robust_affine(
         if int(mask.sum()) < MIN_INLIERS:
             break
         theta = _affine_solve(style_xy[mask], content_xy[mask])
-        residual = ((style_xy @ theta[:, :2].T + theta[:, 2]) - content_xy).norm(dim=-1)
-        mask = residual < threshold
+        predicted = affine_sample_points(theta[None], style_xy[None])[0]
+        mask = (predicted - content_xy).norm(dim=-1) < threshold
     if int(mask.sum()) < MIN_INLIERS:
         raise TooFewMatches(
             f"only {int(mask.sum())} of {count} point matches agree on one affine; need "
