@@ -59,8 +59,11 @@ def test_batched_refinement_starts_and_ends_where_pair_by_pair_does(pairs):
         # the refinement starts from the same network estimate; Adam's sign-like steps may
         # turn float rounding of that start into small differences of the end
         assert params.objective[0] == pytest.approx(single.objective[0], rel=1e-5)
-        assert params.objective[1] <= params.objective[0]
-        np.testing.assert_allclose(params.theta, single.theta, atol=0.01)
+        assert params.objective[1] < params.objective[0]
+        assert params.objective[1] == pytest.approx(single.objective[1], rel=0.02)
+        # each Adam step moves an element by at most about lr (0.01): the ends differ by less
+        # than the three steps, where a gradient near zero changed sign
+        np.testing.assert_allclose(params.theta, single.theta, atol=0.03)
 
 
 def test_rows_are_damped_each_as_on_its_own():

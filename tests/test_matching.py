@@ -104,7 +104,7 @@ def test_init_choices_and_result_types(astronaut):
             estimate.estimate_warp(astronaut, style, device="cpu", init=init), ComposedTransform
         )
     with pytest.raises(
-        ValueError, match="init must be one of search, identity, search-vgg19, matches-vgg19"
+        ValueError, match="init must be one of search, search-edges, identity, search-vgg19"
     ):
         estimate.estimate_warp(astronaut, style, init="guess")
 

@@ -380,7 +380,7 @@ def test_refine_shows_its_steps_and_cancel_stops_it(geo_viewer, qtbot, monkeypat
     # the bar first shows "networks done" (step 1); wait for a refinement step
     qtbot.waitUntil(lambda: "refining" in widget.progress_bar.format(), timeout=WAIT_MS)
     assert not widget.progress_bar.isHidden()
-    assert widget.progress_bar.maximum() == 1 + 100000
+    assert widget.progress_bar.maximum() == 1 + estimate.refine_steps("affine", None)
     assert 0 < widget.progress_bar.value() < widget.progress_bar.maximum()
     assert "refining" in widget.progress_bar.format()
     widget.cancel()

@@ -347,10 +347,26 @@ def _cmd_weights(args) -> int:
     )
     if info["found"]:
         print(f"present: {info['path']}")
-        return 0
-    print("not present: texture transfer uses the seeded random backbone (lower quality).")
-    print(info["help"])
+    else:
+        print("not present: texture transfer uses the seeded random backbone (lower quality).")
+        print(info["help"])
+    _print_geometry_features()
     return 0
+
+
+def _print_geometry_features() -> None:
+    """The ImageNet EfficientNet-Lite0 weights the geometry search and refinement use."""
+    from .core import weights
+
+    try:
+        path = weights.resolve_efficientnet_weights()
+        state = f"present: {path}" if path is not None else "not installed"
+    except ValueError as error:
+        path, state = None, f"unusable: {_one_line(str(error))}"
+    print(f"geometry features, EfficientNet-Lite0 (ImageNet), installed with the package: {state}")
+    if path is None:
+        print("  the geometry search falls back to edge layouts. "
+              + weights.how_to_get_efficientnet_weights())  # fmt: skip
 
 
 def _register_weights(sub) -> None:

@@ -46,13 +46,15 @@ from .warp_params import (
 
 MODELS = ("affine", "tps", "affine+tps")
 METHODS = ("network", "refine")
-# where the network stages start: "search" = the similarity that best aligns the two images'
-# edge layouts (core/matching.py), found by exhaustive search; "identity" = no warp
+# where the network stages start: "search" = the similarity that best aligns the two images
+# (core/matching.py), found by exhaustive search on the ImageNet EfficientNet-Lite0 features
+# installed with the package (``efficientnet``), on edge layouts where they are not installed;
+# "search-edges" = that search on edge layouts always; "identity" = no warp
 # ("search-vgg19": the same search on ImageNet VGG-19 conv4 features, as the paper's geometry
 # stage; "matches-vgg19": an affine fitted robustly to the mutual nearest neighbours of those
 # features, the search where too few agree; both need the weights, see
 # ``napari-geostyle weights``)
-INITS = ("search", "identity", "search-vgg19", "matches-vgg19")
+INITS = ("search", "search-edges", "identity", "search-vgg19", "matches-vgg19")
 MIN_SIZE = 32
 FOLD_MARGIN = 0.02  # smallest Jacobian determinant (area ratio) accepted as "not folding"
 _DAMPING = (1.0, 0.8, 0.6, 0.4, 0.2, 0.1, 0.0)
@@ -190,10 +192,13 @@ class _FeatureObjective:
     layout_weight = 0.0
     taps = ("s16",)
 
-    def __init__(self, trunk, content, style, grid_size: int):
+    def __init__(self, trunk, content, style, grid_size: int, taps=None):
         import torch
 
         from .geonet_modules import l2_normalize
+
+        if taps is not None:
+            self.taps = tuple(taps)  # coarse to fine: the first alone, then adding the next
 
         self.normalize = l2_normalize
         self.trunk, self.content, self.grid_size = trunk, content, grid_size
@@ -302,17 +307,26 @@ class WarpParameters:
 START_NAMES = ("identity", "search", "search only")
 
 
+def search_descriptor() -> str:
+    """The descriptor ``init="search"`` uses: ``"efficientnet"`` (ImageNet EfficientNet-Lite0
+    features, which tell parts of different objects apart) when its weights are installed,
+    ``"orientation"`` (edge layouts) where they are not."""
+    from .weights import resolve_efficientnet_weights
+
+    return "efficientnet" if resolve_efficientnet_weights() is not None else "orientation"
+
+
 def initial_theta(content, style, init: str):
     """The affine the network stages start from: None (identity) or the global search's
-    ("search": edge-orientation layout; "search-vgg19": VGG-19 conv4 features, which needs the
-    ImageNet weights to be semantic), or for "matches-vgg19" the robust affine of the VGG-19
-    features' mutual nearest neighbours (``matching.match_affine``), the VGG-19 search where
-    too few matches agree."""
+    ("search": see ``search_descriptor``; "search-edges": edge-orientation layouts;
+    "search-vgg19": VGG-19 conv4 features, which needs the ImageNet weights to be semantic), or
+    for "matches-vgg19" the robust affine of the VGG-19 features' mutual nearest neighbours
+    (``matching.match_affine``), the VGG-19 search where too few matches agree."""
     if init == "identity":
         return None
     from .matching import TooFewMatches, match_affine, search_similarity
 
-    descriptor = "orientation" if init == "search" else "vgg19"
+    descriptor = {"search": search_descriptor(), "search-edges": "orientation"}.get(init, "vgg19")
     if init == "matches-vgg19":
         try:
             return match_affine(content, style, descriptor=descriptor).to(content.device)
@@ -333,9 +347,23 @@ def _initial_thetas(content, style, init: str):
     )
 
 
+def judge_scores(warped, style, device=None):
+    """(B,) how well each warped content lines up with its style, for ``_best_layout``: the
+    ImageNet EfficientNet-Lite0 features' similarity when installed (``matching.
+    semantic_similarity``; across different faces the kept start scored PCK@0.1 0.499 against
+    0.473 on edge layouts, MODEL_CARD.md), else edge layouts (``matching.layout_similarity``)."""
+    from .efficientnet import build_efficientnet
+    from .matching import layout_similarity, semantic_similarity
+
+    trunk = build_efficientnet("auto", device if device is not None else warped.device)
+    if trunk is None:
+        return layout_similarity(warped, style)
+    return semantic_similarity(warped, style, trunk)
+
+
 def _best_layout(candidates: dict, content, style, grid_size: int):
     """``(theta, tps, names)``: for each pair of the batch, the candidate whose warped content
-    best matches the style's edge layout (``matching.layout_similarity``).
+    best matches the style (``judge_scores``).
 
     ``candidates``: ``{name: (theta (B, 2, 3) or None, tps (B, P) or None)}``; ``content``,
     ``style``: (B, 3, S, S). The networks, trained on same-image pairs, refine well from nearby
@@ -344,14 +372,12 @@ def _best_layout(candidates: dict, content, style, grid_size: int):
     """
     import torch
 
-    from .matching import layout_similarity
-
     names = list(candidates)
     batch = content.shape[0]
     if len(names) == 1:
         return (*candidates[names[0]], names * batch)
     warped = [_warp_tensor(content, *candidates[n], grid_size) for n in names]
-    scores = layout_similarity(torch.cat(warped, 0), style.repeat(len(names), 1, 1, 1))
+    scores = judge_scores(torch.cat(warped, 0), style.repeat(len(names), 1, 1, 1))
     best = scores.reshape(len(names), batch).argmax(0).tolist()
 
     def pick(part):  # 0: theta, 1: tps; one row per pair, from that pair's best candidate
@@ -386,17 +412,32 @@ def stage_passes(model: str, passes=None) -> dict:
     return {kind: int(count) for kind, count in chosen.items()}
 
 
-def _objective_trunk(nets: dict, trunk: str, device):
-    """The trunk whose features the refinement matches: the TPS network's (see
-    ``_FeatureObjective``), the shipped one when only an affine network is in use; the affine
-    network's own when no TPS network exists for ``trunk``."""
+# the taps the refinement matches on the ImageNet EfficientNet-Lite0 trunk, coarse to fine (s8
+# alone, then s8 and s16): chosen on the face dev set, PCK@0.1 from the search's start 0.526 on
+# s16 alone, 0.563 on s8 + s16, 0.537 on s16 then s8 (MODEL_CARD.md)
+SEMANTIC_REFINE_TAPS = ("s8", "s16")
+
+
+def _objective_trunk(nets: dict, trunk: str, device) -> tuple:
+    """``(trunk, taps)`` whose features the refinement matches: the ImageNet EfficientNet-Lite0
+    (``efficientnet``) when installed and the networks do not run on VGG-19, as its features
+    say what a part is across different objects (and refined same-image pairs better too:
+    held-out error affine 1.65 %, affine+tps 3.65 %, MODEL_CARD.md); else the TPS network's
+    trunk (see ``_FeatureObjective``), the shipped one when only an affine network is in use,
+    the affine network's own when no TPS network exists for ``trunk``."""
     from .geonet import load_geometry_model, shipped_checkpoint_path
 
+    if trunk != "vgg19":
+        from .efficientnet import build_efficientnet
+
+        semantic = build_efficientnet("auto", device)
+        if semantic is not None:
+            return semantic, SEMANTIC_REFINE_TAPS
     if "tps" in nets:
-        return nets["tps"].trunk
+        return nets["tps"].trunk, _FeatureObjective.taps
     if shipped_checkpoint_path("tps", trunk).is_file():
-        return load_geometry_model("tps", trunk, None, device).trunk
-    return nets["affine"].trunk
+        return load_geometry_model("tps", trunk, None, device).trunk, _FeatureObjective.taps
+    return nets["affine"].trunk, _FeatureObjective.taps
 
 
 def _load_networks(model: str, trunk: str, checkpoint, device) -> dict:
@@ -514,11 +555,15 @@ class _NetworkStages:
         return starts
 
 
-def refine_steps(model: str, iterations: int | None) -> int:
+def refine_steps(model: str, iterations: int | None, levels: int | None = None) -> int:
     """Adam steps ``_refine`` takes per pair for ``model`` (for progress reports): the affine
-    alone moves for "affine", the TPS otherwise."""
+    alone moves for "affine", the TPS otherwise; ``levels``: the objective's taps (one level
+    each, coarse to fine; default: those of the trunk the refinement uses, ``_objective_trunk``)."""
     default = REFINE["affine_iterations"] if model == "affine" else REFINE["tps_iterations"]
-    return len(_FeatureObjective.taps) * (iterations or default)
+    if levels is None:
+        semantic = search_descriptor() == "efficientnet"  # its weights are installed
+        levels = len(SEMANTIC_REFINE_TAPS if semantic else _FeatureObjective.taps)
+    return levels * (iterations or default)
 
 
 def _refine(objective, theta, tps, iterations: int | None, tick=None):
@@ -623,10 +668,11 @@ def estimate_parameters_batch(
             f"contents and {len(styles)} styles."
         )
     counts = stage_passes(model, passes)
-    if method == "refine":
-        report.plan_refine(len(contents), refine_steps(model, refine_iterations))
-    report.begin()
     nets = _load_networks(model, trunk, checkpoint, device)
+    if method == "refine":
+        objective_trunk, taps = _objective_trunk(nets, trunk, device)
+        report.plan_refine(len(contents), refine_steps(model, refine_iterations, len(taps)))
+    report.begin()
     first = next(iter(nets.values()))
     content_in = torch.cat([first.prepare(c) for c in contents])
     style_in = torch.cat([first.prepare(s) for s in styles])
@@ -642,10 +688,7 @@ def estimate_parameters_batch(
         objective = None
         if method == "refine":
             feature_objective = _FeatureObjective(
-                _objective_trunk(nets, trunk, device),
-                content_in[i : i + 1],
-                style_in[i : i + 1],
-                grid_size,
+                objective_trunk, content_in[i : i + 1], style_in[i : i + 1], grid_size, taps
             )
             theta, tps, objective = _refine(
                 feature_objective, theta, tps, refine_iterations, report.tick
@@ -732,8 +775,10 @@ def estimate_warp(
     (1..8); None = ``DEFAULT_PASSES[model]``, chosen on a tuning split of training images.
     ``strength``: 0 (the identity: the content comes back unchanged) .. 1 (the full warp), see
     ``transforms.with_strength``. ``init``: where the networks start, "search" (default: the
-    similarity found by a global search over rotations, scales and shifts, ``core/matching.py``;
-    it lets the content be another object in another pose), "identity", or, with the ImageNet
+    similarity found by a global search over rotations, scales and shifts, ``core/matching.py``,
+    on the ImageNet EfficientNet-Lite0 features installed with the package; it lets the content
+    be another object in another pose), "search-edges" (that search on edge layouts),
+    "identity", or, with the ImageNet
     VGG-19 weights, "search-vgg19" (the same search on VGG-19 conv4 features) or
     "matches-vgg19" (an affine fitted robustly to those features' mutual nearest neighbours).
     ``progress``: an optional ``progress(done, total, stage)`` called as the work advances

