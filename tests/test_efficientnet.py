@@ -165,6 +165,12 @@ def test_semantic_similarity_prefers_the_aligned_image(astronaut):
             torch.cat([style, rgb_tensor(moved)]), style.expand(2, -1, -1, -1), trunk, tap="s8"
         )
     assert scores[0] > 0.99 and scores[1] < scores[0] - 0.05
+    # one style for two candidates goes through the trunk once, with the same scores
+    with torch.no_grad():
+        shared = matching.semantic_similarity(
+            torch.cat([style, rgb_tensor(moved)]), style, trunk, tap="s8"
+        )
+    assert torch.allclose(shared, scores, atol=1e-5)
 
 
 @needs_weights

@@ -348,7 +348,8 @@ def _initial_thetas(content, style, init: str):
 
 
 def judge_scores(warped, style, device=None):
-    """(B,) how well each warped content lines up with its style, for ``_best_layout``: the
+    """(N,) how well each warped content lines up with its style, for ``_best_layout``
+    (``style``: the N / k styles of k candidates each, candidate-major): the
     ImageNet EfficientNet-Lite0 features' similarity when installed (``matching.
     semantic_similarity``; across different faces the kept start scored PCK@0.1 0.499 against
     0.473 on edge layouts, MODEL_CARD.md), else edge layouts (``matching.layout_similarity``)."""
@@ -357,7 +358,8 @@ def judge_scores(warped, style, device=None):
 
     trunk = build_efficientnet("auto", device if device is not None else warped.device)
     if trunk is None:
-        return layout_similarity(warped, style)
+        repeats = warped.shape[0] // style.shape[0]
+        return layout_similarity(warped, style.repeat(repeats, 1, 1, 1))
     return semantic_similarity(warped, style, trunk)
 
 
@@ -377,7 +379,7 @@ def _best_layout(candidates: dict, content, style, grid_size: int):
     if len(names) == 1:
         return (*candidates[names[0]], names * batch)
     warped = [_warp_tensor(content, *candidates[n], grid_size) for n in names]
-    scores = judge_scores(torch.cat(warped, 0), style.repeat(len(names), 1, 1, 1))
+    scores = judge_scores(torch.cat(warped, 0), style)
     best = scores.reshape(len(names), batch).argmax(0).tolist()
 
     def pick(part):  # 0: theta, 1: tps; one row per pair, from that pair's best candidate

@@ -500,6 +500,8 @@ def semantic_similarity(warped, style, trunk, margin: float = JUDGE_MARGIN, tap:
     ``style`` over the centre, as ``layout_similarity`` but on features that say what a part is.
 
     Both (B, 3, H, W) in 0..1, resized to the semantic search size; (B,) scores in [-1, 1].
+    ``style`` may hold B / k images for k candidates per style (candidate-major, as
+    ``style.repeat(k, 1, 1, 1)`` would give): each style then goes through the trunk once.
     """
     from .images import resize_tensor
 
@@ -507,6 +509,8 @@ def semantic_similarity(warped, style, trunk, margin: float = JUDGE_MARGIN, tap:
     device = next(trunk.parameters()).device
     a = _renormalise(trunk(resize_tensor(warped.float(), size).to(device), taps=(tap,))[tap])
     b = _renormalise(trunk(resize_tensor(style.float(), size).to(device), taps=(tap,))[tap])
+    if b.shape[0] != a.shape[0]:
+        b = b.repeat(a.shape[0] // b.shape[0], 1, 1, 1)
     side = a.shape[-1]
     keep = round(side * margin)
     window = (..., slice(keep, side - keep), slice(keep, side - keep))
