@@ -175,9 +175,10 @@ def _warp_tensor(image, theta, tps, grid_size: int, spline=None):
 class _FeatureObjective:
     """Feature alignment objective of the refinement (see the module docstring).
 
-    The content IMAGE is warped (mirror padding, as the training pairs) and goes through the
-    TPS network's trunk; the objective is the mean over locations of ``1 - cos`` between its
-    stride-16 features and the style's. Features of the warped image, not warped features:
+    The content IMAGE is warped (mirror padding, as the training pairs) and goes through a
+    trunk (``_objective_trunk``: the ImageNet EfficientNet-Lite0 when installed, else the TPS
+    network's); the objective is the mean over locations and taps of ``1 - cos`` between its
+    features and the style's. Features of the warped image, not warped features:
     the trunk is not equivariant to rotation, shear or scale, and the TPS trunk, trained on
     the strongest deformations, is the one whose features score the true warp above the
     network's estimate most often (tuning split, MODEL_CARD.md). Plus fold barriers on the TPS
@@ -423,8 +424,8 @@ SEMANTIC_REFINE_TAPS = ("s8", "s16")
 def _objective_trunk(nets: dict, trunk: str, device) -> tuple:
     """``(trunk, taps)`` whose features the refinement matches: the ImageNet EfficientNet-Lite0
     (``efficientnet``) when installed and the networks do not run on VGG-19, as its features
-    say what a part is across different objects (and refined same-image pairs better too:
-    held-out error affine 1.65 %, affine+tps 3.65 %, MODEL_CARD.md); else the TPS network's
+    say what a part is across different objects (same-image held-out error with it: affine
+    2.22 -> 1.65 %, affine+tps 3.20 -> 3.65 %, MODEL_CARD.md); else the TPS network's
     trunk (see ``_FeatureObjective``), the shipped one when only an affine network is in use,
     the affine network's own when no TPS network exists for ``trunk``."""
     from .geonet import load_geometry_model, shipped_checkpoint_path
