@@ -288,7 +288,9 @@ def finetune_lines(finetune) -> list[str]:
     return [*lines, ""]
 
 
-def tuning_report(train_files, checkpoints, device, pairs_per_image: int, methods) -> dict:
+def tuning_report(
+    train_files, checkpoints, device, pairs_per_image: int, methods, trunk: str = "embedded"
+) -> dict:
     """Errors on the tuning split (training photos) for the passes / methods the defaults were
     chosen from."""
     import imageio.v3 as iio
@@ -317,6 +319,7 @@ def tuning_report(train_files, checkpoints, device, pairs_per_image: int, method
                 model,
                 run_methods,
                 pairs=pairs,
+                trunk=trunk,
                 checkpoint=checkpoint,
                 device=device,
                 estimate_options={"passes": passes},
@@ -390,6 +393,13 @@ def parse_args(argv=None):
         "--eval-only",
         action="store_true",
         help="skip training: evaluate the checkpoints already in --out-dir",
+    )
+    parser.add_argument(
+        "--trunk",
+        choices=("embedded", "efficientnet"),
+        default="embedded",
+        help="embedded: our small trunk, trained end to end; efficientnet: the frozen ImageNet "
+        "EfficientNet-Lite0 (installed from PyPI), only the head is trained",
     )
     parser.add_argument(
         "--install", action="store_true", help="copy results into src/napari_geostyle/models"
@@ -502,19 +512,19 @@ def main(argv=None) -> int:
             else f"{platform.machine()} CPU, torch threads: {torch.get_num_threads()}"
         )
         for kind in ("affine", "tps"):
-            checkpoints[kind] = str(out_dir / shipped_checkpoint_path(kind).name)
+            checkpoints[kind] = str(out_dir / shipped_checkpoint_path(kind, args.trunk).name)
     for kind, seconds in (("affine", args.seconds_affine), ("tps", args.seconds_tps)):
         if args.eval_only:
             break
-        path = out_dir / shipped_checkpoint_path(kind).name
+        path = out_dir / shipped_checkpoint_path(kind, args.trunk).name
         if seconds <= 0:  # not trained in this run: evaluate what out-dir (or the release) has
             if not path.is_file():
-                shutil.copy2(shipped_checkpoint_path(kind), path)
+                shutil.copy2(shipped_checkpoint_path(kind, args.trunk), path)
             checkpoints[kind] = str(path)
             continue
         resume = args.resume and path.is_file()
         if args.init == "shipped" and not resume:
-            shutil.copy2(shipped_checkpoint_path(kind), path)
+            shutil.copy2(shipped_checkpoint_path(kind, args.trunk), path)
             resume = True
         log = []
         last = None
@@ -523,7 +533,7 @@ def main(argv=None) -> int:
         for progress in training.train_geometry(
             pool,
             kind,
-            "embedded",
+            args.trunk,
             seconds=seconds,
             batch_size=batch_size,
             lr=lr,
@@ -594,6 +604,7 @@ def main(argv=None) -> int:
             methods,
             pairs_per_image=args.pairs_per_image,
             seed=1234,
+            trunk=args.trunk,
             checkpoint=checkpoints if model == "affine+tps" else checkpoints["affine"],
             device=device,
             keep_pairs=4,
@@ -611,7 +622,7 @@ def main(argv=None) -> int:
 
     if not args.no_tuning:
         results["tuning"] = tuning_report(
-            train_files, checkpoints, device, args.pairs_per_image, methods
+            train_files, checkpoints, device, args.pairs_per_image, methods, args.trunk
         )
     results["total_seconds"] = round(time.perf_counter() - t_start, 1)
     (out_dir / "results.json").write_text(json.dumps(results, indent=1))

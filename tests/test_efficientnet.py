@@ -216,3 +216,115 @@ def test_search_edges_init_and_refine_progress_count_each_level(astronaut):
     assert params.theta.shape == (2, 3) and np.isfinite(params.theta).all()
     done, total = reports[-1]
     assert done == total  # the plan counted every level of the objective's taps
+
+
+# --------------------------------------------------------------------------- geometry networks
+def test_geometry_net_on_the_frozen_trunk_trains_only_its_head(tmp_path):
+    from napari_geostyle.core import geonet, training
+
+    config = geonet.default_config("affine", "efficientnet")
+    net = geonet.build_geometry_net(config, backbone="random")
+    content, style = torch.rand(2, 3, 120, 100), torch.rand(2, 3, 90, 130)
+    with torch.no_grad():
+        start = net(content, style)
+    # a fresh head predicts the identity, whatever the trunk
+    assert torch.allclose(start, net.identity.expand(2, -1))
+    # the trunk's weights are not the network's: a checkpoint holds the head alone
+    assert not any(name.startswith("trunk.") for name in net.state_dict())
+    trunk = efficientnet.build_efficientnet("random", "cpu")
+    before = {k: v.clone() for k, v in trunk.state_dict().items()}
+    pool = training.build_image_pool(
+        [np.asarray(skimage.data.chelsea()[::2, ::2])], 128, torch.device("cpu")
+    )
+    out = tmp_path / "head.pt"
+    progress = list(
+        training.train_geometry(
+            pool, "affine", "efficientnet", steps=3, batch_size=2, out=out, device="cpu",
+            backbone="random", images_are_pool=True, log_every=1,
+        )
+    )  # fmt: skip
+    assert progress[-1].done and np.isfinite(progress[-1].loss)
+    trained = progress[-1].extra["net"]
+    assert not torch.equal(trained.linear.weight, torch.zeros_like(trained.linear.weight))
+    after = efficientnet.build_efficientnet("random", "cpu").state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    payload = geonet.read_checkpoint(out)
+    assert payload["config"]["trunk"] == "efficientnet"
+    assert not any(name.startswith("trunk.") for name in payload["state_dict"])
+
+
+def test_auto_trunk_takes_the_imagenet_networks_only_when_both_are_there(tmp_path, monkeypatch):
+    from napari_geostyle.core import geonet
+
+    assert geonet.resolve_trunk("embedded") == "embedded"
+    assert geonet.resolve_trunk("efficientnet") == "efficientnet"
+    with pytest.raises(ValueError, match="unknown trunk 'resnet'"):
+        geonet.resolve_trunk("resnet")
+    with pytest.raises(ValueError, match="trunk must be one of auto, embedded"):
+        estimate.check_options("affine", "network", "resnet")
+
+    monkeypatch.setattr(geonet, "MODELS_DIR", tmp_path)
+    weights_file = tmp_path / "lite0.pth"
+    weights_file.write_bytes(b"not read: only its presence counts here")
+    monkeypatch.setenv(weights.ENV_EFFICIENTNET, str(weights_file))
+    assert geonet.resolve_trunk("auto") == "embedded"  # no networks trained on it
+    (tmp_path / "geonet_affine_efficientnet.pt").write_bytes(b"")
+    assert geonet.resolve_trunk("auto") == "embedded"  # the TPS one is missing
+    (tmp_path / "geonet_tps_efficientnet.pt").write_bytes(b"")
+    assert geonet.resolve_trunk("auto") == "efficientnet"
+    monkeypatch.delenv(weights.ENV_EFFICIENTNET)
+    monkeypatch.setattr(weights, "_installed_efficientnet_file", lambda: None)
+    assert geonet.resolve_trunk("auto") == "embedded"  # networks without their trunk
+
+
+def test_judge_keeps_the_search_alone_unless_a_network_beats_it_clearly(monkeypatch):
+    """Across different objects the networks' answers score a hair above the search's and are
+    worse: a network start must win by ``SEARCH_ONLY_BONUS`` of feature similarity."""
+    theta = torch.eye(2, 3).repeat(2, 1, 1)
+    candidates = {
+        "identity": (theta, None),
+        "search": (theta + 0.01, None),
+        "search only": (theta + 0.02, None),
+    }
+    bonus = estimate.SEARCH_ONLY_BONUS["affine"]
+    assert bonus > 0
+    # pair 0: "search" above "search only" by less than the bonus; pair 1: by more
+    scores = torch.tensor([0.50, 0.50, 0.50 + 0.5 * bonus, 0.50 + 2 * bonus, 0.50, 0.50])
+    monkeypatch.setattr(estimate, "judge_scores", lambda warped, style: scores.clone())
+    monkeypatch.setattr(estimate, "search_descriptor", lambda: "efficientnet")
+    images = torch.rand(2, 3, 32, 32)
+    picked_theta, picked_tps, names = estimate._best_layout(candidates, images, images, 3, "affine")
+    assert names == ["search only", "search"]
+    assert torch.equal(picked_theta[0], candidates["search only"][0][0])
+    assert torch.equal(picked_theta[1], candidates["search"][0][1])
+    assert picked_tps is None
+    # without the ImageNet features, the edge-layout judge's scores are taken as they are
+    monkeypatch.setattr(estimate, "search_descriptor", lambda: "orientation")
+    assert estimate._best_layout(candidates, images, images, 3, "affine")[2] == ["search"] * 2
+
+
+def test_folded_batch_norms_give_the_same_features():
+    import copy
+
+    model = efficientnet.module_class()()
+    efficientnet._init_random(model)
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():  # batch norms far from the identity, as trained ones are
+        for layer in model.modules():
+            if isinstance(layer, torch.nn.BatchNorm2d):
+                n = layer.num_features
+                layer.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                layer.bias.copy_(torch.randn(n, generator=generator))
+                layer.running_mean.copy_(torch.randn(n, generator=generator))
+                layer.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+    model.eval()
+    folded = copy.deepcopy(model)
+    efficientnet.fold_batch_norms(folded)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.rand(2, 3, 48, 64)
+    with torch.no_grad():
+        want = model(x, taps=("s4", "s8", "s16"))
+        got = folded(x, taps=("s4", "s8", "s16"))
+    for tap in want:
+        scale = float(want[tap].abs().max())
+        assert torch.allclose(got[tap], want[tap], atol=1e-4 * scale, rtol=0), tap

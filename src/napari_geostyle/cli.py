@@ -642,7 +642,7 @@ def _eval_landmark_pairs(args, checkpoint) -> int:
 
 def _register_eval_geometry(sub) -> None:
     from .core.estimate import INITS, METHODS, MODELS
-    from .core.geonet import TRUNKS
+    from .core.geonet import TRUNK_CHOICES
     from .core.landmark_eval import PROTOCOLS
 
     p = sub.add_parser(
@@ -664,7 +664,12 @@ def _register_eval_geometry(sub) -> None:
     p.add_argument(
         "--init", choices=INITS, default="search", help="where the networks start (default: search)"
     )
-    p.add_argument("--trunk", choices=TRUNKS, default="embedded")
+    p.add_argument(
+        "--trunk",
+        choices=TRUNK_CHOICES,
+        default="auto",
+        help="whose networks: auto (ImageNet EfficientNet-Lite0 when installed, else embedded)",
+    )
     p.add_argument(
         "--checkpoint",
         nargs="+",

@@ -120,7 +120,7 @@ def _warm_up(settings: dict, client_pid: int) -> dict:
 
     from .devices import resolve_device
     from .features import build_trunk
-    from .geonet import load_geometry_model
+    from .geonet import load_geometry_model, resolve_trunk
 
     device = resolve_device(_worker_device(settings["device"]))
     if device.type == "cpu" and os.getpid() != client_pid:
@@ -130,7 +130,7 @@ def _warm_up(settings: dict, client_pid: int) -> dict:
     if geometry is not None:
         kinds = {"affine": ["affine"], "tps": ["tps"], "affine+tps": ["affine", "tps"]}
         for kind in kinds[geometry["model"]]:
-            load_geometry_model(kind, "embedded", None, device)
+            load_geometry_model(kind, resolve_trunk("auto"), None, device)
     if settings["texture"] is not None:
         build_trunk(settings["texture"].get("backbone", "auto"), device)
     return {"device": str(device), "seconds": time.perf_counter() - started}

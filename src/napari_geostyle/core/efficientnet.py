@@ -66,6 +66,7 @@ def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 
 def _make_module_class():
+    import torch
     import torch.nn.functional as F
     from torch import nn
 
@@ -123,7 +124,8 @@ def _make_module_class():
             for tap in taps:
                 check_tap(tap)
             # the weights were trained on pixels mapped to [-1, 1): (255 x - 127) / 128
-            x = (rgb01 * 255.0 - 127.0) / 128.0
+            # channels-last runs the depthwise convolutions about 1.5x faster on the CPU
+            x = ((rgb01 * 255.0 - 127.0) / 128.0).contiguous(memory_format=torch.channels_last)
             x = F.relu6(self._bn0(self._conv_stem(x)))
             last = max(TAP_BLOCKS[t] for t in taps)
             wanted = {TAP_BLOCKS[t]: t for t in taps}
@@ -132,7 +134,7 @@ def _make_module_class():
                 x = block(x)
                 if index in wanted:
                     out[wanted[index]] = x
-            return {t: out[t] for t in taps}
+            return {t: out[t].contiguous() for t in taps}
 
     return EfficientNetLiteFeatures
 
@@ -187,10 +189,35 @@ def load_state(model, path) -> None:
     model.load_state_dict(chosen)
 
 
+def fold_batch_norms(model) -> None:
+    """Fold every eval-mode batch norm into the convolution before it (a bias), in place: the
+    frozen trunk computes the same features (to float rounding) with a third fewer passes over
+    its activations, which is what a CPU step of the search and the refinement waits on."""
+    import torch
+    from torch import nn
+
+    def fold(owner, conv_name: str, norm_name: str) -> None:
+        conv, norm = getattr(owner, conv_name), getattr(owner, norm_name)
+        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        with torch.no_grad():
+            conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+            conv.bias = nn.Parameter(norm.bias - norm.running_mean * scale, requires_grad=False)
+        setattr(owner, norm_name, nn.Identity())
+
+    fold(model, "_conv_stem", "_bn0")
+    for block in model._blocks:
+        if block.expand != 1:
+            fold(block, "_expand_conv", "_bn0")
+        fold(block, "_depthwise_conv", "_bn1")
+        fold(block, "_project_conv", "_bn2")
+
+
 def build_efficientnet(backbone="auto", device=None):
     """A frozen, eval-mode EfficientNet-Lite0 trunk on ``device``, cached per (weights, device);
     None for ``"auto"`` when the ImageNet weights are not installed. ``backbone`` may also be
     the path of a state dict file."""
+    import torch
+
     from .devices import resolve_device
 
     if not isinstance(backbone, str):
@@ -228,7 +255,8 @@ def build_efficientnet(backbone="auto", device=None):
             model.backbone_name = name
             model.requires_grad_(False)
             model.eval()
-            model.to(device)
+            fold_batch_norms(model)
+            model.to(device, memory_format=torch.channels_last)
             _CACHE[key] = model
     return model
 

