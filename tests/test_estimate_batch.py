@@ -61,9 +61,11 @@ def test_batched_refinement_starts_and_ends_where_pair_by_pair_does(pairs):
         assert params.objective[0] == pytest.approx(single.objective[0], rel=1e-5)
         assert params.objective[1] < params.objective[0]
         assert params.objective[1] == pytest.approx(single.objective[1], rel=0.02)
-        # each Adam step moves an element by at most about lr (0.01): the ends differ by less
-        # than the three steps, where a gradient near zero changed sign
-        np.testing.assert_allclose(params.theta, single.theta, atol=0.03)
+        # each Adam step moves an element by at most about lr; both runs start at the same
+        # estimate and part only where a gradient near zero changed sign, so their ends differ
+        # by less than one run's whole travel (3 steps on each level of the objective)
+        travel = estimate.refine_steps("affine", 3) * estimate.REFINE["affine_lr"]
+        np.testing.assert_allclose(params.theta, single.theta, atol=travel)
 
 
 def test_rows_are_damped_each_as_on_its_own():
