@@ -353,7 +353,7 @@ def _initial_thetas(content, style, init: str):
 # How much more ImageNet-feature similarity (``judge_scores``) a network's answer needs than
 # the search's alone to be kept, per model. Across different faces the networks' answers score
 # a hair above the search's and land farther from the true landmarks: affine PCK@0.1 0.501 ->
-# 0.531 with 0.03 (same-image error 3.08 -> 3.37 %, under the 3.83 % limit). For affine+tps,
+# 0.528 with 0.03 (same-image error 3.08 -> 3.37 %, under the 3.83 % limit). For affine+tps,
 # 0.03 gave 0.493 -> 0.513 but same-image 6.14 -> 6.44 %, over the 6.21 % limit: off there.
 SEARCH_ONLY_BONUS = {"affine": 0.03, "tps": 0.0, "affine+tps": 0.0}
 
