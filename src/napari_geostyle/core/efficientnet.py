@@ -245,16 +245,7 @@ def build_efficientnet(backbone="auto", device=None):
     with _CACHE_LOCK:
         model = _CACHE.get(key)
         if model is None:
-            model = module_class()()
-            if path is None:
-                _init_random(model)
-                model.source = "seeded random"
-            else:
-                load_state(model, path)
-                model.source = str(path)
-            model.backbone_name = name
-            model.requires_grad_(False)
-            model.eval()
+            model = _weights.frozen_model(module_class(), name, path, _init_random, load_state)
             fold_batch_norms(model)
             model.to(device, memory_format=torch.channels_last)
             _CACHE[key] = model

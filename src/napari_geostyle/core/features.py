@@ -224,16 +224,9 @@ def build_trunk(backbone="auto", device=None, last_layer="conv5_1", download=Non
         model = _CACHE.get(key)
         if model is not None:
             return model
-        model = _module_class()(last_layer)
-        if path is None:
-            _init_random(model)
-            model.source = "seeded random"
-        else:
-            _load_state(model, path)
-            model.source = str(path)
-        model.backbone_name = name
-        model.requires_grad_(False)
-        model.eval()
+        model = _weights.frozen_model(
+            lambda: _module_class()(last_layer), name, path, _init_random, _load_state
+        )
         model.to(device)
         if device.type == "cuda":
             model.to(memory_format=torch.channels_last)

@@ -68,6 +68,22 @@ def file_identity(path) -> tuple[str, int, int]:
     return str(path), stat.st_size, stat.st_mtime_ns
 
 
+def frozen_model(build, name: str, path, init_random, load_state):
+    """``build()`` with the weights of ``path`` (``load_state(model, path)``), or seeded random
+    ones (``init_random(model)``) when ``path`` is None; frozen, in eval mode, and saying where
+    its weights came from (``source``, ``backbone_name``). What every cached trunk is made of."""
+    model = build()
+    if path is None:
+        init_random(model)
+        model.source = "seeded random"
+    else:
+        load_state(model, path)
+        model.source = str(path)
+    model.backbone_name = name
+    model.requires_grad_(False)
+    return model.eval()
+
+
 def _hub_checkpoint_path() -> Path:
     import torch
 
