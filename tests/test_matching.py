@@ -45,6 +45,13 @@ def test_layout_similarity_prefers_the_aligned_image(astronaut):
         torch.cat([style, rgb_tensor(moved)]), style.expand(2, -1, -1, -1)
     )
     assert scores[0] > 0.99 and scores[1] < scores[0] - 0.1
+    # the refinement passes the style's features once made; the scores are the same
+    cached = matching.layout_similarity(
+        torch.cat([style, rgb_tensor(moved)]),
+        None,
+        style_features=matching.layout_features(style.expand(2, -1, -1, -1)),
+    )
+    torch.testing.assert_close(cached, scores)
 
 
 def test_search_ranges_are_checked():

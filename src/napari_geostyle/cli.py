@@ -668,7 +668,8 @@ def _register_eval_geometry(sub) -> None:
         "--trunk",
         choices=TRUNK_CHOICES,
         default="auto",
-        help="whose networks: auto (ImageNet EfficientNet-Lite0 when installed, else embedded)",
+        help="whose networks: auto (the EfficientNet-Lite0 ones when they ship and its ImageNet "
+        "weights are installed, else embedded)",
     )
     p.add_argument(
         "--checkpoint",

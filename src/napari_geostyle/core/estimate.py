@@ -212,6 +212,7 @@ class _FeatureObjective:
             }
         self.lattice = lattice_xy(5, content.device)[None]
         self.anchor = None
+        self._style_layout = None  # the style's layout features, made on first use
 
     def set_anchor(self, theta, tps):
         """The network's estimate, which the trust region keeps the refinement near."""
@@ -232,12 +233,13 @@ class _FeatureObjective:
             cos = (self.normalize(features[tap].float()) * self.style[tap]).sum(1)
             total = total + (1.0 - cos).mean()
         if self.layout_weight:
-            from .matching import layout_similarity
+            from .matching import layout_features, layout_similarity
 
-            total = (
-                total
-                + self.layout_weight * (1.0 - layout_similarity(warped, self.style_image)).sum()
-            )
+            if self._style_layout is None:  # the same every step: computed once
+                with torch.no_grad():
+                    self._style_layout = layout_features(self.style_image)
+            similarity = layout_similarity(warped, None, style_features=self._style_layout)
+            total = total + self.layout_weight * (1.0 - similarity).sum()
         if tps is not None:
             # no bending penalty: one toward the identity pulls the TPS off the network's estimate
             # (the tuning split's refine error fell from 6.90% to 5.70% without it); the trust

@@ -374,19 +374,30 @@ JUDGE_MARGIN = 0.15
 JUDGE_SIGMA = None
 
 
+def layout_features(images):
+    """The orientation features ``layout_similarity`` compares, of (B, 3, H, W) images in 0..1
+    resized to the search size."""
+    from .images import resize_tensor
+
+    return orientation_features(resize_tensor(images.float(), (SEARCH_SIZE, SEARCH_SIZE)))
+
+
 def layout_similarity(
-    warped, style, margin: float = JUDGE_MARGIN, centre_sigma: float | None = JUDGE_SIGMA
+    warped,
+    style,
+    margin: float = JUDGE_MARGIN,
+    centre_sigma: float | None = JUDGE_SIGMA,
+    style_features=None,
 ):
     """Mean cosine of the orientation features of ``warped`` and ``style`` over the centre
     (weighted as the search weighs it when ``centre_sigma`` is given, see ``centre_weights``).
 
     Both (B, 3, H, W) in 0..1, resized to the search size; (B,) scores in [0, 1], differentiable.
+    ``style_features``: ``layout_features(style)`` when already computed (``style`` is then
+    not read), as an optimisation that compares many warps with one style does.
     """
-    from .images import resize_tensor
-
-    size = (SEARCH_SIZE, SEARCH_SIZE)
-    a = orientation_features(resize_tensor(warped.float(), size))
-    b = orientation_features(resize_tensor(style.float(), size))
+    a = layout_features(warped)
+    b = layout_features(style) if style_features is None else style_features
     side = a.shape[-1]
     keep = round(side * margin)
     window = (..., slice(keep, side - keep), slice(keep, side - keep))
