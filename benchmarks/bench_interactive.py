@@ -20,6 +20,8 @@ points are dragged with real Qt mouse events sent to napari's canvas. What is ti
 (d) **longest UI stall**: the largest lateness of a 5 ms precise QTimer (gap between two ticks
     minus 5 ms) during the drags (previews, releases and full warps included) and during a Run
     (estimate in a worker, then the live layers made on the main thread; both reported).
+    Its reference, in the same run: the stall while plain napari adds an image and two points
+    layers like the live ones, and while a second Run makes its live layers (both warm).
 (e) **a redraw with nothing changed**: the floor under (a)-(c), the canvas's own drawing cost
     (software OpenGL under Xvfb: tens of ms; a GPU: a few).
 
@@ -211,17 +213,23 @@ def main(argv=None) -> int:
             making_layers.append(time.perf_counter())
 
     widget._show_live = timed_show_live
-    clock.start_ticks()
-    started = time.perf_counter()
-    widget.run()
-    ok = wait_until(app, lambda: widget.live is not None and not widget.busy, 300)
-    run_s = time.perf_counter() - started
-    idle(app, 0.3)  # the first draws of the new layers belong to the Run
-    if not ok or widget.last_error is not None or len(making_layers) != 2:
-        raise SystemExit(f"the Run did not finish: {widget.last_error}")
-    stall_estimate, stall_layers = clock.stop_ticks(making_layers)
+
+    def timed_run():
+        """``(seconds, stall before the layers, stall while they are made, layers' seconds)``"""
+        making_layers.clear()
+        before = widget.live
+        clock.start_ticks()
+        started = time.perf_counter()
+        widget.run()
+        ok = wait_until(app, lambda: widget.live not in (None, before) and not widget.busy, 300)
+        seconds = time.perf_counter() - started
+        idle(app, 0.3)  # the first draws of the new layers belong to the Run
+        if not ok or widget.last_error is not None or len(making_layers) != 2:
+            raise SystemExit(f"the Run did not finish: {widget.last_error}")
+        return (seconds, *clock.stop_ticks(making_layers), making_layers[1] - making_layers[0])
+
+    run_s, stall_estimate, stall_layers, layers_s = timed_run()
     stall_run = max(stall_estimate, stall_layers)
-    layers_s = making_layers[1] - making_layers[0]
     live = widget.live
 
     watched = {"index": 0}
@@ -321,6 +329,11 @@ def main(argv=None) -> int:
         wait_until(app, lambda count=count: len(clock.swaps) > count, 5)
         redraw.append(time.perf_counter() - started)
         idle(app, 0.05)
+    # the reference for the Run's stall: napari itself adding an image and two points layers
+    # like the live ones, in one go (warm, as the second Run below: napari's first points
+    # layer of a session costs more, which the first Run above pays)
+    reference_stall = napari_layers_stall(viewer, app, clock, live)
+    _, _, stall_second, _ = timed_run()
     renderer = _gl_renderer(canvas)
     viewer.close()
 
@@ -335,7 +348,9 @@ def main(argv=None) -> int:
         "release_to_full_ms": ms(release_latency), "set_points_to_full_ms": ms(set_latency),
         "stall_ms": {"drag": round(stall_drag, 1), "run": round(stall_run, 1),
                      "run_estimating": round(stall_estimate, 1),
-                     "run_making_layers": round(stall_layers, 1)},
+                     "run_making_layers": round(stall_layers, 1),
+                     "second_run_making_layers": round(stall_second, 1),
+                     "napari_same_layers": round(reference_stall, 1)},
         "redraw_ms": ms(redraw),
         "targets_ms": TARGETS_MS, "gl_renderer": renderer,
     }  # fmt: skip
@@ -350,6 +365,36 @@ def main(argv=None) -> int:
     if args.json:
         write_json(args.json, {**result, "environment": environment()})
     return 0
+
+
+def napari_layers_stall(viewer, app, clock, live) -> float:
+    """The longest stall (ms) while plain napari adds an image like ``live``'s warped layer and
+    two points layers like its control and target points (numbered labels), in one go, and
+    draws them; they are removed afterwards."""
+    image = np.array(live.warped.data)
+    points = np.asarray(live.target_points.data, float)
+    numbers = np.arange(1, len(points) + 1)
+    style = {"size": float(live.target_points.size.max()), "border_color": "black",
+             "features": {"number": numbers},
+             "text": {"string": "{number}", "color": "white", "size": 12}}  # fmt: skip
+    clock.start_ticks()
+    started = time.perf_counter()
+    added = [
+        viewer.add_image(image, rgb=live.warped.rgb, translate=live.warped.translate),
+        viewer.add_points(points, face_color="yellow", **style),
+        viewer.add_points(
+            points, face_color="cyan", translate=live.target_points.translate, **style
+        ),
+    ]
+    for layer in added[1:]:
+        layer.mode = "select"
+    ended = time.perf_counter()
+    idle(app, 0.3)  # their first draws count, as for the Run
+    _, stall = clock.stop_ticks((started, ended))
+    for layer in added:
+        viewer.layers.remove(layer)
+    idle(app, 0.2)
+    return stall
 
 
 def _torch_threads() -> int:
@@ -406,6 +451,12 @@ def report(result: dict) -> None:
         f"  longest stall: {stall['drag']} ms during drags, {stall['run']} ms during the Run "
         f"({stall['run_estimating']} ms before the live layers are made, "
         f"{stall['run_making_layers']} ms while they are)"
+    )
+    print(
+        f"  making the live layers again (a second Run): {stall['second_run_making_layers']} ms; "
+        f"napari itself adding an image and two points layers like them: "
+        f"{stall['napari_same_layers']} ms (ratio "
+        f"{stall['second_run_making_layers'] / max(stall['napari_same_layers'], 1e-9):.2f})"
     )
     met = ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in result["targets_met"].items())
     print(f"  targets (ms: {result['targets_ms']}): {met}")
