@@ -298,3 +298,28 @@ def test_refine_reports_progress_and_stops_when_the_callback_raises(coffee):
         estimate.estimate_warp(coffee, coffee[:, ::-1], model="affine", method="refine",
                                device="cpu", progress=stop_after_three_steps)  # fmt: skip
     assert seen.count("refining") == 3 and "done" not in seen
+
+
+def test_tps_sample_grid_on_a_lattice_is_within_a_tenth_of_a_pixel_of_the_exact_map():
+    """The estimate's warps (networks, judge, refinement) evaluate a TPS on a lattice and
+    interpolate: what they sample must be where the exact map says, gradients included."""
+    generator = torch.Generator().manual_seed(3)
+    tps = warp_params.identity_params("tps", 3)[None] + 0.08 * torch.randn(
+        2, 18, generator=generator
+    )
+    theta = torch.eye(2, 3)[None] + 0.05 * torch.randn(2, 2, 3, generator=generator)
+    for height, width in ((240, 240), (240, 180)):
+        exact = warp_params.sample_map(
+            warp_params.output_centres(2, height, width), theta, tps, 3
+        ).reshape(2, height, width, 2)
+        grid = estimate._sample_grid(2, height, width, theta, tps, 3, None, "cpu")
+        pixels = (grid - exact).abs() * torch.tensor([width / 2.0, height / 2.0])
+        assert float(pixels.max()) < 0.1
+    # small outputs, and maps without a TPS, are exact
+    small = estimate._sample_grid(2, 60, 90, theta, tps, 3, None, "cpu")
+    exact_small = warp_params.sample_map(warp_params.output_centres(2, 60, 90), theta, tps, 3)
+    torch.testing.assert_close(small, exact_small.reshape(2, 60, 90, 2))
+    variable = tps.clone().requires_grad_(True)
+    grid = estimate._sample_grid(2, 240, 240, theta, variable, 3, None, "cpu")
+    (gradient,) = torch.autograd.grad(grid.pow(2).sum(), variable)
+    assert torch.isfinite(gradient).all() and float(gradient.abs().sum()) > 0
