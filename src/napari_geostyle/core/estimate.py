@@ -153,8 +153,10 @@ def damp_folding_rows(kind: str, params, grid_size: int = 3):
 # A sample map with a TPS part is evaluated on a lattice through the first and last pixel
 # centres, one node every TPS_LATTICE_STEP pixels, and interpolated bilinearly in between: a 3 x 3
 # TPS is smooth enough (within 0.03 px of the exact map at 240 px) and a refinement step of the
-# TPS models evaluates a sixteenth of the kernels (38 -> 31 ms a step on 2 CPU threads).
+# TPS models evaluates a sixteenth of the kernels (38 -> 26 ms a step on 2 CPU threads). Outputs
+# smaller than TPS_LATTICE_MIN_SIDE are evaluated exactly.
 TPS_LATTICE_STEP = 4
+TPS_LATTICE_MIN_SIDE = 128
 
 
 def _sample_grid(batch: int, h: int, w: int, theta, tps, grid_size: int, spline, device):
@@ -163,7 +165,7 @@ def _sample_grid(batch: int, h: int, w: int, theta, tps, grid_size: int, spline,
     import torch.nn.functional as F
 
     step = TPS_LATTICE_STEP
-    if tps is None or min(h, w) < 128:  # small outputs: exact (and cheap)
+    if tps is None or min(h, w) < TPS_LATTICE_MIN_SIDE:
         centres = output_centres(batch, h, w, device=device)
         return sample_map(centres, theta, tps, grid_size, spline).reshape(batch, h, w, 2)
     centres = output_centres(1, h, w, device=device)[0]
@@ -461,9 +463,9 @@ def stage_passes(model: str, passes=None) -> dict:
 # the taps the refinement matches on the ImageNet EfficientNet-Lite0 trunk, coarse to fine (one
 # level each: the first alone, then adding the next). s8 alone, 40 steps, against s8 then
 # s8 + s16, 25 steps each: same-image error on the tuning split (training photos) affine+tps
-# 3.02 -> 2.96 %, affine 0.75 -> 0.73 %; held out 3.69 -> 3.55 %, 1.98 -> 1.94 %; face pairs
-# PCK@0.1 0.497 -> 0.502, 0.485 -> 0.499; a fifth fewer steps, each about 40 % cheaper
-# (MODEL_CARD.md). Earlier, from the full search's start: s16 alone 0.526, s8 + s16 0.563.
+# 3.02 -> 2.96 %, affine 0.75 -> 0.73 %; held out 3.69 -> 3.60 %, 1.98 -> 1.94 %; face pairs
+# PCK@0.1 0.497 -> 0.508, 0.485 -> 0.499 (with the TPS lattice above); a fifth fewer steps,
+# each about 40 % cheaper (MODEL_CARD.md). Earlier, from the full search's start: s16 alone 0.526, s8 + s16 0.563.
 SEMANTIC_REFINE_TAPS = ("s8",)
 
 
