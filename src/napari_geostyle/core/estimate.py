@@ -154,7 +154,9 @@ def damp_folding_rows(kind: str, params, grid_size: int = 3):
 # centres, one node every TPS_LATTICE_STEP pixels, and interpolated bilinearly in between: a 3 x 3
 # TPS is smooth enough (within 0.03 px of the exact map at 240 px) and a refinement step of the
 # TPS models evaluates a sixteenth of the kernels (38 -> 26 ms a step on 2 CPU threads). Outputs
-# smaller than TPS_LATTICE_MIN_SIDE are evaluated exactly.
+# smaller than TPS_LATTICE_MIN_SIDE are evaluated exactly. (The live warp's full-size warps do
+# the same on transforms in pixels, with an error check: ``_napari.live_warp.LatticeSampleMap``;
+# this one stays differentiable in the parameters, for the refinement.)
 TPS_LATTICE_STEP = 4
 TPS_LATTICE_MIN_SIDE = 128
 
@@ -164,12 +166,14 @@ def _sample_grid(batch: int, h: int, w: int, theta, tps, grid_size: int, spline,
     import torch
     import torch.nn.functional as F
 
-    step = TPS_LATTICE_STEP
+    from .images import pixel_to_normalized
+
     if tps is None or min(h, w) < TPS_LATTICE_MIN_SIDE:
         centres = output_centres(batch, h, w, device=device)
         return sample_map(centres, theta, tps, grid_size, spline).reshape(batch, h, w, 2)
-    centres = output_centres(1, h, w, device=device)[0]
-    (x0, y0), (x1, y1) = centres[0].tolist(), centres[-1].tolist()
+    # the first and last pixel centres, in the normalised (x, y) the sample map takes
+    (x0, y0), (x1, y1) = pixel_to_normalized([[0, 0], [h - 1, w - 1]], (h, w)).tolist()
+    step = TPS_LATTICE_STEP
     rows, cols = (h - 1) // step + 1, (w - 1) // step + 1
     ys = torch.linspace(y0, y1, rows, device=device)
     xs = torch.linspace(x0, x1, cols, device=device)
