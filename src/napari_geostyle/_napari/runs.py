@@ -273,7 +273,12 @@ class StyleRun:
             self.worker.quit()
 
     def abandon(self) -> None:
-        """The viewer or widget is gone: stop, touch no layer, call nobody back."""
+        """The viewer or widget is gone: stop, touch no layer, call nobody back. (A result
+        layer still in an open viewer keeps its last preview, recorded as cancelled.)"""
+        if self.running and not self.abandoned and layer_present(self.viewer, self.output):
+            record = self.output.metadata.get("geostyle")
+            if isinstance(record, dict):
+                record.update(cancelled=True, complete=False)
         self.abandoned = True
         self.on_done = self.on_progress = None
         self.cancel()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qtpy.QtCore import Signal
+from qtpy.QtCore import QEvent, QObject, Signal
 from qtpy.QtWidgets import QComboBox
 
 from .._napari.layer_data import image_layers, is_offerable_image, same_layer
@@ -174,21 +174,77 @@ class WidgetLife:
 
     Closing the viewer deletes the docked widgets while a thread worker may still run: its
     handlers ask ``alive`` before touching a button, and the callbacks stop the work.
+
+    ``on_panel_closed`` callbacks run when the widget's panel is closed (napari takes the
+    widget out of its dock: its parent becomes None) or when the viewer's window it was docked
+    in closes. The widget itself lives on, but its work must stop there: a late step must not
+    touch a viewer that is closed, nor run on unseen from a panel nobody can reach.
     """
 
     def __init__(self, widget):
         self.alive = True
         self._callbacks: list = []
+        self._panel_callbacks: list = []
+        self._docked = False
+        self._window = None
+        self._watch = _PanelWatch(self, widget)  # a child of the widget: it goes with it
+        widget.installEventFilter(self._watch)
         widget.destroyed.connect(self._destroyed)
 
     def on_destroyed(self, callback) -> None:
         self._callbacks.append(callback)
+
+    def on_panel_closed(self, callback) -> None:
+        self._panel_callbacks.append(callback)
 
     def _destroyed(self, *_):
         self.alive = False
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             callback()
+
+    def _parent_changed(self, widget) -> None:
+        if widget.parent() is not None:
+            self._docked = True
+            window = widget.window()
+            if window is not widget and window is not self._window:
+                self._window = window
+                window.installEventFilter(self._watch)
+        elif self._docked:
+            self._docked = False
+            self._panel_closed()
+
+    def _window_closing(self, spontaneous: bool) -> None:
+        if not spontaneous:  # viewer.close(): its layers are gone already
+            self._panel_closed()
+            return
+        from qtpy.QtCore import QTimer
+
+        window = self._window  # a user's close may still be refused (a confirmation)
+        QTimer.singleShot(0, lambda: None if window.isVisible() else self._panel_closed())
+
+    def _panel_closed(self) -> None:
+        if not self.alive:
+            return
+        for callback in list(self._panel_callbacks):
+            callback()
+
+
+class _PanelWatch(QObject):
+    """Event filter of a widget (parent changes) and of the window it is docked in (close)."""
+
+    def __init__(self, life: WidgetLife, widget):
+        super().__init__(widget)
+        self._life = life
+        self._widget = widget
+
+    def eventFilter(self, watched, event):
+        kind = event.type()
+        if kind == QEvent.Type.ParentChange and watched is self._widget:
+            self._life._parent_changed(self._widget)
+        elif kind == QEvent.Type.Close and watched is self._life._window:
+            self._life._window_closing(event.spontaneous())
+        return False
 
 
 def bind_console(viewer) -> None:

@@ -62,6 +62,7 @@ class TextureTransferWidget(QWidget):
         self._started_at = float("-inf")
         self.life = WidgetLife(self)
         self.life.on_destroyed(self._abandon_run)
+        self.life.on_panel_closed(self._panel_closed)
 
         self.size_spin = spin(32, 8192, PRESET_SIZES[PRESET_NAMES[0]], "size")
         self.preset_combo = combo(PRESET_NAMES)
@@ -256,6 +257,15 @@ class TextureTransferWidget(QWidget):
         if self.run_state is not None:
             self.run_state.abandon()
         self.run_state = None
+
+    def _panel_closed(self) -> None:
+        """The panel was closed (or its viewer): stop the run there, and show it idle."""
+        if not self.running:
+            return
+        self._abandon_run()
+        self.run_button.setText("Run")
+        self.progress_bar.setVisible(False)
+        self.status_label.setText("stopped: the panel was closed during the run.")
 
     def _update_frames_choice(self, *_) -> None:
         """Offer "all frames" only for a content layer with frames (a stack, a time series)."""

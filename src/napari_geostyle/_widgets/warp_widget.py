@@ -85,6 +85,7 @@ class GeometricWarpWidget(QWidget):
         self._elapsed_timer.timeout.connect(self._show_elapsed)
         self.life = WidgetLife(self)
         self.life.on_destroyed(self._stop_everything)
+        self.life.on_panel_closed(self._panel_closed)
 
         self.content_combo = LayerCombo(napari_viewer, prefer=("content",))
         self.style_combo = LayerCombo(napari_viewer, prefer=("geometry style", "geometry", "style"))
@@ -232,6 +233,15 @@ class GeometricWarpWidget(QWidget):
         if self.live is not None:
             self.live.close()
         self.live = None
+
+    def _panel_closed(self) -> None:
+        """The panel was closed (or its viewer): drop a running estimate and stop the live
+        warp (its points stop following edits; nothing touches the viewer later)."""
+        self.cancel()
+        if self.live is not None:
+            self.live.close()
+        self.live = None
+        self._update_enabled()
 
     def _on_strength_changed(self, value: int) -> None:
         strength = value / STRENGTH_STEPS

@@ -1,0 +1,46 @@
+"""What a first-time user trips on (issue 23): panels closed mid-run, small screens, sample
+layout, undo of on/off flags, repeated Runs, side-by-side points, wrong-side clicks, result
+kinds, the landmark table, status texts."""
+
+from widget_helpers import WAIT_MS
+from widget_helpers import tiny as _tiny
+
+from napari_geostyle._widgets.texture_widget import TextureTransferWidget
+from napari_geostyle._widgets.warp_widget import GeometricWarpWidget
+
+
+def _names(viewer) -> list[str]:
+    return [layer.name for layer in viewer.layers]
+
+
+def test_closing_the_texture_panel_stops_its_run_and_nothing_touches_the_closed_viewer(
+    geo_viewer, qtbot
+):
+    widget = TextureTransferWidget(geo_viewer)
+    dock = geo_viewer.window.add_dock_widget(widget)
+    _tiny(widget, iterations=5000)
+    run = widget.run()
+    qtbot.waitUntil(lambda: run.steps_seen > 0, timeout=WAIT_MS)
+    dock.destroyOnClose()  # the panel's x
+    qtbot.waitUntil(lambda: run.done, timeout=WAIT_MS)
+    assert run.cancelled and run.error is None and run.steps_seen < 5000
+    assert widget.run_button.text() == "Run"  # the (detached) widget is idle again
+    assert "closed" in widget.status_label.text()
+    geo_viewer.close()
+    qtbot.wait(100)
+    assert _names(geo_viewer) == []  # no late preview re-created a layer
+
+
+def test_closing_the_warp_panel_drops_its_estimate(geo_viewer, qtbot):
+    widget = GeometricWarpWidget(geo_viewer)
+    dock = geo_viewer.window.add_dock_widget(widget)
+    widget.model_combo.setCurrentText("affine")
+    widget.run()
+    worker = widget.worker
+    finished = []
+    worker.finished.connect(lambda: finished.append(True))
+    dock.destroyOnClose()
+    assert widget.worker is None and widget.run_button.text() == "Run"
+    qtbot.waitUntil(lambda: bool(finished), timeout=WAIT_MS)
+    qtbot.wait(50)
+    assert "content warped" not in _names(geo_viewer)
