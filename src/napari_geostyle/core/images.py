@@ -80,7 +80,7 @@ def validate_points(points, name: str = "points", min_count: int = 0) -> np.ndar
     """Return ``points`` as a float64 ``(N, 2)`` array of finite ``(row, col)`` coordinates."""
     try:
         array = np.asarray(points, dtype=np.float64)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError) as error:
         raise ValueError(f"{name} must be numbers of shape (N, 2): {error}") from None
     if array.ndim == 1 and array.size == 2:
         array = array[None, :]
@@ -99,7 +99,7 @@ def validate_shape(shape, name: str = "output_shape") -> tuple[int, int]:
     """Return ``(H, W)`` from a shape-like value (extra trailing axes are ignored)."""
     try:
         height, width = (int(v) for v in tuple(shape)[:2])
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{name} must be (height, width); got {shape!r}.") from None
     if height < 1 or width < 1:
         raise ValueError(f"{name} must be positive; got {shape!r}.")

@@ -110,6 +110,8 @@ class LandmarkReport:
 
 # --------------------------------------------------------------------------- reading
 def _points_array(points, name: str) -> np.ndarray:
+    if np.asarray(points).dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be real numbers; got {np.asarray(points).dtype}.")
     array = np.asarray(points, dtype=np.float64)
     if array.ndim != 2 or array.shape[1] != 2:
         raise ValueError(f"{name} must be an (N, 2) array of (row, col); got shape {array.shape}.")
@@ -137,6 +139,9 @@ def load_landmark_set(path) -> list[tuple[np.ndarray, np.ndarray, str]]:
         stored_names = data["names"] if "names" in data.files else None
     except Exception as error:
         raise ValueError(f"cannot read landmark set {path}: {error}") from error
+    for key, array in (("images", images), ("landmarks", landmarks), ("names", stored_names)):
+        if array is not None and array.ndim == 0:
+            raise ValueError(f"landmark set {path}: {key!r} must be an array with one per item.")
     if len(images) != len(landmarks):
         raise ValueError(
             f"landmark set {path}: {len(images)} images but {len(landmarks)} landmark arrays."
@@ -146,6 +151,8 @@ def load_landmark_set(path) -> list[tuple[np.ndarray, np.ndarray, str]]:
         if stored_names is not None
         else [f"item {i}" for i in range(len(images))]
     )
+    if len(names) != len(images):
+        raise ValueError(f"landmark set {path}: {len(names)} names for {len(images)} items.")
     items = []
     for index, (image, points) in enumerate(zip(images, landmarks)):
         points = _points_array(points, f"landmarks of item {index}")
@@ -212,17 +219,20 @@ def read_pf_pairs(csv_path, image_root=None, one_based: bool = True, limit: int 
     if not csv_path.is_file():
         raise FileNotFoundError(f"no pair CSV at {csv_path}")
     root = Path(image_root) if image_root is not None else csv_path.parent
-    with open(csv_path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        fields = reader.fieldnames or []
-        columns = next((c for c in _PF_IMAGE_COLUMNS if set(c) <= set(fields)), None)
-        missing = {"XA", "YA", "XB", "YB"} - set(fields)
-        if columns is None or missing:
-            raise ValueError(
-                f"{csv_path} is not a Proposal Flow pair CSV: it needs columns imageA,imageB (or "
-                f"source_image,target_image) and XA,YA,XB,YB; it has {fields}."
-            )
-        rows = list(reader)
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            fields = reader.fieldnames or []
+            columns = next((c for c in _PF_IMAGE_COLUMNS if set(c) <= set(fields)), None)
+            missing = {"XA", "YA", "XB", "YB"} - set(fields)
+            if columns is None or missing:
+                raise ValueError(
+                    f"{csv_path} is not a Proposal Flow pair CSV: it needs columns imageA,imageB "
+                    f"(or source_image,target_image) and XA,YA,XB,YB; it has {fields}."
+                )
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(f"{csv_path} is not a readable pair CSV: {error}") from error
     pairs, cache = [], {}
 
     def image(name: str, line: int):
@@ -230,7 +240,13 @@ def read_pf_pairs(csv_path, image_root=None, one_based: bool = True, limit: int 
             path = root / name
             if not path.is_file():
                 raise FileNotFoundError(f"{csv_path} line {line}: no image at {path}")
-            cache[name] = np.asarray(iio.imread(path))
+            try:
+                cache[name] = np.asarray(iio.imread(path))
+            except Exception as error:  # imageio raises many types for unreadable files
+                raise ValueError(
+                    f"{csv_path} line {line}: cannot read {path} as an image: "
+                    f"{' '.join(str(error).split())[:200]}"
+                ) from error
         return cache[name]
 
     shift = 1.0 if one_based else 0.0

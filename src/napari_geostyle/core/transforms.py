@@ -179,7 +179,10 @@ def tps_jacobian(points: torch.Tensor, control: torch.Tensor, coefficients: torc
 MAX_TPS_LANDMARKS = 2000
 #: deepest nesting ``transform_from_dict`` reads (a real composition is a few levels deep)
 MAX_DICT_DEPTH = 32
+_MAX_AFFINE_ENTRY = 1e150  # beyond it the determinant of the linear part overflows
 _DUPLICATE_TOLERANCE = 1e-6  # relative to the landmark extent (at least 1 px)
+#: farthest a landmark may be from the origin, in pixels (far beyond any image's side)
+MAX_LANDMARK_COORDINATE = 1e8
 _COLINEAR_TOLERANCE = 1e-6  # smallest / largest singular value of the centred landmarks
 _EVALUATION_CHUNK = 1 << 16  # points per chunk when evaluating a spline in float64 on the CPU
 
@@ -188,18 +191,31 @@ def _check_spread(points: np.ndarray, name: str) -> None:
     """Duplicate or colinear landmarks make the fits singular: say which, and how to fix it."""
     from scipy.spatial import cKDTree
 
+    # the scale first: one absurd coordinate would make every other pair look like a duplicate
+    reach = np.abs(points).max(axis=1)
+    if not np.all(np.isfinite(points)) or reach.max() > MAX_LANDMARK_COORDINATE:
+        far = int(np.argmax(np.where(np.isfinite(reach), reach, np.inf)))
+        raise ValueError(
+            f"{name} {far} is at {points[far].tolist()}, more than "
+            f"{MAX_LANDMARK_COORDINATE:.0e} px from the origin; landmarks are image pixels: "
+            "fix or remove that landmark."
+        )
     extent = max(1.0, float(np.ptp(points, axis=0).max()))
     # nearest other landmark of each, from a KD-tree: O(N log N) time and O(N) memory
     distance, index = cKDTree(points).query(points, k=2)
     closest = int(np.argmin(distance[:, 1]))
-    if distance[closest, 1] <= _DUPLICATE_TOLERANCE * extent:
+    gap = float(distance[closest, 1])
+    if gap <= _DUPLICATE_TOLERANCE * extent:
         # with several landmarks at one spot the query may return another one first
         partner = int(index[closest, 1] if index[closest, 1] != closest else index[closest, 0])
         first, second = sorted((closest, partner))
-        raise ValueError(
-            f"{name} {first} and {second} are at the same position {points[first].tolist()}; "
-            "remove one of the duplicate landmarks."
+        where = (
+            f"are at the same position {points[first].tolist()}"
+            if gap == 0
+            else f"are {gap:.3g} px apart, as good as the same position for landmarks that "
+            f"span {extent:.3g} px"
         )
+        raise ValueError(f"{name} {first} and {second} {where}; remove one of the two landmarks.")
     singular = np.linalg.svd(points - points.mean(axis=0), compute_uv=False)
     if singular[-1] <= _COLINEAR_TOLERANCE * singular[0]:
         raise ValueError(
@@ -277,7 +293,7 @@ class AffineTransform(Transform):
     def __init__(self, matrix):
         try:
             array = np.array(matrix, dtype=np.float64)
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, OverflowError) as error:
             raise ValueError(f"affine matrix must be numbers: {error}") from None
         if array.shape == (2, 3):
             array = np.vstack([array, [0.0, 0.0, 1.0]])
@@ -291,7 +307,13 @@ class AffineTransform(Transform):
             )
         array[2] = [0.0, 0.0, 1.0]
         linear = array[:2, :2]
-        if abs(np.linalg.det(linear)) <= 1e-12 * max(1.0, float(np.abs(linear).max()) ** 2):
+        peak = float(np.abs(linear).max())
+        if peak > _MAX_AFFINE_ENTRY:  # its determinant and inverse would overflow
+            raise ValueError(
+                f"affine matrix has an entry of {peak:.3g}; a pixel transform's linear part "
+                f"stays below {_MAX_AFFINE_ENTRY:.0e} (is the file corrupt?)."
+            )
+        if abs(np.linalg.det(linear)) <= 1e-12 * max(1.0, peak) ** 2:
             raise ValueError(
                 "affine matrix is singular (it squashes the image onto a line or point); "
                 "it cannot be inverted to sample a warp."
@@ -342,15 +364,18 @@ class _Spline:
         self.center = np.array(center, dtype=np.float64)
         self.scale = np.array(scale, dtype=np.float64)
         self.control_frame = (control - self.center) / self.scale
-        self.coefficients = (
-            tps_solve(
-                torch.from_numpy(self.control_frame)[None],
-                torch.from_numpy(np.array(values, dtype=np.float64))[None],
-                regularization,
-            )[0]
-            .numpy()
-            .copy()
-        )
+        try:
+            self.coefficients = (
+                tps_solve(
+                    torch.from_numpy(self.control_frame)[None],
+                    torch.from_numpy(np.array(values, dtype=np.float64))[None],
+                    regularization,
+                )[0]
+                .numpy()
+                .copy()
+            )
+        except torch.linalg.LinAlgError:
+            self.coefficients = np.full((len(control) + 3, 2), np.nan)
         if not np.all(np.isfinite(self.coefficients)):
             raise ValueError("the thin-plate spline system is singular for these landmarks.")
         if exact and regularization == 0:
@@ -452,8 +477,10 @@ class TPSTransform(Transform):
         )
         try:
             regularization = float(regularization)
-        except (TypeError, ValueError):
-            raise ValueError(f"regularization must be a number; got {regularization!r}.") from None
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(
+                f"regularization must be a number; got {str(regularization)[:40]!r}."
+            ) from None
         if not np.isfinite(regularization) or regularization < 0:
             raise ValueError(f"regularization must be finite and >= 0; got {regularization}.")
         if frame is None:
@@ -461,7 +488,7 @@ class TPSTransform(Transform):
         else:
             try:
                 center, scale = (np.array(v, dtype=np.float64).reshape(2) for v in frame)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ValueError(
                     "frame must be (center, scale), each two numbers (row, col)."
                 ) from None
@@ -678,8 +705,10 @@ def check_strength(strength) -> float:
     """``strength`` as a float in [0, 1]; anything else is a ``ValueError``."""
     try:
         value = float(strength)
-    except (TypeError, ValueError):
-        raise ValueError(f"strength must be a number from 0 to 1; got {strength!r}.") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(
+            f"strength must be a number from 0 to 1; got {str(strength)[:40]!r}."
+        ) from None
     if not (0.0 <= value <= 1.0):
         raise ValueError(f"strength must be from 0 (no warp) to 1 (the full warp); got {value}.")
     return value
@@ -744,6 +773,11 @@ def transform_from_dict(data, _depth: int = 0) -> Transform:
             )
     except (KeyError, TypeError, IndexError) as error:
         raise ValueError(f"malformed {kind!r} transform dict: missing or bad {error}") from None
+    except (ArithmeticError, np.linalg.LinAlgError) as error:  # overflow, a singular system
+        raise ValueError(
+            f"the {kind!r} transform's numbers do not make a usable transform: "
+            f"{' '.join(str(error).split())[:200]}"
+        ) from error
     raise ValueError(f"unknown transform type {kind!r}; expected 'affine', 'tps' or 'composed'.")
 
 
