@@ -44,3 +44,39 @@ def test_closing_the_warp_panel_drops_its_estimate(geo_viewer, qtbot):
     qtbot.waitUntil(lambda: bool(finished), timeout=WAIT_MS)
     qtbot.wait(50)
     assert "content warped" not in _names(geo_viewer)
+
+
+def test_three_docked_widgets_with_every_section_open_fit_a_900_px_screen(
+    make_napari_viewer_proxy, qtbot
+):
+    from qtpy.QtWidgets import QScrollArea
+
+    from napari_geostyle._sample_data import content_and_style
+    from napari_geostyle._widgets.pipeline_widget import GeometricStyleTransferWidget
+
+    viewer = make_napari_viewer_proxy(show=True)
+    for data, kwargs, _kind in content_and_style():
+        viewer.add_image(data, **kwargs)
+    widgets = [
+        GeometricWarpWidget(viewer),
+        TextureTransferWidget(viewer),
+        GeometricStyleTransferWidget(viewer),
+    ]
+    for widget in widgets:
+        viewer.window.add_dock_widget(widget, area="right")
+        for box in ("advanced_box", "landmarks_box", "files_box"):
+            if hasattr(widget, box):
+                getattr(widget, box).expand(animate=False)
+    window = widgets[0].window()
+    window.resize(1600, 900)
+    qtbot.wait(50)
+    for widget in widgets:
+        assert widget.minimumSizeHint().height() <= 250
+    assert window.minimumSizeHint().height() <= 900
+    assert window.height() <= 900
+    for widget in widgets:  # Run and the status are reachable: scrolled to, they are shown
+        area = widget.findChild(QScrollArea)
+        for control in (widget.run_button, widget.status_label):
+            area.ensureWidgetVisible(control)
+            qtbot.wait(10)
+            assert not control.visibleRegion().isEmpty(), (type(widget).__name__, control)

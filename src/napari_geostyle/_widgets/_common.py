@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from qtpy.QtCore import QEvent, QObject, Signal
-from qtpy.QtWidgets import QComboBox
+from qtpy.QtCore import QEvent, QObject, QSize, Qt, Signal
+from qtpy.QtWidgets import QComboBox, QScrollArea
 
 from .._napari.layer_data import image_layers, is_offerable_image, same_layer
 
@@ -273,6 +273,45 @@ def choose_file(parent, caption: str, filters: str, save: bool):
     else:
         path, _ = QFileDialog.getOpenFileName(parent, caption, "", filters)
     return path or None
+
+
+SCROLL_MIN_HEIGHT = 180  # px a docked widget asks for at least; the rest scrolls
+
+
+def scroll_body(widget):
+    """Give ``widget`` a vertical scroll area filling it, and return the layout to fill inside.
+
+    A docked widget then asks for its full width but only ``SCROLL_MIN_HEIGHT`` px of height:
+    several widgets docked on a small screen (sections open) never push the window taller
+    than the screen, and every control stays reachable by scrolling.
+    """
+    from qtpy.QtWidgets import QFrame, QVBoxLayout, QWidget
+
+    body = QWidget()
+    area = _ScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(body)
+    outer = QVBoxLayout(widget)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(area)
+    return QVBoxLayout(body)
+
+
+class _ScrollArea(QScrollArea):
+    """A vertical scroll area as wide as its content, as tall as it when there is room."""
+
+    def _with_bar(self, size: QSize, height: int) -> QSize:
+        return QSize(size.width() + self.verticalScrollBar().sizeHint().width(), height)
+
+    def minimumSizeHint(self) -> QSize:
+        inner = self.widget().minimumSizeHint()
+        return self._with_bar(inner, min(inner.height(), SCROLL_MIN_HEIGHT))
+
+    def sizeHint(self) -> QSize:
+        inner = self.widget().sizeHint()
+        return self._with_bar(inner, inner.height())
 
 
 def collapsible(title: str, form, expanded: bool = False):

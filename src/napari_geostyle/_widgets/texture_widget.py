@@ -16,7 +16,14 @@ from qtpy.QtWidgets import (
 
 from ..core.features import BACKBONES
 from ..core.texture import PRESET_NAMES, PRESET_SIZES
-from ._common import LayerCombo, WidgetLife, bind_console, collapsible, device_names
+from ._common import (
+    LayerCombo,
+    WidgetLife,
+    bind_console,
+    collapsible,
+    device_names,
+    scroll_body,
+)
 from ._controls import button, check, combo, double_spin, spin
 
 PREVIEW_EVERY = 5  # iterations between live previews of the result
@@ -114,7 +121,7 @@ class TextureTransferWidget(QWidget):
         advanced.addRow("", self.reuse_check)
         advanced.addRow(self.fetch_button)
         self.advanced_box = collapsible("advanced", advanced)
-        layout = QVBoxLayout(self)
+        layout = scroll_body(self)
         layout.setSpacing(4)
         layout.addLayout(form)
         layout.addWidget(self.advanced_box)

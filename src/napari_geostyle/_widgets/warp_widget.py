@@ -14,7 +14,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QSlider,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -36,6 +35,7 @@ from ._common import (
     collapsible,
     device_names,
     keep_different,
+    scroll_body,
 )
 from ._controls import TOOLTIPS, button, check, combo
 
@@ -174,7 +174,7 @@ class GeometricWarpWidget(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button, 1)
         buttons.addWidget(self.landmarks_button)
-        layout = QVBoxLayout(self)
+        layout = scroll_body(self)
         layout.setSpacing(4)
         layout.addLayout(form)
         layout.addWidget(self.advanced_box)
