@@ -2,6 +2,7 @@
 layout, undo of on/off flags, repeated Runs, side-by-side points, wrong-side clicks, result
 kinds, the landmark table, status texts."""
 
+import numpy as np
 from widget_helpers import WAIT_MS
 from widget_helpers import tiny as _tiny
 
@@ -80,3 +81,32 @@ def test_three_docked_widgets_with_every_section_open_fit_a_900_px_screen(
             area.ensureWidgetVisible(control)
             qtbot.wait(10)
             assert not control.visibleRegion().isEmpty(), (type(widget).__name__, control)
+
+
+def _world_box(layer):
+    """(low, high) world (row, col) corners of an image layer, its outer pixels' edges included."""
+    low, high = (np.asarray(corner, float)[-2:] for corner in layer.extent.world)
+    half = np.asarray(layer.scale, float)[-2:] / 2.0
+    return low - half, high + half
+
+
+def _overlap(first, second) -> bool:
+    (low1, high1), (low2, high2) = _world_box(first), _world_box(second)
+    return bool(np.all(low1 < high2) and np.all(low2 < high1))
+
+
+def test_sample_layers_do_not_hide_each_other(make_napari_viewer_proxy):
+    from itertools import combinations
+
+    from napari_geostyle._sample_data import content_and_style
+
+    viewer = make_napari_viewer_proxy()
+    for data, kwargs, _kind in content_and_style():
+        viewer.add_image(data, **kwargs)
+    for first, second in combinations(viewer.layers, 2):
+        assert not _overlap(first, second), (first.name, second.name)
+    # the right of the content stays free for the warp's output (side by side)
+    low, high = _world_box(viewer.layers["content"])
+    for layer in viewer.layers:
+        other_low, other_high = _world_box(layer)
+        assert layer.name == "content" or other_high[1] <= low[1] or other_low[0] >= high[0]

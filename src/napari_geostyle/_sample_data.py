@@ -27,6 +27,7 @@ TILT_DEGREES = 14.0
 TALLER = 1.12
 NARROWER = 0.78
 CHIN_NARROWING = 0.18  # extra narrowing at the chin (0 at the head's centre and above)
+SAMPLE_GAP = 0.25  # space between the sample layers, a fraction of the content's size
 
 
 def face_content() -> np.ndarray:
@@ -84,8 +85,18 @@ def content_and_style():
     their sources and licences."""
     from skimage import data
 
+    content, geometry, texture = face_content(), geometry_style(), data.brick()
+    # Laid out so that none hides another: the geometry style left of the content, the texture
+    # style under both, and the right of the content free for the warp's output (side by
+    # side). The gaps leave room for control points that reach past an image's edge.
+    height, width = content.shape[:2]
+    gap = SAMPLE_GAP * max(height, width)
+    style_left = -(geometry.shape[1] + gap)
+    below = max(height, geometry.shape[0]) + gap
     return [
-        (face_content(), {"name": "content", "rgb": True}, "image"),
-        (geometry_style(), {"name": "geometry style", "colormap": "gray"}, "image"),
-        (data.brick(), {"name": "texture style", "colormap": "gray"}, "image"),
-    ]
+        (content, {"name": "content", "rgb": True}, "image"),
+        (geometry, {"name": "geometry style", "colormap": "gray", "translate": (0.0, style_left)},
+         "image"),
+        (texture, {"name": "texture style", "colormap": "gray", "translate": (below, style_left)},
+         "image"),
+    ]  # fmt: skip
