@@ -193,15 +193,17 @@ def test_video_coherent_mode_flickers_less_than_independent_frames(styles, tmp_p
                 None,
                 texture,
                 coherent=coherent,
-                **{**TINY, "iterations": 3, "size": 48},
+                **{**TINY, "iterations": 6, "size": 48},
                 **THREADS,
             )
         )
         assert [r.status for r in results] == ["done"] * 11
         assert results[-1].kind == "sequence" and results[-1].output == "clip.mp4"
         flicker[coherent] = temporal.flicker_ratio(_frames(out, "clip", 10), inputs)
-    # warm-started texture follows the previous frame instead of being re-drawn each time
-    assert flicker[True] < 0.7 * flicker[False]
+    # warm-started texture follows the previous frame instead of being re-drawn each time. With
+    # 6 iterations an independent frame's random-backbone texture is re-drawn far from the last
+    # one (about 4-5x the coherent flicker here); half is a margin that codecs and BLAS cannot eat
+    assert flicker[True] < 0.5 * flicker[False], flicker
     video, sequences = media.collect_inputs(tmp_path / "styled_True" / "clip.mp4")
     assert len(video) == 10 and video[0].array.shape == (36, 48, 3)
     assert sequences[0].fps == pytest.approx(10.0)
@@ -509,6 +511,7 @@ def test_per_frame_geometry_smoothed_jitters_less_than_unsmoothed(styles, tmp_pa
         assert np.allclose(got.matrix, want.matrix, atol=1e-9)
     assert len({t.matrix.tobytes() for t in transforms[5]}) == 8  # it follows the subject
     jitter = {w: temporal.lattice_jitter(t, (48, 48)) for w, t in transforms.items()}
+    # about 0.22 here; 0.6 leaves the estimates' numerics a margin of more than two
     assert jitter[5] < 0.6 * jitter[1], jitter
     assert _manifest(tmp_path / "window5")["options"]["smooth_frames"] == 5
     again = gs.batch_geometric_style_transfer(

@@ -42,6 +42,12 @@ def test_jitter_shrinks_by_the_expected_factor(kernel):
     noise = np.random.default_rng(1).normal(0.0, 1.0, (40000, 2))
     smoothed = temporal.smooth_series(noise, 5, kernel)[10:-10]
     gain = temporal.noise_gain(5, kernel)
+    # the property itself: smoothing is linear, so the gain is the norm of its impulse response
+    impulse = np.zeros(21)
+    impulse[10] = 1.0
+    response = temporal.smooth_series(impulse, 5, kernel)
+    assert np.sqrt((response**2).sum()) == pytest.approx(gain, rel=1e-9)
+    # and on noise, 40000 draws: the ratio's spread is about 0.5 %; 3 % is six times that
     assert smoothed.std() / noise.std() == pytest.approx(gain, rel=0.03)
     if kernel == "box":
         assert gain == pytest.approx(1 / np.sqrt(5))
@@ -63,6 +69,7 @@ def test_linear_drift_is_kept_in_the_middle(kernel):
     matrices = np.stack([w.transforms[0].matrix[:2, 2] for w in smooth])
     expected = temporal.smooth_series(1.5 * t[:, None] + jitter, 7, kernel)
     assert np.allclose(matrices, expected, rtol=0, atol=1e-9)
+    # 0.06-0.16 of the raw jitter over 200 noise seeds (either kernel): 0.5 is far from both
     assert temporal.lattice_jitter(smooth, SHAPE) < 0.5 * temporal.lattice_jitter(warps, SHAPE)
     steady = [_warp((1.5 * ti, 0.0)) for ti in t]
     assert temporal.lattice_jitter(steady, SHAPE) == pytest.approx(0.0, abs=1e-9)

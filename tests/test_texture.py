@@ -61,6 +61,8 @@ def test_loss_falls_and_style_colours_move_in(content, style):
     steps = list(
         texture.iter_texture_transfer(content, style, **{**FAST, "iterations": 15, "levels": 1})
     )
+    # measured: loss 0.23 of its start, colour distance 0.34 of its start (the seeded random
+    # backbone); the bounds below leave a factor of two or more for other BLAS and torch versions
     assert steps[-1].loss < 0.5 * steps[0].loss
     out = steps[-1].image
     style_mean = images.to_rgb_float(style).mean(axis=(0, 1))
@@ -103,7 +105,7 @@ def test_preserve_color_keeps_content_chroma(content, style):
     chroma_in = images.rgb_to_yiq(content)[..., 1:]
     assert np.abs(chroma_out - chroma_in).mean() < 0.02
     plain = texture.transfer_texture(content, style, **FAST)
-    assert np.abs(images.rgb_to_yiq(plain)[..., 1:] - chroma_in).mean() > 0.03
+    assert np.abs(images.rgb_to_yiq(plain)[..., 1:] - chroma_in).mean() > 0.03  # 0.12 measured
 
 
 def test_several_styles_with_weights(content, style):

@@ -142,8 +142,11 @@ def test_tiny_training_lowers_loss_and_round_trips_checkpoint(pool, tmp_path):
     )
     last = steps[-1]
     assert last.done and last.step == 12 and last.checkpoint == str(out)
-    # the training loss (running average) falls well below its first value
-    assert last.loss < 0.6 * steps[0].loss, [round(p.loss, 4) for p in steps]
+    # the training loss (running average) falls well below where it started: the last three
+    # against the first three (about 0.4 here; a run that does not learn stays near 1, and one
+    # step's noise moves a single value by 15 %), so other BLAS and torch versions keep a margin
+    losses = [p.loss for p in steps]
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), [round(v, 4) for v in losses]
     # the checkpoint holds the same network
     net = last.extra["net"]
     loaded = geonet.load_geometry_model("affine", checkpoint=out, device="cpu")
