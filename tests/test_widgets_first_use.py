@@ -110,3 +110,30 @@ def test_sample_layers_do_not_hide_each_other(make_napari_viewer_proxy):
     for layer in viewer.layers:
         other_low, other_high = _world_box(layer)
         assert layer.name == "content" or other_high[1] <= low[1] or other_low[0] >= high[0]
+
+
+def _wait_idle(qtbot, thing):
+    qtbot.waitUntil(lambda: not thing.busy, timeout=WAIT_MS)
+
+
+def test_undo_after_deleting_a_table_row_restores_the_on_off_flags(geo_viewer, qtbot):
+    widget = GeometricWarpWidget(geo_viewer)
+    qtbot.addWidget(widget)
+    live = widget.start_from_landmarks()
+    rows, cols = np.meshgrid([10.0, 30.0, 50.0], [12.0, 32.0, 52.0], indexing="ij")
+    control = np.stack([rows.ravel(), cols.ravel()], 1)[:6]
+    live.set_points(control, control + [1.0, 2.0])
+    table = widget.show_landmark_table()
+    live.set_pair_active(4, False)  # pair 5 off
+    _wait_idle(qtbot, live)
+    table.table.selectRow(3)  # delete pair 4
+    table.delete_selected()
+    _wait_idle(qtbot, live)
+    assert live.active_pairs().tolist() == [True, True, True, False, True]
+    assert widget.live.undo()
+    _wait_idle(qtbot, live)
+    assert live.active_pairs().tolist() == [True, True, True, True, False, True]
+    np.testing.assert_allclose(live.pairs()[0], control)
+    assert live.undo()  # before pair 5 was switched off
+    assert live.active_pairs().all()
+    assert live.redo() and live.active_pairs().tolist() == [True] * 4 + [False, True]

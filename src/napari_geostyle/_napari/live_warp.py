@@ -213,6 +213,7 @@ class LiveWarp:
         fit_model: str = "tps",
         landmarks=None,
         side_by_side: bool = True,
+        active=None,
     ):
         from qtpy.QtCore import QTimer
 
@@ -272,6 +273,8 @@ class LiveWarp:
             "cyan",
             self._output_translate(),
         )
+        if active is not None:  # the pairs' on/off flags (``transform`` fits the "on" ones)
+            self._write_active(active)
         self._push_history()
         self._activate(self.target_points)
         viewer.layers.events.removed.connect(self._on_layer_removed)
@@ -539,16 +542,25 @@ class LiveWarp:
                 mask &= np.asarray(layer.features["active"], bool)[:count]
         return mask
 
-    def set_pair_active(self, index: int, active: bool) -> bool:
-        """Switch pair ``index`` on or off (off: left out of the fit) and re-warp."""
+    def set_pair_active(self, index: int, active: bool, record: bool = True) -> bool:
+        """Switch pair ``index`` on or off (off: left out of the fit) and re-warp; undoable."""
+        mask = self.active_pairs()
+        mask[index] = bool(active)
+        self._write_active(mask)
+        if record:
+            self._push_history()
+        return self.refit(full=True)
+
+    def _write_active(self, mask) -> None:
+        """Set both points layers' ``active`` feature to ``mask`` (one flag per pair)."""
         for layer in (self.content_points, self.target_points):
-            values = np.asarray(layer.features["active"], bool).copy()
-            values[index] = bool(active)
+            values = np.ones(len(layer.data), bool)
+            count = min(len(values), len(mask))
+            values[:count] = np.asarray(mask, bool)[:count]
             features = layer.features.copy()
             features["active"] = values
             layer.features = features
             layer.feature_defaults = _FEATURE_DEFAULTS
-        return self.refit(full=True)
 
     def _fit(self, control, target, model=None):
         """The landmark fit through the active pairs, or None with the reason in ``status``."""
@@ -749,7 +761,9 @@ class LiveWarp:
 
     # ----------------------------------------------------------------- history
     def _push_history(self) -> None:
-        self._history.push(self.content_points.data, self.target_points.data)
+        self._history.push(
+            self.content_points.data, self.target_points.data, active=self.active_pairs()
+        )
 
     @property
     def can_undo(self) -> bool:
@@ -777,10 +791,11 @@ class LiveWarp:
 
     def _restore(self, state) -> None:
         control, target = state
-        self.set_points(control, target, record=False)
+        self.set_points(control, target, record=False, active=self._history.current_active)
 
-    def set_points(self, control, target, record: bool = True) -> bool:
-        """Replace all landmark pairs (content / output pixel (row, col)) and re-warp."""
+    def set_points(self, control, target, record: bool = True, active=None) -> bool:
+        """Replace all landmark pairs (content / output pixel (row, col)) and re-warp.
+        ``active``: the pairs' on/off flags (default: all on)."""
         from ..core.images import validate_points
 
         control = validate_points(control, "control points")
@@ -795,6 +810,7 @@ class LiveWarp:
                 layer.selected_data = set()
                 layer.data = data
         self._relabel()
+        self._write_active(np.ones(len(control), bool) if active is None else active)
         if record:
             self._push_history()
         return self.refit(full=True)
@@ -821,9 +837,10 @@ class LiveWarp:
 
     def export_transform_json(self, path) -> Path:
         """Write the current transform (``to_dict()``) as JSON."""
-        path = Path(path)
-        path.write_text(json.dumps(self.transform.to_dict(), indent=1))
-        return path
+        from ..core.media import write_user_file
+
+        text = json.dumps(self.transform.to_dict(), indent=1)
+        return write_user_file(path, text, "transform file")
 
     def displacement_field(self) -> np.ndarray:
         """``(H, W, 2)`` float32: for each output pixel, content (row, col) minus its own (row, col).
@@ -833,8 +850,19 @@ class LiveWarp:
         return displacement_field(self.transform, self.content.shape)
 
     def export_displacement_npy(self, path) -> Path:
-        np.save(path, self.displacement_field())
-        return Path(path)
+        """Write ``displacement_field()`` as ``.npy`` (the suffix added as ``np.save`` does)."""
+        from ..core.media import write_user_file
+
+        path = Path(path)
+        if path.suffix != ".npy":
+            path = path.with_name(path.name + ".npy")
+        field = self.displacement_field()
+
+        def write(temp: Path) -> None:
+            with open(temp, "wb") as handle:
+                np.save(handle, field)
+
+        return write_user_file(path, write, "displacement field")
 
     # ----------------------------------------------------------------- other layers, sessions
     def inverse_transform(self):

@@ -114,9 +114,7 @@ class LandmarkTable(QWidget):
         control, target = self.live.pairs()
         keep = np.setdiff1d(np.arange(len(control)), rows)
         active = self.live.active_pairs()[keep]
-        self.live.set_points(control[keep], target[keep])
-        for index in np.flatnonzero(~active):
-            self.live.set_pair_active(int(index), False)
+        self.live.set_points(control[keep], target[keep], active=active)  # one undo step
         self.refresh()
 
     def jump_to(self, rows) -> None:

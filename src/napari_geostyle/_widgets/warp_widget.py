@@ -429,6 +429,7 @@ class GeometricWarpWidget(QWidget):
         stack=None,
         device=None,
         landmarks=None,
+        active=None,
     ):
         from .._napari.live_warp import start_live_warp
 
@@ -450,6 +451,7 @@ class GeometricWarpWidget(QWidget):
             fit_model=self.fit_combo.currentText(),
             landmarks=landmarks,
             side_by_side=self.side_check.isChecked(),
+            active=active,
         )
         self.grid_check.setChecked(False)
         self._refresh_apply_choices()
@@ -624,9 +626,8 @@ class GeometricWarpWidget(QWidget):
             record.get("options", {}),
             device=self.device_combo.currentText(),
             landmarks=(control, target),
+            active=active,
         )
-        for index in np.flatnonzero(~active):
-            live.set_pair_active(int(index), False)
         return live
 
     def show_landmark_table(self):
