@@ -3,15 +3,20 @@ videos that cannot be handled fail alone (issue 24, section 2)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from napari_geostyle.core import media
 from napari_geostyle.core import transforms as T
 from napari_geostyle.core.landmark_eval import load_landmark_set, read_pf_pairs
-from napari_geostyle.core.landmarks import read_bigwarp_csv
-from napari_geostyle.core.session import SESSION_FORMAT, read_session
+from napari_geostyle.core.landmarks import read_bigwarp_csv, write_bigwarp_csv
+from napari_geostyle.core.session import SESSION_FORMAT, read_session, write_session
 
 SQUARE = [[0.0, 0.0], [0.0, 10.0], [10.0, 0.0], [10.0, 10.0]]
 
@@ -179,3 +184,160 @@ def test_close_but_distinct_landmarks_are_reported_with_their_distance():
     exact = np.array([[0.0, 0.0], [0.0, 0.0], [0.0, 100.0], [100.0, 0.0]])
     with pytest.raises(ValueError, match="0 and 1 are at the same position"):
         T.fit_tps(exact, exact + 1.0)
+
+
+# --------------------------------------------------------------------------- 4: atomic writes
+@contextlib.contextmanager
+def _disk_full_after(limit: int):
+    """Files cannot grow past ``limit`` bytes (RLIMIT_FSIZE): a write past it fails with EFBIG,
+    as on a full disk; files already larger stay as they are."""
+    resource = pytest.importorskip("resource")
+    if not hasattr(signal, "SIGXFSZ"):
+        pytest.skip("needs POSIX file size limits")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+def _pairs(count=20):
+    rng = np.random.default_rng(3)
+    content = rng.uniform(0, 500, (count, 2))
+    return content, content + rng.normal(0, 4, (count, 2))
+
+
+def _only_file(folder, name):
+    assert sorted(p.name for p in folder.iterdir()) == [name]  # no temporary file left either
+
+
+def test_a_full_disk_leaves_the_previous_bigwarp_csv_intact(tmp_path):
+    path = tmp_path / "landmarks.csv"
+    write_bigwarp_csv(path, *_pairs(4))
+    before = path.read_bytes()
+    full = _disk_full_after(len(before) // 2)
+    with full, pytest.raises(ValueError, match="cannot write the landmark file"):
+        write_bigwarp_csv(path, *_pairs(20))
+    assert path.read_bytes() == before
+    _only_file(tmp_path, "landmarks.csv")
+
+
+def test_a_full_disk_leaves_the_previous_session_intact_with_a_clear_error(tmp_path):
+    path = tmp_path / "session.json"
+    session = {k: v for k, v in _session().items() if k not in ("format", "version")}
+    write_session(path, session)
+    before = path.read_bytes()
+    big = {**session, "options": {"note": "x" * 4000}}
+    full = _disk_full_after(len(before))
+    with full, pytest.raises(ValueError, match="cannot write the session file .*session.json"):
+        write_session(path, big)
+    assert path.read_bytes() == before
+    _only_file(tmp_path, "session.json")
+    assert read_session(path)["inputs"] == {"content": "photo"}
+
+
+def test_write_session_errors_are_clear_value_errors(tmp_path):
+    session = {k: v for k, v in _session().items() if k not in ("format", "version")}
+    with pytest.raises(ValueError, match="does not exist"):
+        write_session(tmp_path / "absent" / "s.json", session)
+    with pytest.raises(ValueError, match="is a folder"):
+        write_session(tmp_path, session)
+    with pytest.raises(ValueError, match="cannot save the session"):
+        write_session(tmp_path / "s.json", {**session, "options": {"x": object()}})
+    with pytest.raises(ValueError, match="cannot save the session"):
+        write_session(tmp_path / "s.json", {**session, "strength": float("nan")})
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_full_disk_leaves_previous_transform_json_and_npy_exports_intact(tmp_path):
+    from napari_geostyle._napari.live_warp import LiveWarp
+
+    transform = T.fit_tps(*_pairs(20))
+    live = SimpleNamespace(
+        transform=T.AffineTransform(np.eye(3)),
+        displacement_field=lambda: np.zeros((4, 4, 2), np.float32),
+    )
+    json_path, npy_path = tmp_path / "transform.json", tmp_path / "field.npy"
+    assert LiveWarp.export_transform_json(live, json_path) == json_path
+    assert LiveWarp.export_displacement_npy(live, npy_path) == npy_path
+    before = {p: p.read_bytes() for p in (json_path, npy_path)}
+    live.transform = transform
+    live.displacement_field = lambda: np.ones((64, 64, 2), np.float32)
+    with _disk_full_after(max(len(b) for b in before.values()) + 10):
+        with pytest.raises(ValueError, match="cannot write the transform file"):
+            LiveWarp.export_transform_json(live, json_path)
+        with pytest.raises(ValueError, match="cannot write the displacement field"):
+            LiveWarp.export_displacement_npy(live, npy_path)
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["field.npy", "transform.json"]
+    LiveWarp.export_transform_json(live, json_path)  # and with room, the new ones
+    assert T.transform_from_dict(json.loads(json_path.read_text())).to_dict() == transform.to_dict()
+    # np.save's convention: a name without .npy gets it
+    assert LiveWarp.export_displacement_npy(live, tmp_path / "bare") == tmp_path / "bare.npy"
+    assert np.load(tmp_path / "bare.npy").shape == (64, 64, 2)
+
+
+def test_the_one_atomic_writer_fsyncs_and_cleans_up(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    target = media.write_atomic(tmp_path / "a.bin", b"abc")
+    assert target.read_bytes() == b"abc" and synced
+    synced.clear()
+    media.write_atomic(target, lambda temp: temp.write_bytes(b"xyz"))
+    assert target.read_bytes() == b"xyz" and synced
+
+    def broken(temp):
+        temp.write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        media.write_atomic(target, broken)
+    assert target.read_bytes() == b"xyz"
+    _only_file(tmp_path, "a.bin")
+
+
+def test_the_cli_writes_through_the_one_atomic_writer(tmp_path, monkeypatch):
+    from napari_geostyle import cli
+
+    calls = []
+    real = media.write_atomic
+    monkeypatch.setattr(media, "write_atomic", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    cli.write_text(tmp_path / "report.json", "{}")
+    cli.write_image(tmp_path / "image.png", np.zeros((4, 4), np.uint8))
+    assert calls == [tmp_path / "report.json", tmp_path / "image.png"]
+
+
+# --------------------------------------------------------------------------- 4: truncated CSV
+def test_a_truncated_bigwarp_csv_is_refused_never_read_with_a_cut_off_number(tmp_path):
+    content, target = _pairs(3)
+    path = tmp_path / "landmarks.csv"
+    write_bigwarp_csv(path, content, target)
+    text = path.read_text()
+    rows = text.splitlines(keepends=True)
+    for cut in range(len(rows[0]) + 1, len(text)):
+        path.write_text(text[:cut])
+        try:
+            read_content, _ = read_bigwarp_csv(path)
+        except ValueError:
+            continue
+        # read: only at a row boundary, and then exactly the complete rows
+        count = len(read_content)
+        assert text[:cut].rstrip("\n") == "".join(rows[:count]).rstrip("\n"), cut
+        np.testing.assert_array_equal(read_content, content[:count])
+    path.write_text(text[: len(text) - 3])  # '..."42.' : an unclosed quote at the end
+    with pytest.raises(ValueError, match="line 3: the last row is cut off"):
+        read_bigwarp_csv(path)
+
+
+def test_an_unquoted_hand_made_csv_without_a_final_line_end_still_reads(tmp_path):
+    path = tmp_path / "landmarks.csv"
+    path.write_text("a,true,1,2,3,4\nb,true,5,6,7,8\nc,true,9,1,3,5")
+    assert len(read_bigwarp_csv(path)[0]) == 3
+    path.write_text(
+        '"a","true","1","2","3","4"\n"b","true","5","6","7","8"\n"c","true","9","1","3","5"'
+    )
+    assert len(read_bigwarp_csv(path)[0]) == 3

@@ -96,13 +96,11 @@ class _temporary_sibling:
 
 def write_atomically(path, write) -> None:
     """``write(tmp)`` a temporary file next to ``path``, then move it into place: an error or
-    Ctrl-C leaves the previous file intact and nothing partial on disk."""
-    import os
+    Ctrl-C leaves the previous file intact and nothing partial on disk (``media.write_atomic``,
+    the package's one atomic writer)."""
+    from .core.media import write_atomic
 
-    path = Path(path)
-    with _temporary_sibling(path) as tmp:
-        write(tmp)
-        os.replace(tmp, path)
+    write_atomic(path, write, make_folder=False)
 
 
 def write_image(path, image: np.ndarray, overwrite: bool = True) -> None:

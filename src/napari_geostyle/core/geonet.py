@@ -127,11 +127,10 @@ def save_checkpoint(net, path, extra: dict | None = None, half: bool = True) -> 
     payload = {"format": CHECKPOINT_FORMAT, "config": dict(net.config), "state_dict": state}
     if extra:
         payload["extra"] = extra
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)  # atomic: an interrupted save never leaves a broken checkpoint
-    return path
+    from .media import write_atomic
+
+    # atomic: an interrupted save never leaves a broken checkpoint
+    return write_atomic(path, lambda temp: torch.save(payload, temp))
 
 
 CHECKSUMS_FILE = MODELS_DIR / "checksums.json"  # SHA-256 of each shipped model file

@@ -49,6 +49,27 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def _check_last_row_complete(text: str, path) -> None:
+    """Refuse a file cut off in its last row (a full disk, an interrupted copy): it ends without
+    a line end AND inside a quoted field, or without the closing quote every other row has.
+    (A hand-made file of unquoted numbers without a final line end cannot be told apart from a
+    cut-off one, and is read.)"""
+    if not text or text.endswith(("\n", "\r")):
+        return
+    lines = text.splitlines()
+    last = lines[-1].rstrip()
+    others = [line.rstrip() for line in lines[:-1] if line.strip()]
+    unclosed = last.count('"') % 2 == 1
+    unlike_the_rest = bool(others) and all(line.endswith('"') for line in others)
+    if unclosed or (unlike_the_rest and not last.endswith('"')):
+        reason = "an unclosed quote" if unclosed else "no closing quote, unlike every other row"
+        raise ValueError(
+            f"{path}, line {len(lines)}: the last row is cut off ({reason}, and no line end): "
+            "the file looks truncated (a full disk or an interrupted copy?); export the "
+            "landmarks again or restore the file."
+        )
+
+
 def read_bigwarp_csv(path) -> tuple[np.ndarray, np.ndarray]:
     """``(content_points, target_points)``: float64 ``(N, 2)`` ``(row, col)``, active pairs."""
     path = Path(path)
@@ -56,7 +77,9 @@ def read_bigwarp_csv(path) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"no landmark file at {path}")
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.reader(handle))
+            text = handle.read()
+        _check_last_row_complete(text, path)
+        rows = list(csv.reader(io.StringIO(text, newline="")))
     except (UnicodeDecodeError, csv.Error) as error:
         raise ValueError(f"{path} is not a readable CSV landmark file: {error}") from None
     except OSError as error:  # permissions, a folder, a vanished network drive
@@ -115,6 +138,8 @@ def write_bigwarp_csv(path, content_points, target_points, names=None) -> None:
     names = [str(name) for name in names]
     if len(names) != len(content_points):
         raise ValueError(f"{len(names)} names given for {len(content_points)} landmarks.")
+    from .media import write_user_file
+
     path = Path(path)
     if not path.parent.exists():
         raise ValueError(f"output folder {path.parent} does not exist")
@@ -134,8 +159,5 @@ def write_bigwarp_csv(path, content_points, target_points, names=None) -> None:
             ]
         )
     data = text.getvalue().encode("utf-8")
-    try:
-        path.write_bytes(data)
-    except OSError as error:  # a folder, permissions, a full disk
-        reason = error.strerror or type(error).__name__
-        raise ValueError(f"cannot write the landmark file {path}: {reason}.") from None
+    # atomically: a full disk or a kill leaves the previous file, never a truncated one
+    write_user_file(path, data, "landmark file")

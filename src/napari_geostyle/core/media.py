@@ -12,9 +12,11 @@ Image files travel to the workers as their encoded bytes (decoded there, so a co
 in its own task, not in the planning); video frames and stack slices travel decoded. Each item
 carries the SHA-256 of its bytes, the batch's resume key.
 
-Writes go to a temporary file in the target folder, then ``os.replace``: a kill leaves either the
-old file, the new one, or a stray temporary file (``*.geostyle-tmp*``) that never counts as an
-output and is removed by the next run.
+Writes go to a temporary file in the target folder, fsynced, then ``os.replace``: a kill or a
+full disk leaves either the old file, the new one, or a stray temporary file
+(``*.geostyle-tmp*``) that never counts as an output and is removed by the next run.
+``write_atomic`` is the package's one atomic writer (landmark CSVs, sessions, exports and the
+CLI's outputs use it too).
 """
 
 from __future__ import annotations
@@ -250,19 +252,71 @@ def _temp_path(path: Path) -> Path:
     return Path(name)
 
 
-def write_atomic(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder + ``os.replace``."""
+def write_atomic(path, data, make_folder: bool = True) -> Path:
+    """Write ``path`` atomically: the package's one writer of files that must never be seen
+    half-written (batch outputs and manifests, landmark CSVs, sessions, transform JSON,
+    ``.npy`` exports, the CLI's outputs).
+
+    ``data`` is the file's bytes (``str`` is written as UTF-8), or a callable ``write(temp)``
+    that writes the file at the ``Path`` it is given (imageio, tifffile, ``np.save``). The
+    file goes to a temporary file in the same folder, is flushed to disk (fsync), then moved
+    over ``path`` with ``os.replace`` (and the folder entry is synced): a crash, a kill or a full
+    disk leaves either the old file or the new one, never a truncated one. The temporary file is
+    removed on any error, which propagates (``OSError`` for a full disk or a read-only folder).
+    ``make_folder`` creates missing parent folders. Returns ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if make_folder:
+        path.parent.mkdir(parents=True, exist_ok=True)
     temp = _temp_path(path)
     try:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        if callable(data):
+            data(temp)
+            with open(temp, "rb+") as handle:  # what the writer left, flushed to the disk
+                os.fsync(handle.fileno())
+        else:
+            with open(temp, "wb") as handle:
+                handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(temp, path)
+        _fsync_folder(path.parent)
     finally:
         temp.unlink(missing_ok=True)
+    return path
+
+
+def write_user_file(path, data, what: str) -> Path:
+    """``write_atomic`` for a file the user named (an export, a session): its folder must exist,
+    and a failure (no folder, a folder in the way, permissions, a full disk) is a ``ValueError``
+    that names the file and the reason, the previous file left intact."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ValueError(f"cannot write the {what} {path}: folder {path.parent} does not exist.")
+    if path.is_dir():
+        raise ValueError(f"cannot write the {what} {path}: it is a folder; give a file name.")
+    try:
+        return write_atomic(path, data, make_folder=False)
+    except OSError as error:
+        reason = error.strerror or " ".join(str(error).split()) or type(error).__name__
+        raise ValueError(f"cannot write the {what} {path}: {reason}.") from error
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
+    flags = getattr(os, "O_DIRECTORY", None)
+    if flags is None:
+        return
+    try:
+        handle = os.open(folder, os.O_RDONLY | flags)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
 
 
 def remove_stale_temporaries(folder) -> int:
@@ -319,10 +373,9 @@ def write_video(path, frames, fps: float, audio_from=None) -> str:
     audio when it has any. Returns a note on the audio."""
     import imageio.v2 as imageio
 
-    path = Path(path)
-    temp = _temp_path(path)
-    note = "no audio"
-    try:
+    note = ["no audio"]
+
+    def write(temp: Path) -> None:
         # macro_block_size=2: keep the size (H.264 with yuv420p needs even sides only)
         writer = imageio.get_writer(
             temp,
@@ -339,23 +392,20 @@ def write_video(path, frames, fps: float, audio_from=None) -> str:
         finally:
             writer.close()
         if audio_from is not None:
-            note = _mux_audio(temp, Path(audio_from))
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    return note
+            note[0] = _mux_audio(temp, Path(audio_from))
+
+    write_atomic(path, write, make_folder=False)
+    return note[0]
 
 
 def write_stack(path, frames) -> None:
     """Frames as one multi-page TIFF, atomically."""
     import tifffile
 
-    path = Path(path)
-    temp = _temp_path(path)
-    try:
-        stack = np.stack([np.asarray(f) for f in frames])
-        rgb = stack.ndim == 4 and stack.shape[3] in (3, 4)
-        tifffile.imwrite(temp, stack, photometric="rgb" if rgb else "minisblack")
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+    stack = np.stack([np.asarray(f) for f in frames])
+    rgb = stack.ndim == 4 and stack.shape[3] in (3, 4)
+    write_atomic(
+        path,
+        lambda temp: tifffile.imwrite(temp, stack, photometric="rgb" if rgb else "minisblack"),
+        make_folder=False,
+    )

@@ -17,11 +17,20 @@ SESSION_VERSION = 1
 
 
 def write_session(path, session: dict) -> Path:
-    """Write ``session`` (what ``LiveWarp.session()`` returns) as JSON; returns the path."""
+    """Write ``session`` (what ``LiveWarp.session()`` returns) as JSON, atomically; returns the
+    path. A session that is not JSON, or a file that cannot be written, is a ``ValueError``
+    that says why (the previous file is left intact)."""
+    from .media import write_user_file
+
     record = {"format": SESSION_FORMAT, "version": SESSION_VERSION, **session}
-    path = Path(path)
-    path.write_text(json.dumps(record, indent=1))
-    return path
+    try:  # allow_nan=False: read_session would refuse NaN / infinite points
+        text = json.dumps(record, indent=1, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as error:
+        raise ValueError(
+            f"cannot save the session: {' '.join(str(error).split())[:200]} (a session holds "
+            "JSON values: names, finite numbers, lists)."
+        ) from error
+    return write_user_file(path, text, "session file")
 
 
 def read_session(path) -> dict:
