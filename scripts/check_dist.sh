@@ -5,8 +5,10 @@
 # 2. twine check (metadata and README render on PyPI), check-manifest (sdist vs git),
 # 3. checks the wheel's contents (models and licence in, validation PNGs out),
 # 4. installs the wheel into a fresh venv and runs `napari-geostyle --version`,
-# 5. runs a fast subset of the tests from the unpacked sdist against that install.
-# Needs the `dev` extra (pip install -e ".[dev]"): build, twine, check-manifest, setuptools-scm.
+# 5. runs a fast subset of the tests from the unpacked sdist against that install,
+# 6. lints the GitHub workflows with actionlint (with shellcheck) and zizmor (offline).
+# Needs the `dev` extra (pip install -e ".[dev]"): build, twine, check-manifest, setuptools-scm,
+# actionlint, shellcheck, zizmor.
 # PYTHON picks the interpreter (default: python3); DIST the output folder (default: dist).
 # The fresh venv reuses PYTHON's torch and torchvision (and only what they need) when PYTHON has
 # them: they are gigabytes, and the check is about this wheel. Every other dependency is installed
@@ -126,5 +128,13 @@ done
 # transform maths; the full suite runs from the git checkout.
 (cd "$src_dir" && GEOSTYLE_OFFLINE=1 OMP_NUM_THREADS=1 "$VENV_PY" -m pytest -q -p no:cacheprovider \
   tests/test_package.py::test_import_is_cheap tests/test_geonet.py tests/test_transforms.py)
+
+step "GitHub workflows: actionlint and zizmor"
+# .github/workflows runs on GitHub only; these check it here. The linters are the dev extra's,
+# found next to PYTHON (its scripts folder first on PATH, so actionlint finds shellcheck there).
+scripts=$("$PYTHON" -c "import sysconfig; print(sysconfig.get_path('scripts'))")
+PATH="$scripts:$PATH" actionlint -color=false .github/workflows/*.yml
+PATH="$scripts:$PATH" zizmor --offline --no-progress .github/workflows
+echo "actionlint and zizmor: no findings"
 
 step "all release checks passed ($expected)"
