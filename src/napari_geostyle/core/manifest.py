@@ -5,6 +5,10 @@ output file (status, resume key, styles, transform, timings, device, error). It 
 then and at the end; between rewrites each finished output is appended to a small journal
 (``.manifest-journal.jsonl``), so a killed run loses at most the output being written.
 ``manifest.csv`` is a flat copy of the entries for spreadsheets.
+
+File names are kept losslessly: a name that is not UTF-8 (a surrogate-escaped str) is written
+with JSON's ``\\udcNN`` escapes in ``manifest.json`` and with ``\\xNN`` for each undecodable
+byte in ``manifest.csv``.
 """
 
 from __future__ import annotations
@@ -120,5 +124,23 @@ class Manifest:
             for column in ("geometry_style", "texture_style"):  # several texture styles: a list
                 if isinstance(entry.get(column), list):
                     row[column] = ";".join(map(str, entry[column]))
-            writer.writerow(row)
+            writer.writerow({column: _csv_text(value) for column, value in row.items()})
         return buffer.getvalue()
+
+
+def _csv_text(value):
+    """A CSV cell as UTF-8 can hold it. A file name that is not UTF-8 reaches Python as a str
+    with surrogate escapes (``os.listdir``'s); each of its undecodable bytes is written as
+    ``\\xNN`` (a lone surrogate of another kind as ``\\uXXXX``). ``manifest.json`` keeps the
+    exact name (JSON escapes the surrogates), so nothing is lost."""
+    if not isinstance(value, str):
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            data = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return data.decode("utf-8", "backslashreplace")
+    return value

@@ -1,0 +1,78 @@
+"""Batch inputs that must fail alone or up front, never the whole run (issue 24, section 2):
+non-UTF-8 names, bad videos, bad schedulers, pixel caps and lazy planning."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from napari_geostyle.core import manifest as manifest_module
+
+pytest.importorskip("distributed")
+
+import napari_geostyle as gs
+
+THREADS = {"processes": False, "workers": 1, "device": "cpu"}
+
+
+def _image(seed=0, shape=(32, 32)) -> np.ndarray:
+    image = np.zeros((*shape, 3), np.uint8)
+    image[8 + seed : 20 + seed, 6:22] = (200, 90, 40)
+    return image
+
+
+@pytest.fixture(scope="module")
+def geometry(tmp_path_factory):
+    path = tmp_path_factory.mktemp("styles") / "geometry.png"
+    iio.imwrite(path, _image(3)[:, ::-1])
+    return path
+
+
+def _non_utf8_name(folder, name: bytes) -> str:
+    """A file named with raw bytes; skips where the file system refuses them (macOS, Windows)."""
+    path = os.fsencode(folder) + b"/" + name
+    try:
+        with open(path, "wb") as handle:
+            handle.write(iio.imwrite("<bytes>", _image(), extension=".png"))
+    except (OSError, UnicodeError):
+        pytest.skip("this file system refuses file names that are not UTF-8")
+    return os.fsdecode(name)
+
+
+# --------------------------------------------------------------------------- 10: names
+def test_manifest_keeps_non_utf8_names_losslessly(tmp_path):
+    name = os.fsdecode(b"caf\xe9.png")  # 'caf\udce9.png'
+    manifest = manifest_module.Manifest(tmp_path)
+    entry = {"output": name, "kind": "item", "status": "done", "source": f"in/{name}", "key": "k"}
+    manifest.record(entry)
+    manifest.record({**entry, "output": "\ud800odd.png", "source": "x"})  # not from a file name
+    manifest.save()
+    data = json.loads((tmp_path / manifest_module.MANIFEST_NAME).read_text())
+    assert data["items"][name]["source"] == f"in/{name}"  # exact, surrogates and all
+    rows = list(csv.DictReader((tmp_path / manifest_module.CSV_NAME).open(encoding="utf-8")))
+    assert [r["output"] for r in rows] == ["caf\\xe9.png", "\\ud800odd.png"]
+    assert rows[0]["source"] == "in/caf\\xe9.png"
+    assert manifest_module.Manifest(tmp_path).entries[name]["key"] == "k"  # read back exactly
+
+
+def test_a_non_utf8_file_name_does_not_fail_the_batch(tmp_path, geometry):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    iio.imwrite(inputs / "good.png", _image(1))
+    name = _non_utf8_name(inputs, b"caf\xe9.png")
+    out = tmp_path / "out"
+    run = gs.batch_geometric_style_transfer(inputs, out, geometry, None, model="affine", **THREADS)
+    assert {r.output: r.status for r in run} == {name: "done", "good.png": "done"}
+    assert os.path.isfile(os.fsencode(out) + b"/caf\xe9.png")
+    data = json.loads((out / "manifest.json").read_text())
+    assert data["items"][name]["status"] == "done"
+    assert "caf\\xe9.png" in (out / "manifest.csv").read_text(encoding="utf-8")
+    again = gs.batch_geometric_style_transfer(
+        inputs, out, geometry, None, model="affine", **THREADS
+    )
+    assert {r.status for r in again} == {"skipped"}  # the resume key found under its exact name
