@@ -137,3 +137,39 @@ def test_undo_after_deleting_a_table_row_restores_the_on_off_flags(geo_viewer, q
     assert live.undo()  # before pair 5 was switched off
     assert live.active_pairs().all()
     assert live.redo() and live.active_pairs().tolist() == [True] * 4 + [False, True]
+
+
+def _visible_points(viewer) -> list[str]:
+    from napari.layers import Points
+
+    return [layer.name for layer in viewer.layers if isinstance(layer, Points) and layer.visible]
+
+
+def test_a_second_run_leaves_no_live_looking_dead_layers(geo_viewer, qtbot, monkeypatch):
+    from napari.utils import notifications
+
+    said = []
+    monkeypatch.setattr(notifications, "show_info", said.append)
+    widget = GeometricWarpWidget(geo_viewer)
+    qtbot.addWidget(widget)
+    control = np.array([[10.0, 10.0], [10.0, 50.0], [50.0, 30.0]])
+    first = widget.start_from_landmarks()
+    first.set_points(control, control + 2.0, record=False)  # as a Run gives them: unedited
+    second = widget.start_from_landmarks()  # unedited: replaced, names reused
+    assert first.closed
+    assert sorted(_names(geo_viewer)) == sorted(
+        ["content", "style", "content warped", "content control points", "content target points"]
+    )
+    second.set_points(control, control + 3.0)  # an edit
+    _wait_idle(qtbot, second)
+    third = widget.start_from_landmarks()
+    names = _names(geo_viewer)
+    # the edited pair is kept, hidden, greyed and named "(old)"; only the live pair is shown
+    for name in ("content control points (old)", "content target points (old)",
+                 "content warped (old)"):  # fmt: skip
+        assert name in names and not geo_viewer.layers[name].visible
+    old = geo_viewer.layers["content control points (old)"]
+    np.testing.assert_allclose(old.data, control)
+    assert np.allclose(old.face_color[:, :3], old.face_color[0, 0])  # grey
+    assert _visible_points(geo_viewer) == [third.content_points.name, third.target_points.name]
+    assert len(said) == 1 and "content control points (old)" in said[0]

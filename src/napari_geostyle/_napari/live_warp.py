@@ -1005,6 +1005,47 @@ class LiveWarp:
             self._grid_layer.shape_type = "path"
 
     # ----------------------------------------------------------------- teardown
+    @property
+    def edited(self) -> bool:
+        """Whether the user changed the landmarks (points or on/off flags) since the start."""
+        return len(self._history) > 1
+
+    def retire(self, replaced: bool = True) -> str:
+        """Stop this warp and make plain that its layers no longer follow edits.
+
+        ``replaced`` (a new warp takes its place): unedited, its layers are removed (the new
+        warp's take their names); edited, nothing is lost: its points, greyed, and its warped
+        image are hidden and renamed "... (old)". Not ``replaced`` (its panel closed): the
+        points are retired the same way and the warped image stays as it is. Returns a line
+        for the status ("" when nothing is left behind).
+        """
+        self.close()
+        points = [self.content_points, self.target_points]
+        if self._present(self._grid_layer):
+            self.viewer.layers.remove(self._grid_layer)
+        if replaced and not self.edited:
+            for layer in (*points, self.warped):
+                if self._present(layer):
+                    self.viewer.layers.remove(layer)
+            return ""
+        kept = [*points, self.warped] if replaced else points
+        names = []
+        for layer in kept:
+            if not self._present(layer):
+                continue
+            if layer is not self.warped:
+                layer.face_color = layer.current_face_color = "gray"
+            layer.name = unique_layer_name(self.viewer, f"{layer.name} (old)")
+            layer.visible = False
+            names.append(layer.name)
+        if not names:
+            return ""
+        which = "the previous warp's edited landmarks" if replaced else "the landmarks"
+        return f"{which} no longer follow edits: kept, hidden, as {', '.join(map(repr, names))}."
+
+    def _present(self, layer) -> bool:
+        return layer is not None and layer_present(self.viewer, layer)
+
     def close(self) -> None:
         """Stop reacting to point edits (the layers stay)."""
         if self.closed:

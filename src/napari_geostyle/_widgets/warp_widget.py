@@ -237,11 +237,14 @@ class GeometricWarpWidget(QWidget):
     def _panel_closed(self) -> None:
         """The panel was closed (or its viewer): drop a running estimate and stop the live
         warp (its points stop following edits; nothing touches the viewer later)."""
+        from napari.utils.notifications import show_info
+
         self.cancel()
-        if self.live is not None:
-            self.live.close()
+        retired = self.live.retire(replaced=False) if self.live is not None else ""
         self.live = None
         self._update_enabled()
+        if retired:
+            show_info(f"GeoStyle warp panel closed: {retired}")
 
     def _on_strength_changed(self, value: int) -> None:
         strength = value / STRENGTH_STEPS
@@ -433,8 +436,8 @@ class GeometricWarpWidget(QWidget):
     ):
         from .._napari.live_warp import start_live_warp
 
-        if self.live is not None:
-            self.live.close()
+        retired = self.live.retire() if self.live is not None else ""
+        self.live = None
         options = dict(options, strength=self.strength)
         self.live = start_live_warp(
             self.viewer,
@@ -453,6 +456,11 @@ class GeometricWarpWidget(QWidget):
             side_by_side=self.side_check.isChecked(),
             active=active,
         )
+        if retired:  # an edited warp is never lost silently
+            from napari.utils.notifications import show_info
+
+            show_info(f"GeoStyle warp: {retired}")
+            self.set_status(f"{self.live.status}; {retired}")
         self.grid_check.setChecked(False)
         self._refresh_apply_choices()
         if self.table_dock is not None:
