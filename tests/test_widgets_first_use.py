@@ -173,3 +173,47 @@ def test_a_second_run_leaves_no_live_looking_dead_layers(geo_viewer, qtbot, monk
     assert np.allclose(old.face_color[:, :3], old.face_color[0, 0])  # grey
     assert _visible_points(geo_viewer) == [third.content_points.name, third.target_points.name]
     assert len(said) == 1 and "content control points (old)" in said[0]
+
+
+def _world_points(layer) -> np.ndarray:
+    return np.asarray([layer.data_to_world(p) for p in layer.data])[:, -2:]
+
+
+def _on(points, layer) -> np.ndarray:
+    low, high = _world_box(layer)
+    return np.all((points >= low) & (points <= high), axis=1)
+
+
+def test_side_by_side_control_points_past_the_content_stay_off_the_output(geo_viewer):
+    from napari_geostyle import fit_tps, warp_image
+    from napari_geostyle._napari.layer_data import read_layer_image
+    from napari_geostyle._napari.live_warp import start_live_warp
+
+    layer = geo_viewer.layers["content"]
+    content = read_layer_image(layer, geo_viewer)
+    # like the network's TPS knots: content points up to 20 px past the 64 px content's right
+    # edge (its gap was 6.4 px), output points up to 6 px left of the output
+    control = np.array([[5.0, 84.0], [32.0, 70.0], [60.0, 80.0], [32.0, -10.0], [5.0, 30.0]])
+    target = np.array([[5.0, 60.0], [32.0, 50.0], [60.0, 63.0], [32.0, -6.0], [5.0, 30.0]])
+    transform = fit_tps(control, target)
+    live = start_live_warp(
+        geo_viewer,
+        layer,
+        content,
+        transform,
+        warp_image(content.raw, transform),
+        inputs={"content": "content"},
+        options={"model": "tps"},
+        landmarks=(control, target),
+    )
+    control_world, target_world = (
+        _world_points(live.content_points),
+        _world_points(live.target_points),
+    )
+    assert not _on(control_world, live.warped).any()
+    assert not _on(target_world, layer).any()
+    # every control point is nearer the content than the output, every target the other way
+    content_right = _world_box(layer)[1][1]
+    output_left = _world_box(live.warped)[0][1]
+    middle = (content_right + output_left) / 2
+    assert (control_world[:, 1] < middle).all() and (target_world[:, 1] > middle).all()

@@ -249,18 +249,17 @@ class LiveWarp:
         self._lead_scale = np.asarray(content_layer.scale, float)[:-2]
         self._lead_translate = np.asarray(content_layer.translate, float)[:-2]
         self.side_by_side = bool(side_by_side)
-        # the output's shift (world units) when side by side: one content width and a gap right
-        width = content.shape[1] * self._scale[1]
-        self._side_offset = np.array([0.0, width * (1.0 + SIDE_GAP)])
 
         if landmarks is None:
             control, target = landmarks_of(transform, content.shape)
         else:
             control, target = (np.asarray(p, float).reshape(-1, 2) for p in landmarks)
+        self._point_size = max(3.0, min(content.shape) / 40.0)
+        # the output's shift (world units) when side by side: one content width and a gap
+        self._side_offset = np.array([0.0, self._side_gap_offset(control, target)])
         self._display = self._display_like(content_layer)
         self.warped = None
         self._add_warped(warped, unique_layer_name(viewer, f"{name} warped"), len(control))
-        self._point_size = max(3.0, min(content.shape) / 40.0)
         self.content_points = self._points_layer(
             unique_layer_name(viewer, f"{name} control points"),
             control,
@@ -333,6 +332,21 @@ class LiveWarp:
                     "Run the warp again to edit landmarks."
                 )
                 return
+
+    def _side_gap_offset(self, control, target) -> float:
+        """The output's column shift, side by side: the content's width and a gap of at least
+        ``SIDE_GAP`` of it, wide enough that control points past the content's right edge and
+        target points past the output's left edge (a network TPS's knots) stay nearer their
+        own image than the other, a point's width apart: each set over its own image."""
+        width = self.content.shape[1]
+        radius = self._point_size / 2.0
+        reach_right = reach_left = 0.0
+        if len(control):
+            reach_right = max(0.0, float(np.max(control[:, -1])) + radius - (width - 0.5))
+        if len(target):
+            reach_left = max(0.0, -0.5 - (float(np.min(target[:, -1])) - radius))
+        gap = max(SIDE_GAP * width, 2.0 * max(reach_right, reach_left) + self._point_size)
+        return float((width + gap) * self._scale[1])
 
     def _output_translate(self) -> np.ndarray:
         """Where the output frame's pixel (0, 0) sits: on the content, or right of it."""
