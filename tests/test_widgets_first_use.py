@@ -217,3 +217,20 @@ def test_side_by_side_control_points_past_the_content_stay_off_the_output(geo_vi
     output_left = _world_box(live.warped)[0][1]
     middle = (content_right + output_left) / 2
     assert (control_world[:, 1] < middle).all() and (target_world[:, 1] > middle).all()
+
+
+def test_a_content_click_on_the_output_image_is_refused_with_a_message(geo_viewer, qtbot):
+    widget = GeometricWarpWidget(geo_viewer)
+    qtbot.addWidget(widget)
+    live = widget.start_from_landmarks()
+    offset = live.warped.translate[-1] - live.content_points.translate[-1]
+    live.content_points.add([[30.0, offset + 20.0]])  # a content click, on the output image
+    assert len(live.content_points.data) == 0 and len(live.target_points.data) == 0
+    assert "output image" in widget.status_label.text()
+    assert geo_viewer.layers.selection.active.name == live.content_points.name  # still its turn
+    live.content_points.add([[30.0, 20.0]])  # on the content: taken
+    assert len(live.content_points.data) == 1
+    live.target_points.add([[30.0, 20.0 - offset]])  # an output click on the content: refused
+    assert len(live.target_points.data) == 0 and "content image" in widget.status_label.text()
+    live.target_points.add([[30.0, 22.0]])
+    assert len(live.content_points.data) == len(live.target_points.data) == 1

@@ -450,6 +450,9 @@ class LiveWarp:
             return
         self._dragging = False
         self._preview_timer.stop()
+        indices = getattr(event, "data_indices", ())
+        if action == "added" and self._refuse_wrong_image(edited, indices):
+            return
         if self._alternate and action == "added" and self._alternate_step(edited):
             return
         self._pair_partner(edited, action, getattr(event, "data_indices", ()))
@@ -458,6 +461,39 @@ class LiveWarp:
         self._push_history()
         if self.refit(full=True) and self._alternate:
             self._set_status(f"{self.status}; click the next point on the content")
+
+    def _refuse_wrong_image(self, edited, indices) -> bool:
+        """Side by side, a point added on the other image (a content point clicked on the
+        output, or an output point on the content) is taken out again, and the status and a
+        notification say where to click. True when it was refused."""
+        from napari.utils.notifications import show_warning
+
+        if not self.side_by_side or not len(edited.data):
+            return False
+        count = len(edited.data)
+        added = [int(i) for i in indices if 0 <= int(i) < count] or [count - 1]
+        on_content = edited is self.content_points
+        shift = self._side_offset[-1] / self._scale[-1]  # output frame -> content frame, px
+        points = np.asarray(edited.data, float)[added][:, -2:]
+        # where the other image is, in the edited layer's own pixel frame
+        other = points[:, 1] - shift if on_content else points[:, 1] + shift
+        height, width = self.content.shape
+        inside = (
+            (points[:, 0] >= -0.5) & (points[:, 0] <= height - 0.5)
+            & (other >= -0.5) & (other <= width - 0.5)
+        )  # fmt: skip
+        if not inside.any():
+            return False
+        with self._syncing_on():
+            edited.remove([added[i] for i in np.flatnonzero(inside)])
+        mine, theirs = ("content", "output") if on_content else ("output", "content")
+        text = (
+            f"that click was on the {theirs} image, not the {mine}: {mine} points go on the "
+            f"{mine} ({'left' if on_content else 'right'}); the point was not added."
+        )
+        self._set_status(text)
+        show_warning(f"GeoStyle: {text}")
+        return True
 
     def alternate_pairs(self, on: bool = True) -> None:
         """Add pairs by clicking, as affinder does: a point on the content, then where it lands
