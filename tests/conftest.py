@@ -1,7 +1,20 @@
 """Shared fixtures: small test images and a napari viewer holding them (widget tests)."""
 
+import os
+
 import numpy as np
 import pytest
+
+try:  # hypothesis comes with the testing extra
+    from hypothesis import settings as _hypothesis_settings
+except ImportError:  # pragma: no cover
+    pass
+else:
+    # CI (the CI variable set): the same examples on every run, so a red build is reproducible
+    # and never depends on the draw; local runs keep exploring new examples each time.
+    _hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+    if os.environ.get("CI"):
+        _hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture(autouse=True)

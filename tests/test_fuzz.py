@@ -6,6 +6,10 @@ The contract a user relies on: a call returns a correct result or raises a clear
 Anything else (an IndexError, a RuntimeError from torch, a NaN image, a half-written file) is a
 bug.
 
+Every test also runs at least one valid example (``@accepts``) that must be accepted, so that a
+function that refuses everything fails. Under ``CI`` the examples are derandomized
+(conftest.py); local runs draw new ones each time.
+
 Kept fast: tiny images, ``method="network"``, the seeded random backbone with 1-2 iterations and
 few examples. Values that are valid but only make a run long (a million iterations, a 10^5 px
 output, a scheduler address to wait for) are left out of the pools; huge values that must be
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 import json
 import math
@@ -27,7 +32,7 @@ from unittest import mock
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis.extra import numpy as hnp
@@ -190,6 +195,11 @@ def _good_transforms():
 
 
 GOOD_TRANSFORMS = _good_transforms()
+GOOD_SRC = np.array([[8.0, 10.0], [8.0, 38.0], [32.0, 10.0], [32.0, 38.0], [20.0, 24.0]])
+GOOD_PAIR = (GOOD_SRC, GOOD_SRC * 1.1 + [1.0, -2.0])  # well spread, an affine motion
+GOOD_CSV = "\n".join(f'"Pt-{i}","true",{x},{y},{x + 1.5},{y - 2}' for i, (x, y) in
+                     enumerate(GOOD_SRC.tolist()))  # fmt: skip
+GOOD_CSV_PATH = "<a good BigWarp CSV file>"  # test_read_bigwarp_csv_of_odd_paths writes it
 
 
 def transforms():
@@ -197,15 +207,48 @@ def transforms():
 
 
 # --------------------------------------------------------------------------- helpers
+_MUST_ACCEPT = [False]  # True while a test runs one of its @accepts examples
+
+
+def accepts(**arguments):
+    """``@example(**arguments)``: a valid input that the test must accept. While it runs,
+    ``outcome`` fails on a refusal and ``run_cli`` on a non-zero status, so a function (or a
+    command) that refuses everything cannot pass its fuzz test. Put it above ``@given``."""
+
+    def decorate(test):
+        inner = test.hypothesis.inner_test
+
+        @functools.wraps(inner)
+        def checked(*args, **values):
+            this = all(values.get(key) is value for key, value in arguments.items())
+            before = _MUST_ACCEPT[0]
+            _MUST_ACCEPT[0] = before or this
+            try:
+                return inner(*args, **values)
+            finally:
+                _MUST_ACCEPT[0] = before
+
+        test.hypothesis.inner_test = checked
+        return example(**arguments)(test)
+
+    return decorate
+
+
+def must_accept() -> bool:
+    return _MUST_ACCEPT[0]
+
+
 def outcome(call):
     """``call()``'s result, or None for an allowed error (which must say what went wrong).
-    Any other exception propagates: that is the bug the fuzzing looks for."""
+    Any other exception propagates: that is the bug the fuzzing looks for. In an ``@accepts``
+    example, a refusal fails the test."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # rescaling and fallback notes are fine
         try:
             result = call()
         except ALLOWED as error:
             assert str(error).strip(), f"{type(error).__name__} without a message"
+            assert not must_accept(), f"a valid input was refused: {error!r}"
             note(f"refused: {type(error).__name__}")
             return None
     note("accepted")
@@ -238,6 +281,7 @@ def check_transform(transform):
 
 
 # =========================================================================== images and warps
+@accepts(image=CONTENT)
 @FUZZ
 @given(image=images())
 def test_warp_image_keeps_shape_and_dtype_or_refuses(image):
@@ -254,6 +298,7 @@ def test_warp_image_keeps_shape_and_dtype_or_refuses(image):
         assert warped.max() <= array.max() + 1e-6 * abs(array.max()) + 1e-6
 
 
+@accepts(arguments={"transform": GOOD_TRANSFORMS[2], "mode": "nearest"})
 @FUZZ
 @given(arguments=with_one_hostile(
     {"output_shape": st.one_of(st.none(), st.tuples(st.integers(1, 40), st.integers(1, 40))),
@@ -281,6 +326,7 @@ def test_warp_image_options(arguments):
 
 
 # =========================================================================== transforms
+@accepts(matrix=np.array([[1.0, 0.1, 2.0], [-0.1, 1.0, 3.0]]))
 @FUZZ
 @given(
     matrix=half(
@@ -323,6 +369,7 @@ def point_pairs(draw):
     return draw(pair), draw(pair)
 
 
+@accepts(pair=GOOD_PAIR, regularization=0.0)
 @FUZZ
 @given(pair=point_pairs(), regularization=st.one_of(st.just(0.0), numbers()))
 def test_fits_from_hostile_landmarks(pair, regularization):
@@ -362,6 +409,7 @@ def test_fit_tps_at_very_different_scales():
         np.testing.assert_allclose(tps.sample_points(dst), src, atol=1e-3)
 
 
+@accepts(src=GOOD_SRC, shift=1.0, scale=1.5)
 @FUZZ
 @given(src=spread_points(), shift=st.floats(-5, 5), scale=st.floats(0.5, 2))
 def test_fits_from_good_landmarks_are_exact(src, shift, scale):
@@ -376,6 +424,7 @@ def test_fits_from_good_landmarks_are_exact(src, shift, scale):
     check_transform(tps)
 
 
+@accepts(pair=GOOD_PAIR, regularization=0.0, frame=None)
 @FUZZ
 @given(
     pair=half(spread_points().map(lambda p: (p, p[::-1] + 1.0)), st.tuples(points(), points())),
@@ -396,6 +445,7 @@ def test_tps_transform_constructor(pair, regularization, frame):
         assert gs.transform_from_dict(data).to_dict() == data
 
 
+@accepts(parts=GOOD_TRANSFORMS[:2])
 @FUZZ
 @given(
     parts=half(
@@ -450,6 +500,7 @@ def transform_dicts():
     return st.one_of(edited(), shaped, json_values)
 
 
+@accepts(data=GOOD_TRANSFORMS[2].to_dict())
 @FUZZ
 @given(data=transform_dicts())
 def test_transform_from_any_dict(data):
@@ -460,6 +511,7 @@ def test_transform_from_any_dict(data):
         assert gs.transform_from_dict(again).to_dict() == again
 
 
+@accepts(text=GOOD_CSV)
 @FUZZ
 @given(
     text=st.one_of(
@@ -500,12 +552,20 @@ def test_read_bigwarp_csv_of_any_text(text):
         assert np.all(np.isfinite(content_points)) and np.all(np.isfinite(target_points))
 
 
+@accepts(path=GOOD_CSV_PATH)
 @FUZZ
 @given(path=st.one_of(junk(), st.sampled_from(["", ".", "/", "/nonexistent/x.csv", "\x00"])))
 def test_read_bigwarp_csv_of_odd_paths(path):
-    assert outcome(lambda: gs.read_bigwarp_csv(path)) is None
+    with tempfile.TemporaryDirectory() as folder:
+        if path is GOOD_CSV_PATH:
+            path = Path(folder) / "landmarks.csv"
+            path.write_text(GOOD_CSV)
+            assert len(outcome(lambda: gs.read_bigwarp_csv(path))[0]) == len(GOOD_SRC)
+        else:
+            assert outcome(lambda: gs.read_bigwarp_csv(path)) is None
 
 
+@accepts(pair=GOOD_PAIR, names=None)
 @FUZZ
 @given(pair=point_pairs(),
        names=st.one_of(st.none(), junk(), st.lists(st.text(max_size=6), max_size=8)))  # fmt: skip
@@ -524,6 +584,7 @@ def test_write_bigwarp_csv_round_trips_or_refuses(pair, names):
     np.testing.assert_array_equal(read_target, np.asarray(target_points, np.float64))
 
 
+@accepts(device="cpu")
 @FUZZ
 @given(
     device=half(
@@ -542,6 +603,7 @@ def test_resolve_device(device):
 
 
 # =========================================================================== texture
+@accepts(content=CONTENT)
 @FUZZ
 @given(content=images(min_side=10))
 def test_texture_transfer_with_hostile_content(content):
@@ -550,6 +612,7 @@ def test_texture_transfer_with_hostile_content(content):
         check_texture_result(image, np.asarray(content).shape, TEXTURE["size"])
 
 
+@accepts(style=[STYLE, CONTENT])
 @FUZZ
 @given(style=st.one_of(images(min_side=10), st.lists(images(min_side=10), max_size=2)))
 def test_texture_transfer_with_hostile_styles(style):
@@ -580,6 +643,18 @@ TEXTURE_VALID = {
     "cuda_graphs": st.sampled_from([None, False, True]),
     "precision": st.sampled_from(["auto", "fp32", "bf16", "fp16"]),
 }  # fmt: skip
+KNOWN_BACKBONES = ("auto", "vgg19", "efficientnet", "random")  # case and spaces ignored
+
+
+@st.composite
+def spellings(draw, name):
+    """``name`` in other cases and with spaces around and inside it ("VGG19", " v gg19 ")."""
+    cased = "".join(c.upper() if draw(st.booleans()) else c for c in name)
+    cut = draw(st.integers(0, len(name)))
+    around, inside = draw(st.sampled_from(["", " ", "\t"])), draw(st.sampled_from(["", " "]))
+    return around + cased[:cut] + inside + cased[cut:] + around
+
+
 TEXTURE_HOSTILE = {
     "size": st.one_of(st.sampled_from(HUGE_INTS + [15, 24.5, "24", True]), st.floats()),
     "levels": st.sampled_from([0, -1, 9, 2**70, 1.5, "2", None]),
@@ -592,7 +667,8 @@ TEXTURE_HOSTILE = {
     "preserve_color": junk(),
     "init": st.one_of(option_text(), images(min_side=1)),
     "backbone": st.one_of(option_text(), junk(),
-                          st.sampled_from(["vgg19", "/nonexistent.pth", "x.pt", "auto"])),
+                          st.sampled_from(["vgg19", "/nonexistent.pth", "x.pt", "auto"]),
+                          st.sampled_from(KNOWN_BACKBONES).flatmap(spellings)),
     "device": st.one_of(option_text(), junk()),
     "seed": st.one_of(st.sampled_from(HUGE_INTS), numbers()),
     "preview_every": numbers(),
@@ -605,11 +681,24 @@ TEXTURE_HOSTILE = {
 }  # fmt: skip
 
 
+@accepts(options={"backbone": " Random "})
 @FUZZ
 @given(options=with_one_hostile(TEXTURE_VALID, TEXTURE_HOSTILE))
 def test_texture_transfer_with_hostile_options(options):
     options = {**TEXTURE, **options}
     generator = outcome(lambda: gs.iter_texture_transfer(CONTENT, STYLE, **options))
+    backbone = options["backbone"]
+    if isinstance(backbone, str) and not any(c in backbone for c in "/\\."):
+        name = "".join(backbone.split()).lower()
+        if name in KNOWN_BACKBONES and name != backbone:  # a spelling of a known name is
+            canonical = {**options, "backbone": name}  # that name, decided at the call
+            same = outcome(lambda: gs.iter_texture_transfer(CONTENT, STYLE, **canonical))
+            assert (generator is None) == (same is None), (backbone, name)
+            if same is not None:
+                same.close()
+        elif name not in KNOWN_BACKBONES:  # an unknown name is a ValueError at the call
+            with pytest.raises(ValueError, match="backbone"):
+                gs.iter_texture_transfer(CONTENT, STYLE, **options)
     if generator is None:
         return
     steps = list(generator)  # the options were checked at the call: no error from here on
@@ -653,6 +742,7 @@ def check_estimate(transform, options, content):
     assert warped.shape == np.asarray(content).shape
 
 
+@accepts(pair=(CONTENT, STYLE))
 @FEW
 @given(
     pair=st.one_of(
@@ -668,6 +758,7 @@ def test_estimate_warp_with_hostile_images(pair):
         check_estimate(transform, options, content)
 
 
+@accepts(options={"model": "affine+tps", "passes": 1})
 @FEW
 @given(options=with_one_hostile(ESTIMATE_VALID, ESTIMATE_HOSTILE))
 def test_estimate_warp_with_hostile_options(options):
@@ -677,6 +768,7 @@ def test_estimate_warp_with_hostile_options(options):
         check_estimate(transform, options, CONTENT)
 
 
+@accepts(arguments={"style": STYLE}, separate=False)
 @FEW
 @given(
     arguments=with_one_hostile(
@@ -711,6 +803,7 @@ def test_geometric_style_transfer(arguments, separate):
             np.testing.assert_array_equal(result.warped, gs.warp_image(CONTENT, expected))
 
 
+@accepts(count=2, geometry=CONTENT, options={"smooth_frames": 1})
 @FEW
 @given(
     count=st.integers(1, 3),
@@ -740,6 +833,7 @@ def test_iter_stack_transfer(count, geometry, options):
         check_texture_result(step.image, np.asarray(frames[step.frame]).shape, TEXTURE["size"])
 
 
+@accepts(inputs="input.png", styles=("input.png", "input.png"), options={})
 @FUZZ
 @given(
     inputs=half(st.just("input.png"),
@@ -822,6 +916,7 @@ def run_cli(argv, outputs):
     err = stderr.getvalue()
     note(f"exit status {status}")
     assert "Traceback" not in err, err
+    assert status == 0 or not must_accept(), f"a valid command failed ({status}): {err}"
     if status == 2:
         errors = [line for line in err.strip().splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and err.strip().splitlines()[-1] == errors[0], err
@@ -873,6 +968,7 @@ def options_argv(pairs):
     return argv
 
 
+@accepts(options={"content": "content.png", "--landmarks": "landmarks.csv", "-o": "out.png"})
 @FUZZ
 @given(options=with_one_hostile(
     {"--regularization": st.sampled_from(["0", "0.5"]),
@@ -897,6 +993,7 @@ def test_cli_warp(options):
             assert iio.imread(out).shape[:2] == iio.imread(content).shape[:2]
 
 
+@accepts(content="content.png", texture=["style.png"], output="out.png", options={})
 @FUZZ
 @given(
     content=half(st.just("content.png"), file_argument()),
@@ -940,6 +1037,7 @@ def test_cli_transfer(content, texture, output, options):
             assert max(result.shape[:2]) == int(options["--size"])
 
 
+@accepts(flags=[])
 @FUZZ
 @given(flags=st.lists(st.sampled_from(["--download", "--path", "--x", "-", "extra"]),
                       max_size=3))  # fmt: skip
@@ -960,6 +1058,7 @@ def _below(text, limit):
         return True
 
 
+@accepts(images_argument=["images"], out="m.pt", options={"--steps": "1"})
 @FEWER
 @given(
     images_argument=st.one_of(st.just(["images"]), st.lists(file_argument(), min_size=1,
@@ -1009,6 +1108,7 @@ def test_cli_train_geometry_refuses_a_diverged_run():
         assert status == 2
 
 
+@accepts(source=("--pairs", ["set.npz"]), options={})
 @FEW
 @given(
     source=st.one_of(
@@ -1054,6 +1154,7 @@ class _ReachedNapari(Exception):
     """The demo got past its checks and would open a window now."""
 
 
+@accepts(screenshot=None, options={})
 @FUZZ
 @given(
     screenshot=st.one_of(st.none(), st.sampled_from(["shot.png", "shot.txt", "no/shot.png",
@@ -1078,8 +1179,11 @@ def test_cli_demo_checks_before_napari(screenshot, options):
         except _ReachedNapari:  # accepted: the screenshot path must then be writable
             if screenshot:
                 assert shot.parent.is_dir() and not shot.is_dir()
+        else:
+            assert not must_accept(), "a valid demo command never reached napari"
 
 
+@accepts(inputs=["content.png"], options={}, hostile=None, hostile_value=None)
 @FEW
 @given(
     inputs=st.one_of(st.just(["content.png"]), st.lists(file_argument(), min_size=1,
@@ -1098,8 +1202,9 @@ def test_cli_demo_checks_before_napari(screenshot, options):
     hostile_value=st.data(),
 )  # fmt: skip
 def test_cli_batch_refuses_hostile_options(inputs, options, hostile, hostile_value):
-    """Every example carries one value that must be refused (a real run starts a cluster:
-    test_batch.py runs those), and is refused with one line before anything runs."""
+    """Every drawn example carries one value that must be refused (a real run starts a
+    cluster: test_batch.py runs those), and is refused with one line before anything runs.
+    The one valid example (``hostile=None``) must run to the end."""
     refused = {
         "--workers": st.sampled_from(["0", "-1"]), "--chunk": st.sampled_from(["0", "-1"]),
         "--smooth-frames": st.sampled_from(["0", "2", "-3"]),
@@ -1115,7 +1220,11 @@ def test_cli_batch_refuses_hostile_options(inputs, options, hostile, hostile_val
         "--backbone": st.sampled_from(["missing.pth", "resnet"]),
         "--preset": st.sampled_from(["slow", ""]),
     }  # fmt: skip
-    options = {**options, hostile: hostile_value.draw(refused[hostile])}
+    if hostile is None:  # the valid example: a tiny texture run on threads
+        options = {**options, "--texture": "style.png", "--size": "24", "--levels": "1",
+                   "--iterations": "1", "--backbone": "random"}  # fmt: skip
+    else:
+        options = {**options, hostile: hostile_value.draw(refused[hostile])}
     if hostile in ("--size", "--levels", "--iterations", "--backbone", "--preset"):
         options["--texture"] = "style.png"  # texture options are used (and checked) with one
     with cli_folder() as folder:
@@ -1129,5 +1238,8 @@ def test_cli_batch_refuses_hostile_options(inputs, options, hostile, hostile_val
         out = folder / "out"
         status, _ = run_cli(["batch", *paths, "-o", out, "--threads", "--workers", "1",
                              *options_argv(options)], [])  # fmt: skip
+        if hostile is None:
+            assert status == 0 and (out / "content.png").is_file()
+            return
         assert status == 2
         assert not out.exists() or not any(p.suffix != ".json" for p in out.iterdir())
