@@ -234,3 +234,32 @@ def test_a_content_click_on_the_output_image_is_refused_with_a_message(geo_viewe
     assert len(live.target_points.data) == 0 and "content image" in widget.status_label.text()
     live.target_points.add([[30.0, 22.0]])
     assert len(live.content_points.data) == len(live.target_points.data) == 1
+
+
+def _texture(viewer, qtbot, content_name):
+    widget = TextureTransferWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.content_combo.set_layer(content_name)
+    widget.style_rows[0].combo.set_layer("style")
+    _tiny(widget)
+    run = widget.run()
+    qtbot.waitUntil(lambda: not widget.running, timeout=WAIT_MS)
+    assert run.error is None, run.error
+    return viewer.layers[run.output_name]
+
+
+def test_texture_result_keeps_rgba_alpha_and_the_float_range(geo_viewer, content_image, qtbot):
+    alpha = np.zeros((64, 64, 1), np.uint8)
+    alpha[:, :32] = 255  # the left half opaque, the right half transparent
+    geo_viewer.add_image(np.concatenate([content_image, alpha], -1), name="rgba", rgb=True)
+    result = _texture(geo_viewer, qtbot, "rgba")
+    assert result.rgb and result.data.shape == (32, 32, 4) and result.data.dtype == np.uint8
+    assert (result.data[:, :14, 3] == 255).all() and (result.data[:, 18:, 3] == 0).all()
+
+    ramp = np.linspace(-500.0, 2050.0, 64 * 64, dtype=np.float32).reshape(64, 64)
+    geo_viewer.add_image(ramp, name="float")
+    result = _texture(geo_viewer, qtbot, "float")
+    assert result.data.dtype == np.float32 and result.data.ndim == 2
+    assert -500.0 <= result.data.min() and result.data.max() <= 2050.0
+    assert result.data.max() - result.data.min() > 100.0  # in the content's range, not 0..1
+    np.testing.assert_allclose(result.contrast_limits, (-500.0, 2050.0))

@@ -201,6 +201,7 @@ class StyleRun:
         self.on_done = on_done
         self.on_progress = on_progress  # (done, total, text) for a widget's own progress bar
         self.content_like = content_like  # the content's raw 2D slice: the result's kind
+        self.warped_like = None  # both stages: the warped content (its alpha, in its frame)
         self.value_range = value_range
         self.keep_color = keep_color
         self.reuse = reuse
@@ -342,6 +343,7 @@ class StyleRun:
 
     def _show_warped(self, step) -> None:
         self.transform = step.transform
+        self.warped_like = step.warped
         self.warped = self._result_layer(
             f"{self._content_name} warped",
             step.warped,
@@ -367,8 +369,10 @@ class StyleRun:
         image = np.asarray(image, dtype=np.float32)
         if self.content_like is None:
             return image, (0.0, 1.0)
-        result = match_kind(image, self.content_like, self.value_range, self.keep_color)
-        if result.dtype.kind in "ui":
+        # the warp's output (both stages) carries the content's alpha in the output's frame
+        like = self.warped_like if self.warped_like is not None else self.content_like
+        result = match_kind(image, like, self.value_range, self.keep_color)
+        if result.dtype.kind in "ui" or self.value_range is not None:
             low, high = self.value_range or (0, np.iinfo(result.dtype).max)
             return result, (float(low), float(high))
         return result, (0.0, 1.0)

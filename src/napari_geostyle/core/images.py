@@ -374,21 +374,41 @@ def resize_tensor(tensor: torch.Tensor, shape) -> torch.Tensor:
     )
 
 
+def resize_plane(image, shape) -> np.ndarray:
+    """A float ``(H, W)`` or ``(H, W, C)`` image resized to ``shape[:2]`` (as ``resize_tensor``),
+    float32, clipped to the input's own range."""
+    import torch
+
+    array = np.asarray(image, np.float32)
+    planes = array if array.ndim == 3 else array[..., None]
+    tensor = torch.from_numpy(np.ascontiguousarray(planes.transpose(2, 0, 1)))[None]
+    resized = resize_tensor(tensor, shape[:2])[0].permute(1, 2, 0).numpy()
+    resized = np.clip(resized, float(array.min()), float(array.max()))
+    return resized.astype(np.float32) if array.ndim == 3 else resized[..., 0].astype(np.float32)
+
+
 def match_kind(result, like, value_range=None, keep_color: bool = False) -> np.ndarray:
     """A 0..1 float ``(H, W, 3)`` result in the kind of the image ``like`` it was made from.
 
     Gray ``like`` (2D or one channel) gives a gray 2D result (its luminance) unless
-    ``keep_color``; the dtype is ``like``'s (integers filled to ``value_range``, the
-    ``(low, high)`` that 0..1 stood for, by default the dtype's range; floats as float32).
-    RGB(A) ``like`` keeps the result's colour channels.
+    ``keep_color``; the dtype is ``like``'s, and 0..1 is filled to ``value_range``, the
+    ``(low, high)`` that 0..1 stood for (integers: by default the dtype's range; floats as
+    float32, by default 0..1). RGB(A) ``like`` keeps the result's colour channels, and RGBA
+    ``like`` gives its alpha back, resized to the result's size.
     """
     result = np.clip(np.asarray(result, np.float32), 0.0, 1.0)
     like = np.asarray(like)
     gray = like.ndim == 2 or (like.ndim == 3 and like.shape[-1] == 1)
     if gray and not keep_color and result.ndim == 3:
         result = np.clip(luminance(result[..., :3]), 0.0, 1.0)
+    _, alpha = split_alpha(like)
+    if alpha is not None and result.ndim == 3 and result.shape[-1] == 3:
+        result = np.concatenate([result, resize_plane(to_float(alpha), result.shape)], axis=-1)
     if like.dtype.kind not in "ui":
-        return result.astype(np.float32, copy=False)
+        if value_range is None or (result.ndim == 3 and result.shape[-1] == 4):
+            return result.astype(np.float32, copy=False)
+        low, high = (float(v) for v in value_range)
+        return (low + result.astype(np.float64) * (high - low)).astype(np.float32)
     if value_range is None:
         return from_float(result, like.dtype)
     low, high = (float(v) for v in value_range)
