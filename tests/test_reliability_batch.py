@@ -76,3 +76,45 @@ def test_a_non_utf8_file_name_does_not_fail_the_batch(tmp_path, geometry):
         inputs, out, geometry, None, model="affine", **THREADS
     )
     assert {r.status for r in again} == {"skipped"}  # the resume key found under its exact name
+
+
+# --------------------------------------------------------------------------- 11: bad videos
+def test_a_bad_video_fails_alone_recorded_with_a_short_error(tmp_path, geometry, capsys):
+    from napari_geostyle import cli
+    from napari_geostyle.core import media
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    iio.imwrite(inputs / "good.png", _image(1))
+    (inputs / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 8)
+    media.write_video(inputs / "clip.mp4", [_image(i) for i in range(3)], fps=5.0)
+    out = tmp_path / "out"
+    code = cli.main(
+        [
+            "batch",
+            str(inputs),
+            "-o",
+            str(out),
+            "--geometry",
+            str(geometry),
+            "--model",
+            "affine",
+            "--threads",
+            "--workers",
+            "1",
+            "--device",
+            "cpu",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1  # something failed, the rest was done
+    entries = json.loads((out / "manifest.json").read_text())
+    assert entries["items"]["broken.mp4"]["status"] == "failed"
+    assert entries["items"]["good.png"]["status"] == "done"
+    assert entries["sequences"]["clip.mp4"]["status"] == "done"
+    error = entries["items"]["broken.mp4"]["error"]
+    assert "broken.mp4" in error and len(error) < 400
+    assert "ffmpeg version" not in error and "configuration:" not in error
+    assert "imageio-ffmpeg package" not in error  # the package is there: no wrong hint
+    assert "1 failed" in err and "ffmpeg version" not in err
+    assert (out / "good.png").is_file() and (out / "clip.mp4").is_file()

@@ -137,9 +137,7 @@ def _warm_up(settings: dict, client_pid: int) -> dict:
 
 
 def _read_item(item: media.InputItem) -> np.ndarray:
-    if item.array is not None:
-        return item.array
-    return media.decode_image(item.data, item.source)
+    return media.load_item(item)
 
 
 def _estimate(image, geometry, settings, device):

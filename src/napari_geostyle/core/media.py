@@ -49,6 +49,7 @@ class InputItem:
     array: np.ndarray | None = None  # a decoded frame / slice / array
     frame: int | None = None
     sequence: str | None = None  # the output name of the sequence the item belongs to
+    error: str | None = None  # an input that could not be planned: its task fails with this
 
 
 @dataclass
@@ -110,24 +111,64 @@ def _tiff_pages(path: Path) -> np.ndarray | None:
     return stack.reshape(-1, *stack.shape[-(3 if rgb else 2) :])
 
 
-def _read_video(path: Path) -> tuple[list[np.ndarray], float]:
-    import imageio.v2 as imageio
+def _ffmpeg_reason(error: Exception) -> str:
+    """The gist of an imageio-ffmpeg error: ffmpeg's own last messages, not its banner."""
+    text = str(error)
+    head, _, stderr = text.partition("=== stderr ===")
+    messages = []
+    for line in stderr.splitlines():
+        line = line.strip()
+        if line.startswith("[") and "]" in line:  # "[in#0 @ 0x...] moov atom not found"
+            message = line.split("]", 1)[1].strip()
+            if message and message not in messages:
+                messages.append(message)
+    reason = "; ".join(messages[-2:]) or " ".join(head.split()) or type(error).__name__
+    return reason if len(reason) <= 200 else reason[:197] + "..."
 
+
+def _read_video(path: Path) -> tuple[list[np.ndarray], float]:
+    try:
+        import imageio.v2 as imageio
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError as error:
+        raise ValueError(
+            f"cannot read {path} as a video: video needs the imageio-ffmpeg package"
+        ) from error
     try:
         reader = imageio.get_reader(path, format="FFMPEG")
     except Exception as error:
-        raise ValueError(
-            f"cannot read {path} as a video: {' '.join(str(error).split())} "
-            "(video needs the imageio-ffmpeg package)"
-        ) from error
+        raise ValueError(f"cannot read {path} as a video: {_ffmpeg_reason(error)}") from error
     try:
         fps = float(reader.get_meta_data().get("fps") or DEFAULT_FPS)
         frames = [np.asarray(frame) for frame in reader]
+    except Exception as error:  # a stream that breaks off, a codec ffmpeg lacks
+        raise ValueError(f"cannot read {path} as a video: {_ffmpeg_reason(error)}") from error
     finally:
         reader.close()
     if not frames:
         raise ValueError(f"video {path} has no frames")
     return frames, fps
+
+
+def _failed_item(path: Path, error: Exception) -> InputItem:
+    """An input that cannot even be planned (an unreadable video): an item whose task fails
+    with ``error``, recorded in the manifest as a bad image is, while the others go on."""
+    message = " ".join(str(error).split())
+    return InputItem(
+        output=f"{path.stem}{path.suffix.lower()}",
+        source=str(path),
+        digest=digest_bytes(f"unreadable {path}: {message}".encode("utf-8", "surrogateescape")),
+        error=message,
+    )
+
+
+def load_item(item: InputItem) -> np.ndarray:
+    """An item's image, decoded on the worker; ``ValueError`` for an input that failed."""
+    if item.error is not None:
+        raise ValueError(item.error)
+    if item.array is not None:
+        return item.array
+    return decode_image(item.data, item.source)
 
 
 def _sequence(path: Path, kind: str, frames, fps=None) -> InputSequence:
@@ -205,7 +246,11 @@ def collect_inputs(inputs) -> tuple[list[InputItem], list[InputSequence]]:
         for path in _expand(entry):
             suffix = path.suffix.lower()
             if suffix in VIDEO_SUFFIXES:
-                sequences.append(_sequence(path, "video", *_read_video(path)))
+                try:
+                    sequences.append(_sequence(path, "video", *_read_video(path)))
+                except ValueError as error:  # fails alone, in its own task, like a bad image
+                    items.append(_failed_item(path, error))
+                    continue
             elif suffix in (".tif", ".tiff") and (pages := _tiff_pages(path)) is not None:
                 sequences.append(_sequence(path, "stack", pages))
             else:
