@@ -30,6 +30,9 @@ RELEASE_YML = WORKFLOWS / "release.yml"
 HUB = ROOT / ".napari-hub"
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 
+# a source archive made without git metadata carries no .github (MANIFEST.in leaves it out)
+pytestmark = pytest.mark.skipif(not WORKFLOWS.is_dir(), reason="no .github/workflows here")
+
 
 def _load(path: Path) -> dict:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
