@@ -263,3 +263,25 @@ def test_texture_result_keeps_rgba_alpha_and_the_float_range(geo_viewer, content
     assert -500.0 <= result.data.min() and result.data.max() <= 2050.0
     assert result.data.max() - result.data.min() > 100.0  # in the content's range, not 0..1
     np.testing.assert_allclose(result.contrast_limits, (-500.0, 2050.0))
+
+
+def test_the_docked_landmark_table_shows_every_column_whole(make_napari_viewer_proxy, qtbot):
+    viewer = make_napari_viewer_proxy(show=True)
+    viewer.add_image(np.zeros((300, 300), np.uint8), name="content")
+    viewer.add_image(np.zeros((300, 300), np.uint8), name="style")
+    widget = GeometricWarpWidget(viewer)
+    viewer.window.add_dock_widget(widget, area="right")
+    live = widget.start_from_landmarks()
+    control = np.array([[10.0, 10.0], [10.0, 250.0], [250.0, 130.0], [-123.25, 299.5]])
+    live.set_points(control, control + [1.5, -140.0])
+    _wait_idle(qtbot, live)
+    table = widget.show_landmark_table()
+    widget.window().resize(1600, 900)
+    qtbot.wait(50)
+    grid = table.table
+    assert grid.rowCount() == 4
+    for column in range(grid.columnCount()):  # every column whole within the visible area
+        right = grid.columnViewportPosition(column) + grid.columnWidth(column)
+        assert grid.columnViewportPosition(column) >= 0 and right <= grid.viewport().width()
+        assert grid.columnWidth(column) >= grid.sizeHintForColumn(column)
+    assert grid.horizontalScrollBar().maximum() == 0

@@ -8,9 +8,10 @@ removes the selected pairs; Jump centres the view on a pair. It follows the live
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import (
     QHBoxLayout,
+    QHeaderView,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -20,6 +21,8 @@ from qtpy.QtWidgets import (
 from ._controls import button
 
 COLUMNS = ("on", "content row", "content col", "output row", "output col", "residual")
+# headers on two lines, columns as wide as their contents: all six fit a docked panel
+HEADERS = tuple(name.replace(" ", "\n") for name in COLUMNS)
 
 
 class LandmarkTable(QWidget):
@@ -31,7 +34,10 @@ class LandmarkTable(QWidget):
         self.live = None
         self._filling = False
         self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setHorizontalHeaderLabels(HEADERS)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.itemChanged.connect(self._on_item_changed)
         self.delete_button = button("Delete", self.delete_selected)
@@ -44,6 +50,25 @@ class LandmarkTable(QWidget):
         layout.addWidget(self.table)
         layout.addLayout(buttons)
         self.set_live(live)
+
+    def sizeHint(self) -> QSize:
+        """Wide enough to show every column whole (the dock opens at this width)."""
+        table = self.table
+        width = (
+            table.verticalHeader().sizeHint().width()
+            + sum(
+                max(table.horizontalHeader().sectionSizeHint(i), table.sizeHintForColumn(i))
+                for i in range(table.columnCount())
+            )
+            + table.verticalScrollBar().sizeHint().width()
+            + 2 * table.frameWidth()
+            + self.layout().contentsMargins().left()
+            + self.layout().contentsMargins().right()
+        )
+        return QSize(max(width, super().sizeHint().width()), super().sizeHint().height())
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(self.sizeHint().width(), super().minimumSizeHint().height())
 
     def set_live(self, live) -> None:
         for layer in self._layers():
@@ -96,6 +121,7 @@ class LandmarkTable(QWidget):
             self.table.setVerticalHeaderLabels([str(i + 1) for i in range(len(control))])
         finally:
             self._filling = False
+        self.updateGeometry()  # wider numbers: a wider panel
 
     def _on_item_changed(self, item) -> None:
         if self._filling or self.live is None or item.column() != 0:
