@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import media, style_table, temporal
+from . import media, output_lock, style_table, temporal
 from .manifest import Manifest
 
 GEOMETRY_KEYS = ("model", "method", "strength")
@@ -1043,7 +1043,13 @@ def batch_geometric_style_transfer(
     ``overwrite``); the work starts on the first ``next()``. ``output_dir/manifest.json`` (and
     ``manifest.csv``) record each output's status, resume key, styles, transform, options,
     timings, device and error.
+
+    One batch at a time writes to a folder: a batch holds the folder's lock
+    (:mod:`.output_lock`) from its first ``next()`` to its end, and another batch on that folder
+    is refused (``ValueError``), at the call or at its first ``next()``.
     """
+    if isinstance(output_dir, (str, os.PathLike)):  # a running batch there: say so first
+        output_lock.check_free(output_dir)
     plan = _plan(
         inputs,
         output_dir,
@@ -1074,5 +1080,38 @@ def batch_geometric_style_transfer(
     ):
         raise ValueError(f"workers must be a whole number >= 1; got {workers!r}.")
     plan.folder.mkdir(parents=True, exist_ok=True)
-    media.remove_stale_temporaries(plan.folder)
-    return BatchRun(plan, _run(plan, client, scheduler, workers, processes))
+    planned = _folder_state(plan.folder)
+    return BatchRun(plan, _locked(plan, planned, _run(plan, client, scheduler, workers, processes)))
+
+
+def _folder_state(folder: Path) -> list:
+    """What a plan read from the folder (the manifest and its journal), to notice a change."""
+    from .manifest import JOURNAL_NAME, MANIFEST_NAME
+
+    state = []
+    for name in (MANIFEST_NAME, JOURNAL_NAME):
+        try:
+            found = (folder / name).stat()
+            state.append((found.st_mtime_ns, found.st_size))
+        except OSError:
+            state.append(None)
+    return state
+
+
+def _locked(plan: _Plan, planned: list, results: Iterator[BatchResult]) -> Iterator[BatchResult]:
+    """``results`` under the output folder's exclusive lock, taken at the first ``next()`` (where
+    the work starts) and released at the end. Only the lock's holder removes a killed run's
+    temporary files; a batch planned before another one wrote to the folder starts again."""
+    lock = output_lock.FolderLock(plan.folder)
+    lock.acquire()
+    try:
+        if _folder_state(plan.folder) != planned:
+            raise ValueError(
+                f"another batch wrote to {plan.folder} after this one was planned: start this "
+                "batch again (it resumes from what is there now)."
+            )
+        media.remove_stale_temporaries(plan.folder)
+        yield from results
+    finally:
+        results.close()
+        lock.release()

@@ -1,0 +1,158 @@
+"""Batches that must never lose or mix a user's files (issue 24, section 2): one batch per output
+folder, outputs that are inputs, literal names, kills between write and journal, bad manifests,
+unwritable folders, devices, spreadsheet cells, globs, worker counts, planning time, symlinks."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed")
+
+import napari_geostyle as gs
+from napari_geostyle import cli
+from napari_geostyle.core import output_lock
+
+TEXTURE = {"backbone": "random", "size": 24, "levels": 1, "iterations": 1}
+THREADS = {"processes": False, "workers": 1, "device": "cpu"}
+
+
+def _image(seed=0, shape=(32, 32)) -> np.ndarray:
+    image = np.zeros((*shape, 3), np.uint8)
+    image[..., 2] = 60
+    image[6 + seed : 18 + seed, 6:22] = (200, 90, 40)
+    return image
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(4):
+        iio.imwrite(folder / f"img_{i}.png", _image(i))
+    return folder
+
+
+@pytest.fixture
+def texture(tmp_path):
+    rows, cols = np.mgrid[0:32, 0:32]
+    stripes = (((rows + cols) // 4) % 2 * 200 + 30).astype(np.uint8)
+    path = tmp_path / "texture.png"
+    iio.imwrite(path, np.stack([stripes, stripes // 2, 255 - stripes], -1))
+    return path
+
+
+def _batch(inputs, out, texture, **options):
+    return gs.batch_geometric_style_transfer(inputs, out, None, texture, **TEXTURE, **THREADS,
+                                             **options)  # fmt: skip
+
+
+def _manifest(folder):
+    return json.loads((folder / "manifest.json").read_text())
+
+
+# --------------------------------------------------------------------------- 1: one batch a folder
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import napari_geostyle as gs
+
+    inputs, out, texture, started, go = sys.argv[1:]
+    run = gs.batch_geometric_style_transfer(
+        inputs, out, None, texture, backbone="random", size=24, levels=1, iterations=1,
+        processes=False, workers=1, device="cpu")
+    results = iter(run)
+    first = next(results)  # the lock is held from here
+    Path(started).write_text(first.output)
+    deadline = time.time() + 120
+    while not Path(go).exists() and time.time() < deadline:
+        time.sleep(0.05)
+    statuses = [first.status] + [r.status for r in results]
+    print(" ".join(statuses))
+    """
+)
+
+
+def test_a_second_batch_on_a_busy_folder_is_refused_and_the_first_finishes(
+    inputs, texture, tmp_path, capsys
+):
+    out, started, go = tmp_path / "out", tmp_path / "started", tmp_path / "go"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(inputs), str(out), str(texture), str(started), str(go)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while not started.exists():
+            assert holder.poll() is None, holder.communicate()
+            assert time.time() < deadline, "the first batch never started"
+            time.sleep(0.05)
+        lock = json.loads((out / output_lock.LOCK_NAME).read_text())
+        assert lock["pid"] == holder.pid and lock["host"] == socket.gethostname()
+        # the second batch, in this process: refused at the call, with nothing touched
+        before = sorted(p.name for p in out.iterdir())
+        with pytest.raises(ValueError, match="another batch is writing to") as refused:
+            _batch(inputs, out, texture, overwrite=True)
+        assert str(holder.pid) in str(refused.value) and "\n" not in str(refused.value)
+        # and from the command line: one line, status 2
+        argv = ["batch", str(inputs), "-o", str(out), "--texture", str(texture), "--threads",
+                "--workers", "1", "--device", "cpu", "--backbone", "random", "--size", "24",
+                "--levels", "1", "--iterations", "1", "--overwrite"]  # fmt: skip
+        capsys.readouterr()
+        assert cli.main(argv) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and error[0].startswith("error: another batch is writing")
+        assert sorted(p.name for p in out.iterdir()) == before
+    finally:
+        go.write_text("go")
+        stdout, stderr = holder.communicate(timeout=120)
+    assert holder.returncode == 0, stderr
+    assert stdout.split() == ["done"] * 4
+    items = _manifest(out)["items"]
+    assert sorted(items) == [f"img_{i}.png" for i in range(4)]
+    assert {e["status"] for e in items.values()} == {"done"}
+    assert not (out / output_lock.LOCK_NAME).exists()  # released at the end
+    assert {r.status for r in _batch(inputs, out, texture)} == {"skipped"}
+
+
+def test_stale_and_foreign_locks(inputs, texture, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = out / output_lock.LOCK_NAME
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    owner = {"host": socket.gethostname(), "pid": gone.pid, "process_start": 1.0,
+             "started": "yesterday", "token": "x"}  # fmt: skip
+    lock.write_text(json.dumps(owner))  # a killed batch's lock: its process is gone
+    assert {r.status for r in _batch(inputs, out, texture)} == {"done"}
+    assert not lock.exists()
+    # a batch on another machine (a shared folder): never guessed stale
+    lock.write_text(json.dumps({**owner, "host": "elsewhere.example", "pid": 1}))
+    with pytest.raises(ValueError, match="pid 1 on elsewhere.example") as refused:
+        _batch(inputs, out, texture, overwrite=True)
+    assert str(lock) in str(refused.value)  # how to remove it when it is stale
+    # debris: a lock file without contents, older than a few seconds
+    lock.write_text("")
+    os.utime(lock, (time.time() - 60, time.time() - 60))
+    assert {r.status for r in _batch(inputs, out, texture)} == {"skipped"}
+
+
+def test_a_batch_planned_before_another_wrote_there_starts_again(inputs, texture, tmp_path):
+    out = tmp_path / "out"
+    planned = _batch(inputs, out, texture)  # planned, not started
+    assert [r.status for r in _batch(inputs, out, texture)] == ["done"] * 4
+    with pytest.raises(ValueError, match="after this one was planned"):
+        next(planned)
+    assert not (out / output_lock.LOCK_NAME).exists()
+    assert {r.status for r in _batch(inputs, out, texture)} == {"skipped"}
