@@ -156,3 +156,54 @@ def test_a_batch_planned_before_another_wrote_there_starts_again(inputs, texture
         next(planned)
     assert not (out / output_lock.LOCK_NAME).exists()
     assert {r.status for r in _batch(inputs, out, texture)} == {"skipped"}
+
+
+# --------------------------------------------------------------------------- 2: outputs on inputs
+def _bytes(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_an_output_that_is_an_input_is_refused_whatever_the_flags(inputs, texture, tmp_path):
+    originals = _bytes(inputs)
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="is the input"):  # batch same -o same
+            _batch(inputs, inputs, texture, overwrite=overwrite)
+    link = tmp_path / "link"
+    link.symlink_to(inputs, target_is_directory=True)
+    with pytest.raises(ValueError, match="is the input"):  # the same folder through a link
+        _batch(inputs, link, texture, overwrite=True)
+    # an output subfolder that the input glob reaches: sub/img_9.png is an input and an output
+    (inputs / "sub").mkdir()
+    iio.imwrite(inputs / "sub" / "img_9.png", _image(5))
+    with pytest.raises(ValueError, match="is the input"):
+        _batch(str(inputs / "**" / "img_9.png"), inputs / "sub", texture, overwrite=True)
+    (tmp_path / "styles").mkdir()
+    style = tmp_path / "styles" / "img_1.png"  # a style where an output would go
+    style.write_bytes(texture.read_bytes())
+    with pytest.raises(ValueError, match="is the input"):
+        _batch(inputs, tmp_path / "styles", style, overwrite=True)
+    assert _bytes(inputs) == originals
+
+
+def test_cli_transfer_and_warp_never_write_over_an_input(inputs, texture, tmp_path, capsys):
+    content = inputs / "img_0.png"
+    original = content.read_bytes()
+    landmarks = tmp_path / "landmarks.csv"
+    gs.write_bigwarp_csv(landmarks, [[5, 5], [5, 25], [25, 5], [25, 25]],
+                         [[6, 5], [5, 26], [24, 6], [26, 25]])  # fmt: skip
+    link = tmp_path / "link.png"
+    link.symlink_to(content)
+    for output in (content, link):
+        for argv in (
+            ["transfer", content, "--texture", texture, "-o", output, "--backbone", "random",
+             "--size", "24", "--levels", "1", "--iterations", "1", "--overwrite"],
+            ["transfer", content, "--texture", texture, "-o", tmp_path / "o.png",
+             "--warped-output", output, "--geometry", texture, "--overwrite"],
+            ["warp", content, "--landmarks", landmarks, "-o", output, "--overwrite"],
+            ["warp", content, "--landmarks", landmarks, "-o", output],
+        ):  # fmt: skip
+            assert cli.main([str(a) for a in argv]) == 2
+            error = capsys.readouterr().err.strip().splitlines()
+            assert len(error) == 1 and "is the input" in error[0], error
+    assert content.read_bytes() == original and link.is_symlink()
+    assert not (tmp_path / "o.png").exists()

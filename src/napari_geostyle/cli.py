@@ -8,6 +8,7 @@ never shows a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -42,6 +43,24 @@ def read_image(path) -> np.ndarray:
         return np.asarray(iio.imread(path))
     except Exception as error:  # imageio raises many types for unreadable files
         raise CLIError(f"cannot read {path} as an image: {_one_line(error)}") from error
+
+
+def check_not_an_input(outputs, inputs) -> None:
+    """Refuse an output file that is one of the inputs (the same file after following links,
+    or a hard link to it), with or without --overwrite: writing it would destroy the input."""
+    for output in outputs:
+        for source in inputs:
+            if output is None or source is None:
+                continue
+            try:
+                same = os.path.samefile(output, source)
+            except (OSError, ValueError):  # one of them is not there: not the same file
+                continue
+            if same:
+                raise CLIError(
+                    f"output {output} is the input {source} (the same file, after following "
+                    "links): choose another output file; --overwrite never replaces an input"
+                )
 
 
 def check_output_path(path, overwrite: bool = False, image: bool = True) -> Path:
@@ -190,6 +209,8 @@ def _cmd_transfer(args) -> int:
     if args.device in (None, "auto") or str(args.device).startswith("cuda"):
         print_device_note()
     # every output is checked before the (long) optimisation, not after it
+    check_not_an_input([args.output, args.warped_output],
+                       [args.content, *args.texture, args.geometry])  # fmt: skip
     check_output_path(args.output, args.overwrite)
     if args.warped_output:
         if Path(args.warped_output).resolve() == Path(args.output).resolve():
@@ -393,6 +414,7 @@ def _cmd_warp(args) -> int:
     from .core.warp import warp_image
 
     strength = check_strength(args.strength)
+    check_not_an_input([args.output], [args.content, args.landmarks])
     check_output_path(args.output, args.overwrite)
     image = read_image(args.content)
     content_points, target_points = read_bigwarp_csv(args.landmarks)

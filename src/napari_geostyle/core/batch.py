@@ -499,6 +499,40 @@ def _assign_styles(items, sequences, geometry_style, texture_style, styles, stor
     return item_styles, table
 
 
+def _refuse_outputs_on_inputs(folder: Path, items, sequences, style_files) -> None:
+    """An output that is an input or a style (the same file after following links, or a hard
+    link to it) is refused, with or without ``overwrite``: writing it would destroy the input.
+    Files are compared by device and inode, so this is one ``stat`` per input and output."""
+    from .manifest import CSV_NAME, JOURNAL_NAME, MANIFEST_NAME
+
+    sources = [i.source for i in items] + [s.source for s in sequences]
+    for style in style_files:
+        sources += style if isinstance(style, list) else [style]
+    known = {}
+    for source in sources:
+        if isinstance(source, (str, os.PathLike)):
+            try:
+                found = os.stat(source)
+            except (OSError, ValueError):  # an array ("array 0"), not a file
+                continue
+            known.setdefault((found.st_dev, found.st_ino), source)
+    if not known:
+        return
+    names = [i.output for i in items] + [s.output for s in sequences]
+    for name in [*names, MANIFEST_NAME, CSV_NAME, JOURNAL_NAME]:
+        try:
+            found = os.stat(folder / name)
+        except (OSError, ValueError):  # not there yet: not an input either
+            continue
+        source = known.get((found.st_dev, found.st_ino))
+        if source is not None:
+            raise ValueError(
+                f"the output {folder / name} is the input {source} (the same file, after "
+                "following links): writing it would destroy the input, overwrite or not; "
+                "choose an output folder outside the inputs."
+            )
+
+
 def _plan(
     inputs,
     output_dir,
@@ -577,6 +611,7 @@ def _plan(
     folder = Path(output_dir).expanduser()
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"output folder {folder} is a file: give a folder")
+    _refuse_outputs_on_inputs(folder, items, sequences, [styles, *store.described.values()])
     manifest = Manifest(folder)
     settings = {
         "device": device,
