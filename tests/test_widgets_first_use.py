@@ -285,3 +285,79 @@ def test_the_docked_landmark_table_shows_every_column_whole(make_napari_viewer_p
         assert grid.columnViewportPosition(column) >= 0 and right <= grid.viewport().width()
         assert grid.columnWidth(column) >= grid.sizeHintForColumn(column)
     assert grid.horizontalScrollBar().maximum() == 0
+
+
+def test_the_levels_spin_says_how_many_levels_run(geo_viewer, qtbot):
+    import re
+
+    widget = TextureTransferWidget(geo_viewer)
+    qtbot.addWidget(widget)
+    _tiny(widget)
+    widget.levels_spin.setValue(4)  # 4 asked, at 32 px fewer run
+    run = widget.run()
+    qtbot.waitUntil(lambda: not widget.running, timeout=WAIT_MS)
+    assert run.error is None, run.error
+    shown = int(re.search(r"level \d+/(\d+)", widget.progress_bar.format()).group(1))
+    assert shown < 4 and f"({shown} run here)" in widget.levels_spin.suffix()
+    widget.size_spin.setValue(4096)
+    assert widget.levels_spin.suffix() == ""  # all four run at this size
+
+
+def test_warp_input_errors_show_in_the_status(make_napari_viewer_proxy, qtbot):
+    viewer = make_napari_viewer_proxy()
+    viewer.add_image(np.zeros((32, 32), np.uint8), name="only")
+    widget = GeometricWarpWidget(viewer)
+    qtbot.addWidget(widget)
+    # one image: the second picker asks for another instead of showing the same one
+    assert widget.content_combo.layer().name == "only"
+    assert widget.style_combo.layer() is None
+    assert widget.style_combo.currentText() == "(open a second image)"
+    widget.run()
+    assert widget.status_label.text().startswith("not started: geometry style is missing")
+    viewer.add_image(np.ones((32, 32), np.uint8), name="second")
+    assert widget.style_combo.layer().name == "second"
+    assert widget.style_combo.findText("(open a second image)") == -1
+    assert not widget.status_label.text().startswith("not started")
+
+
+def test_a_recreated_layer_status_goes_at_the_next_change(geo_viewer, qtbot):
+    widget = GeometricWarpWidget(geo_viewer)
+    qtbot.addWidget(widget)
+    live = widget.start_from_landmarks()
+    control = np.array([[10.0, 10.0], [10.0, 50.0], [50.0, 30.0]])
+    live.set_points(control, control + 2.0)
+    _wait_idle(qtbot, live)
+    geo_viewer.layers.remove(live.warped.name)
+    live.set_points(control, control + 3.0)
+    _wait_idle(qtbot, live)
+    assert "re-created" in widget.status_label.text()
+    widget.strength_slider.setValue(50)
+    _wait_idle(qtbot, live)
+    assert "re-created" not in widget.status_label.text()
+
+
+def test_style_transfer_outputs_sit_beside_the_content_clear_of_a_live_warp(geo_viewer, qtbot):
+    from napari_geostyle._widgets.pipeline_widget import GeometricStyleTransferWidget
+
+    warp = GeometricWarpWidget(geo_viewer)
+    qtbot.addWidget(warp)
+    live = warp.start_from_landmarks()
+    control = np.array([[10.0, 10.0], [10.0, 50.0], [50.0, 30.0]])
+    live.set_points(control, control + 2.0)
+    _wait_idle(qtbot, live)
+    widget = GeometricStyleTransferWidget(geo_viewer)
+    qtbot.addWidget(widget)
+    _tiny(widget)
+    widget.content_combo.set_layer("content")
+    widget.style_combo.set_layer("style")
+    widget.model_combo.setCurrentText("affine")
+    run = widget.run()
+    qtbot.waitUntil(lambda: not widget.running, timeout=WAIT_MS)
+    assert run.error is None, run.error
+    content = geo_viewer.layers["content"]
+    for layer in (run.warped, run.output):
+        assert _world_box(layer)[0][1] > _world_box(content)[1][1]  # right of the content
+        for other in (live.warped, content):
+            assert not _overlap(layer, other)
+        assert not _on(_world_points(live.target_points), layer).any()
+        assert not _on(_world_points(live.content_points), layer).any()

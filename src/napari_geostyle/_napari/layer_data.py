@@ -348,6 +348,60 @@ def place_below_points(viewer, layer) -> None:
         viewer.layers.move(index, min(covered))
 
 
+BESIDE_GAP = 0.1  # results placed beside their content: the gap, a fraction of its width
+
+
+def _world_box(layer):
+    """``(low, high)`` world (row, col) corners of what ``layer`` draws (an image's outer
+    pixel edges included), or None when it draws nothing."""
+    try:
+        low, high = (np.asarray(corner, float)[-2:] for corner in layer.extent.world)
+    except (AttributeError, ValueError, IndexError):
+        return None
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        return None
+    if isinstance(layer, _image_type()):
+        half = np.abs(np.asarray(layer.scale, float)[-2:]) / 2.0
+        low, high = low - half, high + half
+    return low, high
+
+
+def _draws_nothing(layer) -> bool:
+    """Points or shapes layers without any (their extent is a placeholder)."""
+    data = layer.data
+    if isinstance(data, np.ndarray):
+        return data.size == 0
+    return isinstance(data, list) and len(data) == 0
+
+
+def free_shift_beside(viewer, layer, max_slots: int = 32) -> float:
+    """The column shift (world units) that puts a copy of ``layer``'s picture beside it, to
+    the right, where no other shown layer draws: one width and a gap right, or further right
+    past what is there (a live warp's output, earlier results). Results placed there hide
+    nothing, and are hidden by nothing."""
+    box = _world_box(layer)
+    if box is None:
+        return 0.0
+    low, high = box
+    width = high[1] - low[1]
+    step = width * (1.0 + BESIDE_GAP)
+    others = [
+        _world_box(other)
+        for other in viewer.layers
+        if other.visible and not same_layer(other, layer) and not _draws_nothing(other)
+    ]
+    others = [other for other in others if other is not None]
+    for slot in range(1, max_slots + 1):
+        shift = np.array([0.0, step * slot])
+        slot_low, slot_high = low + shift, high + shift
+        if not any(
+            np.all(slot_low < other_high) and np.all(other_low < slot_high)
+            for other_low, other_high in others
+        ):
+            return float(step * slot)
+    return float(step * (max_slots + 1))
+
+
 def layer_present(viewer, layer) -> bool:
     """Whether ``layer`` (not merely a layer of the same name) is still in the viewer."""
     if layer is None:

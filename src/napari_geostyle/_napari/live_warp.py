@@ -791,10 +791,14 @@ class LiveWarp:
             self._set_status(
                 f"{self._pair_status(pairs)}; the warped layer was re-created as {name!r}"
             )
+            self._said_recreated = True
         else:
             self.warped.data = warped
             _place(self.warped, **self._image_placement(warped))
             self.warped.metadata = {"geostyle": self._provenance(pairs)}
+            if getattr(self, "_said_recreated", False):  # news once, not for every change
+                self._said_recreated = False
+                self._set_status(self._pair_status(pairs))
         if self._grid_layer is not None:
             self._update_grid()
 

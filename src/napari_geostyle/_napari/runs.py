@@ -27,6 +27,7 @@ import numpy as np
 
 from .layer_data import (
     add_or_update_image,
+    free_shift_beside,
     layer_present,
     place_below_points,
     provenance,
@@ -220,6 +221,9 @@ class StyleRun:
         self._content_name = content_layer.name
         self._content_scale = scale * stride
         self._content_translate = translate + scale * (stride - 1) / 2.0
+        if stage == "geometric style":  # the warp and result beside the content, as the warp's
+            shift = free_shift_beside(viewer, content_layer)  # output: over nothing else
+            self._content_translate = self._content_translate + np.array([0.0, shift])
         self._progress = None
         self.worker = None
 

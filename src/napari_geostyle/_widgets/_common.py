@@ -8,6 +8,7 @@ from qtpy.QtWidgets import QComboBox, QScrollArea
 from .._napari.layer_data import image_layers, is_offerable_image, same_layer
 
 NONE_TEXT = "(same as style)"
+SECOND_IMAGE_TEXT = "(open a second image)"  # every image is taken by the other picker
 
 
 class LayerCombo(QComboBox):
@@ -80,7 +81,7 @@ class LayerCombo(QComboBox):
             return None
         if free:
             return free[0]
-        return layers[0] if layers else None
+        return None if self.avoid else (layers[0] if layers else None)
 
     def refresh(self) -> None:
         chosen = self.layer()
@@ -94,6 +95,9 @@ class LayerCombo(QComboBox):
             self._layers = []
             if self.optional_text is not None:
                 self.addItem(self.optional_text)
+                self._layers.append(None)
+            elif chosen is None and layers:  # the only image(s) are the other picker's
+                self.addItem(SECOND_IMAGE_TEXT)
                 self._layers.append(None)
             for layer in layers:
                 self.addItem(layer.name)

@@ -82,6 +82,9 @@ class TextureTransferWidget(QWidget):
         # advanced: 0 means "the preset's value"
         self.iterations_spin = spin(0, 5000, special="preset")
         self.levels_spin = spin(1, 6, 4)
+        self.levels_spin.setToolTip(
+            "at most this many levels: levels too small for the network are left out"
+        )
         self.style_weight_spin = double_spin(0.0, 1e6, special="default")
         self.content_weight_spin = double_spin(0.0, 1e6, special="default")
         self.backbone_combo = combo(BACKBONES, "backbone")
@@ -106,6 +109,10 @@ class TextureTransferWidget(QWidget):
         form.addRow("", self.all_frames_check)
         self.content_combo.currentIndexChanged.connect(self._update_frames_choice)
         self._update_frames_choice()
+        self.content_combo.currentIndexChanged.connect(self._update_levels_note)
+        self.size_spin.valueChanged.connect(self._update_levels_note)
+        self.levels_spin.valueChanged.connect(self._update_levels_note)
+        self._update_levels_note()
         form.addRow("size", self.size_spin)
         form.addRow("preset", self.preset_combo)
         form.addRow("", self.color_check)
@@ -280,6 +287,23 @@ class TextureTransferWidget(QWidget):
 
         layer = self.content_combo.layer()
         self.all_frames_check.setHidden(layer is None or not has_frames(layer))
+
+    def _update_levels_note(self, *_) -> None:
+        """The levels spin says how many levels run at this size ("4 (3 run here)"): the
+        progress bar counts those."""
+        from ..core.images import fit_longest_side
+        from ..core.texture import level_shapes
+
+        layer = self.content_combo.layer()
+        size = self.size_spin.value()
+        shape = (size, size)
+        if layer is not None:
+            data = layer.data[0] if layer.multiscale else layer.data
+            spatial = data.shape[-3:-1] if layer.rgb else data.shape[-2:]
+            shape = fit_longest_side(spatial, size)
+        levels = self.levels_spin.value()
+        running = len(level_shapes(shape, levels))
+        self.levels_spin.setSuffix(f"  ({running} run here)" if running < levels else "")
 
     def all_frames(self) -> bool:
         """Whether a run does every frame of the content (ticked and offered)."""

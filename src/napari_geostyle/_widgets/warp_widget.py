@@ -354,6 +354,7 @@ class GeometricWarpWidget(QWidget):
         except ValueError as error:
             self.last_error = error
             show_error(f"GeoStyle warp: {error}")
+            self.set_status(f"not started: {error}")
             return
         model = self.model_combo.currentText()
         method = self.method_combo.currentText()
@@ -479,6 +480,7 @@ class GeometricWarpWidget(QWidget):
             content = read_layer_image(content_layer, self.viewer)
         except ValueError as error:
             show_error(f"GeoStyle warp: {error}")
+            self.set_status(f"not started: {error}")
             return None
         empty = np.zeros((0, 2))
         live = self._show_live(
