@@ -20,7 +20,7 @@ pytest.importorskip("distributed")
 
 import napari_geostyle as gs
 from napari_geostyle import cli
-from napari_geostyle.core import output_lock
+from napari_geostyle.core import media, output_lock
 
 TEXTURE = {"backbone": "random", "size": 24, "levels": 1, "iterations": 1}
 THREADS = {"processes": False, "workers": 1, "device": "cpu"}
@@ -207,3 +207,21 @@ def test_cli_transfer_and_warp_never_write_over_an_input(inputs, texture, tmp_pa
             assert len(error) == 1 and "is the input" in error[0], error
     assert content.read_bytes() == original and link.is_symlink()
     assert not (tmp_path / "o.png").exists()
+
+
+# --------------------------------------------------------------------------- 3: literal names
+def test_a_file_name_with_brackets_is_taken_literally(texture, tmp_path):
+    folder = tmp_path / "br"
+    folder.mkdir()
+    iio.imwrite(folder / "photo [edited].png", _image(1))
+    iio.imwrite(folder / "photo e.png", _image(7))  # what the name means as a glob
+    out = tmp_path / "out"
+    results = list(_batch(str(folder / "photo [edited].png"), out, texture))
+    assert [(r.output, r.status) for r in results] == [("photo [edited].png", "done")]
+    assert _manifest(out)["items"]["photo [edited].png"]["source"] == str(
+        folder / "photo [edited].png"
+    )
+    assert not (out / "photo e.png").exists()
+    # a pattern that is not a file name is still a glob
+    items, _ = media.collect_inputs(str(folder / "photo [e]*.png"))
+    assert [i.output for i in items] == ["photo e.png"]

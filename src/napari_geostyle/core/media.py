@@ -196,8 +196,10 @@ def _image_item(path: Path) -> InputItem:
 
 
 def _expand(entry) -> list[Path]:
+    """The files of one input: a file or folder that exists is taken literally (a name such as
+    ``photo [edited].png`` is never a glob pattern), anything else with ``*?[`` is a glob."""
     text = str(entry)
-    if any(c in text for c in "*?["):
+    if any(c in text for c in "*?[") and not Path(text).expanduser().exists():
         found = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
         if not found:
             raise ValueError(f"no files match {text}")
