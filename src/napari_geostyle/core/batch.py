@@ -711,8 +711,10 @@ def _start_client(scheduler, workers, processes, device):
         )
         return Client(cluster), cluster
     if isinstance(scheduler, str) and "://" in scheduler:
-        try:
-            return Client(scheduler, timeout="30s"), None
+        from .scheduler import SCHEDULER_TIMEOUT_S
+
+        try:  # check_scheduler asked it first: it answers
+            return Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S:g}s"), None
         except OSError as error:
             raise ValueError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from error
     raise ValueError(
@@ -1104,12 +1106,13 @@ def batch_geometric_style_transfer(
         geometry_batch=geometry_batch,
         texture_options=texture_options,
     )
-    if scheduler not in (None, "", "local") and not (
-        isinstance(scheduler, str) and "://" in scheduler
-    ):
-        raise ValueError(
-            f"scheduler must be 'local' or an address such as tcp://HOST:8786; got {scheduler!r}."
-        )
+    if scheduler not in (None, "", "local"):
+        from .scheduler import check_scheduler, parse_address
+
+        # asked now, before the output folder exists: a bad address ends within the timeout
+        # as one ValueError and leaves nothing behind
+        needed = client is None and bool(plan.todo)
+        scheduler = check_scheduler(scheduler) if needed else parse_address(scheduler)
     if workers is not None and (
         isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
     ):
