@@ -95,7 +95,7 @@ def _overlap(first, second) -> bool:
     return bool(np.all(low1 < high2) and np.all(low2 < high1))
 
 
-def test_sample_layers_do_not_hide_each_other(make_napari_viewer_proxy):
+def test_sample_layers_do_not_hide_each_other(make_napari_viewer_proxy, qtbot):
     from itertools import combinations
 
     from napari_geostyle._sample_data import content_and_style
@@ -105,6 +105,13 @@ def test_sample_layers_do_not_hide_each_other(make_napari_viewer_proxy):
         viewer.add_image(data, **kwargs)
     for first, second in combinations(viewer.layers, 2):
         assert not _overlap(first, second), (first.name, second.name)
+    # opened from the menu, the first view shows all three (napari fits the first one alone)
+    viewer.layers.clear()
+    viewer.open_sample("napari-geostyle", "content_style")
+    qtbot.wait(50)
+    low = np.min([_world_box(layer)[0] for layer in viewer.layers], axis=0)
+    high = np.max([_world_box(layer)[1] for layer in viewer.layers], axis=0)
+    np.testing.assert_allclose(viewer.camera.center[-2:], (low + high) / 2, atol=1.0)
     # the right of the content stays free for the warp's output (side by side)
     low, high = _world_box(viewer.layers["content"])
     for layer in viewer.layers:

@@ -93,6 +93,7 @@ def content_and_style():
     gap = SAMPLE_GAP * max(height, width)
     style_left = -(geometry.shape[1] + gap)
     below = max(height, geometry.shape[0]) + gap
+    _fit_view_once_added()
     return [
         (content, {"name": "content", "rgb": True}, "image"),
         (geometry, {"name": "geometry style", "colormap": "gray", "translate": (0.0, style_left)},
@@ -100,3 +101,28 @@ def content_and_style():
         (texture, {"name": "texture style", "colormap": "gray", "translate": (below, style_left)},
          "image"),
     ]  # fmt: skip
+
+
+def _fit_view_once_added() -> None:
+    """napari fits the view to the first layer a sample adds (the content alone): once the
+    menu has added all three, fit it to all of them, so each sample is seen at once. Nothing
+    happens without a viewer and a Qt application (scripts, tests)."""
+    import weakref
+
+    try:
+        import napari
+        from qtpy.QtCore import QTimer
+        from qtpy.QtWidgets import QApplication
+    except ImportError:  # pragma: no cover - napari is a dependency
+        return
+    viewer = napari.current_viewer()
+    if viewer is None or QApplication.instance() is None:
+        return
+    viewer_ref = weakref.ref(viewer)
+
+    def fit() -> None:
+        shown = viewer_ref()
+        if shown is not None and len(shown.layers):
+            shown.reset_view()
+
+    QTimer.singleShot(0, fit)
