@@ -293,7 +293,8 @@ def test_judge_keeps_the_search_alone_unless_a_network_beats_it_clearly(monkeypa
     monkeypatch.setattr(estimate, "judge_scores", lambda warped, style: scores.clone())
     monkeypatch.setattr(estimate, "search_descriptor", lambda: "efficientnet")
     images = torch.rand(2, 3, 32, 32)
-    picked_theta, picked_tps, names = estimate._best_layout(candidates, images, images, 3, "affine")
+    picked = estimate._best_layout(candidates, images, images, 3, "affine")
+    picked_theta, picked_tps, names, _judges = picked
     assert names == ["search only", "search"]
     assert torch.equal(picked_theta[0], candidates["search only"][0][0])
     assert torch.equal(picked_theta[1], candidates["search"][0][1])

@@ -200,6 +200,37 @@ def _build_parser() -> argparse.ArgumentParser:
 _REGISTRY: list = []
 
 
+# --------------------------------------------------------------------------- hints
+def read_hints(path):
+    """``(content_points, style_points)`` of a BigWarp landmark CSV read as hints: the moving
+    points on the content, the target points on the geometry style (its own pixels)."""
+    from .core.landmarks import read_bigwarp_csv
+
+    try:
+        return read_bigwarp_csv(path)
+    except ValueError as error:
+        raise CLIError(f"--hints: {error}") from None
+
+
+def hints_help(what: str = "the content") -> str:
+    return (
+        f"BigWarp landmark CSV of hints: points of {what} (moving) and where they lie on the "
+        "geometry style (target, in its pixels); they pin the pose of the estimate, which "
+        "honours them (one to a few clicks: eyes, mouth, corners)"
+    )
+
+
+def print_confidence(transform, label: str = "geometry") -> None:
+    """One line on stderr: the estimate's confidence, and what to do when it is low."""
+    from .core.confidence import LOW_CONFIDENCE
+
+    value = getattr(transform, "confidence", None)
+    if value is None:
+        return
+    note = " (the shapes may not match: add a hint, --hints)" if value < LOW_CONFIDENCE else ""
+    print(f"{label} confidence {value:.2f}{note}", file=sys.stderr)
+
+
 # --------------------------------------------------------------------------- transfer
 def _cmd_transfer(args) -> int:
     import time
@@ -212,6 +243,8 @@ def _cmd_transfer(args) -> int:
     check_not_an_input([args.output, args.warped_output],
                        [args.content, *args.texture, args.geometry])  # fmt: skip
     check_output_path(args.output, args.overwrite)
+    if args.hints and args.geometry is None:
+        raise CLIError("--hints steer the warp to --geometry STYLE: give --geometry too")
     if args.warped_output:
         if Path(args.warped_output).resolve() == Path(args.output).resolve():
             raise CLIError("--warped-output and -o/--output are the same file")
@@ -236,9 +269,11 @@ def _cmd_transfer(args) -> int:
     else:  # both stages: warp to the geometry style first
         from .core.pipeline import iter_geometric_style_transfer
 
+        hints = read_hints(args.hints) if args.hints else None
         steps = iter_geometric_style_transfer(
             content, geometry_style=read_image(args.geometry), texture_style=styles,
-            model=args.model, method=args.method, strength=args.strength, **options,
+            model=args.model, method=args.method, strength=args.strength, hints=hints,
+            **options,
         )  # fmt: skip
     result = None
     bar = None
@@ -246,6 +281,7 @@ def _cmd_transfer(args) -> int:
     try:
         for step in steps:
             if getattr(step, "stage", None) == "geometry":
+                print_confidence(step.transform)
                 if args.warped_output:
                     write_image(args.warped_output, step.warped, overwrite=args.overwrite)
                 continue
@@ -303,6 +339,7 @@ def _register_transfer(sub) -> None:
     )
     parser.add_argument("--warped-output", metavar="FILE",
                         help="with --geometry, also write the warped content here")  # fmt: skip
+    parser.add_argument("--hints", metavar="FILE.csv", help="with --geometry: " + hints_help())
     parser.add_argument("--preset", choices=PRESET_NAMES, default="balanced",
                         help="iteration schedule and default size (default: balanced)")  # fmt: skip
     parser.add_argument("--size", type=int, metavar="PX",
@@ -642,7 +679,7 @@ def _eval_landmark_pairs(args, checkpoint) -> int:
         seed=0 if args.seed is None else args.seed,
         protocol=args.protocol, image_root=args.image_root,
         keep_examples=args.figure_pairs if args.figure else 0, device=args.device,
-        trunk=args.trunk, checkpoint=checkpoint, init=args.init,
+        trunk=args.trunk, checkpoint=checkpoint, init=args.init, clicks=tuple(args.clicks),
     )  # fmt: skip
     print(
         f"{report.pairs} pairs, model {report.model}, protocol {report.protocol}, init {args.init}"
@@ -708,6 +745,17 @@ def _register_eval_geometry(sub) -> None:
         "default for .npz) or 'as-is' (default for PF CSVs)",
     )
     p.add_argument("--image-root", default=None, help="PF CSV: image folder (default: its folder)")
+    p.add_argument(
+        "--clicks",
+        type=int,
+        nargs="+",
+        default=[0],
+        metavar="K",
+        help="--pairs: simulated clicks per pair, as hints (several values in one run, e.g. "
+        "--clicks 0 2 3): click k is the mean of the landmarks in the set's click group k "
+        "(farthest-point samples without click_groups), with noise; PCK counts only the "
+        "landmarks outside the clicked groups (default: 0, the automatic mode)",
+    )
     p.add_argument("--pairs-per-image", type=int, default=4, help="--images: pairs per image")
     p.add_argument(
         "--seed",

@@ -27,10 +27,12 @@ size and aspect; ``transforms.affine_from_theta`` / ``tps_from_grid_params`` tur
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from .hints import check_hints
 from .warp_params import (
     compose_thetas,
     compose_tps,
@@ -58,6 +60,12 @@ INITS = ("search", "search-edges", "identity", "search-vgg19", "matches-vgg19")
 MIN_SIZE = 32
 FOLD_MARGIN = 0.02  # smallest Jacobian determinant (area ratio) accepted as "not folding"
 _DAMPING = (1.0, 0.8, 0.6, 0.4, 0.2, 0.1, 0.0)
+# Hints (``core.hints``): the refinement's weight on the mean squared hint residual (normalised
+# units: a residual of 0.02, 1 % of the side, costs 0.04, about what a few percent of feature
+# agreement is worth), and the judge's penalty per unit of RMS hint residual (a candidate that
+# moves the hints by 0.02 needs 0.02 more feature similarity to be kept)
+HINT_WEIGHT = 100.0
+HINT_JUDGE_WEIGHT = 1.0
 # Network passes per stage and model: each pass after the first predicts the residual between
 # the content warped so far and the style. Chosen on a tuning split of TRAINING images (see
 # MODEL_CARD.md): more affine passes help the affine model but hurt affine+tps, whose affine
@@ -246,6 +254,7 @@ class _FeatureObjective:
             }
         self.lattice = lattice_xy(5, content.device)[None]
         self.anchor = None
+        self.hints = None  # (style (1, K, 2), content (1, K, 2)) normalised: ``set_hints``
         self._style_layout = None  # the style's layout features, made on first use
 
     def set_anchor(self, theta, tps):
@@ -254,6 +263,18 @@ class _FeatureObjective:
 
         with torch.no_grad():
             self.anchor = sample_map(self.lattice, theta, tps, self.grid_size)
+
+    def set_hints(self, hints) -> None:
+        """Keep ``hints`` (``core.hints.Hints``) as a soft constraint: ``hint_weight`` x the
+        mean squared distance (normalised) between where the style hints sample and the
+        content hints."""
+        import torch
+
+        device = self.content.device
+        self.hints = tuple(
+            torch.as_tensor(a, dtype=torch.float32, device=device)[None]
+            for a in (hints.style_xy, hints.content_xy)
+        )
 
     def __call__(self, theta, tps, taps=None):
         import torch
@@ -286,6 +307,10 @@ class _FeatureObjective:
         if self.anchor is not None:
             moved = sample_map(self.lattice, theta, tps, self.grid_size, spline) - self.anchor
             total = total + self.trust_weight * moved.pow(2).sum(-1).mean()
+        if self.hints is not None:
+            style_xy, content_xy = self.hints
+            sampled = sample_map(style_xy, theta, tps, self.grid_size, spline)
+            total = total + HINT_WEIGHT * (sampled - content_xy).pow(2).sum(-1).mean()
         return total
 
 
@@ -339,6 +364,10 @@ class WarpParameters:
     damped: dict
     start: str  # the start kept by ``_best_layout``, one of ``START_NAMES``
     objective: tuple | None = None  # refine: the feature objective's (start, end) values
+    # the judge's view of the pair (``_best_layout``): each start's score, the kept start's
+    # lattice distance to the others; the estimate's ``confidence`` is made from it
+    judge: dict | None = None
+    confidence: float | None = None  # P(the warp is right), ``core.confidence``
 
 
 # where the network stages may start (``estimate_parameters``): no warp, the global search
@@ -374,16 +403,33 @@ def initial_theta(content, style, init: str):
     return search_similarity(content, style, descriptor=descriptor).to(content.device)
 
 
-def _initial_thetas(content, style, init: str):
+def _initial_thetas(content, style, init: str, hints=None):
     """``initial_theta`` of every pair of a (B, 3, S, S) batch, as (B, 2, 3); None for
-    "identity". The search runs pair by pair (``matching`` works on one pair)."""
+    "identity" without hints. The search runs pair by pair (``matching`` works on one pair).
+    ``hints``: None or one ``core.hints.Hints`` (or None) per pair: a hinted pair's search is
+    restricted to the poses that honour its hints (``hints.hinted_thetas``)."""
     import torch
 
-    if init == "identity":
+    hints = hints or [None] * content.shape[0]
+    if init == "identity" and not any(h is not None for h in hints):
         return None
-    return torch.stack(
-        [initial_theta(content[i : i + 1], style[i : i + 1], init) for i in range(content.shape[0])]
-    )
+    thetas = []
+    for i, pair_hints in enumerate(hints):
+        one_content, one_style = content[i : i + 1], style[i : i + 1]
+        if pair_hints is None:
+            theta = initial_theta(one_content, one_style, init)
+            thetas.append(torch.eye(2, 3) if theta is None else theta.float().cpu())
+            continue
+        from .hints import hinted_thetas
+        from .matching import best_pinned
+
+        descriptor = {"search-edges": "orientation", "search-vgg19": "vgg19"}.get(
+            init, search_descriptor()
+        )
+        thetas.append(
+            best_pinned(one_content, one_style, hinted_thetas(pair_hints), descriptor=descriptor)
+        )
+    return torch.stack(thetas).to(content.device)
 
 
 # How much more ImageNet-feature similarity (``judge_scores``) a network's answer needs than
@@ -410,7 +456,7 @@ def judge_scores(warped, style, device=None):
     return semantic_similarity(warped, style, trunk)
 
 
-def _best_layout(candidates: dict, content, style, grid_size: int, model: str):
+def _best_layout(candidates: dict, content, style, grid_size: int, model: str, hints=None):
     """``(theta, tps, names)``: for each pair of the batch, the candidate whose warped content
     best matches the style (``judge_scores``).
 
@@ -418,26 +464,57 @@ def _best_layout(candidates: dict, content, style, grid_size: int, model: str):
     ``style``: (B, 3, S, S). The networks, trained on same-image pairs, refine well from nearby
     but may drift when the content is another object: this keeps whichever start, or the
     search on its own, lines the two images up best; on the ImageNet features a network's
-    answer must beat the search alone by ``SEARCH_ONLY_BONUS[model]``.
+    answer must beat the search alone by ``SEARCH_ONLY_BONUS[model]``. ``hints``: None or one
+    ``core.hints.Hints`` (or None) per pair: a candidate loses ``HINT_JUDGE_WEIGHT`` x its RMS
+    hint residual. Also returns ``judges``: per pair, each candidate's score and the kept
+    candidate's RMS lattice distance to the others (``WarpParameters.judge``).
     """
     import torch
 
     names = list(candidates)
     batch = content.shape[0]
-    if len(names) == 1:
-        return (*candidates[names[0]], names * batch)
     warped = [_warp_tensor(content, *candidates[n], grid_size) for n in names]
-    scores = judge_scores(torch.cat(warped, 0), style).reshape(len(names), batch)
+    scores = judge_scores(torch.cat(warped, 0), style).reshape(len(names), batch).float().cpu()
+    raw = scores.clone()
     if "search only" in names and search_descriptor() == "efficientnet":
         scores[names.index("search only")] += SEARCH_ONLY_BONUS[model]
+    for i, pair_hints in enumerate(hints or []):
+        if pair_hints is None:
+            continue
+        from .hints import hint_residual
+
+        for k, name in enumerate(names):
+            theta, tps = (None if p is None else p[i].float().cpu() for p in candidates[name])
+            scores[k, i] -= HINT_JUDGE_WEIGHT * hint_residual(theta, tps, pair_hints, grid_size)
     best = scores.argmax(0).tolist()
+    lattice = lattice_xy(5, content.device)[None].expand(batch, -1, -1)
+    maps = torch.stack([sample_map(lattice, *candidates[n], grid_size) for n in names]).cpu()
+    judges = []
+    design = torch.cat([lattice[0].cpu(), torch.ones(lattice.shape[1], 1)], 1).double()
+    for i in range(batch):
+        spread = (maps[:, i] - maps[best[i], i]).pow(2).sum(-1).mean(-1).sqrt()
+        # the kept sample map's least-squares affine: how much it scales and turns the content
+        linear = torch.linalg.lstsq(design, maps[best[i], i].double()).solution[:2].T
+        judges.append(
+            {
+                "scores": {n: float(raw[k, i]) for k, n in enumerate(names)},
+                "kept": names[best[i]],
+                "spread": {n: float(spread[k]) for k, n in enumerate(names)},
+                "log_scale": -0.5 * math.log(max(abs(float(torch.linalg.det(linear))), 1e-9)),
+                "rotation_deg": math.degrees(
+                    math.atan2(
+                        float(linear[1, 0] - linear[0, 1]), float(linear[0, 0] + linear[1, 1])
+                    )
+                ),
+            }
+        )
 
     def pick(part):  # 0: theta, 1: tps; one row per pair, from that pair's best candidate
         if candidates[names[0]][part] is None:
             return None
         return torch.stack([candidates[names[best[i]]][part][i] for i in range(batch)])
 
-    return pick(0), pick(1), [names[b] for b in best]
+    return pick(0), pick(1), [names[b] for b in best], judges
 
 
 def stage_passes(model: str, passes=None) -> dict:
@@ -594,11 +671,12 @@ class _NetworkStages:
             theta = self.affine(theta)
         return self.model_form(theta, self.tps(theta) if "tps" in self.nets else None)
 
-    def starts(self, init: str) -> dict:
-        """``{name: (theta, tps)}`` of every start in ``START_NAMES`` that ``init`` allows."""
+    def starts(self, init: str, hints=None) -> dict:
+        """``{name: (theta, tps)}`` of every start in ``START_NAMES`` that ``init`` allows
+        (``hints``: see ``_initial_thetas``)."""
         starts = {"identity": self(None)}
-        if init != "identity":
-            searched = _initial_thetas(self.content, self.style, init)
+        searched = _initial_thetas(self.content, self.style, init, hints)
+        if searched is not None:
             starts["search"] = self(searched)
             # the search alone, in the model's own form (an identity TPS where it has one)
             identity_tps = (
@@ -705,14 +783,16 @@ def estimate_parameters_batch(
     refine_iterations: int | None = None,
     init: str = "search",
     progress=None,
+    hints=None,
 ) -> list[WarpParameters]:
     """``WarpParameters`` of each pair ``(contents[i], styles[i])``, the networks run on all
     pairs at once: every network pass is one forward of the whole batch.
 
     ``contents``/``styles``: sequences of (1, 3, H, W) RGB tensors in 0..1 on ``device``, of
     any sizes (each is resized to the networks' input). The global search and the refinement
-    run pair by pair. ``progress(done, total, stage)``: see ``estimate_warp``. Other arguments
-    as ``estimate_parameters``.
+    run pair by pair. ``progress(done, total, stage)``: see ``estimate_warp``. ``hints``: None
+    or one ``core.hints.Hints`` (or None) per pair (``hints.check_hints``). Other arguments as
+    ``estimate_parameters``.
     """
     import torch
 
@@ -736,11 +816,17 @@ def estimate_parameters_batch(
     style_in = torch.cat([first.prepare(s) for s in styles])
     stages = _NetworkStages(nets, counts, model, content_in, style_in)
     grid_size = stages.grid_size
+    hints = list(hints) if hints is not None else [None] * len(contents)
+    if len(hints) != len(contents):
+        raise ValueError(f"hints: one entry (or None) per pair; got {len(hints)} for "
+                         f"{len(contents)} pairs.")  # fmt: skip
     with torch.no_grad():
-        thetas, tpss, names = _best_layout(
-            stages.starts(init), content_in, style_in, grid_size, model
+        thetas, tpss, names, judges = _best_layout(
+            stages.starts(init, hints), content_in, style_in, grid_size, model, hints
         )
     report.networks_done()
+    from .confidence import estimate_confidence
+
     results = []
     for i, (damped, name) in enumerate(zip(stages.damped, names, strict=True)):
         theta = None if thetas is None else thetas[i]
@@ -750,12 +836,16 @@ def estimate_parameters_batch(
             feature_objective = _FeatureObjective(
                 objective_trunk, content_in[i : i + 1], style_in[i : i + 1], grid_size, taps
             )
+            if hints[i] is not None:
+                feature_objective.set_hints(hints[i])
             theta, tps, objective = _refine(
                 feature_objective, theta, tps, refine_iterations, report.tick
             )
-        results.append(
-            WarpParameters(_as_numpy(theta), _as_numpy(tps), grid_size, damped, name, objective)
+        params = WarpParameters(
+            _as_numpy(theta), _as_numpy(tps), grid_size, damped, name, objective, judges[i]
         )
+        params.confidence = estimate_confidence(params, hinted=hints[i] is not None)
+        results.append(params)
     return results
 
 
@@ -771,12 +861,14 @@ def estimate_parameters(
     refine_iterations: int | None = None,
     init: str = "search",
     progress=None,
+    hints=None,
 ) -> WarpParameters:
     """Normalised parameters of one pair, as ``WarpParameters``.
 
     ``content``/``style`` are (1, 3, H, W) RGB tensors in 0..1 on ``device``. ``passes``:
     network passes per stage (see ``estimate_warp``); ``refine_iterations``: Adam steps of the
-    refinement (None = ``REFINE``'s); ``progress``: see ``estimate_warp``.
+    refinement (None = ``REFINE``'s); ``progress``: see ``estimate_warp``; ``hints``: None or a
+    ``core.hints.Hints`` of the pair.
     """
     return estimate_parameters_batch(
         [content],
@@ -790,11 +882,14 @@ def estimate_parameters(
         refine_iterations,
         init,
         progress,
+        None if hints is None else [hints],
     )[0]
 
 
-def _transform_from_parameters(params: WarpParameters, shape: tuple, strength: float):
-    """The landmark transform (content pixels, output frame ``shape``) of ``params``."""
+def _transform_from_parameters(params: WarpParameters, shape: tuple, strength: float, hints=None):
+    """The landmark transform (content pixels, output frame ``shape``) of ``params``, made to
+    honour ``hints`` (``core.hints.honour_hints``) when given, with the estimate's
+    ``confidence`` as an attribute."""
     from .transforms import (
         ComposedTransform,
         affine_from_theta,
@@ -808,7 +903,13 @@ def _transform_from_parameters(params: WarpParameters, shape: tuple, strength: f
     if params.tps is not None:
         parts.append(tps_from_grid_params(params.tps, shape, shape, params.grid_size))
     full = parts[0] if len(parts) == 1 else ComposedTransform(parts)
-    return with_strength(full, strength)
+    if hints is not None:
+        from .hints import honour_hints
+
+        full = honour_hints(full, hints, shape)
+    full = with_strength(full, strength)
+    full.confidence = params.confidence
+    return full
 
 
 def estimate_warp(
@@ -823,6 +924,7 @@ def estimate_warp(
     strength: float = 1.0,
     init: str = "search",
     progress=None,
+    hints=None,
 ):
     """Transform (content -> output, CONTENT PIXEL coordinates, output frame = content's (H, W))
     that gives ``content`` the geometry of ``geometry_style``.
@@ -847,6 +949,14 @@ def estimate_warp(
     (``stage`` "search and networks", then "refining" once per refinement step, "done" at the
     end). An exception it raises stops
     the estimate there and propagates: that is how a caller cancels.
+    ``hints``: ``(content_points, style_points)``, two (K, 2) arrays of ``(row, col)`` pixels of
+    each image (K >= 1), points the user asserts correspond (``core/hints.py``). They restrict
+    the search to poses that honour them and hold the refinement to them, and the result
+    honours them: a TPS model maps each content hint onto its style hint exactly (the style
+    hint in the output frame: the same normalised position in the content's (H, W)), the
+    affine to least squares. Bad hints are a ``ValueError`` before any work.
+    The transform carries ``confidence``: the estimated probability, 0..1, that the warp is
+    right (``core/confidence.py``); low values say the shapes may not match (add a hint).
     For many pairs, ``estimate_warps`` runs the networks on several pairs per forward.
     """
     import torch
@@ -861,12 +971,14 @@ def estimate_warp(
     device = resolve_device(device)
     content_t = rgb_tensor(content, device, "content", MIN_SIZE)
     style_t = rgb_tensor(geometry_style, device, "geometry_style", MIN_SIZE)
+    shape = tuple(content_t.shape[-2:])
+    hints = check_hints(hints, shape, tuple(style_t.shape[-2:]))
     with torch.inference_mode(False):
         params = estimate_parameters(
             content_t, style_t, model, method, device, trunk, checkpoint, passes=passes,
-            init=init, progress=progress,
+            init=init, progress=progress, hints=hints,
         )  # fmt: skip
-    return _transform_from_parameters(params, tuple(content_t.shape[-2:]), strength)
+    return _transform_from_parameters(params, shape, strength, hints)
 
 
 def _check_batch_size(batch_size) -> int:
@@ -908,6 +1020,7 @@ def estimate_warps(
     strength: float = 1.0,
     init: str = "search",
     batch_size: int | None = None,
+    hints=None,
 ) -> list:
     """``estimate_warp`` of every pair ``(contents[i], geometry_styles[i])``, one transform per
     pair (each in its content's pixels), with the networks run on ``batch_size`` pairs per
@@ -917,7 +1030,9 @@ def estimate_warps(
     different sizes. Batching pays on a GPU, where one forward of many pairs costs about as
     much as one of a single pair; the global search and ``method="refine"``'s optimisation
     still run pair by pair. Images are converted one batch at a time, so memory stays bounded
-    by ``batch_size``. Other arguments as ``estimate_warp``.
+    by ``batch_size``. ``hints``: None, or one entry per pair, each None or that pair's
+    ``(content_points, style_points)`` (see ``estimate_warp``). Other arguments as
+    ``estimate_warp``.
     """
     import torch
 
@@ -938,6 +1053,19 @@ def estimate_warps(
     stage_passes(model, passes)  # a bad value fails before any work
     strength = check_strength(strength)
     batch_size = _check_batch_size(batch_size)
+    if hints is not None:
+        hints = list(hints)
+        if len(hints) != len(contents):
+            raise ValueError(
+                f"hints: one entry (None or (content_points, style_points)) per pair; got "
+                f"{len(hints)} for {len(contents)} pairs."
+            )
+        hints = [
+            check_hints(h, np.shape(contents[i])[:2], np.shape(styles[i])[:2])
+            for i, h in enumerate(hints)
+        ]
+    else:
+        hints = [None] * len(contents)
     device = resolve_device(device)
     transforms = []
     for start in range(0, len(contents), batch_size):
@@ -957,9 +1085,10 @@ def estimate_warps(
                 checkpoint,
                 passes=passes,
                 init=init,
+                hints=[hints[i] for i in indices],
             )
         transforms.extend(
-            _transform_from_parameters(p, tuple(c.shape[-2:]), strength)
-            for p, c in zip(params, content_t, strict=True)
+            _transform_from_parameters(p, tuple(c.shape[-2:]), strength, hints[i])
+            for p, c, i in zip(params, content_t, indices, strict=True)
         )
     return transforms

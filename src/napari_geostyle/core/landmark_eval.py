@@ -19,6 +19,17 @@ seed) or a Proposal Flow pair CSV (``read_pf_pairs``).
 
 Reference rows are computed in the same run: ``identity`` (no warp) and ``oracle`` (the
 least-squares affine fitted on the true landmarks: what an affine could reach).
+
+Simulated clicks (``clicks``, ``eval-geometry --clicks K ...``): K hints per pair, as a user at
+the viewer would give them. Click k is the mean of the landmarks in group k of the set's
+``click_groups`` (an int per landmark, -1 = never clicked); a set without them takes
+farthest-point samples of the style's landmarks, from the one nearest their centroid. Each
+click end gets Gaussian noise of ``CLICK_NOISE`` x its image's PCK unit (seeded). PCK is then
+counted only on the landmarks outside the clicked groups, for the methods with the clicks as
+``hints``, for the clicks alone (a translation for one, a similarity for two, an affine for three
+or more: ``hints.point_fit``) and for the oracle affine on the same scored landmarks. Each method
+row also gives the AUROC of the estimate's ``confidence`` for telling pairs with PCK@0.1 >= 0.5
+from the rest.
 """
 
 from __future__ import annotations
@@ -34,6 +45,8 @@ import numpy as np
 PROTOCOLS = ("perturbed", "as-is")
 REFERENCE_METHODS = ("identity", "oracle")
 DEFAULT_ALPHAS = (0.05, 0.1, 0.15)
+CLICK_NOISE = 0.02  # sigma of a simulated click's noise, in units of its image's PCK unit
+CORRECT_PAIR = (0.1, 0.5)  # a pair's estimate is "right" when PCK@0.1 >= 0.5 (confidence)
 
 
 @dataclass
@@ -45,6 +58,7 @@ class LandmarkPair:
     content_points: np.ndarray
     style_points: np.ndarray
     name: str = ""
+    groups: np.ndarray | None = None  # click group per landmark (-1: never clicked)
 
 
 @dataclass
@@ -71,6 +85,8 @@ class MethodScore:
     pck: dict  # alpha -> share of correct landmarks over all pairs
     per_pair: list  # PCK at the middle alpha per pair
     seconds_per_pair: float = 0.0
+    confidence: list | None = None  # the estimate's confidence per pair
+    auroc: float | None = None  # of ``confidence`` for PCK@0.1 >= 0.5 (``CORRECT_PAIR``)
 
 
 @dataclass
@@ -84,12 +100,14 @@ class LandmarkReport:
 
     def table(self) -> str:
         """A Markdown table: one row per method, one column per alpha."""
-        head = "| method | " + " | ".join(f"PCK@{a:g}" for a in self.alphas) + " | s / pair |"
-        rule = "|---" * (len(self.alphas) + 2) + "|"
+        head = "| method | " + " | ".join(f"PCK@{a:g}" for a in self.alphas)
+        head += " | s / pair | confidence AUROC |"
+        rule = "|---" * (len(self.alphas) + 3) + "|"
         rows = [head, rule]
         for method, score in self.scores.items():
             cells = " | ".join(f"{score.pck[a]:.3f}" for a in self.alphas)
-            rows.append(f"| {method} | {cells} | {score.seconds_per_pair:.3f} |")
+            auroc = "-" if score.auroc is None else f"{score.auroc:.3f}"
+            rows.append(f"| {method} | {cells} | {score.seconds_per_pair:.3f} | {auroc} |")
         return "\n".join(rows)
 
     def to_dict(self) -> dict:
@@ -102,6 +120,9 @@ class LandmarkReport:
                 method: {
                     **{f"pck@{a:g}": score.pck[a] for a in self.alphas},
                     "seconds_per_pair": score.seconds_per_pair,
+                    "confidence_auroc": score.auroc,
+                    "per_pair": score.per_pair,
+                    "confidence": score.confidence,
                 }
                 for method, score in self.scores.items()
             },
@@ -162,11 +183,22 @@ def load_landmark_set(path) -> list[tuple[np.ndarray, np.ndarray, str]]:
     return items
 
 
-def pairs_from_set(items, count: int | None = None, seed: int = 0) -> list[LandmarkPair]:
+def load_click_groups(path) -> np.ndarray | None:
+    """The set's ``click_groups`` (an int per landmark, -1 = never clicked), or None."""
+    with np.load(path, allow_pickle=False) as data:
+        if "click_groups" not in data.files:
+            return None
+        groups = np.asarray(data["click_groups"]).astype(np.int64).reshape(-1)
+    return groups
+
+
+def pairs_from_set(
+    items, count: int | None = None, seed: int = 0, click_groups=None
+) -> list[LandmarkPair]:
     """Ordered pairs ``(content, style)`` of DIFFERENT items, shuffled with ``seed``.
 
     ``count`` None takes all ``n (n - 1)`` pairs. Landmarks not finite in either item of a pair
-    are dropped from that pair.
+    are dropped from that pair. ``click_groups``: the set's click group per landmark.
     """
     n = len(items)
     order = [(i, j) for i in range(n) for j in range(n) if i != j]
@@ -185,8 +217,17 @@ def pairs_from_set(items, count: int | None = None, seed: int = 0) -> list[Landm
                 "landmarks; corresponding landmark sets need the same count."
             )
         keep = np.isfinite(points_a).all(1) & np.isfinite(points_b).all(1)
+        groups = None
+        if click_groups is not None:
+            if len(click_groups) != len(points_a):
+                raise ValueError(
+                    f"click_groups has {len(click_groups)} entries for {len(points_a)} landmarks."
+                )
+            groups = np.asarray(click_groups)[keep]
         pairs.append(
-            LandmarkPair(image_a, image_b, points_a[keep], points_b[keep], f"{name_a} -> {name_b}")
+            LandmarkPair(
+                image_a, image_b, points_a[keep], points_b[keep], f"{name_a} -> {name_b}", groups
+            )
         )
     return pairs
 
@@ -331,7 +372,9 @@ def perturb_pairs(pairs, perturbation: Perturbation | None = None, seed: int = 0
         style, style_points = _moved(
             pair.style, pair.style_points, _zoom_matrix(pair.style.shape, perturbation.zoom)
         )
-        moved.append(LandmarkPair(content, style, content_points, style_points, pair.name))
+        moved.append(
+            LandmarkPair(content, style, content_points, style_points, pair.name, pair.groups)
+        )
     return moved
 
 
@@ -359,9 +402,54 @@ def to_style_frame(points_output, content_shape, style_shape) -> np.ndarray:
     return normalized_to_pixel(pixel_to_normalized(points_output, content_shape), style_shape)
 
 
-def predict_points(pair: LandmarkPair, method: str, model: str, estimate_options: dict):
-    """``(predicted style points, transform or None)`` of ``method`` on ``pair``."""
+def click_groups_of(pair: LandmarkPair, count: int) -> list:
+    """The landmark indices behind each of ``count`` simulated clicks (see the module)."""
+    groups = None if pair.groups is None else np.asarray(pair.groups)
+    if groups is not None and (groups >= 0).any():
+        chosen = [np.flatnonzero(groups == g) for g in range(count)]
+        empty = [g for g, members in enumerate(chosen) if not len(members)]
+        if empty:
+            raise ValueError(
+                f"{count} clicks asked for, but no landmark of {pair.name!r} is in click group "
+                f"{empty[0]} (the set's click_groups has {int(groups.max()) + 1} groups)."
+            )
+        return chosen
+    points = pair.style_points
+    if count > len(points):
+        raise ValueError(
+            f"{count} clicks asked for, but {pair.name!r} has {len(points)} landmarks."
+        )
+    first = int(np.argmin(np.linalg.norm(points - points.mean(0), axis=1)))
+    chosen, distance = [first], np.linalg.norm(points - points[first], axis=1)
+    while len(chosen) < count:  # farthest-point sampling
+        chosen.append(int(np.argmax(distance)))
+        distance = np.minimum(distance, np.linalg.norm(points - points[chosen[-1]], axis=1))
+    return [np.array([c]) for c in chosen]
+
+
+def simulated_clicks(pair: LandmarkPair, count: int, rng):
+    """``(content_clicks, style_clicks, scored)``: ``count`` noisy clicks at each end (``(K,
+    2)`` pixels of each image) and the landmarks outside the clicked groups (bool per landmark).
+    """
+    groups = click_groups_of(pair, count)
+    scored = np.ones(len(pair.style_points), bool)
+    ends = []
+    for points, image in ((pair.content_points, pair.content), (pair.style_points, pair.style)):
+        clicks = np.stack([points[g].mean(0) for g in groups])
+        clicks = clicks + rng.normal(0.0, CLICK_NOISE * pck_threshold(points), clicks.shape)
+        limit = np.asarray(image.shape[:2], np.float64) - 1.0
+        ends.append(np.clip(clicks, 0.0, limit))
+    for members in groups:
+        scored[members] = False
+    return ends[0], ends[1], scored
+
+
+def predict_points(pair: LandmarkPair, method: str, model: str, estimate_options: dict, hints=None):
+    """``(predicted style points, transform or None)`` of ``method`` on ``pair``; ``hints``:
+    ``(content_points, style_points)`` for ``estimate_warp`` and the ``"clicks alone"`` fit."""
     from .estimate import estimate_warp
+    from .hints import point_fit
+    from .transforms import _homogeneous_apply
 
     content_shape, style_shape = pair.content.shape[:2], pair.style.shape[:2]
     if method == "identity":
@@ -372,9 +460,41 @@ def predict_points(pair: LandmarkPair, method: str, model: str, estimate_options
         design = np.hstack([pair.content_points, np.ones((len(pair.content_points), 1))])
         solution, *_ = np.linalg.lstsq(design, pair.style_points, rcond=None)
         return design @ solution, None
-    tf = estimate_warp(pair.content, pair.style, model=model, method=method, **estimate_options)
+    if method == "clicks alone":
+        return _homogeneous_apply(point_fit(*hints), pair.content_points), None
+    tf = estimate_warp(
+        pair.content, pair.style, model=model, method=method, hints=hints, **estimate_options
+    )
     mapped = tf.map_points(pair.content_points)
     return to_style_frame(mapped, content_shape, style_shape), tf
+
+
+def auroc(scores, labels) -> float | None:
+    """Area under the ROC curve of ``scores`` for the True ``labels`` (ties count half); None
+    when one class is empty."""
+    scores, labels = np.asarray(scores, np.float64), np.asarray(labels, bool)
+    positive, negative = scores[labels], scores[~labels]
+    if not len(positive) or not len(negative):
+        return None
+    greater = (positive[:, None] > negative[None]).sum()
+    ties = (positive[:, None] == negative[None]).sum()
+    return float((greater + 0.5 * ties) / (len(positive) * len(negative)))
+
+
+def _row_name(method: str, clicks: int) -> str:
+    if clicks == 0:
+        return method
+    return f"{method}, {clicks} click{'s' if clicks > 1 else ''}"
+
+
+def check_clicks(clicks) -> tuple:
+    try:
+        values = tuple(int(k) for k in clicks)
+    except (TypeError, ValueError):
+        raise ValueError(f"clicks must be whole numbers >= 0; got {clicks!r}.") from None
+    if not values or any(k < 0 for k in values) or any(k != c for k, c in zip(values, clicks)):
+        raise ValueError(f"clicks must be whole numbers >= 0; got {clicks!r}.")
+    return values
 
 
 def evaluate_landmark_pairs(
@@ -383,10 +503,14 @@ def evaluate_landmark_pairs(
     methods=("network", "refine"),
     alphas=DEFAULT_ALPHAS,
     keep_examples: int = 0,
+    clicks=(0,),
+    click_seed: int = 0,
     **estimate_options,
 ) -> LandmarkReport:
     """PCK of identity, the oracle affine and each of ``methods`` on ``pairs`` (same run).
 
+    ``clicks``: numbers of simulated clicks (module docstring); 0 is the automatic mode, where
+    every landmark is scored. ``click_seed``: the clicks' noise.
     ``estimate_options``: further ``estimate_warp`` keywords (device, checkpoint, passes, ...).
     """
     from .estimate import METHODS, MODELS
@@ -399,38 +523,61 @@ def evaluate_landmark_pairs(
     alphas = tuple(float(a) for a in alphas)
     if not alphas or any(not (0 < a < 1) for a in alphas):
         raise ValueError(f"alphas must be numbers between 0 and 1; got {alphas}.")
+    clicks = check_clicks(clicks)
     pairs = list(pairs)
     if not pairs:
         raise ValueError("no pairs to evaluate.")
-    all_methods = ("identity", *methods, "oracle")
+    rows = {}  # row name -> (method, clicks)
+    for count in clicks:
+        references = ("identity",) if count == 0 else ("clicks alone",)
+        for method in (*references, *methods, "oracle"):
+            rows[_row_name(method, count)] = (method, count)
     middle = alphas[len(alphas) // 2]
-    correct = {m: {a: [] for a in alphas} for m in all_methods}
-    per_pair = {m: [] for m in all_methods}
-    seconds = {m: 0.0 for m in all_methods}
+    right_alpha, right_share = CORRECT_PAIR
+    correct = {r: {a: [] for a in alphas} for r in rows}
+    per_pair = {r: [] for r in rows}
+    right = {r: [] for r in rows}
+    confidence = {r: [] for r in rows}
+    seconds = {r: 0.0 for r in rows}
     examples = []
     for index, pair in enumerate(pairs):
         transforms = {}
-        for method in all_methods:
+        clicked = {}
+        for count in clicks:
+            if count:
+                rng = np.random.default_rng([click_seed, index, count])
+                content_clicks, style_clicks, scored = simulated_clicks(pair, count, rng)
+                clicked[count] = ((content_clicks, style_clicks), scored)
+            else:
+                clicked[count] = (None, np.ones(len(pair.style_points), bool))
+        for row, (method, count) in rows.items():
+            hints, scored = clicked[count]
             start = time.perf_counter()
-            predicted, tf = predict_points(pair, method, model, estimate_options)
-            seconds[method] += time.perf_counter() - start
+            predicted, tf = predict_points(pair, method, model, estimate_options, hints)
+            seconds[row] += time.perf_counter() - start
             if tf is not None:
-                transforms[method] = tf
+                transforms[row] = tf
+                confidence[row].append(getattr(tf, "confidence", None))
+            truth = pair.style_points[scored]
             for alpha in alphas:
-                correct[method][alpha].append(
-                    correct_keypoints(predicted, pair.style_points, alpha)
-                )
-            per_pair[method].append(float(correct[method][middle][-1].mean()))
+                correct[row][alpha].append(correct_keypoints(predicted[scored], truth, alpha))
+            per_pair[row].append(float(correct[row][middle][-1].mean()))
+            right[row].append(
+                float(correct_keypoints(predicted[scored], truth, right_alpha).mean())
+                >= right_share
+            )
         if index < keep_examples:
             examples.append((pair, transforms))
-    scores = {
-        m: MethodScore(
-            {a: float(np.concatenate(correct[m][a]).mean()) for a in alphas},
-            per_pair[m],
-            seconds[m] / len(pairs),
+    scores = {}
+    for row in rows:
+        values = confidence[row] if confidence[row] and None not in confidence[row] else None
+        scores[row] = MethodScore(
+            {a: float(np.concatenate(correct[row][a]).mean()) for a in alphas},
+            per_pair[row],
+            seconds[row] / len(pairs),
+            values,
+            None if values is None else auroc(values, right[row]),
         )
-        for m in all_methods
-    }
     return LandmarkReport(len(pairs), model, "", alphas, scores, examples)
 
 
@@ -445,9 +592,11 @@ def run_protocol(
     image_root=None,
     alphas=DEFAULT_ALPHAS,
     keep_examples: int = 0,
+    clicks=(0,),
     **estimate_options,
 ) -> LandmarkReport:
     """The whole evaluation from a file: ``.npz`` landmark set or Proposal Flow ``.csv``.
+    ``clicks``: numbers of simulated clicks (module docstring; the set's ``click_groups``).
 
     ``protocol`` None picks ``"perturbed"`` for landmark sets and ``"as-is"`` for Proposal Flow
     CSVs (comparable with published numbers).
@@ -459,7 +608,7 @@ def run_protocol(
         if count is not None:
             pairs = pairs[: int(count)]
     elif source.suffix.lower() == ".npz":
-        pairs = pairs_from_set(load_landmark_set(source), count, seed)
+        pairs = pairs_from_set(load_landmark_set(source), count, seed, load_click_groups(source))
         default_protocol = "perturbed"
     else:
         raise ValueError(
@@ -471,7 +620,7 @@ def run_protocol(
     if protocol == "perturbed":
         pairs = perturb_pairs(pairs, perturbation, seed)
     report = evaluate_landmark_pairs(
-        pairs, model, methods, alphas, keep_examples, **estimate_options
+        pairs, model, methods, alphas, keep_examples, clicks, seed, **estimate_options
     )
     report.protocol = protocol
     return report

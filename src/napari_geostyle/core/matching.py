@@ -277,7 +277,8 @@ def _placement_scores(
     kernel = style_features[..., keep : side - keep, keep : side - keep] * centre_weights(
         side, margin, centre_sigma, style_features.device
     )
-    reach = max(1, round(shift * side / 2))  # shift in feature cells (side = 2 units)
+    # shift in feature cells (side = 2 units); a shift of 0 scores each candidate where it is
+    reach = max(1, round(shift * side / 2)) if shift > 0 else 0
     padded = (
         F.pad(features, (reach - keep,) * 4, mode="reflect")
         if reach > keep
@@ -362,6 +363,37 @@ def search_similarity(content, style, ranges: SearchRanges | None = None, descri
                 describe,
                 ranges.centre_sigma,
             )
+    return theta
+
+
+def best_pinned(content, style, thetas, ranges: SearchRanges | None = None,
+                descriptor="orientation"):  # fmt: skip
+    """theta (2, 3) of the candidate in ``thetas`` (N, 2, 3) whose warped content best matches
+    ``style``, each scored where it is (no shifts: the candidates are pinned, e.g. by hints,
+    ``core.hints``). Scored as ``search_similarity`` scores (the same descriptor, margin and
+    centre weighting, the same shortlist on warped features first). Float32 CPU tensor."""
+    import torch
+
+    from .images import resize_tensor
+
+    ranges = ranges or SearchRanges()
+    describe = make_descriptor(descriptor, content.device)
+    size = (describe.size, describe.size)
+    thetas = torch.as_tensor(thetas, dtype=torch.float32)
+    if len(thetas) == 1:
+        return thetas[0]
+    with torch.no_grad():
+        content = resize_tensor(content.float(), size)
+        style_features = describe(resize_tensor(style.float(), size))
+        if describe.shortlist and len(thetas) > describe.shortlist:
+            scores, _ = _placement_scores(
+                describe(content), style_features, thetas, 0.0, ranges.margin, _renormalise,
+                ranges.centre_sigma,
+            )  # fmt: skip
+            thetas = thetas[scores.topk(describe.shortlist).indices]
+        _, theta = _best_placement(
+            content, style_features, thetas, 0.0, ranges.margin, describe, ranges.centre_sigma
+        )
     return theta
 
 

@@ -72,6 +72,7 @@ def iter_geometric_style_transfer(
     device=None,
     strength: float = 1.0,
     progress=None,
+    hints=None,
     **texture_options,
 ) -> Iterator[GeometricStyleStep]:
     """Generator form of :func:`geometric_style_transfer` (progress and previews as it goes).
@@ -80,6 +81,7 @@ def iter_geometric_style_transfer(
     ``strength``: 0 (no warp) .. 1 (the full warp), applied to the estimate or ``transform``.
     ``progress``: the estimate's ``progress(done, total, stage)`` callback (``estimate_warp``);
     raising from it stops the estimate (a refinement stops at its next step).
+    ``hints``: ``(content_points, style_points)`` that steer the estimate (``estimate_warp``).
     ``texture_options`` are those of :func:`napari_geostyle.iter_texture_transfer`. Inputs and
     choices are checked now (``ValueError``); the work starts on the first ``next()``.
     """
@@ -92,6 +94,10 @@ def iter_geometric_style_transfer(
     if transform is None:
         check_options(model, method, trunk)
         geometry = validate_image(geometry, "geometry style", min_size=MIN_SIZE)
+        if hints is not None:  # bad hints fail now, before any work
+            from .hints import check_hints
+
+            hints = check_hints(hints, content.shape[:2], geometry.shape[:2])
     elif not isinstance(transform, Transform):
         raise ValueError(f"transform must be a transform (fit_tps, estimate_warp, ...); "
                          f"got {type(transform).__name__}.")  # fmt: skip
@@ -117,6 +123,7 @@ def iter_geometric_style_transfer(
         texture_options,
         strength,
         progress,
+        hints,
     )
 
 
@@ -132,6 +139,7 @@ def _run_both_stages(
     texture_options,
     strength=1.0,
     progress=None,
+    hints=None,
 ) -> Iterator[GeometricStyleStep]:
     from .estimate import estimate_warp
     from .texture import iter_texture_transfer
@@ -141,7 +149,7 @@ def _run_both_stages(
     if transform is None:
         transform = estimate_warp(
             content, geometry, model=model, method=method, device=device, trunk=trunk,
-            progress=progress,
+            progress=progress, hints=hints,
         )  # fmt: skip
     transform = with_strength(transform, strength)
     warped = warp_image(content, transform, device=device)
