@@ -225,3 +225,40 @@ def test_a_file_name_with_brackets_is_taken_literally(texture, tmp_path):
     # a pattern that is not a file name is still a glob
     items, _ = media.collect_inputs(str(folder / "photo [e]*.png"))
     assert [i.output for i in items] == ["photo e.png"]
+
+
+# --------------------------------------------------------------------------- 5: kill before journal
+def test_a_kill_between_writing_an_output_and_journalling_it_does_not_block_resume(
+    inputs, texture, tmp_path, monkeypatch
+):
+    from napari_geostyle.core.manifest import JOURNAL_NAME, Manifest
+
+    class Killed(BaseException):
+        pass
+
+    record = Manifest.record
+
+    def killed_after_the_write(self, entry):
+        if entry["output"] == "img_2.png" and entry["status"] == "done":
+            raise Killed  # img_2.png is in place; its entry never reaches the journal
+        record(self, entry)
+
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        patch.setattr(Manifest, "record", killed_after_the_write)
+        patch.setattr(Manifest, "save", lambda self: None)  # a kill: no final save either
+        with pytest.raises(Killed):
+            list(_batch(inputs, out, texture))
+    assert (out / "img_2.png").is_file() and not (out / "manifest.json").exists()
+    written = (out / "img_2.png").read_bytes()
+    statuses = {r.output: r.status for r in _batch(inputs, out, texture)}  # no overwrite needed
+    assert statuses["img_2.png"] == "done" and len(statuses) == 4
+    assert (out / "img_2.png").read_bytes() == written  # the same result, redone
+    assert {e["status"] for e in _manifest(out)["items"].values()} == {"done"}
+    # a file that is not what the journal says was being written is still not replaced
+    key = _manifest(out)["items"]["img_1.png"]["key"]
+    pending = {"output": "img_1.png", "kind": "item", "status": "pending", "key": key + "x",
+               "sha256": "0" * 64}  # fmt: skip
+    (out / JOURNAL_NAME).write_text(json.dumps(pending) + "\n")
+    with pytest.raises(ValueError, match="not made by this batch"):
+        _batch(inputs, out, texture)

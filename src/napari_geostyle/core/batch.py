@@ -646,7 +646,8 @@ def _plan(
     pending = [i.output for i in todo] + [
         s.output for s in sequences if not manifest.finished(s.output, keys[s.output], "sequences")
     ]
-    existing = [name for name in pending if (folder / name).exists()]
+    # a file that a killed run was moving into place (its hash journalled) is redone, not refused
+    existing = [name for name in pending if (folder / name).exists() and not manifest.ours(name)]
     if existing and not overwrite:
         more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
         raise ValueError(
@@ -1003,7 +1004,8 @@ def _run(plan: _Plan, client, scheduler, workers, processes) -> Iterator[BatchRe
             for future in as_completed(futures):
                 result = future.result()
                 item = by_output[result["output"]]
-                if result["status"] == "done":
+                if result["status"] == "done":  # journalled first: a kill in between resumes
+                    manifest.pending(item.output, plan.keys[item.output], result["data"])
                     media.write_atomic(plan.folder / item.output, result["data"])
                 entry = _item_entry(plan, item, result)
                 manifest.record(entry)
@@ -1012,6 +1014,7 @@ def _run(plan: _Plan, client, scheduler, workers, processes) -> Iterator[BatchRe
             if manifest.finished(sequence.output, plan.keys[sequence.output], "sequences"):
                 yield _as_result(plan, {**manifest.sequences[sequence.output], "status": "skipped"})
                 continue
+            manifest.pending(sequence.output, plan.keys[sequence.output], None, "sequence")
             entry = _assemble(plan, sequence)
             manifest.record(entry)
             yield _as_result(plan, entry)

@@ -14,6 +14,7 @@ byte in ``manifest.csv``.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import time
@@ -87,6 +88,30 @@ class Manifest:
             and entry.get("key") == key
             and (self.folder / output).is_file()
         )
+
+    def pending(self, output: str, key: str, data: bytes | None, kind: str = "item") -> None:
+        """Journal that ``output`` is about to be moved into place, with the hash of its bytes
+        (``data``; None for a video or stack, written by its encoder): a kill between the write
+        and ``record`` then leaves a file that a rerun knows as its own."""
+        digest = None if data is None else hashlib.sha256(data).hexdigest()
+        self.record({"output": output, "kind": kind, "status": "pending", "key": key,
+                     "sha256": digest})  # fmt: skip
+
+    def ours(self, output: str) -> bool:
+        """True when ``output`` is the file a batch was moving into place when it was stopped:
+        its entry is pending and the file's bytes have the journalled hash (any file, for an
+        entry journalled without one). Such a file is redone, not refused."""
+        entry = self.entries.get(output) or self.sequences.get(output)
+        if not isinstance(entry, dict) or entry.get("status") != "pending":
+            return False
+        expected = entry.get("sha256")
+        if expected is None:
+            return True
+        try:
+            data = (self.folder / output).read_bytes()
+        except OSError:
+            return False
+        return hashlib.sha256(data).hexdigest() == expected
 
     def record(self, entry: dict) -> None:
         """Add one finished (or failed) output: journal now, full manifest now and then."""
