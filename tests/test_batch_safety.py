@@ -262,3 +262,49 @@ def test_a_kill_between_writing_an_output_and_journalling_it_does_not_block_resu
     (out / JOURNAL_NAME).write_text(json.dumps(pending) + "\n")
     with pytest.raises(ValueError, match="not made by this batch"):
         _batch(inputs, out, texture)
+
+
+# --------------------------------------------------------------------------- 8: bad manifests
+FORMAT = '"format": "napari-geostyle batch manifest"'
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("manifest.json", "[]"),
+        ("manifest.json", "null"),
+        ("manifest.json", "5"),
+        ("manifest.json", '{"format": "napari-geostyle batch manifest", "items": {"img'),  # cut
+        ("manifest.json", "{" + FORMAT + ', "items": []}'),
+        ("manifest.json", "{" + FORMAT + ', "items": {"img_0.png": 5}}'),
+        ("manifest.json", "{" + FORMAT + ', "items": {"img_0.png": {"timings": [1]}}}'),
+        ("manifest.json", "{" + FORMAT + ', "sequences": "x"}'),
+        ("manifest.json", '{"something": "else"}'),
+        (".manifest-journal.jsonl", "5\n"),
+        (".manifest-journal.jsonl", '{"no": "output"}\n'),
+        (".manifest-journal.jsonl", 'not json\n{"output": "img_0.png"}\n'),
+        (".manifest-journal.jsonl", '{"output": "img_0.png", "status": 1}\n'),
+    ],
+)
+def test_a_corrupt_or_hand_edited_manifest_is_one_clear_error(
+    name, text, inputs, texture, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).write_text(text)
+    with pytest.raises(ValueError, match="the manifest is unreadable: ") as refused:
+        _batch(inputs, out, texture)
+    assert name in str(refused.value) and "--overwrite" in str(refused.value)
+    argv = ["batch", str(inputs), "-o", str(out), "--texture", str(texture), "--threads",
+            "--device", "cpu", "--backbone", "random", "--size", "24"]  # fmt: skip
+    capsys.readouterr()
+    assert cli.main(argv) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: the manifest is unreadable: ")
+
+
+def test_a_journal_line_cut_short_by_a_kill_is_still_fine(inputs, texture, tmp_path):
+    out = tmp_path / "out"
+    assert {r.status for r in _batch(inputs, out, texture)} == {"done"}
+    (out / ".manifest-journal.jsonl").write_text('{"output": "img_0.png", "sta')
+    assert {r.status for r in _batch(inputs, out, texture)} == {"skipped"}

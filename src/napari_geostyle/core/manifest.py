@@ -63,21 +63,59 @@ class Manifest:
     def _load(self) -> None:
         if self.path.is_file():
             try:
-                data = json.loads(self.path.read_text())
-            except (OSError, ValueError):
-                data = {}  # unreadable: every output counts as unfinished
-            if data.get("format") == FORMAT:
-                self.entries = dict(data.get("items", {}))
-                self.sequences = dict(data.get("sequences", {}))
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as error:  # cut short, hand-edited, not text
+                raise self._unreadable(self.path, " ".join(str(error).split())) from error
+            if not isinstance(data, dict) or data.get("format") != FORMAT:
+                raise self._unreadable(self.path, "not a napari-geostyle batch manifest")
+            self.entries = self._table(data.get("items", {}), "items")
+            self.sequences = self._table(data.get("sequences", {}), "sequences")
         journal = self.folder / JOURNAL_NAME
         if journal.is_file():
-            for line in journal.read_text().splitlines():
+            try:
+                text = journal.read_text(encoding="utf-8")
+            except (OSError, ValueError) as error:
+                raise self._unreadable(journal, " ".join(str(error).split())) from error
+            lines = text.splitlines()
+            for number, line in enumerate(lines, 1):
                 try:
                     record = json.loads(line)
-                except ValueError:  # a line cut short by a kill
-                    continue
+                except ValueError:
+                    if number == len(lines) and not text.endswith("\n"):
+                        continue  # the last line, cut short by a kill
+                    raise self._unreadable(journal, f"line {number} is not JSON") from None
+                if not isinstance(record, dict) or not isinstance(record.get("output"), str):
+                    raise self._unreadable(journal, f"line {number} is not an output's entry")
+                self._check_entry(record, journal, f"line {number}")
                 target = self.sequences if record.get("kind") == "sequence" else self.entries
                 target[record["output"]] = record
+
+    def _table(self, table, name: str) -> dict:
+        """The ``items`` or ``sequences`` of the manifest, checked: output name -> entry."""
+        if not isinstance(table, dict):
+            raise self._unreadable(self.path, f"{name!r} is not a table of outputs")
+        entries = {}
+        for output, entry in table.items():
+            if not isinstance(entry, dict):
+                raise self._unreadable(self.path, f"the entry of {output!r} is not a table")
+            self._check_entry(entry, self.path, f"the entry of {output!r}")
+            entries[output] = {**entry, "output": output}
+        return entries
+
+    def _check_entry(self, entry: dict, path: Path, where: str) -> None:
+        """The fields a rerun reads must have their types (a hand edit may have changed them)."""
+        for field, kinds in (("status", str), ("key", str), ("kind", str), ("timings", dict)):
+            value = entry.get(field)
+            if value is not None and not isinstance(value, kinds):
+                raise self._unreadable(path, f"{where}: {field!r} is {value!r}")
+
+    def _unreadable(self, path: Path, reason: str) -> ValueError:
+        return ValueError(
+            f"the manifest is unreadable: {path}: {reason}. To recover, move {MANIFEST_NAME} "
+            f"and {JOURNAL_NAME} out of {self.folder} and run the batch again with "
+            "--overwrite (overwrite=True: every output is made again), or choose another "
+            "output folder."
+        )
 
     def finished(self, output: str, key: str, table: str = "items") -> bool:
         """True when ``output`` was written with ``key`` and the file is there."""
