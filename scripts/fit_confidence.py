@@ -48,6 +48,8 @@ def _collect(args) -> list[dict]:
         for f in training.list_image_files([args.images])
         if not any(f.stem.startswith(name) for name in HELD_OUT_PHOTOS)
     ]
+    if args.max_photos:  # an even spread over the sorted list
+        files = [files[i] for i in np.linspace(0, len(files) - 1, args.max_photos).astype(int)]
     images = training.load_images(files, min_size=64)
     print(f"{len(images)} training photos", file=sys.stderr)
     size = 240
@@ -127,6 +129,7 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs-per-image", type=int, default=2)
     parser.add_argument("--model", default="affine+tps")
     parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument("--max-photos", type=int, default=0, help="at most this many (0: all)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data", default="bench_out/confidence_data.json")
     parser.add_argument("--reuse-data", action="store_true", help="fit on --data as it is")

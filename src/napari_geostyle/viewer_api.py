@@ -41,6 +41,7 @@ def add_warp(
     method: str = "network",
     device=None,
     strength: float = 1.0,
+    hints=None,
 ) -> LiveWarp:
     """Warp ``content`` to the geometry of ``style`` and show it live (blocks until warped).
 
@@ -48,7 +49,11 @@ def add_warp(
     ``.content_points`` / ``.target_points`` (editable, paired landmark Points layers),
     ``.transform``, ``.undo()``, ``.redo()``, ``.set_points(...)`` and the exports.
     For nD content the slice the viewer shows is warped. ``strength`` (0..1) doses the warp
-    (``LiveWarp.set_strength`` changes it later).
+    (``LiveWarp.set_strength`` changes it later). ``hints``: ``(content_points, style_points)``,
+    (K, 2) ``(row, col)`` pixels of each layer's image, points that correspond: they pin the
+    estimate's pose and the warp honours them (``napari_geostyle.estimate_warp``). The layer's
+    metadata records them and the estimate's ``confidence`` (0..1; low: the shapes may not
+    match, add a hint).
     """
     from .core.transforms import check_strength, with_strength
     from .core.warp import warp_image
@@ -58,7 +63,26 @@ def add_warp(
     content_layer, style_layer = _two_layers(viewer, content, style, "geometry style")
     content_image = read_layer_image(content_layer, viewer)
     style_image = read_layer_image(style_layer, viewer)
-    steps = estimate_and_warp(content_image, style_image, model, method, device)
+    if hints is not None:  # bad hints fail here, before any work
+        from ._napari.layer_data import strided_points
+        from .core.hints import check_hints
+        from .core.images import validate_points
+
+        given = hints
+        try:
+            content_points, style_points = hints
+        except (TypeError, ValueError):
+            content_points = style_points = None  # check_hints says what is wrong
+        else:  # layer pixels -> the pixels of the (maybe strided) images read for the estimate
+            given = (
+                strided_points(validate_points(content_points, "content hints"),
+                               content_image.stride),
+                strided_points(validate_points(style_points, "style hints"), style_image.stride),
+            )  # fmt: skip
+        hints = check_hints(
+            given, content_image.normalized.shape[:2], style_image.normalized.shape[:2]
+        )
+    steps = estimate_and_warp(content_image, style_image, model, method, device, hints=hints)
     try:
         while True:
             next(steps)
@@ -78,6 +102,8 @@ def add_warp(
             "method": method,
             "device": device or "auto",
             "strength": strength,
+            "confidence": getattr(transform, "confidence", None),
+            **({} if hints is None else {"hints": hints.to_dict()}),
         },
         device=device,
         strength=strength,

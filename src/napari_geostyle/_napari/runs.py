@@ -97,12 +97,15 @@ def _import_points_dependencies() -> None:
         pass
 
 
-def estimate_and_warp(content, style, model, method, device=None, stack=None, monitor=None):
+def estimate_and_warp(
+    content, style, model, method, device=None, stack=None, monitor=None, hints=None
+):
     """Generator: estimate ``content`` -> geometry of ``style``, then warp.
 
     ``content``/``style`` are :class:`LayerImage`; the estimate sees what the user sees (contrast
     limits applied), the warp transforms the raw data. ``monitor``: an ``EstimateMonitor``.
-    Yields progress counts, returns ``(transform, warped)``.
+    ``hints``: ``(content_points, style_points)`` in each layer's data pixels, which steer the
+    estimate (``estimate_warp``). Yields progress counts, returns ``(transform, warped)``.
     """
     from ..core.estimate import estimate_warp
 
@@ -114,6 +117,7 @@ def estimate_and_warp(content, style, model, method, device=None, stack=None, mo
         method=method,
         device=device,
         progress=monitor,
+        hints=hints,
     )  # the full warp: the live warp doses it with the widget's strength; fmt: skip
     yield 0
     source = content.raw if stack is None else None

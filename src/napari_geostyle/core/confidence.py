@@ -70,14 +70,16 @@ def logistic(features, weights, bias, mean=None, scale=None) -> float:
     return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
 
 
-def estimate_confidence(params, hinted: bool = False) -> float:
-    """The confidence of one ``estimate.WarpParameters`` in [0, 1]."""
+def estimate_confidence(params, hinted: bool = False) -> tuple[float, dict]:
+    """``(confidence in [0, 1], {feature: value})`` of one ``estimate.WarpParameters``."""
     data = load_coefficients()
+    features = confidence_features(params.judge, hinted)
     value = logistic(
-        confidence_features(params.judge, hinted),
+        features,
         data["weights"],
         data["bias"],
         data.get("mean"),
         data.get("scale"),
     )
-    return float(min(max(value, 0.0), 1.0))
+    named = {name: float(v) for name, v in zip(FEATURES, features)}
+    return float(min(max(value, 0.0), 1.0)), named

@@ -368,6 +368,7 @@ class WarpParameters:
     # lattice distance to the others; the estimate's ``confidence`` is made from it
     judge: dict | None = None
     confidence: float | None = None  # P(the warp is right), ``core.confidence``
+    confidence_features: dict | None = None  # what it was made from
 
 
 # where the network stages may start (``estimate_parameters``): no warp, the global search
@@ -844,7 +845,9 @@ def estimate_parameters_batch(
         params = WarpParameters(
             _as_numpy(theta), _as_numpy(tps), grid_size, damped, name, objective, judges[i]
         )
-        params.confidence = estimate_confidence(params, hinted=hints[i] is not None)
+        params.confidence, params.confidence_features = estimate_confidence(
+            params, hinted=hints[i] is not None
+        )
         results.append(params)
     return results
 
@@ -909,6 +912,7 @@ def _transform_from_parameters(params: WarpParameters, shape: tuple, strength: f
         full = honour_hints(full, hints, shape)
     full = with_strength(full, strength)
     full.confidence = params.confidence
+    full.confidence_features = params.confidence_features
     return full
 
 

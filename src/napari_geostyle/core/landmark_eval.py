@@ -86,6 +86,7 @@ class MethodScore:
     per_pair: list  # PCK at the middle alpha per pair
     seconds_per_pair: float = 0.0
     confidence: list | None = None  # the estimate's confidence per pair
+    confidence_features: list | None = None  # what each was made from (``core.confidence``)
     auroc: float | None = None  # of ``confidence`` for PCK@0.1 >= 0.5 (``CORRECT_PAIR``)
 
 
@@ -123,6 +124,7 @@ class LandmarkReport:
                     "confidence_auroc": score.auroc,
                     "per_pair": score.per_pair,
                     "confidence": score.confidence,
+                    "confidence_features": score.confidence_features,
                 }
                 for method, score in self.scores.items()
             },
@@ -538,6 +540,7 @@ def evaluate_landmark_pairs(
     per_pair = {r: [] for r in rows}
     right = {r: [] for r in rows}
     confidence = {r: [] for r in rows}
+    features = {r: [] for r in rows}
     seconds = {r: 0.0 for r in rows}
     examples = []
     for index, pair in enumerate(pairs):
@@ -558,6 +561,7 @@ def evaluate_landmark_pairs(
             if tf is not None:
                 transforms[row] = tf
                 confidence[row].append(getattr(tf, "confidence", None))
+                features[row].append(getattr(tf, "confidence_features", None))
             truth = pair.style_points[scored]
             for alpha in alphas:
                 correct[row][alpha].append(correct_keypoints(predicted[scored], truth, alpha))
@@ -577,6 +581,7 @@ def evaluate_landmark_pairs(
             seconds[row] / len(pairs),
             values,
             None if values is None else auroc(values, right[row]),
+            features[row] or None,
         )
     return LandmarkReport(len(pairs), model, "", alphas, scores, examples)
 
