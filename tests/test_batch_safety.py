@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -308,3 +309,75 @@ def test_a_journal_line_cut_short_by_a_kill_is_still_fine(inputs, texture, tmp_p
     assert {r.status for r in _batch(inputs, out, texture)} == {"done"}
     (out / ".manifest-journal.jsonl").write_text('{"output": "img_0.png", "sta')
     assert {r.status for r in _batch(inputs, out, texture)} == {"skipped"}
+
+
+# --------------------------------------------------------------------------- 9: unwritable folders
+def test_an_unwritable_output_folder_is_found_before_any_work(inputs, texture, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValueError, match="cannot write to the output folder"):
+        _batch(inputs, blocker / "out", texture)  # its parent is a file
+    argv = ["batch", str(inputs), "-o", str(tmp_path / "ro" / "out"), "--texture", str(texture),
+            "--threads", "--device", "cpu", "--backbone", "random", "--size", "24"]  # fmt: skip
+    (tmp_path / "ro").mkdir()
+    os.chmod(tmp_path / "ro", 0o555)
+    try:
+        if os.access(tmp_path / "ro", os.W_OK):  # root: a read-only mode does not stop it
+            pytest.skip("this user writes to read-only folders (root)")
+        capsys.readouterr()
+        assert cli.main(argv) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and error[0].startswith("error: cannot write to the output folder")
+        assert not (tmp_path / "ro" / "out").exists()
+    finally:
+        os.chmod(tmp_path / "ro", 0o755)
+
+
+def test_a_probe_that_cannot_be_written_refuses_the_batch_and_leaves_no_folder(
+    inputs, texture, tmp_path, monkeypatch
+):
+    import tempfile
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(ValueError, match="cannot write to the output folder .*Permission denied"):
+        _batch(inputs, tmp_path / "new" / "out", texture)
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_full_disk_records_every_output_not_done_and_stops_with_one_line(
+    inputs, texture, tmp_path, monkeypatch, capsys
+):
+    import errno
+
+    write_atomic, written = media.write_atomic, []
+
+    def full_after_one(path, data, *args, **kwargs):
+        if Path(path).name.startswith("img_"):  # an output: the disk fills up after the first
+            if written:
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+            written.append(path)
+        return write_atomic(path, data, *args, **kwargs)
+
+    out = tmp_path / "out"
+    argv = ["batch", str(inputs), "-o", str(out), "--texture", str(texture), "--threads",
+            "--workers", "1", "--device", "cpu", "--backbone", "random", "--size", "24",
+            "--levels", "1", "--iterations", "1"]  # fmt: skip
+    with monkeypatch.context() as patch:
+        patch.setattr(media, "write_atomic", full_after_one)
+        capsys.readouterr()
+        assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "no space left" in errors[0] and "3 of 4 outputs" in errors[0]
+    assert "Traceback" not in err
+    items = _manifest(out)["items"]
+    assert sorted(items) == [f"img_{i}.png" for i in range(4)]
+    statuses = sorted(e["status"] for e in items.values())
+    assert statuses == ["done", "failed", "failed", "failed"]
+    assert all("no space left" in e["error"] for e in items.values() if e["status"] == "failed")
+    assert cli.main(argv) == 0  # space again: resumed
+    assert "3 done, 1 skipped" in capsys.readouterr().err
+    assert {e["status"] for e in _manifest(out)["items"].values()} == {"done"}

@@ -1019,11 +1019,13 @@ def _run(plan: _Plan, client, scheduler, workers, processes) -> Iterator[BatchRe
             manifest.record(entry)
             yield _as_result(plan, entry)
     finally:
-        manifest.save()
-        if own_client is not None:
-            own_client.close()
-        if cluster is not None:
-            cluster.close()
+        try:
+            manifest.save()
+        finally:  # a manifest that cannot be saved (a full disk) still stops the cluster
+            if own_client is not None:
+                own_client.close()
+            if cluster is not None:
+                cluster.close()
 
 
 def batch_geometric_style_transfer(
@@ -1120,9 +1122,66 @@ def batch_geometric_style_transfer(
         isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
     ):
         raise ValueError(f"workers must be a whole number >= 1; got {workers!r}.")
-    plan.folder.mkdir(parents=True, exist_ok=True)
+    _make_writable_folder(plan.folder)
     planned = _folder_state(plan.folder)
     return BatchRun(plan, _locked(plan, planned, _run(plan, client, scheduler, workers, processes)))
+
+
+def _make_writable_folder(folder: Path) -> None:
+    """Create the output folder and write a probe file there, before any work: a read-only
+    folder or parent is one ``ValueError``, and the folders made for it are removed again."""
+    import tempfile
+
+    missing = [path for path in (folder, *folder.parents) if not path.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".write-probe.", suffix=media.TEMP_MARK,
+                                         dir=folder)  # fmt: skip
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        for path in missing:  # the deepest first
+            try:
+                path.rmdir()
+            except OSError:
+                pass
+        raise ValueError(
+            f"cannot write to the output folder {folder}: {error.strerror or error}; choose a "
+            "folder you can write to."
+        ) from error
+
+
+def _stopped_writing(plan: _Plan, error: OSError) -> ValueError:
+    """A run that could not write (a full disk, a folder made read-only): every output not
+    done is recorded as failed, as far as the disk allows, and one line says what to do."""
+    import errno
+
+    full = error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    reason = f"cannot write to {plan.folder}: {error.strerror or error}"
+    what = f"no space left on the disk of {plan.folder}" if full else reason
+    manifest = plan.manifest
+    tables = {i.output: "items" for i in plan.todo}
+    tables.update({s.output: "sequences" for s in plan.sequences})
+    left = [name for name, table in tables.items()
+            if not manifest.finished(name, plan.keys[name], table)]  # fmt: skip
+    for name in left:
+        kind = "item" if tables[name] == "items" else "sequence"
+        entry = {"output": name, "kind": kind, "status": "failed", "key": plan.keys[name],
+                 "error": f"not done: {what}"}  # fmt: skip
+        try:
+            manifest.record(entry)
+        except OSError:  # the journal cannot grow either: kept for the save below
+            pass
+    try:
+        manifest.save()
+    except OSError:
+        pass
+    advice = "free some space" if full else "make the folder writable"
+    return ValueError(
+        f"stopped: {what}; {len(left)} of {len(tables)} outputs not done (recorded as failed in "
+        f"the manifest, as far as the disk allowed): {advice}, then run the batch again to "
+        "finish them."
+    )
 
 
 def _folder_state(folder: Path) -> list:
@@ -1152,7 +1211,10 @@ def _locked(plan: _Plan, planned: list, results: Iterator[BatchResult]) -> Itera
                 "batch again (it resumes from what is there now)."
             )
         media.remove_stale_temporaries(plan.folder)
-        yield from results
+        try:
+            yield from results
+        except OSError as error:  # an output or the manifest could not be written
+            raise _stopped_writing(plan, error) from error
     finally:
         results.close()
         lock.release()

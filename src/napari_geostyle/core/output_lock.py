@@ -75,7 +75,7 @@ def _read(path: Path) -> dict | None:
     """The lock's owner; None when there is no lock; ``{}`` when its contents are unreadable."""
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, UnicodeDecodeError):
         return {}
