@@ -381,3 +381,32 @@ def test_a_full_disk_records_every_output_not_done_and_stops_with_one_line(
     assert cli.main(argv) == 0  # space again: resumed
     assert "3 done, 1 skipped" in capsys.readouterr().err
     assert {e["status"] for e in _manifest(out)["items"].values()} == {"done"}
+
+
+# --------------------------------------------------------------------------- 12: devices
+@pytest.mark.parametrize("device", ["bogus", "cuda:3", "tpu", "cuda:-1", "mps:x"])
+def test_a_bad_device_is_one_error_before_any_work(device, inputs, texture, tmp_path, capsys):
+    import torch
+
+    if device == "cuda:3" and torch.cuda.device_count() > 3:
+        pytest.skip("this machine has a cuda:3")
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="device"):
+        gs.batch_geometric_style_transfer(inputs, out, None, texture, device=device, **TEXTURE)
+    argv = ["batch", str(inputs), "-o", str(out), "--texture", str(texture), "--threads",
+            "--device", device, "--backbone", "random", "--size", "24"]  # fmt: skip
+    capsys.readouterr()
+    assert cli.main(argv) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error:") and "device" in error[0]
+    assert not out.exists()
+
+
+def test_a_remote_cluster_checks_only_that_the_device_is_a_name(inputs, texture, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="unknown device"):
+        gs.batch_geometric_style_transfer(inputs, out, None, texture, client=object(),
+                                          device="bogus", **TEXTURE)  # fmt: skip
+    run = gs.batch_geometric_style_transfer(inputs, out, None, texture, client=object(),
+                                            device="cuda:3", **TEXTURE)  # fmt: skip
+    run.close()  # the workers' GPUs are theirs: not checked here

@@ -1092,6 +1092,7 @@ def batch_geometric_style_transfer(
     """
     if isinstance(output_dir, (str, os.PathLike)):  # a running batch there: say so first
         output_lock.check_free(output_dir)
+    _check_device(device, local=client is None and scheduler in (None, "", "local"))
     plan = _plan(
         inputs,
         output_dir,
@@ -1125,6 +1126,29 @@ def batch_geometric_style_transfer(
     _make_writable_folder(plan.folder)
     planned = _folder_state(plan.folder)
     return BatchRun(plan, _locked(plan, planned, _run(plan, client, scheduler, workers, processes)))
+
+
+def _check_device(device, local: bool) -> None:
+    """A device name is checked at the call, not by every task: on a local cluster it must
+    exist here (its workers run on this machine); a remote cluster's workers have their own
+    devices, so there it must only be a device name (cpu, cuda, cuda:N, mps)."""
+    if device in (None, "", "auto"):
+        return
+    from .devices import resolve_device
+
+    if local:
+        resolve_device(device)
+        return
+    import torch
+
+    try:
+        kind = torch.device(device.strip().lower()).type if isinstance(device, str) else None
+    except RuntimeError:
+        kind = None
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ValueError(
+            f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
+        )
 
 
 def _make_writable_folder(folder: Path) -> None:
