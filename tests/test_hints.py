@@ -205,3 +205,59 @@ def test_cli_transfer_hints_round_trip(tmp_path, capsys, monkeypatch):
     code = cli.main(["transfer", str(tmp_path / "c.png"), "--texture", str(tmp_path / "s.png"),
                      "--hints", str(tmp_path / "hints.csv"), "-o", str(tmp_path / "o2.png")])  # fmt: skip
     assert code == 2
+
+
+def test_add_warp_takes_hints_and_records_them_with_the_confidence(geo_viewer, qtbot):
+    from napari_geostyle import viewer_api
+
+    content_points = np.array([[20.0, 20.0], [40.0, 44.0], [50.0, 16.0]])
+    style_points = content_points + [2.0, -3.0]
+    live = viewer_api.add_warp(
+        geo_viewer, "content", "style", model="affine+tps", device="cpu",
+        hints=(content_points, style_points),
+    )  # fmt: skip
+    np.testing.assert_allclose(live.transform.map_points(content_points), style_points, atol=0.5)
+    options = live.warped.metadata["geostyle"]["options"]
+    assert options["hints"]["content_points"] == content_points.tolist()
+    assert 0.0 <= options["confidence"] <= 1.0
+    with pytest.raises(ValueError, match="outside"):
+        viewer_api.add_warp(geo_viewer, "content", "style", hints=([[500.0, 1.0]], [[1.0, 1.0]]))
+
+
+def test_cli_batch_hints_per_input_in_the_styles_csv(tmp_path, capsys):
+    """A hints column in --styles-csv steers that input's warp; the manifest has confidences."""
+    pytest.importorskip("distributed")
+    import json
+
+    import imageio.v3 as iio
+
+    from napari_geostyle import cli
+    from napari_geostyle.core.landmarks import write_bigwarp_csv
+    from napari_geostyle.core.transforms import transform_from_dict
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("a.png", "b.png"):
+        iio.imwrite(inputs / name, (rng.random((48, 48, 3)) * 255).astype(np.uint8))
+    iio.imwrite(tmp_path / "style.png", (rng.random((48, 48, 3)) * 255).astype(np.uint8))
+    content_hints = np.array([[10.0, 12.0], [30.0, 35.0], [40.0, 8.0]])
+    style_hints = np.array([[14.0, 10.0], [28.0, 38.0], [36.0, 12.0]])
+    write_bigwarp_csv(tmp_path / "hints.csv", content_hints, style_hints)
+    (tmp_path / "styles.csv").write_text("input,geometry_style,hints\na.png,style.png,hints.csv\n")
+    out = tmp_path / "out"
+    code = cli.main(["batch", str(inputs), "-o", str(out), "--geometry", str(tmp_path / "style.png"),
+                     "--styles-csv", str(tmp_path / "styles.csv"), "--model", "affine+tps",
+                     "--threads", "--workers", "1", "--device", "cpu"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    items = json.loads((out / "manifest.json").read_text())["items"]
+    hinted = transform_from_dict(items["a.png"]["transform"])
+    np.testing.assert_allclose(hinted.map_points(content_hints), style_hints, atol=0.5)
+    assert all(0.0 <= items[n]["confidence"] <= 1.0 for n in ("a.png", "b.png"))
+    (tmp_path / "bad.csv").write_text(
+        '"Pt-0","true","1","2","1","2"\n"Pt-1","true","1.2","2","5","5"\n'
+    )
+    code = cli.main(["batch", str(inputs), "-o", str(tmp_path / "o2"), "--geometry",
+                     str(tmp_path / "style.png"), "--hints", str(tmp_path / "bad.csv")])  # fmt: skip
+    assert code == 2 and "same place" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()

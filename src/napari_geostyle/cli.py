@@ -668,6 +668,15 @@ def _cmd_eval_geometry(args) -> int:
     return 0
 
 
+def _print_pair(index: int, rows: dict) -> None:
+    """One line on stderr per evaluated pair: PCK@0.1 (and confidence) of each row."""
+    cells = [
+        f"{row} {pck:.2f}" + ("" if confidence is None else f" (confidence {confidence:.2f})")
+        for row, (pck, confidence) in rows.items()
+    ]
+    print(f"pair {index + 1}: " + "; ".join(cells), file=sys.stderr, flush=True)
+
+
 def _eval_landmark_pairs(args, checkpoint) -> int:
     import json
 
@@ -680,6 +689,7 @@ def _eval_landmark_pairs(args, checkpoint) -> int:
         protocol=args.protocol, image_root=args.image_root,
         keep_examples=args.figure_pairs if args.figure else 0, device=args.device,
         trunk=args.trunk, checkpoint=checkpoint, init=args.init, clicks=tuple(args.clicks),
+        on_pair=_print_pair,
     )  # fmt: skip
     print(
         f"{report.pairs} pairs, model {report.model}, protocol {report.protocol}, init {args.init}"
@@ -892,7 +902,8 @@ def _cmd_batch(args) -> int:
         overwrite=args.overwrite, coherent=args.coherent, chunk=args.chunk,
         geometry_per_frame=args.geometry_per_frame, smooth_frames=args.smooth_frames,
         smooth_kernel=args.smooth_kernel, geometry_batch=args.geometry_batch,
-        model=args.model, method=args.method, strength=args.strength, **options,
+        model=args.model, method=args.method, strength=args.strength,
+        hints=read_hints(args.hints) if args.hints else None, **options,
     )  # fmt: skip
     counts = {"done": 0, "skipped": 0, "failed": 0}
     bar = progress_bar(results.pending, "batch")  # skipped outputs stay out of the ETA
@@ -946,7 +957,11 @@ def _register_batch(sub) -> None:
     p.add_argument("--styles-csv", metavar="FILE",
                    help="a style per input: a CSV with columns input, geometry_style, "
                    "texture_style (style paths relative to the CSV; an empty cell takes the "
-                   "default, 'none' skips that stage)")  # fmt: skip
+                   "default, 'none' skips that stage) and optionally hints (a BigWarp CSV of "
+                   "hints for that input's warp)")  # fmt: skip
+    p.add_argument("--hints", metavar="FILE.csv",
+                   help=hints_help("every input") + "; the manifest records each estimate's "
+                   "confidence")  # fmt: skip
     p.add_argument("--model", choices=MODELS, default="affine+tps")
     p.add_argument("--method", choices=METHODS, default="network")
     p.add_argument("--strength", type=float, default=1.0, help="warp strength, 0..1")

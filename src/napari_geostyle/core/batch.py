@@ -140,7 +140,12 @@ def _read_item(item: media.InputItem) -> np.ndarray:
     return media.load_item(item)
 
 
-def _estimate(image, geometry, settings, device):
+def _hints_of(settings: dict, output: str):
+    """The hints of the item ``output`` (its own, or its video's or stack's), or None."""
+    return settings.get("hints", {}).get(output)
+
+
+def _estimate(image, geometry, settings, device, output=None):
     from .estimate import estimate_warp
 
     options = settings["geometry"]
@@ -151,6 +156,7 @@ def _estimate(image, geometry, settings, device):
         method=options["method"],
         strength=options["strength"],
         device=device,
+        hints=_hints_of(settings, output),
     )
 
 
@@ -166,10 +172,11 @@ def _describe(error: Exception) -> str:
     return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
-def _estimate_many(images, geometries, settings, device) -> list:
+def _estimate_many(images, geometries, settings, device, outputs=None) -> list:
     from .estimate import estimate_warps
 
     options = settings["geometry"]
+    hints = [_hints_of(settings, o) for o in outputs or [None] * len(images)]
     return estimate_warps(
         images,
         geometries,
@@ -178,6 +185,7 @@ def _estimate_many(images, geometries, settings, device) -> list:
         strength=options["strength"],
         device=device,
         batch_size=len(images),
+        hints=hints,
     )
 
 
@@ -204,23 +212,27 @@ def _task_estimate_chunk(items: list, styles: dict, style_ids: list, settings: d
     if len(ready) > 1:
         try:
             transforms = _estimate_many(
-                [images[i] for i in ready], [styles[style_ids[i]] for i in ready], settings, device
-            )
+                [images[i] for i in ready], [styles[style_ids[i]] for i in ready], settings,
+                device, [items[i].output for i in ready],
+            )  # fmt: skip
         except Exception:  # which pair failed is unknown: each pair on its own below
             transforms = None
         if transforms is not None:
             share = (time.perf_counter() - started) / len(ready)
             for index, transform in zip(ready, transforms, strict=True):
                 results[index].update(
-                    transform=transform.to_dict(), seconds=share, batch=len(ready)
-                )
+                    transform=transform.to_dict(), seconds=share, batch=len(ready),
+                    confidence=getattr(transform, "confidence", None),
+                )  # fmt: skip
             return results
     for index in ready:
         mark = time.perf_counter()
         try:
-            results[index]["transform"] = _estimate(
-                images[index], styles[style_ids[index]], settings, device
-            ).to_dict()
+            transform = _estimate(
+                images[index], styles[style_ids[index]], settings, device, items[index].output
+            )
+            results[index]["transform"] = transform.to_dict()
+            results[index]["confidence"] = getattr(transform, "confidence", None)
         except Exception as error:
             results[index]["error"] = _describe(error)
         results[index]["seconds"] = time.perf_counter() - mark
@@ -314,10 +326,12 @@ def _task_item(
             if transform["error"] is not None:
                 raise ValueError(f"the geometry could not be estimated ({transform['error']})")
             result["estimated"] = transform.get("estimated")
+            result["confidence"] = transform.get("confidence")
             transform = transform_from_dict(transform["transform"])
         elif geometry is not None:
             mark = time.perf_counter()
-            transform = _estimate(image, geometry, settings, device)
+            transform = _estimate(image, geometry, settings, device, item.output)
+            result["confidence"] = getattr(transform, "confidence", None)
             timings["geometry"] = time.perf_counter() - mark
             result["geometry_batch"] = 1
         output = image
@@ -499,6 +513,37 @@ def _assign_styles(items, sequences, geometry_style, texture_style, styles, stor
     return item_styles, table
 
 
+def _assign_hints(items, sequences, styles, hints) -> dict:
+    """``{item output: [content_points, style_points] lists or None}``: each input's hints
+    from the styles table's ``hints`` column, else ``hints`` (every input's); a video's or
+    stack's frames share its hints. Checked now (a ``ValueError`` before any work), apart
+    from lying inside the images, which each estimate checks."""
+    from .hints import check_hints
+
+    rows = [] if styles is None else style_table.load_rows(styles)[0]
+    matched = style_table.match_rows(rows, _targets(items, sequences))
+    anywhere = (math.inf, math.inf)
+
+    def checked(given, where):
+        if given is None:
+            return None
+        try:
+            valid = check_hints(given, anywhere, anywhere)
+        except ValueError as error:
+            raise ValueError(f"hints of {where}: {error}") from None
+        return [valid.content_rc.tolist(), valid.style_rc.tolist()]
+
+    default = checked(hints, "the batch")
+    chosen = {}
+    for target in _targets(items, sequences):
+        row = matched.get(target.output)
+        own = None if row is None else row.hints
+        chosen[target.output] = checked(own, row.where) if own is not None else default
+    return {
+        i.output: chosen[i.sequence] if i.sequence is not None else chosen[i.output] for i in items
+    }
+
+
 def _refuse_outputs_on_inputs(folder: Path, items, sequences, style_files) -> None:
     """An output that is an input or a style (the same file after following links, or a hard
     link to it) is refused, with or without ``overwrite``: writing it would destroy the input.
@@ -552,6 +597,7 @@ def _plan(
     smooth_kernel,
     geometry_batch,
     texture_options,
+    hints=None,
 ) -> _Plan:
     import importlib.util
 
@@ -597,6 +643,7 @@ def _plan(
     stand_in = np.full((64, 64, 3), 0.5, np.float32)
     _check_texture_options(textures[0] if textures else stand_in, texture_options)
     geometry_options = {"model": model, "method": method, "strength": strength}
+    item_hints = _assign_hints(items, sequences, styles, hints)
     texture_key = {k: v for k, v in texture_options.items() if k not in NOT_IN_KEY}
 
     def parts(output: str) -> dict:  # what an output's result depends on, but the input
@@ -604,6 +651,8 @@ def _plan(
         result = {"version": 1}
         if geometry is not None:
             result["geometry"] = {"style": store.digests[geometry], **geometry_options}
+            if item_hints.get(output) is not None:
+                result["geometry"]["hints"] = item_hints[output]
         if texture is not None:
             result["texture"] = {"style": store.digests[texture], **texture_key}
         return result
@@ -619,6 +668,7 @@ def _plan(
         "geometry": geometry_options if uses_geometry else None,
         "per_frame": per_frame,
         "geometry_batch": geometry_batch,
+        "hints": {o: h for o, h in item_hints.items() if h is not None},
     }
 
     keys, previous_key = {}, {}
@@ -921,6 +971,8 @@ def _item_entry(plan: _Plan, item: media.InputItem, result: dict) -> dict:
         entry["geometry_batch"] = result["geometry_batch"]
     if result.get("estimated") is not None:  # per-frame geometry: the frame's own estimate
         entry["estimated_transform"] = result["estimated"]
+    if result.get("confidence") is not None:  # the estimate's (``core/confidence.py``)
+        entry["confidence"] = result["confidence"]
     return entry
 
 
@@ -1050,6 +1102,7 @@ def batch_geometric_style_transfer(
     model="affine+tps",
     method="network",
     strength=1.0,
+    hints=None,
     **texture_options,
 ) -> BatchRun:
     """Warp (``geometry_style``) and/or style (``texture_style``) every input into
@@ -1077,8 +1130,10 @@ def batch_geometric_style_transfer(
     most this many pairs per geometry task, their networks batched
     (:func:`napari_geostyle.estimate_warps`; None: ``GPU_GEOMETRY_BATCH`` when every worker
     runs on CUDA, else 1, where batching gains little). ``model``, ``method``,
-    ``strength``: as :func:`napari_geostyle.estimate_warp`; other keywords are
-    :func:`napari_geostyle.iter_texture_transfer`'s options.
+    ``strength``: as :func:`napari_geostyle.estimate_warp`; ``hints``: every input's
+    ``(content_points, style_points)`` for its warp (as ``estimate_warp``'s; the styles
+    table's ``hints`` column gives one per input); each manifest entry records its estimate's
+    ``confidence``; other keywords are :func:`napari_geostyle.iter_texture_transfer`'s options.
 
     Everything is checked now (``ValueError``), including the styles table and existing output
     files that this batch did not finish with the same inputs and options (refused unless
@@ -1111,6 +1166,7 @@ def batch_geometric_style_transfer(
         smooth_kernel=smooth_kernel,
         geometry_batch=geometry_batch,
         texture_options=texture_options,
+        hints=hints,
     )
     if scheduler not in (None, "", "local"):
         from .scheduler import check_scheduler, parse_address

@@ -507,12 +507,14 @@ def evaluate_landmark_pairs(
     keep_examples: int = 0,
     clicks=(0,),
     click_seed: int = 0,
+    on_pair=None,
     **estimate_options,
 ) -> LandmarkReport:
     """PCK of identity, the oracle affine and each of ``methods`` on ``pairs`` (same run).
 
     ``clicks``: numbers of simulated clicks (module docstring); 0 is the automatic mode, where
-    every landmark is scored. ``click_seed``: the clicks' noise.
+    every landmark is scored. ``click_seed``: the clicks' noise. ``on_pair(index, {row: (PCK
+    at the middle alpha, confidence or None)})``: called after each pair (progress).
     ``estimate_options``: further ``estimate_warp`` keywords (device, checkpoint, passes, ...).
     """
     from .estimate import METHODS, MODELS
@@ -572,6 +574,14 @@ def evaluate_landmark_pairs(
             )
         if index < keep_examples:
             examples.append((pair, transforms))
+        if on_pair is not None:
+            on_pair(
+                index,
+                {
+                    r: (per_pair[r][-1], getattr(transforms.get(r), "confidence", None))
+                    for r in rows
+                },
+            )
     scores = {}
     for row in rows:
         values = confidence[row] if confidence[row] and None not in confidence[row] else None
@@ -598,6 +608,7 @@ def run_protocol(
     alphas=DEFAULT_ALPHAS,
     keep_examples: int = 0,
     clicks=(0,),
+    on_pair=None,
     **estimate_options,
 ) -> LandmarkReport:
     """The whole evaluation from a file: ``.npz`` landmark set or Proposal Flow ``.csv``.
@@ -625,7 +636,7 @@ def run_protocol(
     if protocol == "perturbed":
         pairs = perturb_pairs(pairs, perturbation, seed)
     report = evaluate_landmark_pairs(
-        pairs, model, methods, alphas, keep_examples, clicks, seed, **estimate_options
+        pairs, model, methods, alphas, keep_examples, clicks, seed, on_pair, **estimate_options
     )
     report.protocol = protocol
     return report

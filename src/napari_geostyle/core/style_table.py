@@ -14,6 +14,9 @@ The CSV has a header row with an ``input`` column and a ``geometry_style`` and/o
 - Style paths are relative to the CSV's folder (absolute paths and ``~`` work too). An empty
   cell takes the batch's default style for that stage; ``none`` turns the stage off for that
   input (``dog.png`` above is styled, not warped).
+- An optional ``hints`` column names a BigWarp landmark CSV per input: points of the input
+  (moving) and where they lie on its geometry style (target), which steer its warp
+  (``estimate_warp``'s ``hints``); an empty cell takes the batch's hints.
 
 Everything is checked before any work: a bad header, an empty or repeated input, a name that
 matches no input (or several), a missing style file. In Python, ``styles`` may also be a mapping
@@ -29,6 +32,7 @@ from pathlib import Path
 
 INPUT_COLUMN = "input"
 STYLE_COLUMNS = ("geometry_style", "texture_style")
+HINTS_COLUMN = "hints"  # optional: a BigWarp landmark CSV of hints per input
 NONE_WORDS = ("none",)
 
 
@@ -41,6 +45,7 @@ class StyleRow:
     styles: dict
     where: str  # "FILE line N" or "styles[NAME]", for messages
     folder: Path  # relative input paths are also tried from here
+    hints: tuple | None = None  # (content_points, style_points) of its warp, or None
 
 
 class _Off:
@@ -68,7 +73,7 @@ def read_styles_csv(path) -> list[StyleRow]:
             f"'{INPUT_COLUMN},{','.join(STYLE_COLUMNS)}' and one row per input"
         )
     names = [h.strip().lower() for h in header]
-    unknown = [h for h in names if h not in (INPUT_COLUMN, *STYLE_COLUMNS)]
+    unknown = [h for h in names if h not in (INPUT_COLUMN, *STYLE_COLUMNS, HINTS_COLUMN)]
     repeated = sorted({h for h in names if names.count(h) > 1})
     if INPUT_COLUMN not in names or not set(STYLE_COLUMNS) & set(names) or unknown or repeated:
         problem = (
@@ -103,10 +108,23 @@ def read_styles_csv(path) -> list[StyleRow]:
                 styles[column] = OFF
             else:
                 styles[column] = _style_path(value, folder, where, column)
-        rows.append(StyleRow(record.get(INPUT_COLUMN, ""), styles, where, folder))
+        hints = record.get(HINTS_COLUMN, "")
+        hints = (
+            _read_hints(_style_path(hints, folder, where, HINTS_COLUMN), where) if hints else None
+        )
+        rows.append(StyleRow(record.get(INPUT_COLUMN, ""), styles, where, folder, hints))
     if not rows:
         raise ValueError(f"the styles CSV {path} has a header but no rows")
     return rows
+
+
+def _read_hints(path: Path, where: str) -> tuple:
+    from .landmarks import read_bigwarp_csv
+
+    try:
+        return read_bigwarp_csv(path)
+    except ValueError as error:
+        raise ValueError(f"{where}: hints: {error}") from None
 
 
 def _style_path(value: str, folder: Path, where: str, column: str) -> Path:
@@ -128,8 +146,8 @@ def rows_from_mapping(mapping) -> list[StyleRow]:
                 f"{where} must be a dict with '{STYLE_COLUMNS[0]}' and/or "
                 f"'{STYLE_COLUMNS[1]}'; got {type(entry).__name__}"
             )
-        unknown = sorted(set(entry) - set(STYLE_COLUMNS))
-        if unknown or not entry:
+        unknown = sorted(set(entry) - {*STYLE_COLUMNS, HINTS_COLUMN})
+        if unknown or not set(entry) - {HINTS_COLUMN}:
             raise ValueError(
                 f"{where} has key(s) {unknown or '(none)'}: the keys are "
                 f"'{STYLE_COLUMNS[0]}' and/or '{STYLE_COLUMNS[1]}'"
@@ -142,7 +160,10 @@ def rows_from_mapping(mapping) -> list[StyleRow]:
             elif isinstance(value, (str, Path)):
                 value = _style_path(str(value), folder, where, column)
             styles[column] = value
-        rows.append(StyleRow(str(name), styles, where, folder))
+        hints = entry.get(HINTS_COLUMN)
+        if isinstance(hints, (str, Path)):
+            hints = _read_hints(_style_path(str(hints), folder, where, HINTS_COLUMN), where)
+        rows.append(StyleRow(str(name), styles, where, folder, hints))
     return rows
 
 
