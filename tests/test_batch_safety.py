@@ -410,3 +410,22 @@ def test_a_remote_cluster_checks_only_that_the_device_is_a_name(inputs, texture,
     run = gs.batch_geometric_style_transfer(inputs, out, None, texture, client=object(),
                                             device="cuda:3", **TEXTURE)  # fmt: skip
     run.close()  # the workers' GPUs are theirs: not checked here
+
+
+# --------------------------------------------------------------------------- 13: CSV injection
+def test_manifest_csv_cells_are_never_formulas(texture, tmp_path):
+    import csv
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = ["=HYPERLINK(1).png", "+1.png", "-2.png", "@SUM(A1).png", "plain.png"]
+    for i, name in enumerate(names):
+        iio.imwrite(folder / name, _image(i))
+    out = tmp_path / "out"
+    assert {r.status for r in _batch(folder, out, texture)} == {"done"}
+    rows = list(csv.DictReader((out / "manifest.csv").open(encoding="utf-8", newline="")))
+    cells = {row["output"] for row in rows}
+    assert cells == {"'=HYPERLINK(1).png", "'+1.png", "'-2.png", "'@SUM(A1).png", "plain.png"}
+    for row in rows:  # every text cell, the source path and the error included
+        assert not any(str(v).startswith(("=", "+", "-", "@", "\t", "\r")) for v in row.values())
+    assert set(_manifest(out)["items"]) == set(names)  # the JSON keeps the exact names

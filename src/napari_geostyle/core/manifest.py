@@ -4,7 +4,8 @@
 output file (status, resume key, styles, transform, timings, device, error). It is rewritten now and
 then and at the end; between rewrites each finished output is appended to a small journal
 (``.manifest-journal.jsonl``), so a killed run loses at most the output being written.
-``manifest.csv`` is a flat copy of the entries for spreadsheets.
+``manifest.csv`` is a flat copy of the entries for spreadsheets (a cell that a spreadsheet would
+read as a formula starts with ``'``).
 
 File names are kept losslessly: a name that is not UTF-8 (a surrogate-escaped str) is written
 with JSON's ``\\udcNN`` escapes in ``manifest.json`` and with ``\\xNN`` for each undecodable
@@ -191,11 +192,16 @@ class Manifest:
         return buffer.getvalue()
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets read as a formula
+
+
 def _csv_text(value):
-    """A CSV cell as UTF-8 can hold it. A file name that is not UTF-8 reaches Python as a str
-    with surrogate escapes (``os.listdir``'s); each of its undecodable bytes is written as
-    ``\\xNN`` (a lone surrogate of another kind as ``\\uXXXX``). ``manifest.json`` keeps the
-    exact name (JSON escapes the surrogates), so nothing is lost."""
+    """A CSV cell as UTF-8 can hold it, and never a formula. A file name that is not UTF-8
+    reaches Python as a str with surrogate escapes (``os.listdir``'s); each of its undecodable
+    bytes is written as ``\\xNN`` (a lone surrogate of another kind as ``\\uXXXX``).
+    ``manifest.json`` keeps the exact name (JSON escapes the surrogates), so nothing is lost.
+    A text cell that starts with ``= + - @``, a tab or a carriage return gets a leading ``'``
+    (OWASP's advice against CSV injection): a spreadsheet shows it as text, not a formula."""
     if not isinstance(value, str):
         return value
     try:
@@ -204,6 +210,7 @@ def _csv_text(value):
         try:
             data = value.encode("utf-8", "surrogateescape")
         except UnicodeEncodeError:
-            return value.encode("utf-8", "backslashreplace").decode("utf-8")
-        return data.decode("utf-8", "backslashreplace")
-    return value
+            value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        else:
+            value = data.decode("utf-8", "backslashreplace")
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
