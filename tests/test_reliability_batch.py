@@ -252,3 +252,184 @@ def test_a_real_scheduler_passes_the_check_and_runs_the_batch(tmp_path, geometry
             scheduler=cluster.scheduler_address,
         )  # fmt: skip
         assert [r.status for r in run] == ["done"]
+
+
+# --------------------------------------------------------------------------- 6: pixel cap
+def _huge_tiff(width=60_000, height=60_000) -> bytes:
+    """A 200-byte TIFF whose header declares ``width`` x ``height`` 8-bit gray pixels (3.6 G
+    by default), with one deflate strip that would never hold them."""
+    import struct
+
+    strip = b"x\x9c\x03\x00\x00\x00\x00\x01"  # a tiny deflate stream
+    tags = [
+        (256, 4, 1, width),  # ImageWidth, LONG
+        (257, 4, 1, height),  # ImageLength
+        (258, 3, 1, 8),  # BitsPerSample, SHORT
+        (259, 3, 1, 8),  # Compression: deflate
+        (262, 3, 1, 1),  # Photometric: black is zero
+        (273, 4, 1, 0),  # StripOffsets (patched below)
+        (277, 3, 1, 1),  # SamplesPerPixel
+        (278, 4, 1, height),  # RowsPerStrip
+        (279, 4, 1, len(strip)),  # StripByteCounts
+    ]
+    ifd_size = 2 + 12 * len(tags) + 4
+    data_offset = 8 + ifd_size
+    ifd = struct.pack("<H", len(tags))
+    for tag, kind, count, value in tags:
+        value = data_offset if tag == 273 else value
+        packed = struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
+        ifd += struct.pack("<HHI", tag, kind, count) + packed
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + strip
+
+
+def _huge_png(width=40_000, height=40_000) -> bytes:
+    """A small PNG whose header declares ``width`` x ``height`` pixels."""
+    import struct
+    import zlib
+
+    data = iio.imwrite("<bytes>", np.zeros((4, 4), np.uint8), extension=".png")
+    start = data.index(b"IHDR")
+    body = struct.pack(">II", width, height) + data[start + 12 : start + 17]
+    chunk = b"IHDR" + body + struct.pack(">I", zlib.crc32(b"IHDR" + body))
+    return data[:start] + chunk + data[start + len(chunk) :]
+
+
+@pytest.mark.parametrize("make, suffix", [(_huge_tiff, ".tif"), (_huge_png, ".png")])
+def test_an_image_over_the_pixel_cap_is_refused_before_it_is_decoded(make, suffix, tmp_path):
+    import time
+    import tracemalloc
+
+    from napari_geostyle.core import media
+
+    data = make()
+    assert len(data) < 2000
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(ValueError, match=r"megapixels\), more than the limit"):
+            media.decode_image(data, f"huge{suffix}")
+        path = tmp_path / f"huge{suffix}"
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match="--max-pixels"):
+            media.read_image_file(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.monotonic() - started < 5 and peak < 50e6
+
+
+def test_the_cli_refuses_an_image_over_the_cap_with_one_line(tmp_path, capsys, monkeypatch):
+    from napari_geostyle import cli
+    from napari_geostyle.core import media
+
+    monkeypatch.delenv(media.MAX_PIXELS_ENV, raising=False)
+    (tmp_path / "huge.tif").write_bytes(_huge_tiff())
+    (tmp_path / "marks.csv").write_text('"a","true","1","1","2","2"\n"b","true","9","1","9","2"\n')
+    code = cli.main(["warp", str(tmp_path / "huge.tif"), "--landmarks", str(tmp_path / "marks.csv"),
+                     "-o", str(tmp_path / "out.png")])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "megapixels" in err[0], err
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_the_pixel_cap_can_be_raised_by_environment_or_flag(tmp_path, monkeypatch, capsys):
+    from napari_geostyle import cli
+    from napari_geostyle.core import media
+
+    data = iio.imwrite("<bytes>", np.zeros((100, 120), np.uint8), extension=".png")
+    monkeypatch.setenv(media.MAX_PIXELS_ENV, "10000")
+    with pytest.raises(ValueError, match="120 x 100 pixels"):
+        media.decode_image(data, "a.png")
+    monkeypatch.setenv(media.MAX_PIXELS_ENV, "12000")
+    assert media.decode_image(data, "a.png").shape == (100, 120)
+    monkeypatch.setenv(media.MAX_PIXELS_ENV, "lots")
+    with pytest.raises(ValueError, match="NAPARI_GEOSTYLE_MAX_PIXELS='lots'"):
+        media.decode_image(data, "a.png")
+    monkeypatch.setenv(media.MAX_PIXELS_ENV, "10000")
+    (tmp_path / "a.png").write_bytes(data)
+    argv = ["warp", str(tmp_path / "a.png"), "--landmarks", str(tmp_path / "none.csv"),
+            "-o", str(tmp_path / "out.png")]  # fmt: skip
+    assert cli.main(argv) == 2 and "megapixels" in capsys.readouterr().err
+    assert cli.main(["--max-pixels", "2e4", *argv]) == 2  # read now; the CSV is missing
+    assert "megapixels" not in capsys.readouterr().err
+    assert os.environ[media.MAX_PIXELS_ENV] == "20000"  # what Dask workers inherit
+
+
+def test_a_batch_input_over_the_cap_fails_alone(tmp_path, geometry, monkeypatch):
+    from napari_geostyle.core import media
+
+    monkeypatch.delenv(media.MAX_PIXELS_ENV, raising=False)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    iio.imwrite(inputs / "good.png", _image(1))
+    (inputs / "huge.tif").write_bytes(_huge_tiff())
+    run = gs.batch_geometric_style_transfer(
+        inputs, tmp_path / "out", geometry, None, model="affine", **THREADS
+    )
+    results = {r.output: r for r in run}
+    assert results["good.png"].status == "done"
+    assert results["huge.tif"].status == "failed" and "megapixels" in results["huge.tif"].error
+
+
+# --------------------------------------------------------------------------- 6: lazy planning
+def test_planning_a_many_page_stack_reads_one_page_at_a_time(tmp_path):
+    """A 200-page, 512 x 512 stack (52 MB decoded, a few hundred KB on disk): planning keeps
+    digests, not pages (the issue's 200-page stack took 3.5 GB)."""
+    import tracemalloc
+
+    import tifffile
+
+    from napari_geostyle.core import media
+
+    pages = np.zeros((200, 512, 512), np.uint8)
+    pages[:, 10, 10] = np.arange(200)  # each page its own
+    tifffile.imwrite(tmp_path / "stack.tif", pages, photometric="minisblack", compression="zlib")
+    del pages
+    tracemalloc.start()
+    try:
+        items, sequences = media.collect_inputs(tmp_path / "stack.tif")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(items) == 200 and sequences[0].kind == "stack"
+    assert peak < 20e6, f"planning peaked at {peak / 1e6:.0f} MB"
+    frame = media.load_item(items[137])  # read when a worker needs it
+    assert frame.shape == (512, 512) and frame[10, 10] == 137
+
+
+def test_planning_a_1080p_video_keeps_digests_not_frames(tmp_path):
+    """50 frames of 1080p (311 MB decoded): planning stays far below that; the issue's 20 s
+    video is 10 x longer and peaks no higher, as one frame is held at a time."""
+    import subprocess
+    import tracemalloc
+
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    from napari_geostyle.core import media
+
+    path = tmp_path / "clip.mp4"
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i",
+               "testsrc=s=1920x1080:d=2:r=25", "-c:v", "libx264", "-preset", "ultrafast",
+               "-pix_fmt", "yuv420p", str(path)]  # fmt: skip
+    subprocess.run(command, check=True, timeout=120)
+    tracemalloc.start()
+    try:
+        items, sequences = media.collect_inputs(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(items) == 50 and sequences[0].fps == pytest.approx(25.0)
+    assert peak < 100e6, f"planning peaked at {peak / 1e6:.0f} MB"
+    assert all(item.stored is None and item.data is None for item in items)
+    frame = media.load_item(items[31])  # a seek, checked against the planned digest
+    assert frame.shape == (1080, 1920, 3) and media.digest_array(frame) == items[31].digest
+
+
+def test_a_video_over_the_pixel_cap_fails_alone(tmp_path, monkeypatch):
+    from napari_geostyle.core import media
+
+    media.write_video(tmp_path / "clip.mp4", [_image(i, (48, 64)) for i in range(3)], fps=5.0)
+    monkeypatch.setenv(media.MAX_PIXELS_ENV, "1000")
+    items, sequences = media.collect_inputs(tmp_path / "clip.mp4")
+    assert not sequences and len(items) == 1 and "megapixels" in items[0].error
+    with pytest.raises(ValueError, match="64 x 48 pixels"):
+        media.load_item(items[0])

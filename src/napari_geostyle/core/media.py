@@ -46,10 +46,21 @@ class InputItem:
     source: str
     digest: str
     data: bytes | None = None  # an encoded image file (decoded on the worker)
-    array: np.ndarray | None = None  # a decoded frame / slice / array
+    stored: np.ndarray | None = None  # a decoded frame / slice / array held in memory
     frame: int | None = None
     sequence: str | None = None  # the output name of the sequence the item belongs to
     error: str | None = None  # an input that could not be planned: its task fails with this
+    reader: str | None = None  # "video" / "tiff": frame ``frame`` of ``source``, read when used
+    shape: tuple | None = None  # a lazily read frame's shape, known from the planning
+
+    @property
+    def array(self) -> np.ndarray | None:
+        """The decoded frame (a lazy one read from its file now), or None for an image file."""
+        if self.stored is not None:
+            return self.stored
+        if self.reader is not None:
+            return read_frame(self)
+        return None
 
 
 @dataclass
@@ -61,6 +72,108 @@ class InputSequence:
     kind: str  # "video" | "stack"
     items: list = field(default_factory=list)
     fps: float | None = None
+
+
+# --------------------------------------------------------------------------- pixel cap
+#: most pixels (height x width) one image, frame or page may have: a few-kilobyte file can
+#: declare gigapixels, and reading it would take the machine's memory. Raise it with the
+#: environment variable below (the CLI's ``--max-pixels`` sets it; Dask workers inherit it).
+DEFAULT_MAX_PIXELS = 100_000_000
+MAX_PIXELS_ENV = "NAPARI_GEOSTYLE_MAX_PIXELS"
+
+
+def max_pixels() -> int:
+    """The pixel cap in force: ``NAPARI_GEOSTYLE_MAX_PIXELS`` when set, else the default."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (1 <= value < float("inf")):
+        raise ValueError(
+            f"{MAX_PIXELS_ENV}={text!r} is not a number of pixels >= 1 (e.g. 400000000)."
+        )
+    return int(value)
+
+
+def set_max_pixels(count) -> int:
+    """Set the pixel cap for this process and the workers it starts; returns it."""
+    try:
+        value = float(count)
+    except (TypeError, ValueError, OverflowError):
+        value = float("nan")
+    if not (1 <= value < float("inf")):
+        raise ValueError(f"the pixel cap must be a number of pixels >= 1; got {count!r}.")
+    os.environ[MAX_PIXELS_ENV] = str(int(value))
+    return int(value)
+
+
+def check_pixels(shape, name, pixels: int | None = None) -> None:
+    """``ValueError`` when an image of ``shape`` ``(H, W, ...)`` (or of ``pixels`` pixels, its
+    sides unknown) is over the pixel cap."""
+    if pixels is None:
+        height, width = (int(v) for v in tuple(shape)[:2])
+        pixels, size = height * width, f"{width} x {height} pixels ("
+    else:
+        size = "("
+    limit = max_pixels()
+    if pixels > limit:
+        raise ValueError(
+            f"{name} is {size}{pixels / 1e6:.4g} megapixels), more than the limit of "
+            f"{limit / 1e6:.4g} megapixels per image; if the machine has the memory, raise it "
+            f"with --max-pixels or the {MAX_PIXELS_ENV} environment variable."
+        )
+
+
+def _image_header_shape(source) -> tuple | int | None:
+    """``(H, W)`` of an image file (a path or its bytes) from its header, without decoding it
+    (or only its pixel count, from Pillow's decompression-bomb refusal); None when the format
+    is not one read here (the decoder then decides)."""
+    import io
+
+    handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else None
+    try:
+        if handle is not None:
+            head = bytes(source[:4])
+        else:
+            with open(source, "rb") as file:
+                head = file.read(4)
+        if head[:2] in (b"II", b"MM"):  # TIFF and BigTIFF: the first page's shape
+            import tifffile
+
+            with tifffile.TiffFile(handle if handle is not None else source) as tif:
+                page = tif.pages[0]
+                return int(page.imagelength), int(page.imagewidth)
+        import warnings
+
+        from PIL import Image
+
+        limit = max_pixels()  # Pillow refuses twice its own limit: the cap here decides
+        if Image.MAX_IMAGE_PIXELS is not None and 2 * Image.MAX_IMAGE_PIXELS < limit:
+            Image.MAX_IMAGE_PIXELS = limit // 2 + 1
+        with warnings.catch_warnings():  # the cap says it better than Pillow's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(handle if handle is not None else source) as image:
+                width, height = image.size  # opening reads the header only
+        return int(height), int(width)
+    except Exception as error:
+        if type(error).__name__ == "DecompressionBombError":  # "Image size (N pixels) ..."
+            import re
+
+            found = re.search(r"\((\d+) pixels\)", str(error))
+            return int(found.group(1)) if found else None
+        return None  # not a format read here: the decoder decides
+
+
+def check_image_file(source, name) -> None:
+    """The pixel cap applied to an image file (a path or its bytes) before it is decoded."""
+    shape = _image_header_shape(source)
+    if isinstance(shape, int):  # only the pixel count is known
+        check_pixels(None, name, pixels=shape)
+    elif shape is not None:
+        check_pixels(shape, name)
 
 
 # --------------------------------------------------------------------------- hashing
@@ -79,11 +192,15 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
     """An image file's bytes as an array; ``ValueError`` naming the file when unreadable."""
     import imageio.v3 as iio
 
+    check_image_file(data, name)
     try:
-        return np.asarray(iio.imread(data, extension=Path(name).suffix.lower() or None))
+        array = np.asarray(iio.imread(data, extension=Path(name).suffix.lower() or None))
     except Exception as error:  # imageio raises many types for unreadable files
         message = " ".join(str(error).split())
         raise ValueError(f"cannot read {name} as an image: {message}") from error
+    if array.ndim >= 2:
+        check_pixels(array.shape, name)
+    return array
 
 
 def read_image_file(path) -> tuple[np.ndarray, str]:
@@ -95,20 +212,81 @@ def read_image_file(path) -> tuple[np.ndarray, str]:
     return decode_image(data, str(path)), digest_bytes(data)
 
 
-def _tiff_pages(path: Path) -> np.ndarray | None:
-    """A multi-page TIFF as a ``(T, H, W[, C])`` stack; None for a single 2D image."""
+def _tiff_pages(path: Path):
+    """A multi-page TIFF's planes (time points or z slices), planned from its header: an
+    iterable of ``(page, array)`` read one page at a time, and whether each page can be read
+    again on its own (``lazy``); None for a single 2D image or an unreadable file (left to its
+    own task, which reports it). ``ValueError`` for pages over the pixel cap."""
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
-            axes, stack = series.axes, series.asarray()
-    except Exception:  # unreadable: left to its own task, which reports it as failed
+            axes, shape, pages = series.axes, tuple(series.shape), len(series.pages)
+    except Exception:
         return None
     rgb = axes.endswith("S")
-    if stack.ndim == (3 if rgb else 2):
+    plane = shape[-(3 if rgb else 2) :]
+    if len(shape) == len(plane) or len(plane) < 2:
         return None
-    return stack.reshape(-1, *stack.shape[-(3 if rgb else 2) :])
+    check_pixels(plane, f"a page of {path}")
+    count = int(np.prod(shape[: -len(plane)]))
+    lazy = pages == count  # one plane per page: page i is read on its own
+
+    def planes():
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            if lazy:
+                for index in range(count):
+                    yield series.asarray(key=index).reshape(plane)
+            else:  # planes packed into fewer pages: read whole (a rare layout)
+                yield from series.asarray().reshape(-1, *plane)
+
+    return planes(), lazy
+
+
+def read_frame(item: InputItem) -> np.ndarray:
+    """A lazily planned frame: page ``item.frame`` of a TIFF stack or frame ``item.frame`` of a
+    video, read from ``item.source`` now. It must be the frame that was planned (its digest):
+    a file changed since, or a seek that lands elsewhere, is caught."""
+    path = Path(item.source)
+    if not path.is_file():
+        raise ValueError(
+            f"cannot read {path}: no such file here (a remote Dask cluster needs the inputs on "
+            "a file system its workers share)"
+        )
+    if item.reader == "tiff":
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            array = tif.series[0].asarray(key=item.frame).reshape(item.shape)
+    else:
+        array = _video_frame(path, item)
+    if digest_array(array) != item.digest:
+        raise ValueError(f"{path} changed since the batch was planned (frame {item.frame})")
+    return array
+
+
+def _video_frame(path: Path, item: InputItem) -> np.ndarray:
+    """Frame ``item.frame``: by seeking, checked against the planned digest; from the start
+    when the seek lands on another frame (a stream whose timestamps are irregular)."""
+    import imageio.v2 as imageio
+
+    reader = imageio.get_reader(path, format="FFMPEG")
+    try:
+        frame = np.ascontiguousarray(reader.get_data(item.frame))
+        if digest_array(frame) == item.digest:
+            return frame
+        reader.close()
+        reader = imageio.get_reader(path, format="FFMPEG")
+        for index, frame in enumerate(reader):
+            if index == item.frame:
+                return np.ascontiguousarray(frame)
+    except Exception as error:
+        raise ValueError(f"cannot read frame {item.frame} of {path}: {_ffmpeg_reason(error)}")
+    finally:
+        reader.close()
+    raise ValueError(f"{path} has no frame {item.frame} any more")
 
 
 def _ffmpeg_reason(error: Exception) -> str:
@@ -126,7 +304,8 @@ def _ffmpeg_reason(error: Exception) -> str:
     return reason if len(reason) <= 200 else reason[:197] + "..."
 
 
-def _read_video(path: Path) -> tuple[list[np.ndarray], float]:
+def _read_video(path: Path) -> tuple[list[tuple[str, tuple]], float]:
+    """``([(digest, shape) per frame], fps)``, the frames decoded one at a time."""
     try:
         import imageio.v2 as imageio
         import imageio_ffmpeg  # noqa: F401
@@ -139,15 +318,26 @@ def _read_video(path: Path) -> tuple[list[np.ndarray], float]:
     except Exception as error:
         raise ValueError(f"cannot read {path} as a video: {_ffmpeg_reason(error)}") from error
     try:
-        fps = float(reader.get_meta_data().get("fps") or DEFAULT_FPS)
-        frames = [np.asarray(frame) for frame in reader]
+        meta = reader.get_meta_data()
+        fps = float(meta.get("fps") or DEFAULT_FPS)
+        width, height = meta.get("size") or (0, 0)
+        check_pixels((height, width), f"a frame of {path}")
+        # one frame at a time: its digest and shape are kept, never the frames themselves
+        planned = [(digest_array(frame), np.shape(frame)) for frame in _frames_of(reader)]
+    except ValueError:
+        raise
     except Exception as error:  # a stream that breaks off, a codec ffmpeg lacks
         raise ValueError(f"cannot read {path} as a video: {_ffmpeg_reason(error)}") from error
     finally:
         reader.close()
-    if not frames:
+    if not planned:
         raise ValueError(f"video {path} has no frames")
-    return frames, fps
+    return planned, fps
+
+
+def _frames_of(reader):
+    for frame in reader:
+        yield np.ascontiguousarray(frame)
 
 
 def _failed_item(path: Path, error: Exception) -> InputItem:
@@ -163,31 +353,57 @@ def _failed_item(path: Path, error: Exception) -> InputItem:
 
 
 def load_item(item: InputItem) -> np.ndarray:
-    """An item's image, decoded on the worker; ``ValueError`` for an input that failed."""
+    """An item's image, decoded (or read) on the worker; ``ValueError`` for an input that
+    failed."""
     if item.error is not None:
         raise ValueError(item.error)
-    if item.array is not None:
-        return item.array
+    array = item.array  # held, or a lazy frame read now
+    if array is not None:
+        return array
     return decode_image(item.data, item.source)
 
 
-def _sequence(path: Path, kind: str, frames, fps=None) -> InputSequence:
+def _sequence(path: Path, kind: str, frames, fps=None, reader=None) -> InputSequence:
+    """The sequence of ``frames``: arrays held in memory; with ``reader`` ("tiff") arrays seen
+    once for their digest and read again when used, or ("video") ``(digest, shape)`` pairs."""
     stem = path.stem
     output = f"{stem}{path.suffix.lower() if kind == 'video' else '.tif'}"
     sequence = InputSequence(output=output, source=str(path), kind=kind, fps=fps)
     for index, frame in enumerate(frames):
-        frame = np.ascontiguousarray(frame)
+        if reader == "video":
+            digest, shape = frame
+            frame = None
+        else:
+            frame = np.ascontiguousarray(frame)
+            digest, shape = digest_array(frame), frame.shape
         sequence.items.append(
             InputItem(
                 output=f"{stem}_frames/{stem}_{index:06d}{FRAME_SUFFIX}",
                 source=str(path),
-                digest=digest_array(frame),
-                array=frame,
+                digest=digest,
+                stored=None if reader is not None else frame,
                 frame=index,
                 sequence=output,
+                reader=reader,
+                shape=tuple(shape),
             )
         )
     return sequence
+
+
+def _stack(path: Path) -> InputSequence | InputItem | None:
+    """A multi-page TIFF as a sequence read page by page (None: a single image); a stack
+    over the pixel cap or with an unreadable page is an item that fails in its own task."""
+    try:
+        pages = _tiff_pages(path)
+        if pages is None:
+            return None
+        planes, lazy = pages
+        return _sequence(path, "stack", planes, reader="tiff" if lazy else None)
+    except Exception as error:  # tifffile raises many types for a broken page
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        message = reason if isinstance(error, ValueError) else f"{type(error).__name__}: {reason}"
+        return _failed_item(path, ValueError(f"cannot read {path} as a stack: {message}"))
 
 
 def _image_item(path: Path) -> InputItem:
@@ -200,9 +416,17 @@ def _expand(entry) -> list[Path]:
     ``photo [edited].png`` is never a glob pattern), anything else with ``*?[`` is a glob."""
     text = str(entry)
     if any(c in text for c in "*?[") and not Path(text).expanduser().exists():
-        found = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+        # the folder form's suffix filter: a batch's own manifest.json/.csv is never an input
+        found = sorted(
+            Path(p)
+            for p in glob.glob(text, recursive=True)
+            if Path(p).suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES and Path(p).is_file()
+        )
         if not found:
-            raise ValueError(f"no files match {text}")
+            raise ValueError(
+                f"no image or video files match {text} "
+                f"({', '.join(IMAGE_SUFFIXES + VIDEO_SUFFIXES)})"
+            )
         return found
     path = Path(text).expanduser()
     if path.is_dir():
@@ -241,7 +465,7 @@ def collect_inputs(inputs) -> tuple[list[InputItem], list[InputSequence]]:
                     output=f"image_{number:04d}.png",
                     source=f"array {number}",
                     digest=digest_array(array),
-                    array=array,
+                    stored=array,
                 )
             )
             continue
@@ -249,12 +473,16 @@ def collect_inputs(inputs) -> tuple[list[InputItem], list[InputSequence]]:
             suffix = path.suffix.lower()
             if suffix in VIDEO_SUFFIXES:
                 try:
-                    sequences.append(_sequence(path, "video", *_read_video(path)))
+                    planned, fps = _read_video(path)
+                    sequences.append(_sequence(path, "video", planned, fps, reader="video"))
                 except ValueError as error:  # fails alone, in its own task, like a bad image
                     items.append(_failed_item(path, error))
                     continue
-            elif suffix in (".tif", ".tiff") and (pages := _tiff_pages(path)) is not None:
-                sequences.append(_sequence(path, "stack", pages))
+            elif suffix in (".tif", ".tiff") and (stack := _stack(path)) is not None:
+                if isinstance(stack, InputItem):  # a stack that cannot be read fails alone
+                    items.append(stack)
+                    continue
+                sequences.append(stack)
             else:
                 items.append(_image_item(path))
                 continue
