@@ -39,10 +39,16 @@ def read_image(path) -> np.ndarray:
         raise CLIError(f"no image file at {path}")
     import imageio.v3 as iio
 
+    from .core.media import check_image_file, check_pixels
+
+    check_image_file(path, str(path))  # the pixel cap, before anything is decoded
     try:
-        return np.asarray(iio.imread(path))
+        array = np.asarray(iio.imread(path))
     except Exception as error:  # imageio raises many types for unreadable files
         raise CLIError(f"cannot read {path} as an image: {_one_line(error)}") from error
+    if array.ndim >= 2:
+        check_pixels(array.shape, str(path))
+    return array
 
 
 def check_not_an_input(outputs, inputs) -> None:
@@ -189,6 +195,15 @@ def _build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    from .core.media import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
+
+    parser.add_argument(
+        "--max-pixels",
+        type=float,
+        metavar="N",
+        help=f"most pixels (height x width) an input image, frame or page may have (default "
+        f"{DEFAULT_MAX_PIXELS:.0e}, or ${MAX_PIXELS_ENV}); give it before the command",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for register in _REGISTRY:
@@ -1042,6 +1057,10 @@ def main(argv=None) -> int:
     except SystemExit as stop:  # --help, --version (0) or a usage error (2): a status, as below
         return 0 if stop.code is None else int(stop.code)
     try:
+        if args.max_pixels is not None:
+            from .core.media import set_max_pixels
+
+            set_max_pixels(args.max_pixels)
         result = args.func(args)
     except (CLIError, ValueError, FileNotFoundError) as error:
         print(f"error: {_one_line(error)}", file=sys.stderr)
