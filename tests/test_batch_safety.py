@@ -429,3 +429,16 @@ def test_manifest_csv_cells_are_never_formulas(texture, tmp_path):
     for row in rows:  # every text cell, the source path and the error included
         assert not any(str(v).startswith(("=", "+", "-", "@", "\t", "\r")) for v in row.values())
     assert set(_manifest(out)["items"]) == set(names)  # the JSON keeps the exact names
+
+
+# --------------------------------------------------------------------------- 14: globs
+def test_a_glob_never_picks_up_the_batch_manifest(inputs, texture, tmp_path):
+    styled, again = tmp_path / "styled", tmp_path / "again"
+    assert {r.status for r in _batch(inputs, styled, texture)} == {"done"}
+    assert (styled / "manifest.json").is_file() and (styled / "manifest.csv").is_file()
+    pattern = str(styled / "*")  # style the outputs once more: the manifests are not inputs
+    first = {r.output: r.status for r in _batch(pattern, again, texture)}
+    assert first == {f"img_{i}.png": "done" for i in range(4)}
+    assert {r.status for r in _batch(pattern, again, texture)} == {"skipped"}  # a rerun resumes
+    with pytest.raises(ValueError, match="no image or video files match"):
+        media.collect_inputs(str(styled / "manifest.*"))
