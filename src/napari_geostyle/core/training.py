@@ -754,8 +754,10 @@ def evaluate_geometry(
     ``estimate_options``: further keyword arguments of ``estimate_warp`` (e.g. ``passes``).
 
     Returns ``{"pairs": n, "model": ..., method: {"mean_error_pct", "median_error_pct",
-    "pck@0.05", "pck@0.10", "seconds_per_pair"}}``: lattice sampling error in % of the image
-    side, PCK the share of lattice points within 5% / 10% of the side. ``"examples"`` holds the
+    "pck@0.05", "pck@0.10", "seconds_per_pair", "confidence_auroc"}}``: lattice sampling error
+    in % of the image side, PCK the share of lattice points within 5% / 10% of the side, and
+    the AUROC of the estimates' ``confidence`` for telling pairs whose PCK@0.10 >= 0.5 from the
+    rest (None when every pair is on one side; per pair in ``"per_pair"``). ``"examples"`` holds the
     first ``keep_pairs`` (source, target, {method: transform}) for figures.
     """
     from .estimate import check_options, estimate_warp
@@ -778,6 +780,7 @@ def evaluate_geometry(
     trunk = resolve_trunk(trunk)
     results = {"pairs": len(pairs), "model": model, "trunk": trunk, "size": size}
     errors = {m: [] for m in methods}
+    confidences = {m: [] for m in methods}
     timings = {m: 0.0 for m in methods}
     examples = []
     for index, (source, target, truth_rc) in enumerate(pairs):
@@ -799,18 +802,32 @@ def evaluate_geometry(
                 )
                 predicted = tf.sample_points(lattice)
                 transforms[method] = tf
+                confidences[method].append(
+                    (getattr(tf, "confidence", None), getattr(tf, "confidence_features", None))
+                )
             timings[method] += time.perf_counter() - t0
             errors[method].append(np.linalg.norm(predicted - truth_rc, axis=1) / size * 100.0)
         if index < keep_pairs:
             examples.append((source, target, transforms))
+    from .landmark_eval import auroc
+
     for method in methods:
         err = np.concatenate(errors[method])
+        right = [bool((e < 10.0).mean() >= 0.5) for e in errors[method]]
+        scores = [c for c, _ in confidences[method]]
         results[method] = {
             "mean_error_pct": float(err.mean()),
             "median_error_pct": float(np.median(err)),
             "pck@0.05": float((err < 5.0).mean()),
             "pck@0.10": float((err < 10.0).mean()),
             "seconds_per_pair": timings[method] / max(len(pairs), 1),
+            "confidence_auroc": auroc(scores, right) if scores else None,
+            "per_pair": [
+                {"pck@0.10": float((e < 10.0).mean()), "confidence": c, "features": f}
+                for e, (c, f) in zip(errors[method], confidences[method])
+            ]
+            if scores
+            else None,
         }
     if keep_pairs:
         results["examples"] = examples
