@@ -442,3 +442,25 @@ def test_a_glob_never_picks_up_the_batch_manifest(inputs, texture, tmp_path):
     assert {r.status for r in _batch(pattern, again, texture)} == {"skipped"}  # a rerun resumes
     with pytest.raises(ValueError, match="no image or video files match"):
         media.collect_inputs(str(styled / "manifest.*"))
+
+
+# --------------------------------------------------------------------------- 15: worker counts
+def test_too_many_local_workers_are_refused_with_the_limit(inputs, texture, tmp_path, capsys):
+    import torch
+
+    from napari_geostyle.core import batch
+
+    limit = batch.WORKERS_PER_CORE * max(os.cpu_count() or 1, torch.cuda.device_count())
+    with pytest.raises(ValueError, match=f"workers=2000 .* at most {limit}"):
+        gs.batch_geometric_style_transfer(inputs, tmp_path / "out", None, texture, workers=2000,
+                                          processes=False, device="cpu", **TEXTURE)  # fmt: skip
+    argv = ["batch", str(inputs), "-o", str(tmp_path / "out"), "--texture", str(texture),
+            "--threads", "--workers", str(limit + 1), "--device", "cpu"]  # fmt: skip
+    capsys.readouterr()
+    assert cli.main(argv) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and f"at most {limit}" in error[0]
+    assert not (tmp_path / "out").exists()
+    run = gs.batch_geometric_style_transfer(inputs, tmp_path / "out", None, texture,
+                                            workers=limit, **TEXTURE)  # fmt: skip
+    run.close()  # the limit itself is accepted

@@ -1179,9 +1179,28 @@ def batch_geometric_style_transfer(
         isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
     ):
         raise ValueError(f"workers must be a whole number >= 1; got {workers!r}.")
+    if workers is not None and client is None and scheduler in (None, "", "local"):
+        _check_local_workers(workers)
     _make_writable_folder(plan.folder)
     planned = _folder_state(plan.folder)
     return BatchRun(plan, _locked(plan, planned, _run(plan, client, scheduler, workers, processes)))
+
+
+WORKERS_PER_CORE = 4  # a local cluster beyond this many workers per core (or GPU) only thrashes
+
+
+def _check_local_workers(workers: int) -> None:
+    """A local cluster's worker count, bounded: 2000 threads had not finished 3 images in 90 s."""
+    import torch
+
+    cores, gpus = os.cpu_count() or 1, torch.cuda.device_count()
+    limit = WORKERS_PER_CORE * max(cores, gpus)
+    if workers > limit:
+        raise ValueError(
+            f"workers={workers} is more than this machine runs usefully: at most {limit} "
+            f"({WORKERS_PER_CORE} per CPU core or GPU; {cores} cores, {gpus} GPUs here). Use "
+            "fewer workers, or a cluster (scheduler='tcp://HOST:PORT')."
+        )
 
 
 def _check_device(device, local: bool) -> None:
