@@ -35,19 +35,26 @@ def pair():
     return content.astype(np.float32), style.astype(np.float32)
 
 
-def test_cuda_graph_replay_matches_eager_iterations(pair):
+BACKBONES = pytest.mark.parametrize("backbone", ["random", "efficientnet"])
+
+
+@BACKBONES
+def test_cuda_graph_replay_matches_eager_iterations(pair, backbone):
     content, style = pair
-    eager = texture.transfer_texture(content, style, cuda_graphs=False, amp=False, **GPU)
-    graphed = texture.transfer_texture(content, style, cuda_graphs=True, amp=False, **GPU)
+    options = {**GPU, "backbone": backbone}
+    eager = texture.transfer_texture(content, style, cuda_graphs=False, amp=False, **options)
+    graphed = texture.transfer_texture(content, style, cuda_graphs=True, amp=False, **options)
     assert graphed.shape == eager.shape == (96, 128, 3)
     # the same kernels in the same order: only reduction order may differ
     assert np.abs(graphed - eager).max() < 1e-2
 
 
-def test_bf16_autocast_stays_close_to_fp32_and_lowers_the_loss(pair):
+@BACKBONES
+def test_bf16_autocast_stays_close_to_fp32_and_lowers_the_loss(pair, backbone):
     content, style = pair
-    steps = list(texture.iter_texture_transfer(content, style, amp=True, **GPU))
-    full = texture.transfer_texture(content, style, amp=False, **GPU)
+    options = {**GPU, "backbone": backbone}
+    steps = list(texture.iter_texture_transfer(content, style, amp=True, **options))
+    full = texture.transfer_texture(content, style, amp=False, **options)
     bf16 = steps[-1].image
     assert np.isfinite(bf16).all()
     assert steps[-1].loss < steps[0].loss

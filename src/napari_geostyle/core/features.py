@@ -6,7 +6,9 @@ uses ``pool4`` (stride 16). A forward pass runs only the layers up to the deepes
 
 Backbones: ``"vgg19"`` (ImageNet weights, see ``weights.py``), ``"random"`` (a deterministic,
 seeded VGG-19: identical on every machine), ``"auto"`` (vgg19 when its weights are here, else
-random with a warning) or a path to a torchvision-format weights file.
+random with a warning) or a path to a torchvision-format weights file. Texture transfer does not
+ask for ``"auto"`` here: ``texture_trunks.resolve_backbone`` takes the installed ImageNet
+EfficientNet-Lite0 when VGG-19's weights are missing.
 
 torch is imported inside functions: this module is cheap to import.
 """

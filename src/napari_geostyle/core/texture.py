@@ -22,13 +22,12 @@ import math
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from . import images
-from .errors import MissingFileError
 from .optim import LBFGS
+from .texture_trunks import VGG19_LAYERS, Backbone, build_texture_trunk, resolve_backbone
 
 PRESETS = {
     # iterations per level, coarsest first (for levels=4; other level counts reuse the tail)
@@ -46,8 +45,8 @@ MIN_OUTPUT_SIDE = 16  # conv5_1 sits behind four 2x2 pools: 16 px -> 1 px
 # at the default 512 px the pyramid starts at 1/8 (64 px) as in the paper.
 MIN_LEVEL_SIDE = 64
 MIN_INPUT_SIDE = 16
-DEFAULT_CONTENT_WEIGHT = 1.0
-DEFAULT_STYLE_WEIGHT = 30.0
+DEFAULT_CONTENT_WEIGHT = VGG19_LAYERS.content_weight  # each backbone has its own defaults
+DEFAULT_STYLE_WEIGHT = VGG19_LAYERS.style_weight
 DEFAULT_TV_WEIGHT = 0.01
 LBFGS_HISTORY = 10
 GRAPH_WARMUP = 3  # eager iterations per level before a CUDA graph is captured
@@ -64,6 +63,7 @@ class TextureStep:
     for the device; it is exact on preview and final steps). ``image`` is None or a float32
     ``(H, W, 3)`` preview at the output size; the last step has ``done=True`` and the result.
     ``progress`` / ``total`` count iterations over all levels, for one progress bar.
+    ``backbone`` names the network the losses read (what ``backbone="auto"`` resolved to).
     """
 
     level: int
@@ -76,6 +76,7 @@ class TextureStep:
     progress: int = 0
     total: int = 0
     shape: tuple[int, int] = (0, 0)
+    backbone: str = ""  # the network that runs: "vgg19", "efficientnet" or "random"
 
 
 @dataclass
@@ -92,7 +93,7 @@ class _Plan:
     tv_weight: float
     preserve_color: bool
     init: object  # "content", "noise" or a float32 (H, W, 3) start image
-    backbone: object
+    backbone: Backbone
     device: object
     seed: int
     preview_every: int
@@ -193,28 +194,6 @@ def _iterations(iterations, preset, levels) -> list[int]:
     return [_integer(iterations, "iterations", 1)] * levels
 
 
-def _check_backbone(backbone) -> None:
-    """Cheap check (no torch) so a typo fails when the call is made, not in a worker."""
-    if isinstance(backbone, Path):
-        if not backbone.is_file():
-            raise MissingFileError(f"no VGG-19 weights file at {backbone}.")
-        return
-    if not isinstance(backbone, str):
-        raise ValueError(f"backbone must be 'auto', 'vgg19', 'random' or a path; got {backbone!r}.")
-    from .features import BACKBONES
-
-    if backbone.strip().lower() in BACKBONES:
-        return
-    if Path(backbone).expanduser().is_file():
-        return
-    if any(c in backbone for c in "/\\."):
-        raise MissingFileError(f"no VGG-19 weights file at {backbone}.")
-    raise ValueError(
-        f"unknown backbone {backbone!r}; use 'auto', 'vgg19', 'random' or the path of a "
-        "VGG-19 weights file."
-    )
-
-
 def _check_precision(precision) -> str:
     from .devices import PRECISIONS
 
@@ -236,7 +215,7 @@ def _make_plan(content, texture_style, *, size, levels, iterations, optimizer, c
             raise ValueError(f"unknown init {init!r}; use 'content', 'noise' or an image.")
     else:  # a start image, e.g. the previous frame's result (warm start): any size, resized
         init = images.to_rgb_float(init, "init", min_size=1)
-    _check_backbone(backbone)
+    backbone = resolve_backbone(backbone)  # decided now: a typo or missing weights fail here
     content_rgb = images.to_rgb_float(content, "content", min_size=MIN_INPUT_SIDE)
     styles = _style_list(texture_style)
     weights = _style_weights(style_weights, len(styles))
@@ -259,8 +238,16 @@ def _make_plan(content, texture_style, *, size, levels, iterations, optimizer, c
         level_shapes=shapes,
         iterations=schedule,
         optimizer=optimizer,
-        content_weight=_number(content_weight, "content_weight", maximum=MAX_LOSS_WEIGHT),
-        style_weight=_number(style_weight, "style_weight", maximum=MAX_LOSS_WEIGHT),
+        content_weight=_number(
+            backbone.layers.content_weight if content_weight is None else content_weight,
+            "content_weight",
+            maximum=MAX_LOSS_WEIGHT,
+        ),
+        style_weight=_number(
+            backbone.layers.style_weight if style_weight is None else style_weight,
+            "style_weight",
+            maximum=MAX_LOSS_WEIGHT,
+        ),
         tv_weight=_number(tv_weight, "tv_weight", maximum=MAX_LOSS_WEIGHT),
         preserve_color=_flag(preserve_color, "preserve_color"),
         init=init,
@@ -353,42 +340,65 @@ def _tv(image):
     return dy + dx
 
 
-class _Objective:
-    """Loss of an image against the fixed targets of one level (targets built once per level)."""
+def _moments(feature):
+    """Per-channel mean and standard deviation of ``(1, C, H, W)`` features, in fp32."""
+    flat = feature.float().flatten(2)
+    return flat.mean(2), flat.std(2, unbiased=False)
 
-    def __init__(self, trunk, autocast, content, styles, style_weights, weights):
+
+class _Objective:
+    """Loss of an image against the fixed targets of one level (targets built once per level).
+
+    Every term is relative to its target's own size, so a weight means the same at every
+    resolution and on every trunk; the style layers are mixed by the backbone's layer weights.
+    """
+
+    def __init__(self, trunk, layers, autocast, content, styles, style_weights, weights):
         import torch
 
-        from .features import CONTENT_LAYER, STYLE_LAYERS
-
         self.trunk, self.autocast = trunk, autocast
-        self.content_layer, self.style_layers = CONTENT_LAYER, STYLE_LAYERS
+        self.content_layer, self.style_layers = layers.content, layers.style
+        total = float(sum(layers.style_weights))
+        self.layer_weights = [float(w) / total for w in layers.style_weights]
+        self.moments_weight = float(layers.moments)
         self.content_weight, self.style_weight, self.tv_weight = weights
         with torch.no_grad():
             with autocast():
-                content_features = trunk(_rgb(content), taps=(CONTENT_LAYER,))[CONTENT_LAYER]
-            self.content_target = content_features.float()
+                content_features = trunk(_rgb(content), taps=(self.content_layer,))
+            self.content_target = content_features[self.content_layer].float()
             self.content_norm = self.content_target.pow(2).sum().clamp_min(1e-12)
-            grams = [0.0] * len(STYLE_LAYERS)
+            count = len(self.style_layers)
+            grams, means, stds = [0.0] * count, [0.0] * count, [0.0] * count
             for style, weight in zip(styles, style_weights):
                 with autocast():
-                    feats = trunk(_rgb(style), taps=STYLE_LAYERS)
-                for i, layer in enumerate(STYLE_LAYERS):
+                    feats = trunk(_rgb(style), taps=self.style_layers)
+                for i, layer in enumerate(self.style_layers):
                     grams[i] = grams[i] + float(weight) * _gram(feats[layer])
+                    mean, std = _moments(feats[layer])
+                    means[i] = means[i] + float(weight) * mean
+                    stds[i] = stds[i] + float(weight) * std
                 del feats
             self.style_targets = grams
             self.style_norms = [g.pow(2).sum().clamp_min(1e-12) for g in grams]
+            self.moment_targets = [torch.cat([m, s], 1) for m, s in zip(means, stds)]
+            self.moment_norms = [t.pow(2).sum().clamp_min(1e-12) for t in self.moment_targets]
             self.tv_norm = _tv(content).clamp_min(1e-8)
 
     def __call__(self, image):
+        import torch
+
         with self.autocast():
             feats = self.trunk(_rgb(image), taps=(*self.style_layers, self.content_layer))
         content = (feats[self.content_layer].float() - self.content_target).pow(2).sum()
         loss = self.content_weight * content / self.content_norm
         style = 0.0
-        for layer, target, norm in zip(self.style_layers, self.style_targets, self.style_norms):
-            style = style + (_gram(feats[layer]) - target).pow(2).sum() / norm
-        loss = loss + self.style_weight * style / len(self.style_layers)
+        for i, layer in enumerate(self.style_layers):
+            term = (_gram(feats[layer]) - self.style_targets[i]).pow(2).sum() / self.style_norms[i]
+            if self.moments_weight:
+                moments = torch.cat(_moments(feats[layer]), 1) - self.moment_targets[i]
+                term = term + self.moments_weight * moments.pow(2).sum() / self.moment_norms[i]
+            style = style + self.layer_weights[i] * term
+        loss = loss + self.style_weight * style
         if self.tv_weight:
             loss = loss + self.tv_weight * _tv(image) / self.tv_norm
         return loss
@@ -444,8 +454,8 @@ class _LossReporter:
 
 
 def iter_texture_transfer(content, texture_style, *, size=None, levels=4, iterations=None,
-                          optimizer="lbfgs", content_weight=DEFAULT_CONTENT_WEIGHT,
-                          style_weight=DEFAULT_STYLE_WEIGHT, tv_weight=DEFAULT_TV_WEIGHT,
+                          optimizer="lbfgs", content_weight=None,
+                          style_weight=None, tv_weight=DEFAULT_TV_WEIGHT,
                           style_weights=None, preserve_color=False, init="content",
                           backbone="auto", device=None, seed=0, preview_every=10,
                           preset="balanced", compile=False, amp=None, cuda_graphs=None,
@@ -512,6 +522,18 @@ def _working_init(plan: _Plan) -> np.ndarray:
     return images.luminance(plan.init)[..., None].astype(np.float32)
 
 
+def _colour_matched_start(plan: _Plan) -> bool:
+    """Whether the solve starts from the content recoloured to the styles' colours: where the
+    backbone asks for it (a trunk whose losses move colours little), never when the content's
+    colours are to be kept, and never over a given start image."""
+    return (
+        plan.backbone.layers.match_colour
+        and not plan.preserve_color
+        and isinstance(plan.init, str)
+        and plan.init == "content"
+    )
+
+
 def _capture(iterate):
     """Record one iteration as a CUDA graph: ``(graph, static loss)``, or ``(None, None)``
     with a warning when this torch/driver cannot capture it (the solve then runs eagerly)."""
@@ -543,7 +565,6 @@ def _solve(plan: _Plan) -> Iterator[TextureStep]:
     import torch
 
     from .devices import choose_cuda_graphs, choose_precision, cuda_capabilities, resolve_device
-    from .features import build_trunk
 
     device = resolve_device(plan.device)
     cuda = device.type == "cuda"
@@ -554,7 +575,7 @@ def _solve(plan: _Plan) -> Iterator[TextureStep]:
     content_np, styles_np = _working_images(plan)
     channels = content_np.shape[2]
     _check_memory(plan, device, amp, channels)
-    trunk = build_trunk(plan.backbone, device)
+    trunk = build_texture_trunk(plan.backbone, device)
 
     def autocast():
         if amp:
@@ -631,6 +652,9 @@ def _level_start(solve: _Solve, content_level, shape, previous):
         if plan.init == "noise":
             generator = torch.Generator(device="cpu").manual_seed(plan.seed)
             return torch.rand(content_level.shape, generator=generator).to(solve.device)
+        if _colour_matched_start(plan):
+            start = images.match_colour_statistics(plan.content, plan.styles, plan.style_weights)
+            return images.resize_tensor(images.image_to_tensor(start, device=solve.device), shape)
         return content_level.clone()
 
 
@@ -646,7 +670,8 @@ def _solve_level(solve: _Solve, level: int, shape, count: int, previous):
         images.resize_tensor(s, _style_level_shape(s.shape[-2:], max(shape))) for s in solve.styles
     ]
     objective = _Objective(
-        solve.trunk, solve.autocast, content_level, style_levels, plan.style_weights,
+        solve.trunk, plan.backbone.layers, solve.autocast, content_level, style_levels,
+        plan.style_weights,
         (plan.content_weight, plan.style_weight, plan.tv_weight),
     )  # fmt: skip
     del style_levels
@@ -682,7 +707,7 @@ def _solve_level(solve: _Solve, level: int, shape, count: int, previous):
             step = TextureStep(
                 level=level, levels=solve.levels, iteration=iteration, iterations=count,
                 loss=reporter.value(exact=exact), done=last, progress=solve.progress,
-                total=solve.total, shape=tuple(shape),
+                total=solve.total, shape=tuple(shape), backbone=plan.backbone.name,
             )  # fmt: skip
             if last or preview:
                 step.image = solve.to_output(image)
