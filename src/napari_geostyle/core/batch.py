@@ -441,11 +441,12 @@ class _Styles:
 
     def __init__(self):
         self.arrays, self.digests, self.described, self._ids = {}, {}, {}, {}
+        self._by_name: dict = {}  # (stage, path as given) -> id: one resolve per distinct name
 
     def add(self, style, stage: str, name: str) -> str:
-        from .estimate import MIN_SIZE
-        from .images import validate_image
-
+        given = (stage, style) if isinstance(style, (str, Path)) else None
+        if given in self._by_name:  # the default style of 100k inputs: resolved once
+            return self._by_name[given]
         same = (
             stage,
             str(Path(style).resolve())
@@ -454,15 +455,20 @@ class _Styles:
             if isinstance(style, (list, tuple)) and all(isinstance(s, (str, Path)) for s in style)
             else id(style),
         )
-        if same in self._ids:
-            return self._ids[same]
-        array, digests, described = _load_style(style, name)
-        if stage == "geometry":
-            validate_image(array, name, min_size=MIN_SIZE)
-        ident = f"{stage}{len(self._ids)}"
-        self._ids[same] = ident
-        self.arrays[ident], self.digests[ident], self.described[ident] = array, digests, described
-        return ident
+        if same not in self._ids:
+            from .estimate import MIN_SIZE
+            from .images import validate_image
+
+            array, digests, described = _load_style(style, name)
+            if stage == "geometry":
+                validate_image(array, name, min_size=MIN_SIZE)
+            ident = f"{stage}{len(self._ids)}"
+            self._ids[same] = ident
+            self.arrays[ident], self.digests[ident] = array, digests
+            self.described[ident] = described
+        if given is not None:
+            self._by_name[given] = self._ids[same]
+        return self._ids[same]
 
 
 def _targets(items, sequences) -> list:
@@ -550,17 +556,19 @@ def _refuse_outputs_on_inputs(folder: Path, items, sequences, style_files) -> No
     Files are compared by device and inode, so this is one ``stat`` per input and output."""
     from .manifest import CSV_NAME, JOURNAL_NAME, MANIFEST_NAME
 
-    sources = [i.source for i in items] + [s.source for s in sequences]
-    for style in style_files:
-        sources += style if isinstance(style, list) else [style]
+    # files only (an array's item is "array N"), each once (a video's frames share its path)
+    sources = {i.source for i in items if i.array is None or i.sequence is not None}
+    sources.update(s.source for s in sequences)
+    for style in style_files:  # paths, or a list of them (a styles table may be a mapping)
+        named = style if isinstance(style, list) else [style]
+        sources.update(s for s in named if isinstance(s, (str, os.PathLike)))
     known = {}
     for source in sources:
-        if isinstance(source, (str, os.PathLike)):
-            try:
-                found = os.stat(source)
-            except (OSError, ValueError):  # an array ("array 0"), not a file
-                continue
-            known.setdefault((found.st_dev, found.st_ino), source)
+        try:
+            found = os.stat(source)
+        except (OSError, ValueError):  # not a file
+            continue
+        known.setdefault((found.st_dev, found.st_ino), source)
     if not known:
         return
     names = [i.output for i in items] + [s.output for s in sequences]

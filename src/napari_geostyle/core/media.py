@@ -26,6 +26,7 @@ import hashlib
 import os
 import subprocess
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -429,12 +430,15 @@ def _expand(entry) -> list[Path]:
             )
         return found
     path = Path(text).expanduser()
-    if path.is_dir():
-        found = sorted(
-            p
-            for p in path.iterdir()
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES
-        )
+    if path.is_dir():  # scandir: the file type without a stat per file, names sorted as str
+        with os.scandir(path) as entries:
+            found = [
+                path / entry.name
+                for entry in entries
+                if os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES
+                and entry.is_file()
+            ]
+        found.sort(key=lambda p: p.name)
         if not found:
             raise ValueError(
                 f"folder {path} holds no image or video files "
@@ -488,7 +492,7 @@ def collect_inputs(inputs) -> tuple[list[InputItem], list[InputSequence]]:
                 continue
             items.extend(sequences[-1].items)
     names = [item.output for item in items] + [s.output for s in sequences]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    duplicates = sorted(n for n, count in Counter(names).items() if count > 1)  # not quadratic
     if duplicates:
         raise ValueError(
             f"several inputs would write the same output {duplicates[0]}: "

@@ -188,13 +188,17 @@ class Target:
 
 
 def match_rows(rows: list[StyleRow], targets: list[Target]) -> dict:
-    """``{target output: row}``; every row must name exactly one target, and no target twice."""
+    """``{target output: row}``; every row must name exactly one target, and no target twice.
+    Linear in the targets; their paths are resolved only when a row names a path."""
+    if not rows:
+        return {}
     by_name: dict = {}
     by_path: dict = {}
+    paths = any("/" in (row.input or "") or "\\" in (row.input or "") for row in rows)
     for target in targets:
         for name in {Path(target.source).name, target.output}:
             by_name.setdefault(name, []).append(target)
-        if not target.source.startswith("array "):
+        if paths and not target.source.startswith("array "):
             by_path.setdefault(Path(target.source).expanduser().resolve(), []).append(target)
     matched, unknown = {}, []
     for row in rows:
