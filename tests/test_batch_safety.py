@@ -486,3 +486,22 @@ def test_planning_is_linear_in_the_number_of_inputs(tmp_path):
     small = min(planned(4000) for _ in range(2))
     large = planned(40000)
     assert large < 25 * small, (small, large)  # linear: about 10x; quadratic: about 100x
+
+
+# --------------------------------------------------------------------------- 19: symlinked frames
+def test_a_symlinked_frames_folder_that_leaves_the_output_folder_is_refused(texture, tmp_path):
+    stack = np.stack([_image(i) for i in range(3)])
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "stack_frames").symlink_to(elsewhere, target_is_directory=True)
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="outside the output folder"):
+            _batch(stack, out, texture, overwrite=overwrite)
+    assert list(elsewhere.iterdir()) == []
+    # a link that stays inside the output folder is only another name for a folder of it
+    (out / "stack_frames").unlink()
+    (out / "real").mkdir()
+    (out / "stack_frames").symlink_to(out / "real", target_is_directory=True)
+    assert {r.status for r in _batch(stack, out, texture)} == {"done"}
+    assert len(list((out / "real").glob("stack_*.png"))) == 3

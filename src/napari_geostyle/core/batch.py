@@ -550,6 +550,20 @@ def _assign_hints(items, sequences, styles, hints) -> dict:
     }
 
 
+def _refuse_links_out_of(folder: Path, names) -> None:
+    """The batch writes only inside its output folder: a subfolder of it that is a link to
+    somewhere else (a symlinked ``<stem>_frames``) is refused rather than written through."""
+    root = folder.resolve()
+    for parent in sorted({Path(name).parent for name in names} - {Path(".")}):
+        resolved = (folder / parent).resolve()
+        if not resolved.is_relative_to(root):
+            raise ValueError(
+                f"{folder / parent} leads to {resolved}, outside the output folder {folder} "
+                "(a link): the batch writes only inside its output folder; remove the link or "
+                "choose another output folder."
+            )
+
+
 def _refuse_outputs_on_inputs(folder: Path, items, sequences, style_files) -> None:
     """An output that is an input or a style (the same file after following links, or a hard
     link to it) is refused, with or without ``overwrite``: writing it would destroy the input.
@@ -669,6 +683,7 @@ def _plan(
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"output folder {folder} is a file: give a folder")
     _refuse_outputs_on_inputs(folder, items, sequences, [styles, *store.described.values()])
+    _refuse_links_out_of(folder, [i.output for i in items] + [s.output for s in sequences])
     manifest = Manifest(folder)
     settings = {
         "device": device,
