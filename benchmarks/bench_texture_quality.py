@@ -51,31 +51,33 @@ JUDGE_CONTENT_TAP = "b19"
 
 # --------------------------------------------------------------------------- the judge
 class Judge:
-    """EfficientNet-Lite2 features of images at the size they are given."""
+    """Features of images at the size they are given: by default ImageNet EfficientNet-Lite2's
+    (``model``, ``style_taps`` and ``content_tap`` let a test use another network)."""
 
-    def __init__(self, weights_file=None):
+    def __init__(self, model=None, style_taps=JUDGE_STYLE_TAPS, content_tap=JUDGE_CONTENT_TAP):
         import torch
 
-        path = weights_file or _lite2_file()
-        model = efficientnet.module_class()(LITE2_STAGES)
-        efficientnet.load_state(model, path, "EfficientNet-Lite2")
+        if model is None:
+            model = efficientnet.module_class()(LITE2_STAGES)
+            efficientnet.load_state(model, _lite2_file(), "EfficientNet-Lite2")
         self.model = model.eval().requires_grad_(False)
+        self.style_taps, self.content_tap = tuple(style_taps), content_tap
         self.torch = torch
 
     def features(self, image: np.ndarray) -> dict:
         with self.torch.no_grad():
             tensor = images.image_to_tensor(images.to_rgb_float(image, "image"))
-            taps = (*JUDGE_STYLE_TAPS, JUDGE_CONTENT_TAP)
+            taps = (*self.style_taps, self.content_tap)
             return {k: v.float() for k, v in self.model(tensor, taps=taps).items()}
 
     def grams(self, feats: dict) -> list:
-        return [texture._gram(feats[tap]) for tap in JUDGE_STYLE_TAPS]
+        return [texture._gram(feats[tap]) for tap in self.style_taps]
 
     def content_score(self, output: np.ndarray, content: np.ndarray) -> float:
         """Cosine similarity of the deepest features; the content is resized to the output."""
         content = _resize(content, output.shape[:2])
-        a = self.features(output)[JUDGE_CONTENT_TAP].flatten()
-        b = self.features(content)[JUDGE_CONTENT_TAP].flatten()
+        a = self.features(output)[self.content_tap].flatten()
+        b = self.features(content)[self.content_tap].flatten()
         return float((a @ b) / (a.norm() * b.norm()).clamp_min(1e-12))
 
     def style_score(self, output, content, style) -> float:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -116,3 +117,28 @@ def test_interactive_benchmark_drags_points_in_a_real_viewer_and_writes_json(tmp
     assert record["stall_ms"]["second_run_making_layers"] > 0
     assert set(record["targets_met"]) == {"move_to_preview", "release_to_full", "stall"}
     assert record["environment"]["load_average"]
+
+
+def test_texture_quality_scores_at_their_definitional_extremes(monkeypatch):
+    """The judge's content score of the content itself is 1; its style score is 1 for the
+    unchanged content (no style) and 0 for the style's own statistics."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import bench_texture_quality as bench
+
+    from napari_geostyle.core import efficientnet
+
+    judge = bench.Judge(
+        efficientnet.build_efficientnet("random", "cpu"),
+        style_taps=("stem", "b1.depthwise", "b3.depthwise"),
+        content_tap="b15",
+    )
+    rng = np.random.default_rng(0)
+    rows, cols = np.mgrid[0:64, 0:64] / 64.0
+    content = np.stack([rows, cols, 1 - rows], -1).astype(np.float32)
+    style = rng.random((64, 64, 3)).astype(np.float32)
+    assert judge.content_score(content, content) == pytest.approx(1.0, abs=1e-5)
+    assert judge.style_score(content, content, style) == pytest.approx(1.0, abs=1e-5)
+    assert judge.style_score(style, content, style) == pytest.approx(0.0, abs=1e-6)
+    assert judge.content_score(style, content) < 0.99
+    mixed = 0.5 * content + 0.5 * style
+    assert 0.0 < judge.style_score(mixed, content, style) < 1.0

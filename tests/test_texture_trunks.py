@@ -131,9 +131,7 @@ def test_moments_term_is_part_of_the_objective():
     content = np.full((64, 64, 3), 0.5, np.float32)
     style = np.random.default_rng(1).random((64, 64, 3)).astype(np.float32)
     base = texture_trunks.resolve_backbone("efficientnet")
-    moments = dataclasses.replace(
-        base, layers=dataclasses.replace(base.layers, moments=1.0)
-    )
+    moments = dataclasses.replace(base, layers=dataclasses.replace(base.layers, moments=1.0))
     gram_only = _step_losses(base, content, style, 1)[0].loss
     with_moments = _step_losses(moments, content, style, 1)[0].loss
     assert with_moments > gram_only
