@@ -301,7 +301,7 @@ def _cmd_transfer(args) -> int:
                     write_image(args.warped_output, step.warped, overwrite=args.overwrite)
                 continue
             if bar is None:
-                bar = progress_bar(step.total, "texture")
+                bar = progress_bar(step.total, f"texture ({step.backbone})")
             bar.update(1)
             bar.set_postfix(level=f"{step.level}/{step.levels}", loss=f"{step.loss:.4g}",
                             refresh=False)  # fmt: skip
@@ -326,9 +326,9 @@ def _register_transfer(sub) -> None:
         "transfer",
         help="transfer the texture of style image(s) onto a content image (Gatys et al.), "
         "optionally after warping it to a geometry style",
-        description="Texture transfer, coarse to fine: content loss on VGG-19 conv4_2, Gram "
-        "style loss on conv1_1..conv5_1. Without ImageNet VGG-19 weights a seeded random "
-        "backbone is used (lower quality; see `napari-geostyle weights`).",
+        description="Texture transfer, coarse to fine (Gatys et al.): a content loss and Gram "
+        "style losses on an ImageNet network. auto takes VGG-19 (conv4_2; conv1_1..conv5_1) when "
+        "its weights are here (`napari-geostyle weights`), else the installed EfficientNet-Lite0.",
     )
     parser.add_argument("content", metavar="CONTENT", help="content image")
     parser.add_argument("--texture", required=True, nargs="+", metavar="STYLE",
@@ -371,7 +371,8 @@ def _register_transfer(sub) -> None:
     parser.add_argument(
         "--backbone",
         default="auto",
-        help="auto, vgg19, random or a VGG-19 weights file (default: auto)",
+        help="auto (VGG-19 if its weights are here, else efficientnet), vgg19, efficientnet, "
+        "random (a test device: loses the content) or a VGG-19 weights file (default: auto)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--seed", type=int, default=0, help="random seed (noise init)")
@@ -419,7 +420,10 @@ def _cmd_weights(args) -> int:
     if info["found"]:
         print(f"present: {info['path']}")
     else:
-        print("not present: texture transfer uses the seeded random backbone (lower quality).")
+        print(
+            "not present: texture transfer uses the installed ImageNet EfficientNet-Lite0; "
+            "VGG-19 is an upgrade (Gatys et al.'s own network)."
+        )
         print(info["help"])
     _print_geometry_features()
     return 0
@@ -994,7 +998,8 @@ def _register_batch(sub) -> None:
     p.add_argument("--iterations", type=int, nargs="+", metavar="N",
                    help="texture iterations per level (default: from the preset)")  # fmt: skip
     p.add_argument("--preserve-color", action="store_true", help="keep the inputs' colours")
-    p.add_argument("--backbone", default="auto", help="auto, vgg19, random or a weights file")
+    p.add_argument("--backbone", default="auto",
+                   help="auto, vgg19, efficientnet, random or a VGG-19 weights file")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--scheduler",

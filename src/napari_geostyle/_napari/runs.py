@@ -216,6 +216,7 @@ class StyleRun:
         self.output = None
         self.warped = None
         self.transform = None
+        self.backbone = None  # the texture network that ran, as the steps report it
         self.error = None
         self.cancelled = False
         self.done = False
@@ -305,6 +306,7 @@ class StyleRun:
         if getattr(step, "stage", None) == "geometry":
             self._show_warped(step)
             return
+        self.backbone = getattr(step, "backbone", None) or self.backbone
         done, total = progress_position(step)
         self._report_progress(step, done, total)
         if step.image is not None and not self._final_shown:
@@ -395,6 +397,7 @@ class StyleRun:
             complete=final,
             cancelled=self.cancelled,
             device=str(self.device) if self.device is not None else "auto",
+            backbone=self.backbone,
         )
         placement = self._output_scale(image)
         rgb = image.ndim == 3

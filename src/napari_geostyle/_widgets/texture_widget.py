@@ -14,8 +14,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.features import BACKBONES
 from ..core.texture import PRESET_NAMES, PRESET_SIZES
+from ..core.texture_trunks import BACKBONE_LABELS, BACKBONES
 from ._common import (
     LayerCombo,
     WidgetLife,
@@ -94,7 +94,7 @@ class TextureTransferWidget(QWidget):
         self.all_frames_check = check("all frames", "all_frames")
 
         self.backbone_label = QLabel()  # one line; the details are in its tooltip
-        self.fetch_button = button("Fetch ImageNet weights (548 MB)", self.fetch_weights)
+        self.fetch_button = button("Upgrade: fetch VGG-19 (548 MB)", self.fetch_weights)
         self.run_button = button("Run", self.run_or_cancel)
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
@@ -183,15 +183,17 @@ class TextureTransferWidget(QWidget):
         state = describe_vgg19_weights()
         looked = "\n".join(f"{entry['where']}: {entry['path']}" for entry in state["looked"])
         if state["found"]:
-            self.backbone_label.setText(f"VGG-19 weights: ImageNet ({state['source']})")
+            self.backbone_label.setText("texture network: ImageNet VGG-19")
             self.fetch_button.setVisible(False)
-            self.backbone_label.setToolTip(looked)
+            self.backbone_label.setToolTip(f"'auto' uses {state['source']}")
         else:
-            self.backbone_label.setText("VGG-19 weights: not found, textures will be poor")
+            self.backbone_label.setText("texture network: ImageNet EfficientNet-Lite0 (installed)")
             self.fetch_button.setVisible(True)
             self.backbone_label.setToolTip(
-                "'auto' uses a random VGG-19. Fetch the ImageNet weights under 'advanced', or "
-                f"set {state['env_var']}. Looked in:\n{looked}"
+                "'auto' uses the ImageNet EfficientNet-Lite0 that came with the plugin. The "
+                "ImageNet VGG-19 (Gatys et al.'s own network, a 548 MB download once) is an "
+                f"upgrade: fetch it under 'advanced', or set {state['env_var']}. "
+                f"Looked in:\n{looked}"
             )
         return state
 
@@ -382,4 +384,7 @@ class TextureTransferWidget(QWidget):
         elif run.cancelled:
             self.status_label.setText("cancelled before a preview was made.")
         else:
-            self.status_label.setText(f"done: {run.output_name!r}")
+            network = BACKBONE_LABELS.get(getattr(run, "backbone", None) or "", "")
+            self.status_label.setText(
+                f"done: {run.output_name!r}" + (f" (texture network: {network})" if network else "")
+            )

@@ -55,6 +55,7 @@ import numpy as np
 
 from . import media, output_lock, style_table, temporal
 from .manifest import Manifest
+from .texture_trunks import resolve_backbone
 
 GEOMETRY_KEYS = ("model", "method", "strength")
 NOT_IN_KEY = ("device", "preview_every")  # do not change the result's meaning
@@ -119,8 +120,8 @@ def _warm_up(settings: dict, client_pid: int) -> dict:
     import torch
 
     from .devices import resolve_device
-    from .features import build_trunk
     from .geonet import load_geometry_model, resolve_trunk
+    from .texture_trunks import build_texture_trunk
 
     device = resolve_device(_worker_device(settings["device"]))
     if device.type == "cpu" and os.getpid() != client_pid:
@@ -132,7 +133,8 @@ def _warm_up(settings: dict, client_pid: int) -> dict:
         for kind in kinds[geometry["model"]]:
             load_geometry_model(kind, resolve_trunk("auto"), None, device)
     if settings["texture"] is not None:
-        build_trunk(settings["texture"].get("backbone", "auto"), device)
+        backbone = resolve_backbone(settings["texture"].get("backbone", "auto"), download=False)
+        build_texture_trunk(backbone, device)
     return {"device": str(device), "seconds": time.perf_counter() - started}
 
 
@@ -667,6 +669,9 @@ def _plan(
     geometry_options = {"model": model, "method": method, "strength": strength}
     item_hints = _assign_hints(items, sequences, styles, hints)
     texture_key = {k: v for k, v in texture_options.items() if k not in NOT_IN_KEY}
+    if textures:  # the network "auto" takes here: the manifest names it, and it is the result's
+        texture_key["backbone_used"] = resolve_backbone(texture_options.get("backbone", "auto"),
+                                                        download=False).name  # fmt: skip
 
     def parts(output: str) -> dict:  # what an output's result depends on, but the input
         geometry, texture = item_styles[output]

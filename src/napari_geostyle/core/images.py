@@ -415,3 +415,31 @@ def match_kind(result, like, value_range=None, keep_color: bool = False) -> np.n
     info = np.iinfo(like.dtype)
     scaled = low + np.asarray(result, np.float64) * (high - low)
     return np.clip(np.rint(scaled), info.min, info.max).astype(like.dtype)
+
+
+def match_colour_statistics(image, references, weights=None) -> np.ndarray:
+    """``image`` (float RGB, 0..1) recoloured so that its colour mean and covariance are those
+    of ``references`` (float RGB images, mixed by ``weights``): the affine colour map
+    ``x -> C_r^(1/2) C_i^(-1/2) (x - m_i) + m_r`` with symmetric square roots. float32, 0..1."""
+    weights = np.full(len(references), 1.0 / len(references)) if weights is None else weights
+    pixels = image.reshape(-1, 3).astype(np.float64)
+    mean_i = pixels.mean(0)
+    cov_i = np.cov(pixels.T)
+    mean_r = np.zeros(3)
+    second = np.zeros((3, 3))  # the mixture's E[x x^T]
+    for reference, weight in zip(references, weights):
+        ref = reference.reshape(-1, 3).astype(np.float64)
+        mean = ref.mean(0)
+        mean_r += weight * mean
+        second += weight * (np.cov(ref.T) + np.outer(mean, mean))
+    cov_r = second - np.outer(mean_r, mean_r)
+
+    def sqrt_and_inverse(cov):
+        values, vectors = np.linalg.eigh(cov + 1e-5 * np.eye(3))  # flat images: no division by 0
+        values = np.sqrt(np.clip(values, 1e-5, None))
+        return (vectors * values) @ vectors.T, (vectors / values) @ vectors.T
+
+    root_r, _ = sqrt_and_inverse(cov_r)
+    _, inverse_root_i = sqrt_and_inverse(cov_i)
+    mapped = (pixels - mean_i) @ (root_r @ inverse_root_i).T + mean_r
+    return np.clip(mapped, 0.0, 1.0).reshape(image.shape).astype(np.float32)

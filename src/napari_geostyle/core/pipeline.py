@@ -46,6 +46,7 @@ class GeometricStyleStep:
     warped: np.ndarray | None = None
     transform: object = None
     result: GeometricStyleResult | None = None
+    backbone: str = ""  # the texture stage's network (TextureStep.backbone)
 
 
 def _pick_sources(style, geometry_style, texture_style):
@@ -175,6 +176,7 @@ def _run_both_stages(
                 done=step.done,
                 transform=transform,
                 result=result,
+                backbone=step.backbone,
             )
     finally:  # closing this generator stops the texture stage at once (frees device memory)
         texture_steps.close()
