@@ -433,3 +433,28 @@ def test_a_video_over_the_pixel_cap_fails_alone(tmp_path, monkeypatch):
     assert not sequences and len(items) == 1 and "megapixels" in items[0].error
     with pytest.raises(ValueError, match="64 x 48 pixels"):
         media.load_item(items[0])
+
+
+def test_planning_a_folder_of_images_holds_no_file_bytes(tmp_path, geometry):
+    import tracemalloc
+
+    from napari_geostyle.core import media
+
+    rng = np.random.default_rng(0)
+    for index in range(12):  # about 0.8 MB each: noise does not compress
+        iio.imwrite(
+            tmp_path / f"img_{index:02d}.png", rng.integers(0, 255, (480, 560, 3), np.uint8)
+        )
+    total = sum(p.stat().st_size for p in tmp_path.iterdir())
+    tracemalloc.start()
+    try:
+        items, _ = media.collect_inputs(tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(items) == 12 and all(item.data is None for item in items)
+    assert peak < total / 4, f"planning peaked at {peak / 1e6:.1f} MB for {total / 1e6:.1f} MB"
+    assert media.load_item(items[3]).shape == (480, 560, 3)
+    iio.imwrite(tmp_path / "img_03.png", np.zeros((8, 8), np.uint8))  # changed after planning
+    with pytest.raises(ValueError, match="changed since the batch was planned"):
+        media.load_item(items[3])

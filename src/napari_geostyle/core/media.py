@@ -8,9 +8,11 @@ Inputs (``collect_inputs``):
 - a multi-page TIFF: one page (time point or z slice) per item;
 - numpy arrays: a list of 2D images, or one ``(T, H, W)`` / ``(T, H, W, C)`` stack.
 
-Image files travel to the workers as their encoded bytes (decoded there, so a corrupt file fails
-in its own task, not in the planning); video frames and stack slices travel decoded. Each item
-carries the SHA-256 of its bytes, the batch's resume key.
+Planning holds no pixels: an image file is planned by the SHA-256 of its bytes (streamed), a
+video or a stack frame by frame (each frame's digest); the worker that needs an input reads it
+then (the file's bytes, a stack's page, a video's frame, checked against the planned digest), so
+a corrupt file fails in its own task, not in the planning. Arrays given in memory travel as they
+are. The digests are the batch's resume keys.
 
 Writes go to a temporary file in the target folder, fsynced, then ``os.replace``: a kill or a
 full disk leaves either the old file, the new one, or a stray temporary file
@@ -51,7 +53,8 @@ class InputItem:
     frame: int | None = None
     sequence: str | None = None  # the output name of the sequence the item belongs to
     error: str | None = None  # an input that could not be planned: its task fails with this
-    reader: str | None = None  # "video" / "tiff": frame ``frame`` of ``source``, read when used
+    # read when used: "file" (the image file ``source``), "video" / "tiff" (its frame ``frame``)
+    reader: str | None = None
     shape: tuple | None = None  # a lazily read frame's shape, known from the planning
 
     @property
@@ -59,7 +62,7 @@ class InputItem:
         """The decoded frame (a lazy one read from its file now), or None for an image file."""
         if self.stored is not None:
             return self.stored
-        if self.reader is not None:
+        if self.reader in ("video", "tiff"):
             return read_frame(self)
         return None
 
@@ -361,7 +364,8 @@ def load_item(item: InputItem) -> np.ndarray:
     array = item.array  # held, or a lazy frame read now
     if array is not None:
         return array
-    return decode_image(item.data, item.source)
+    data = _file_bytes(item) if item.reader == "file" else item.data
+    return decode_image(data, item.source)
 
 
 def _sequence(path: Path, kind: str, frames, fps=None, reader=None) -> InputSequence:
@@ -408,8 +412,30 @@ def _stack(path: Path) -> InputSequence | InputItem | None:
 
 
 def _image_item(path: Path) -> InputItem:
-    data = path.read_bytes()
-    return InputItem(output=path.name, source=str(path), digest=digest_bytes(data), data=data)
+    """An image file: its digest streamed from disk now, its bytes read by the worker that
+    decodes it (planning holds no file's bytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return InputItem(output=path.name, source=str(path), digest=digest.hexdigest(), reader="file")
+
+
+def _file_bytes(item: InputItem) -> bytes:
+    """A lazily planned image file's bytes, which must still be those that were planned."""
+    path = Path(item.source)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(
+            f"cannot read {path}: no such file here (a remote Dask cluster needs the inputs on "
+            "a file system its workers share)"
+        ) from None
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror or error}") from None
+    if digest_bytes(data) != item.digest:
+        raise ValueError(f"{path} changed since the batch was planned")
+    return data
 
 
 def _expand(entry) -> list[Path]:
