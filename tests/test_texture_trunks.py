@@ -162,3 +162,38 @@ def test_efficientnet_objective_under_bf16_autocast_stays_finite_and_close():
     assert abs(half - full) < 0.1 * full
     cosine = torch.nn.functional.cosine_similarity(half_grad.flatten(), full_grad.flatten(), 0)
     assert cosine > 0.8
+
+
+def test_colour_matching_takes_the_references_mean_and_covariance():
+    from napari_geostyle.core import images
+
+    rng = np.random.default_rng(3)
+    image = (0.5 + 0.1 * rng.standard_normal((40, 40, 3))).astype(np.float32)
+    mixing = np.array([[0.08, 0.02, 0.0], [0.0, 0.05, 0.01], [0.01, 0.0, 0.06]])
+    reference = (np.array([0.4, 0.5, 0.6]) + rng.standard_normal((50, 50, 3)) @ mixing).astype(
+        np.float32
+    )
+    matched = images.match_colour_statistics(image, [reference])
+    assert matched.shape == image.shape and matched.dtype == np.float32
+    pixels, ref = matched.reshape(-1, 3), reference.reshape(-1, 3)
+    assert np.allclose(pixels.mean(0), ref.mean(0), atol=1e-3)
+    assert np.allclose(np.cov(pixels.T), np.cov(ref.T), atol=2e-4)
+    # a flat image stays finite (no division by its zero covariance)
+    flat = images.match_colour_statistics(np.full((8, 8, 3), 0.3, np.float32), [reference])
+    assert np.isfinite(flat).all()
+
+
+def test_efficientnet_solve_starts_from_the_recoloured_content_unless_colour_is_kept():
+    rows, cols = np.mgrid[0:64, 0:64] / 64.0
+    content = np.stack([rows, cols, 1 - rows], -1).astype(np.float32)
+    style = np.zeros((64, 64, 3), np.float32)
+    style[..., 0] = 0.9  # a red style: the start is red, whatever the content's colours
+    style[..., 1:] = 0.1 + 0.05 * np.random.default_rng(4).random((64, 64, 2))
+    options = {"backbone": "efficientnet", "device": "cpu", "size": 64, "levels": 1,
+               "iterations": 1, "preview_every": 1, "tv_weight": 0.0}  # fmt: skip
+    first = next(iter(texture.iter_texture_transfer(content, style, **options))).image
+    assert first[..., 0].mean() > 0.6 and first[..., 2].mean() < 0.3
+    kept = next(
+        iter(texture.iter_texture_transfer(content, style, preserve_color=True, **options))
+    ).image
+    assert abs(kept[..., 2].mean() - content[..., 2].mean()) < 0.15
