@@ -179,6 +179,10 @@ def test_a_second_run_leaves_no_live_looking_dead_layers(geo_viewer, qtbot, monk
     np.testing.assert_allclose(old.data, control)
     assert np.allclose(old.face_color[:, :3], old.face_color[0, 0])  # grey
     assert _visible_points(geo_viewer) == [third.content_points.name, third.target_points.name]
+    assert third.warped.visible
+    # the live pair took over the previous layers (updated in place), under their names
+    assert third.content_points.name == "content control points"
+    assert len([name for name in names if not name.endswith("(old)")]) == 5
     assert len(said) == 1 and "content control points (old)" in said[0]
 
 

@@ -29,7 +29,9 @@ from the console behaves exactly like one made from the GUI:
   grabbed.
 - Results go to new layers (never over a layer the user has). If the warped layer is removed,
   the next edit re-creates it; if a points layer is removed, the link is gone and ``status`` says
-  so.
+  so. A new warp in the widget takes over the previous warp's layers (``hand_over``, ``reuse``:
+  updated in place, a second Run draws no new layers); an edited previous warp is kept in
+  hidden, greyed copies named "... (old)".
 """
 
 from __future__ import annotations
@@ -214,6 +216,7 @@ class LiveWarp:
         landmarks=None,
         side_by_side: bool = True,
         active=None,
+        reuse=None,
     ):
         from qtpy.QtCore import QTimer
 
@@ -259,19 +262,25 @@ class LiveWarp:
         self._side_offset = np.array([0.0, self._side_gap_offset(control, target)])
         self._display = self._display_like(content_layer)
         self.warped = None
-        self._add_warped(warped, unique_layer_name(viewer, f"{name} warped"), len(control))
+        # a previous warp's layers ({"warped", "content", "target"}: ``hand_over``) are updated
+        # in place rather than new ones added: a second Run draws no new layers
+        self._reuse = dict(reuse or {})
+        self._add_warped(warped, self._name_for("warped", f"{name} warped"), len(control))
         self.content_points = self._points_layer(
-            unique_layer_name(viewer, f"{name} control points"),
+            self._name_for("content", f"{name} control points"),
             control,
             "yellow",
             self._translate,
+            role="content",
         )
         self.target_points = self._points_layer(
-            unique_layer_name(viewer, f"{name} target points"),
+            self._name_for("target", f"{name} target points"),
             target,
             "cyan",
             self._output_translate(),
+            role="target",
         )
+        self._reuse = {}
         if active is not None:  # the pairs' on/off flags (``transform`` fits the "on" ones)
             self._write_active(active)
         self._push_history()
@@ -301,7 +310,26 @@ class LiveWarp:
             viewer.reset_view()  # both images, and the lattice on the output's border, in view
 
     # ----------------------------------------------------------------- layers
+    def _name_for(self, role: str, base: str) -> str:
+        """``base``, kept by the reused layer of ``role`` that has it, else a free name (a
+        reused layer of another name, e.g. another content's, is not reused)."""
+        old = self._reuse.get(role)
+        if old is not None and old.name == base and layer_present(self.viewer, old):
+            return base
+        self._reuse.pop(role, None)
+        return unique_layer_name(self.viewer, base)
+
     def _add_warped(self, data, name: str, pairs: int) -> None:
+        old = self._reuse.pop("warped", None)
+        if old is not None and old.rgb == self._rgb and np.ndim(old.data) == np.ndim(data):
+            old.data = data
+            _place(old, **self._image_placement(data))
+            old.metadata = {"geostyle": self._provenance(pairs)}
+            for key, value in self._display.items():
+                setattr(old, key, value)
+            old.visible = True
+            self.warped = old
+            return
         self.warped = self.viewer.add_image(
             data,
             name=name,
@@ -386,7 +414,7 @@ class LiveWarp:
             return {}
         return {"contrast_limits": tuple(layer.contrast_limits), "colormap": layer.colormap.name}
 
-    def _points_layer(self, name, data, color, translate):
+    def _points_layer(self, name, data, color, translate, role=None):
         data = np.asarray(data, float).reshape(-1, 2)
         numbers = np.arange(1, len(data) + 1)
         size = self._point_size
@@ -410,7 +438,18 @@ class LiveWarp:
                 "translation": [-0.6 * size, 0.6 * size],
             },
         }
-        layer = self.viewer.add_points(data, **kwargs)
+        old = self._reuse.pop(role, None)
+        if old is None:
+            layer = self.viewer.add_points(data, **kwargs)
+        else:  # a previous warp's: its points, numbers and look replaced
+            layer = old
+            layer.selected_data = set()
+            layer.data = data
+            for key in ("features", "feature_defaults", "scale", "translate", "size",
+                        "face_color", "border_color", "border_width", "text"):  # fmt: skip
+                setattr(layer, key, kwargs[key])
+            layer.current_face_color = color
+            layer.visible = True
         layer.mode = "select"
         return layer
 
@@ -1096,6 +1135,49 @@ class LiveWarp:
             return ""
         which = "the previous warp's edited landmarks" if replaced else "the landmarks"
         return f"{which} no longer follow edits: kept, hidden, as {', '.join(map(repr, names))}."
+
+    def hand_over(self) -> tuple[str, dict]:
+        """Retire this warp for a new one that takes over its layers (``reuse``): returns a
+        line for the status ("" when nothing is left behind) and the layers by role. Edited,
+        nothing is lost: hidden, greyed copies named "... (old)" keep its landmarks and its
+        warped image."""
+        self.close()
+        if self._present(self._grid_layer):
+            self.viewer.layers.remove(self._grid_layer)
+        roles = (("warped", self.warped), ("content", self.content_points),
+                 ("target", self.target_points))  # fmt: skip
+        layers = {role: layer for role, layer in roles if self._present(layer)}
+        if not self.edited or not layers:
+            return "", layers
+        names = ", ".join(repr(self._hidden_copy(layer).name) for layer in layers.values())
+        note = f"the previous warp's edited landmarks no longer follow edits: kept, hidden, as {names}."
+        return note, layers
+
+    def _hidden_copy(self, layer):
+        """A hidden copy of ``layer`` named "... (old)" (points greyed, with their numbers)."""
+        from napari.layers import Points
+
+        common = {
+            "name": unique_layer_name(self.viewer, f"{layer.name} (old)"),
+            "scale": np.asarray(layer.scale, float),
+            "translate": np.asarray(layer.translate, float),
+            "metadata": dict(layer.metadata),
+            "visible": False,
+        }
+        if isinstance(layer, Points):
+            label = {"string": "{number}", "color": LABEL_COLOR, "anchor": "lower_left", "size": 12}
+            return self.viewer.add_points(
+                np.asarray(layer.data, float),
+                features=layer.features.copy(),
+                size=np.asarray(layer.size, float),
+                face_color="gray",
+                border_color="black",
+                text=label,
+                **common,
+            )
+        return self.viewer.add_image(
+            np.asarray(layer.data), rgb=layer.rgb, **self._display_like(layer), **common
+        )
 
     def _present(self, layer) -> bool:
         return layer is not None and layer_present(self.viewer, layer)
