@@ -102,7 +102,7 @@ def _collect(args) -> list[dict]:
                 "seconds": time.perf_counter() - start,
             }
         )
-        print(number, kind, hinted, right, records[-1]["features"], file=sys.stderr, flush=True)
+        print(json.dumps(records[-1]), file=sys.stderr, flush=True)  # a log to resume from
     return records
 
 

@@ -261,3 +261,32 @@ def test_cli_batch_hints_per_input_in_the_styles_csv(tmp_path, capsys):
                      str(tmp_path / "style.png"), "--hints", str(tmp_path / "bad.csv")])  # fmt: skip
     assert code == 2 and "same place" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists()
+
+
+def test_hint_mode_re_estimates_after_each_pair_and_undo_removes_a_hint(geo_viewer, qtbot):
+    from napari_geostyle import viewer_api
+
+    live = viewer_api.add_warp(geo_viewer, "content", "style", model="affine+tps", device="cpu")
+    hinted = viewer_api.start_hint_mode(geo_viewer, live, "style")
+    session = hinted.session
+    assert session.content_hints.name == "content hints"
+    assert session.style_hints.name == "style hints"
+    # a click on the content, then its partner on the style: one complete pair
+    session.content_hints.add([20.0, 20.0])
+    assert hinted.estimates == 0 and not hinted.busy  # half a pair does nothing
+    session.style_hints.add([22.0, 18.0])
+    qtbot.waitUntil(lambda: hinted.estimates == 1 and not hinted.busy, timeout=120000)
+    session.content_hints.add([44.0, 40.0])
+    session.style_hints.add([42.0, 44.0])
+    qtbot.waitUntil(lambda: hinted.estimates == 2 and not hinted.busy, timeout=120000)
+    content, style = session.pairs()
+    assert len(content) == 2
+    np.testing.assert_allclose(live.transform.map_points(content), style, atol=0.5)
+    assert live.options["hints"]["style_points"] == style.tolist()
+    assert "confidence" in hinted.status
+    # undo takes the second pair's style hint back; deleting a hint takes its partner too
+    assert session.undo()
+    assert len(session.pairs()[0]) == 1 and len(session.content_hints.data) == 2
+    qtbot.waitUntil(lambda: hinted.estimates == 3 and not hinted.busy, timeout=120000)
+    session.delete(0)
+    assert len(session.content_hints.data) == 1 and len(session.style_hints.data) == 0

@@ -22,7 +22,13 @@ from ._napari.live_warp import LiveWarp, start_live_warp
 from ._napari.runs import estimate_and_warp, pipeline_run, texture_run
 from .core.estimate import check_options
 
-__all__ = ["LiveWarp", "add_warp", "start_geometric_style_transfer", "start_texture_transfer"]
+__all__ = [
+    "LiveWarp",
+    "add_warp",
+    "start_geometric_style_transfer",
+    "start_hint_mode",
+    "start_texture_transfer",
+]
 
 
 def _two_layers(viewer, content, style, style_role):
@@ -108,6 +114,29 @@ def add_warp(
         device=device,
         strength=strength,
     )
+
+
+def start_hint_mode(viewer, live: LiveWarp, style, content=None, on_status=None):
+    """Hint mode on a live warp (``add_warp``'s): click a point on the content, then the same
+    place on ``style``; each completed pair re-estimates ``live`` from the images with the
+    pairs as hints (in a worker). Hints steer the estimate; ``live``'s control points edit its
+    result. Returns a ``HintedWarp``: ``.session`` (``.content_hints`` / ``.style_hints``
+    layers, ``.undo()``, ``.delete(i)``, ``.export_bigwarp_csv(path)``), ``.status`` (the
+    confidence, and "the shapes may not match: add a hint" when it is low).
+    ``content``: the content layer (default: the one ``live`` was made from, by name).
+    """
+    from ._napari.hints import HintedWarp
+
+    content_layer = resolve_image_layer(
+        viewer, content if content is not None else live.inputs["content"], "content"
+    )
+    style_layer = resolve_image_layer(viewer, style, "geometry style")
+    options = live.options
+    return HintedWarp(
+        viewer, live, content_layer, style_layer, live.content,
+        read_layer_image(style_layer, viewer), options.get("model", "affine+tps"),
+        options.get("method", "network"), live.device, on_status,
+    )  # fmt: skip
 
 
 def start_texture_transfer(viewer, content, style, **options):
