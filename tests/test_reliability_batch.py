@@ -458,3 +458,16 @@ def test_planning_a_folder_of_images_holds_no_file_bytes(tmp_path, geometry):
     iio.imwrite(tmp_path / "img_03.png", np.zeros((8, 8), np.uint8))  # changed after planning
     with pytest.raises(ValueError, match="changed since the batch was planned"):
         media.load_item(items[3])
+
+
+def test_training_and_evaluation_readers_apply_the_pixel_cap(tmp_path, monkeypatch):
+    from napari_geostyle.core import media, training
+    from napari_geostyle.core.landmark_eval import read_pf_pairs
+
+    monkeypatch.delenv(media.MAX_PIXELS_ENV, raising=False)
+    iio.imwrite(tmp_path / "fine.png", _image(0, (80, 80)))
+    (tmp_path / "huge.tif").write_bytes(_huge_tiff())
+    assert len(training.load_images(tmp_path)) == 1  # the huge one skipped, not decoded
+    (tmp_path / "pairs.csv").write_text("imageA,imageB,XA,YA,XB,YB\nhuge.tif,fine.png,1,1,1,1\n")
+    with pytest.raises(ValueError, match="pairs.csv line 2: .*megapixels"):
+        read_pf_pairs(tmp_path / "pairs.csv")

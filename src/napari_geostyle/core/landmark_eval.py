@@ -256,7 +256,7 @@ def read_pf_pairs(csv_path, image_root=None, one_based: bool = True, limit: int 
     are MATLAB's 1-based pixel coordinates (Proposal Flow's), shifted here to 0-based. Points
     with a negative or non-finite coordinate (missing keypoints) are dropped.
     """
-    import imageio.v3 as iio
+    from .media import read_image_file
 
     csv_path = Path(csv_path)
     if not csv_path.is_file():
@@ -283,13 +283,10 @@ def read_pf_pairs(csv_path, image_root=None, one_based: bool = True, limit: int 
             path = root / name
             if not path.is_file():
                 raise FileNotFoundError(f"{csv_path} line {line}: no image at {path}")
-            try:
-                cache[name] = np.asarray(iio.imread(path))
-            except Exception as error:  # imageio raises many types for unreadable files
-                raise ValueError(
-                    f"{csv_path} line {line}: cannot read {path} as an image: "
-                    f"{' '.join(str(error).split())[:200]}"
-                ) from error
+            try:  # the pixel cap, and one ValueError for every unreadable file
+                cache[name] = read_image_file(path)[0]
+            except ValueError as error:
+                raise ValueError(f"{csv_path} line {line}: {error}") from error
         return cache[name]
 
     shift = 1.0 if one_based else 0.0

@@ -111,9 +111,8 @@ def list_image_files(folders) -> list[Path]:
 
 def load_images(sources, exclude_names=(), min_size: int = 64) -> list[np.ndarray]:
     """RGB float32 images from arrays, files and folders; names in ``exclude_names`` skipped."""
-    import imageio.v3 as iio
-
     from .images import to_rgb_float
+    from .media import read_image_file
 
     exclude = {Path(n).stem.lower() for n in exclude_names}
     if isinstance(sources, (str, Path, np.ndarray)):
@@ -126,9 +125,9 @@ def load_images(sources, exclude_names=(), min_size: int = 64) -> list[np.ndarra
         for path in list_image_files([source]):
             if path.stem.lower() in exclude:
                 continue
-            try:
-                array = np.asarray(iio.imread(path))
-            except Exception:  # noqa: S112 (unreadable files in a folder are skipped, not fatal)
+            try:  # media's reader: the pixel cap applies before anything is decoded
+                array = read_image_file(path)[0]
+            except ValueError:  # unreadable or too large: skipped in a folder, not fatal
                 continue
             if array.ndim == 3 and array.shape[2] not in (1, 3, 4):
                 continue
