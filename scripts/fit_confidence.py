@@ -16,8 +16,11 @@ the true warp puts it (PCK@0.1 >= 0.5, the landmark evaluation's criterion on th
 unrelated pairs are wrong. The logistic map is fitted on standardised features by Newton steps
 with a small ridge; the JSON records the data, the counts, the in-sample AUROC and the command.
 
-    python scripts/fit_confidence.py --images ../shared/data/photos --pairs-per-image 2 \
+    python scripts/fit_confidence.py --images PHOTOS --pairs-per-image 1 --threads 1 \
         --data bench_out/confidence_data.json [--reuse-data] [--install]
+
+(PHOTOS: the folder of training photos the shipped networks were trained on; the held-out
+validation photos in it are skipped.)
 """
 
 from __future__ import annotations
@@ -152,13 +155,20 @@ def main(argv=None) -> int:
     z = bias + ((features - mean) / scale) @ weights
     predicted = 1 / (1 + np.exp(-z))
     kinds = sorted({r["kind"] for r in records})
+    collected = json.loads(data_path.read_text())["args"] if args.reuse_data else vars(args)
+    # the command that collected the data, the photos' folder by its name only
+    command = [
+        f"--{key.replace('_', '-')} {Path(value).name if key == 'images' else value}"
+        for key, value in collected.items()
+        if key not in ("reuse_data", "install", "data") and value not in (None, False)
+    ]
     result = {
         "features": list(FEATURES),
         "weights": weights.round(6).tolist(),
         "bias": round(float(bias), 6),
         "mean": mean.round(6).tolist(),
         "scale": scale.round(6).tolist(),
-        "made_by": "scripts/fit_confidence.py " + " ".join(argv or sys.argv[1:]),
+        "made_by": "scripts/fit_confidence.py " + " ".join(command),
         "data": "synthetic pairs from the training photos (validation photos and landmark sets "
         "never read): " + ", ".join(f"{sum(r['kind'] == k for r in records)} {k}" for k in kinds),
         "model": args.model,
