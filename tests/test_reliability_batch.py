@@ -471,3 +471,18 @@ def test_training_and_evaluation_readers_apply_the_pixel_cap(tmp_path, monkeypat
     (tmp_path / "pairs.csv").write_text("imageA,imageB,XA,YA,XB,YB\nhuge.tif,fine.png,1,1,1,1\n")
     with pytest.raises(ValueError, match="pairs.csv line 2: .*megapixels"):
         read_pf_pairs(tmp_path / "pairs.csv")
+
+
+def test_video_frames_read_in_order_share_one_reader(tmp_path, monkeypatch):
+    import imageio.v2 as imageio
+
+    from napari_geostyle.core import media
+
+    media.write_video(tmp_path / "clip.mp4", [_image(i, (48, 64)) for i in range(8)], fps=5.0)
+    items, _ = media.collect_inputs(tmp_path / "clip.mp4")
+    opened = []
+    real = imageio.get_reader
+    monkeypatch.setattr(imageio, "get_reader", lambda *a, **k: opened.append(a) or real(*a, **k))
+    frames = [media.load_item(item) for item in items]
+    assert len(frames) == 8 and len(opened) == 1  # no ffmpeg restart (and seek) per frame
+    assert all(media.digest_array(f) == item.digest for f, item in zip(frames, items))

@@ -23,11 +23,13 @@ CLI's outputs use it too).
 
 from __future__ import annotations
 
+import atexit
 import glob
 import hashlib
 import os
 import subprocess
 import tempfile
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,26 +273,59 @@ def read_frame(item: InputItem) -> np.ndarray:
     return array
 
 
+_VIDEO_READERS: dict = {}  # (path, size, mtime) -> an open reader, for this process's next frame
+_VIDEO_READERS_KEPT = 2
+_VIDEO_LOCK = threading.Lock()
+
+
 def _video_frame(path: Path, item: InputItem) -> np.ndarray:
-    """Frame ``item.frame``: by seeking, checked against the planned digest; from the start
-    when the seek lands on another frame (a stream whose timestamps are irregular)."""
+    """Frame ``item.frame``, checked against the planned digest. The reader stays open for the
+    process's next frame, so frames read in order cost one decode each (a seek restarts ffmpeg
+    and decodes up to 10 s of video); from the start when a seek lands on another frame (a
+    stream whose timestamps are irregular)."""
     import imageio.v2 as imageio
 
-    reader = imageio.get_reader(path, format="FFMPEG")
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    with _VIDEO_LOCK:  # taken out of the cache: one thread reads with a reader at a time
+        reader = _VIDEO_READERS.pop(key, None)
     try:
+        if reader is None:
+            reader = imageio.get_reader(path, format="FFMPEG")
         frame = np.ascontiguousarray(reader.get_data(item.frame))
-        if digest_array(frame) == item.digest:
-            return frame
+        if digest_array(frame) != item.digest:
+            reader.close()
+            reader = imageio.get_reader(path, format="FFMPEG")
+            for index, frame in enumerate(reader):
+                if index == item.frame:
+                    break
+            else:
+                raise ValueError(f"{path} has no frame {item.frame} any more")
+            frame = np.ascontiguousarray(frame)
+    except ValueError:
         reader.close()
-        reader = imageio.get_reader(path, format="FFMPEG")
-        for index, frame in enumerate(reader):
-            if index == item.frame:
-                return np.ascontiguousarray(frame)
+        raise
     except Exception as error:
-        raise ValueError(f"cannot read frame {item.frame} of {path}: {_ffmpeg_reason(error)}")
-    finally:
-        reader.close()
-    raise ValueError(f"{path} has no frame {item.frame} any more")
+        if reader is not None:
+            reader.close()
+        raise ValueError(
+            f"cannot read frame {item.frame} of {path}: {_ffmpeg_reason(error)}"
+        ) from error
+    with _VIDEO_LOCK:
+        previous = _VIDEO_READERS.pop(key, None)  # another thread's, put back meanwhile
+        if previous is not None:
+            previous.close()
+        _VIDEO_READERS[key] = reader
+        while len(_VIDEO_READERS) > _VIDEO_READERS_KEPT:  # the oldest first
+            _VIDEO_READERS.pop(next(iter(_VIDEO_READERS))).close()
+    return frame
+
+
+@atexit.register
+def _close_video_readers() -> None:
+    with _VIDEO_LOCK:
+        while _VIDEO_READERS:
+            _VIDEO_READERS.popitem()[1].close()
 
 
 def _ffmpeg_reason(error: Exception) -> str:
