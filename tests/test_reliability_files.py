@@ -341,3 +341,12 @@ def test_an_unquoted_hand_made_csv_without_a_final_line_end_still_reads(tmp_path
         '"a","true","1","2","3","4"\n"b","true","5","6","7","8"\n"c","true","9","1","3","5"'
     )
     assert len(read_bigwarp_csv(path)[0]) == 3
+
+
+def test_styles_csv_with_an_oversized_field_is_a_value_error(tmp_path):
+    from napari_geostyle.core.style_table import read_styles_csv
+
+    path = tmp_path / "styles.csv"
+    path.write_text("input,geometry_style,texture_style\na.png," + "x" * 200_000 + ",\n")
+    with pytest.raises(ValueError, match="cannot read the styles CSV"):
+        read_styles_csv(path)

@@ -65,7 +65,10 @@ def read_styles_csv(path) -> list[StyleRow]:
         text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark is fine
     except (OSError, UnicodeDecodeError) as error:
         raise ValueError(f"cannot read the styles CSV {path}: {error}") from error
-    reader = csv.reader(text.splitlines())
+    try:  # a field past csv's size limit is its own error type: one ValueError for all
+        reader = iter(list(csv.reader(text.splitlines())))
+    except csv.Error as error:
+        raise ValueError(f"cannot read the styles CSV {path}: {error}") from error
     header = next(reader, None)
     if header is None:
         raise ValueError(
