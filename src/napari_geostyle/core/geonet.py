@@ -22,6 +22,10 @@ the shipped networks: ``efficientnet`` once networks trained on it ship, else ``
 Checkpoints are dicts ``{"format": ..., "config": {...}, "state_dict": {...}}`` (tensors may be
 fp16). The ``nn.Module`` classes live in ``geonet_modules`` (which imports torch at the top);
 this module imports torch, and that module, inside functions so that importing it stays cheap.
+The model kinds, their parameter counts and the trunks are defined in ``geonet_spec``, which
+``geonet_modules`` and ``warp_params`` read too; this module's ``MODEL_KINDS``, ``TRUNKS``,
+``TRUNK_CHOICES``, ``INPUT_SIZE``, ``FEATURE_STRIDE``, ``check_model_kind``, ``check_trunk`` and
+``parameter_count`` are those.
 """
 
 from __future__ import annotations
@@ -29,31 +33,24 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from .geonet_spec import (  # the network's facts, public here too
+    DEFAULT_GRID_SIZE,
+    FEATURE_STRIDE,
+    INPUT_SIZE,
+    MODEL_KINDS,
+    TRUNK_CHOICES,  # noqa: F401
+    TRUNKS,
+    check_model_kind,
+    check_trunk,
+    parameter_count,  # noqa: F401
+)
+
 CHECKPOINT_FORMAT = "napari-geostyle-geonet"
 CHECKPOINT_VERSION = 1
-MODEL_KINDS = ("affine", "tps")
-TRUNKS = ("embedded", "vgg19", "efficientnet")
-INPUT_SIZE = 240
-FEATURE_STRIDE = 16
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 _CACHE: dict = {}
 _CACHE_LOCK = threading.Lock()
-
-
-def check_model_kind(model: str) -> str:
-    if model not in MODEL_KINDS:
-        raise ValueError(f"unknown geometry model {model!r}; accepted: {', '.join(MODEL_KINDS)}.")
-    return model
-
-
-def check_trunk(trunk: str) -> str:
-    if trunk not in TRUNKS:
-        raise ValueError(f"unknown trunk {trunk!r}; accepted: {', '.join(TRUNKS)}.")
-    return trunk
-
-
-TRUNK_CHOICES = ("auto", *TRUNKS)  # what users may pass; "auto" is resolved by resolve_trunk
 
 
 def resolve_trunk(trunk: str = "auto") -> str:
@@ -70,11 +67,6 @@ def resolve_trunk(trunk: str = "auto") -> str:
     return "embedded"
 
 
-def parameter_count(model: str, grid_size: int = 3) -> int:
-    """Number of regressed parameters: 6 for affine, 2 * grid_size**2 for TPS."""
-    return 6 if check_model_kind(model) == "affine" else 2 * grid_size * grid_size
-
-
 def default_config(model: str = "affine", trunk: str = "embedded", **overrides) -> dict:
     """The configuration stored with a checkpoint (what ``GeometryNet`` is built from)."""
     from .. import __version__
@@ -82,7 +74,7 @@ def default_config(model: str = "affine", trunk: str = "embedded", **overrides) 
     config = {
         "model": check_model_kind(model),
         "trunk": check_trunk(trunk),
-        "grid_size": 3,
+        "grid_size": DEFAULT_GRID_SIZE,
         "input_size": INPUT_SIZE,
         "embedded_widths": [32, 64, 96, 128],
         "version": CHECKPOINT_VERSION,

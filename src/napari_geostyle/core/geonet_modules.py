@@ -10,14 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .geonet import (
+from .geonet_spec import (
+    DEFAULT_GRID_SIZE,
     FEATURE_STRIDE,
     INPUT_SIZE,
     check_model_kind,
     check_trunk,
-    identity_parameters,
     parameter_count,
 )
+from .warp_params import identity_params
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -114,7 +115,7 @@ class GeometryNet(nn.Module):
         super().__init__()
         self.config = dict(config)
         self.kind = check_model_kind(config["model"])
-        self.grid_size = int(config.get("grid_size", 3))
+        self.grid_size = int(config.get("grid_size", DEFAULT_GRID_SIZE))
         self.input_size = int(config.get("input_size", INPUT_SIZE))
         if check_trunk(config["trunk"]) == "embedded":
             self.trunk = EmbeddedTrunk(tuple(config.get("embedded_widths", (32, 64, 96, 128))))
@@ -141,7 +142,7 @@ class GeometryNet(nn.Module):
         # start at the identity transform
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
-        self.register_buffer("identity", identity_parameters(self.kind, self.grid_size))
+        self.register_buffer("identity", identity_params(self.kind, self.grid_size))
 
     def prepare(self, rgb01):
         """Resize a (B, 3, H, W) 0..1 batch to the network's square input."""

@@ -10,7 +10,9 @@ convention, see ``images``) and works on batched torch tensors:
 Both are SAMPLE maps (output point -> content point), and a warp by ``theta`` and ``tps`` samples
 the content at ``theta(tps(p))`` (``sample_map``). This module is the one place for their
 identities, evaluation, composition and fold measure; ``transforms`` turns them into landmark
-transforms in pixels (``affine_from_theta``, ``tps_from_grid_params``) and holds the TPS solver.
+transforms in pixels (``affine_from_theta``, ``tps_from_grid_params``). The TPS solver is in
+``tps``; the model kinds and their sizes (``check_model_kind``, ``check_grid_size``) are in
+``geonet_spec``.
 
 torch is imported inside functions so that importing this module stays cheap.
 """
@@ -18,16 +20,11 @@ torch is imported inside functions so that importing this module stays cheap.
 from __future__ import annotations
 
 from . import images
+from .geonet_spec import check_grid_size, check_model_kind
+from .tps import check_batch_points, tps_evaluate, tps_jacobian, tps_solve
 
 
 # --------------------------------------------------------------------------- identities, grids
-def check_grid_size(grid_size) -> int:
-    """``grid_size`` (K of the K x K TPS control grid) as an int >= 2; else a ``ValueError``."""
-    if int(grid_size) != grid_size or int(grid_size) < 2:
-        raise ValueError(f"grid_size must be an integer >= 2; got {grid_size!r}.")
-    return int(grid_size)
-
-
 def grid_params_to_xy(params, grid_size: int):
     """``(..., 2 K^2)`` grid params -> ``(..., K^2, 2)`` content ``(x, y)`` (numpy or torch)."""
     count = grid_size * grid_size
@@ -55,8 +52,6 @@ def identity_params(kind: str, grid_size: int = 3, dtype=None, device=None):
     """Identity parameters of a network of ``kind`` ("affine": 6, "tps": 2 K^2) as ``(P,)``
     (float32 unless ``dtype`` says otherwise)."""
     import torch
-
-    from .geonet import check_model_kind
 
     dtype = dtype or torch.float32
     if check_model_kind(kind) == "affine":
@@ -89,21 +84,17 @@ def output_centres(batch: int, height: int, width: int, dtype=None, device=None)
 # --------------------------------------------------------------------------- evaluation
 def affine_sample_points(theta, points_xy):
     """Apply ``theta`` ``(B, 2, 3)``, as ``affine_grid`` does: output ``(x, y, 1)`` -> content."""
-    from .transforms import _check_batch_points
-
     if theta.ndim != 3 or tuple(theta.shape[1:]) != (2, 3):
         raise ValueError(f"theta must have shape (B, 2, 3); got {tuple(theta.shape)}.")
-    _check_batch_points(points_xy, "points_xy", theta.shape[0])
+    check_batch_points(points_xy, "points_xy", theta.shape[0])
     points_xy = points_xy.to(theta.dtype)
     return points_xy @ theta[:, :, :2].transpose(1, 2) + theta[:, None, :, 2]
 
 
 def tps_spline(params, grid_size: int = 3):
     """``(control, coefficients)`` of the TPS of grid params ``params`` ``(B, 2 K^2)``, for
-    ``transforms.tps_evaluate`` / ``tps_jacobian`` (solve once, evaluate often)."""
+    ``tps.tps_evaluate`` / ``tps_jacobian`` (solve once, evaluate often)."""
     import torch
-
-    from .transforms import tps_solve
 
     grid_size = check_grid_size(grid_size)
     count = grid_size * grid_size
@@ -121,8 +112,6 @@ def tps_spline(params, grid_size: int = 3):
 def tps_grid_params_sample_points(params, points_xy, grid_size: int = 3, spline=None):
     """Map normalised OUTPUT points ``(B, M, 2)`` to CONTENT points with grid params
     ``(B, 2 K^2)``. ``spline``: ``tps_spline(params, grid_size)`` when already computed."""
-    from .transforms import tps_evaluate
-
     control, coefficients = spline or tps_spline(params, grid_size)
     return tps_evaluate(points_xy, control, coefficients)
 
@@ -222,8 +211,6 @@ def theta_determinant(theta):
 def tps_min_determinant(params, grid_size: int = 3, samples: int = 24, spline=None):
     """Smallest Jacobian determinant of grid-param TPS sample maps ``(B, 2 K^2)`` over a
     ``samples`` x ``samples`` lattice of the output, ``(B,)`` (<= 0: the warp folds there)."""
-    from .transforms import tps_jacobian
-
     control, coefficients = spline or tps_spline(params, grid_size)
     points = lattice_xy(samples, params.device, params.dtype)
     jac = tps_jacobian(points[None].expand(params.shape[0], -1, 2), control, coefficients)
