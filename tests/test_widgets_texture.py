@@ -29,6 +29,8 @@ def test_texture_run_makes_a_layer_with_provenance(geo_viewer, qtbot):
     assert record["stage"] == "texture" and record["complete"] is True
     assert record["inputs"] == {"content": "content", "texture_style": ["style"]}
     assert record["options"]["backbone"] == "random"
+    assert record["backbone"] == "random"  # the network that ran, not just the option
+    assert "seeded random VGG-19" in widget.status_label.text()
 
 
 def test_cancel_keeps_the_last_preview(geo_viewer, qtbot):
@@ -92,8 +94,12 @@ def test_backbone_state_is_reported(geo_viewer, qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     widget = TextureTransferWidget(geo_viewer)
     qtbot.addWidget(widget)
-    assert "not found" in widget.backbone_label.text()
+    # without VGG-19 the installed ImageNet network runs; VGG-19 is offered as an upgrade
+    assert "EfficientNet-Lite0" in widget.backbone_label.text()
     assert not widget.fetch_button.isHidden()
+    assert "Upgrade" in widget.fetch_button.text()
+    assert "efficientnet" in [widget.backbone_combo.itemText(i)
+                              for i in range(widget.backbone_combo.count())]  # fmt: skip
 
 
 def test_geometric_style_transfer_widget_runs_both_stages(geo_viewer, qtbot):
