@@ -290,3 +290,30 @@ def test_hint_mode_re_estimates_after_each_pair_and_undo_removes_a_hint(geo_view
     qtbot.waitUntil(lambda: hinted.estimates == 3 and not hinted.busy, timeout=120000)
     session.delete(0)
     assert len(session.content_hints.data) == 1 and len(session.style_hints.data) == 0
+
+
+def test_warp_widget_hint_section_starts_hint_mode_on_the_live_warp(geo_viewer, qtbot, tmp_path):
+    from napari_geostyle._widgets.hint_section import HINT_HELP
+    from napari_geostyle._widgets.warp_widget import GeometricWarpWidget
+    from napari_geostyle.core.landmarks import read_bigwarp_csv
+
+    widget = GeometricWarpWidget(geo_viewer)
+    qtbot.addWidget(widget)
+    assert "steer the estimate" in widget.hints.label.text() == HINT_HELP
+    widget.hints.toggle(True)  # no live warp yet: it says what to do first
+    assert widget.hints.hinted is None and "Run the estimate first" in widget.hints.label.text()
+    widget.model_combo.setCurrentText("affine+tps")
+    widget.run()
+    qtbot.waitUntil(lambda: widget.live is not None or widget.last_error, timeout=120000)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120000)
+    widget.hints.toggle(True)
+    hinted = widget.hints.hinted
+    hinted.session.content_hints.add([20.0, 20.0])
+    hinted.session.style_hints.add([24.0, 20.0])
+    qtbot.waitUntil(lambda: hinted.estimates == 1 and not hinted.busy, timeout=120000)
+    assert "confidence" in widget.hints.label.text()
+    widget.hints.export(tmp_path / "hints.csv")
+    _content, style = read_bigwarp_csv(tmp_path / "hints.csv")
+    np.testing.assert_allclose(style, [[24.0, 20.0]])
+    widget.hints.toggle(False)
+    assert "content hints" not in geo_viewer.layers

@@ -38,6 +38,7 @@ from ._common import (
     scroll_body,
 )
 from ._controls import TOOLTIPS, button, check, combo
+from .hint_section import HintSection
 
 DEFAULT_MODEL = "affine+tps"
 # display order: the default first, then core's order
@@ -171,6 +172,7 @@ class GeometricWarpWidget(QWidget):
         self.advanced_box = collapsible("advanced", advanced)
         self.landmarks_box = collapsible("landmarks", edits, expanded=True)
         self.files_box = collapsible("files", files)
+        self.hints = HintSection(self)  # hints steer the estimate (``hint_section``)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button, 1)
         buttons.addWidget(self.landmarks_button)
@@ -181,6 +183,7 @@ class GeometricWarpWidget(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.status_label)
         layout.addWidget(self.progress_bar)
+        layout.addWidget(self.hints.box)
         layout.addWidget(self.landmarks_box)
         layout.addWidget(self.files_box)
         layout.addStretch(1)
