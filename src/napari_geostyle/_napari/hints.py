@@ -49,7 +49,7 @@ class HintSession:
                 translate=image.translate[-2:],
                 size=max(4.0, side / 40),
                 border_color="white",
-                text={"string": "{number}", "color": "white", "anchor": "upper_left"},
+                text={"string": "hint {number}", "color": "white", "anchor": "upper_left"},
                 features={"number": np.zeros(0, int)},
                 metadata={"geostyle": {"role": f"{role} hints", "steers": "the estimate"}},
             )
