@@ -280,7 +280,7 @@ class LiveWarp:
             self._output_translate(),
             role="target",
         )
-        self._reuse = {}
+        reused_small, self._reuse = self._reuse.get("preview_small"), {}
         if active is not None:  # the pairs' on/off flags (``transform`` fits the "on" ones)
             self._write_active(active)
         self._push_history()
@@ -291,7 +291,10 @@ class LiveWarp:
         self._preview_timer.setSingleShot(True)
         self._preview_timer.timeout.connect(self._preview)
         self._last_preview = float("-inf")  # perf_counter() when the last preview started
-        self._preview_small = self._small_source()
+        if reused_small is not None and reused_small[0] is content.raw:
+            self._preview_small = reused_small[1]  # the same content: its small copy too
+        else:
+            self._preview_small = self._small_source()
 
         # one handler per layer: events carry the bare layer, which may differ from the
         # (proxied) layer objects the viewer handed back, so identity is not compared
@@ -325,9 +328,13 @@ class LiveWarp:
             old.data = data
             _place(old, **self._image_placement(data))
             old.metadata = {"geostyle": self._provenance(pairs)}
-            for key, value in self._display.items():
-                setattr(old, key, value)
-            old.visible = True
+            if "contrast_limits" in self._display:  # gray: the content's look
+                if tuple(old.contrast_limits) != tuple(self._display["contrast_limits"]):
+                    old.contrast_limits = self._display["contrast_limits"]
+                if old.colormap.name != self._display["colormap"]:
+                    old.colormap = self._display["colormap"]
+            if not old.visible:
+                old.visible = True
             self.warped = old
             return
         self.warped = self.viewer.add_image(
@@ -441,15 +448,17 @@ class LiveWarp:
         old = self._reuse.pop(role, None)
         if old is None:
             layer = self.viewer.add_points(data, **kwargs)
-        else:  # a previous warp's: its points, numbers and look replaced
+        else:  # a previous warp's: its points and numbers replaced, its look kept (each
+            # property set redraws the layer: only what changes is set)
             layer = old
             layer.selected_data = set()
             layer.data = data
-            for key in ("features", "feature_defaults", "scale", "translate", "size",
-                        "face_color", "border_color", "border_width", "text"):  # fmt: skip
-                setattr(layer, key, kwargs[key])
-            layer.current_face_color = color
-            layer.visible = True
+            layer.features = kwargs["features"]
+            layer.feature_defaults = _FEATURE_DEFAULTS
+            _place(layer, kwargs["scale"], kwargs["translate"])
+            layer.refresh_text()
+            if not layer.visible:
+                layer.visible = True
         layer.mode = "select"
         return layer
 
@@ -1138,46 +1147,63 @@ class LiveWarp:
 
     def hand_over(self) -> tuple[str, dict]:
         """Retire this warp for a new one that takes over its layers (``reuse``): returns a
-        line for the status ("" when nothing is left behind) and the layers by role. Edited,
+        line for the status ("" when nothing is left behind) and the layers by role (and the
+        drag previews' small copy of the content, ``"preview_small"``). Edited,
         nothing is lost: hidden, greyed copies named "... (old)" keep its landmarks and its
-        warped image."""
+        warped image. They are made from what the layers hold now, one per event-loop turn
+        after this one (each new layer costs napari a fifth of a second, even hidden): the
+        Run that takes over the layers stalls the viewer no longer than it must."""
+        from qtpy.QtCore import QTimer
+
         self.close()
         if self._present(self._grid_layer):
             self.viewer.layers.remove(self._grid_layer)
         roles = (("warped", self.warped), ("content", self.content_points),
                  ("target", self.target_points))  # fmt: skip
         layers = {role: layer for role, layer in roles if self._present(layer)}
+        reuse = {**layers, "preview_small": (self.content.raw, self._preview_small)}
         if not self.edited or not layers:
-            return "", layers
-        names = ", ".join(repr(self._hidden_copy(layer).name) for layer in layers.values())
+            return "", reuse
+        copies = [self._hidden_copy(layer) for layer in layers.values()]
+        names = ", ".join(repr(name) for name, _ in copies)
+
+        def make_next() -> None:
+            if not any(layer_present(self.viewer, layer) for layer in layers.values()):
+                return  # the viewer was closed (or cleared) meanwhile: touch nothing
+            name, make = copies.pop(0)
+            make(unique_layer_name(self.viewer, name))
+            if copies:
+                QTimer.singleShot(0, make_next)
+
+        QTimer.singleShot(0, make_next)
         note = f"the previous warp's edited landmarks no longer follow edits: kept, hidden, as {names}."
-        return note, layers
+        return note, reuse
 
     def _hidden_copy(self, layer):
-        """A hidden copy of ``layer`` named "... (old)" (points greyed, with their numbers)."""
+        """``(name, make)``: ``make(name)`` adds a hidden copy of ``layer`` as it is now (points
+        greyed, with their numbers), named "... (old)"."""
         from napari.layers import Points
 
         common = {
-            "name": unique_layer_name(self.viewer, f"{layer.name} (old)"),
             "scale": np.asarray(layer.scale, float),
             "translate": np.asarray(layer.translate, float),
             "metadata": dict(layer.metadata),
             "visible": False,
         }
+        name = unique_layer_name(self.viewer, f"{layer.name} (old)")
+        data = np.array(layer.data) if isinstance(layer, Points) else layer.data
         if isinstance(layer, Points):
             label = {"string": "{number}", "color": LABEL_COLOR, "anchor": "lower_left", "size": 12}
-            return self.viewer.add_points(
-                np.asarray(layer.data, float),
-                features=layer.features.copy(),
-                size=np.asarray(layer.size, float),
-                face_color="gray",
-                border_color="black",
-                text=label,
-                **common,
-            )
-        return self.viewer.add_image(
-            np.asarray(layer.data), rgb=layer.rgb, **self._display_like(layer), **common
-        )
+            points = {
+                "features": layer.features.copy(),
+                "size": np.array(layer.size, float),
+                "face_color": "gray",
+                "border_color": "black",
+                "text": label,
+            }
+            return name, lambda free: self.viewer.add_points(data, name=free, **points, **common)
+        look = {"rgb": layer.rgb, **self._display_like(layer)}
+        return name, lambda free: self.viewer.add_image(data, name=free, **look, **common)
 
     def _present(self, layer) -> bool:
         return layer is not None and layer_present(self.viewer, layer)
