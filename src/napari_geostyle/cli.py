@@ -1005,7 +1005,8 @@ def _register_batch(sub) -> None:
         "--scheduler",
         default="local",
         metavar="local|tcp://HOST:PORT",
-        help="a local Dask cluster (default) or a running scheduler's address",
+        help="a local Dask cluster (default) or a running scheduler's tcp:// address, which "
+        "must answer within 30 s (checked before the output folder is made)",
     )
     p.add_argument(
         "--workers",
