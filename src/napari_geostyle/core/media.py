@@ -219,10 +219,10 @@ def read_image_file(path) -> tuple[np.ndarray, str]:
 
 
 def _tiff_pages(path: Path):
-    """A multi-page TIFF's planes (time points or z slices), planned from its header: an
-    iterable of ``(page, array)`` read one page at a time, and whether each page can be read
-    again on its own (``lazy``); None for a single 2D image or an unreadable file (left to its
-    own task, which reports it). ``ValueError`` for pages over the pixel cap."""
+    """A multi-page TIFF's planes (time points or z slices), planned from its header:
+    ``(planes, lazy)``, an iterable of the plane arrays read one page at a time, and whether
+    each page can be read again on its own; None for a single 2D image or an unreadable file
+    (left to its own task, which reports it). ``ValueError`` for pages over the pixel cap."""
     import tifffile
 
     try:
@@ -264,8 +264,14 @@ def read_frame(item: InputItem) -> np.ndarray:
     if item.reader == "tiff":
         import tifffile
 
-        with tifffile.TiffFile(path) as tif:
-            array = tif.series[0].asarray(key=item.frame).reshape(item.shape)
+        try:
+            with tifffile.TiffFile(path) as tif:
+                array = tif.series[0].asarray(key=item.frame).reshape(item.shape)
+        except Exception as error:  # tifffile raises many types for a broken page
+            reason = " ".join(str(error).split())[:200]
+            raise ValueError(
+                f"cannot read page {item.frame} of {path}: {type(error).__name__}: {reason}"
+            ) from error
     else:
         array = _video_frame(path, item)
     if digest_array(array) != item.digest:
