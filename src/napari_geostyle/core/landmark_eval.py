@@ -582,13 +582,13 @@ def evaluate_landmark_pairs(
     scores = {}
     for row in rows:
         values = confidence[row] if confidence[row] and None not in confidence[row] else None
-        scores[row] = MethodScore(
-            {a: float(np.concatenate(correct[row][a]).mean()) for a in alphas},
-            per_pair[row],
-            seconds[row] / len(pairs),
-            values,
-            None if values is None else auroc(values, right[row]),
-            features[row] or None,
+        scores[row] = MethodScore(  # by keyword: the fields' order is not the reading order
+            pck={a: float(np.concatenate(correct[row][a]).mean()) for a in alphas},
+            per_pair=per_pair[row],
+            seconds_per_pair=seconds[row] / len(pairs),
+            confidence=values,
+            confidence_features=features[row] or None,
+            auroc=None if values is None else auroc(values, right[row]),
         )
     return LandmarkReport(len(pairs), model, "", alphas, scores, examples)
 
