@@ -82,8 +82,8 @@ def check_scheduler(address, timeout: float | None = None) -> str:
         )
     except subprocess.TimeoutExpired:
         raise ValueError(
-            f"the Dask scheduler at {address} did not answer within {timeout:g} s: is it a "
-            "Dask scheduler, and is the address right?"
+            f"cannot use the Dask scheduler at {address}: no answer within {timeout:g} s (is it "
+            "a Dask scheduler, and is the address right?)"
         ) from None
     lines = done.stdout.decode("utf-8", "replace").strip().splitlines()
     try:
