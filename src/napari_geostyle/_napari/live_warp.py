@@ -77,6 +77,7 @@ LATTICE_MIN_PIXELS = 256 * 256  # smaller planes: the exact map is cheap enough
 SIDE_GAP = 0.1  # side by side: gap between content and output, a fraction of the width
 
 _COMMITTED = ("added", "changed", "removed")
+_PENDING = object()  # the drag previews' small source, not made yet
 _FEATURE_DEFAULTS = {"number": 0, "active": True}  # a new point's pair is switched on
 
 
@@ -293,8 +294,10 @@ class LiveWarp:
         self._last_preview = float("-inf")  # perf_counter() when the last preview started
         if reused_small is not None and reused_small[0] is content.raw:
             self._preview_small = reused_small[1]  # the same content: its small copy too
-        else:
-            self._preview_small = self._small_source()
+        else:  # made in the next event-loop turn (tens of ms for a large image), not in the
+            # Run's: a drag before then makes it at once
+            self._preview_small = _PENDING
+            QTimer.singleShot(0, self._small_source_now)
 
         # one handler per layer: events carry the bare layer, which may differ from the
         # (proxied) layer objects the viewer handed back, so identity is not compared
@@ -731,6 +734,10 @@ class LiveWarp:
         control, target = self.pairs()
         return landmark_residuals(self.fitted, control, target)
 
+    def _small_source_now(self) -> None:
+        if self._preview_small is _PENDING:
+            self._preview_small = self._small_source()
+
     def _small_source(self):
         from ..core.images import fit_longest_side
 
@@ -756,6 +763,7 @@ class LiveWarp:
         control, target = control[mask], target[mask]
         if len(control) < MIN_PAIRS:
             return
+        self._small_source_now()
         self._last_preview = time.perf_counter()
         try:
             with _one_torch_thread():
@@ -1161,6 +1169,7 @@ class LiveWarp:
         roles = (("warped", self.warped), ("content", self.content_points),
                  ("target", self.target_points))  # fmt: skip
         layers = {role: layer for role, layer in roles if self._present(layer)}
+        self._small_source_now()
         reuse = {**layers, "preview_small": (self.content.raw, self._preview_small)}
         if not self.edited or not layers:
             return "", reuse
