@@ -51,6 +51,21 @@ def _blob_image(size: int, center, radius: float, rgb: bool, seed: int) -> np.nd
 
 
 @pytest.fixture
+def gpu_texture_options():
+    """Texture options of the CUDA tests (``test_texture_gpu``, ``test_texture_precision``): enough
+    iterations per level for warm-up, CUDA-graph capture and several replays."""
+    return {
+        "backbone": "random",
+        "device": "cuda",
+        "size": 128,
+        "levels": 2,
+        "iterations": [12, 10],
+        "preview_every": 0,
+        "seed": 3,
+    }
+
+
+@pytest.fixture
 def content_image():
     return _blob_image(64, (28, 34), 14, rgb=True, seed=0)
 

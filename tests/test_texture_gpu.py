@@ -14,17 +14,6 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
 
-# enough iterations per level for warm-up, capture and several replays
-GPU = {
-    "backbone": "random",
-    "device": "cuda",
-    "size": 128,
-    "levels": 2,
-    "iterations": [12, 10],
-    "preview_every": 0,
-    "seed": 3,
-}
-
 
 @pytest.fixture(scope="module")
 def pair():
@@ -39,9 +28,9 @@ BACKBONES = pytest.mark.parametrize("backbone", ["random", "efficientnet"])
 
 
 @BACKBONES
-def test_cuda_graph_replay_matches_eager_iterations(pair, backbone):
+def test_cuda_graph_replay_matches_eager_iterations(pair, backbone, gpu_texture_options):
     content, style = pair
-    options = {**GPU, "backbone": backbone}
+    options = {**gpu_texture_options, "backbone": backbone}
     eager = texture.transfer_texture(content, style, cuda_graphs=False, amp=False, **options)
     graphed = texture.transfer_texture(content, style, cuda_graphs=True, amp=False, **options)
     assert graphed.shape == eager.shape == (96, 128, 3)
@@ -50,9 +39,9 @@ def test_cuda_graph_replay_matches_eager_iterations(pair, backbone):
 
 
 @BACKBONES
-def test_bf16_autocast_stays_close_to_fp32_and_lowers_the_loss(pair, backbone):
+def test_bf16_autocast_stays_close_to_fp32_and_lowers_the_loss(pair, backbone, gpu_texture_options):
     content, style = pair
-    options = {**GPU, "backbone": backbone}
+    options = {**gpu_texture_options, "backbone": backbone}
     steps = list(texture.iter_texture_transfer(content, style, amp=True, **options))
     full = texture.transfer_texture(content, style, amp=False, **options)
     bf16 = steps[-1].image

@@ -41,29 +41,19 @@ def test_cpu_runs_fp32_whatever_auto_and_graphs_say():
     np.testing.assert_array_equal(auto, forced)
 
 
-GPU = {
-    "backbone": "random",
-    "device": "cuda",
-    "size": 128,
-    "levels": 2,
-    "iterations": [12, 10],
-    "preview_every": 0,
-    "seed": 3,
-}
-
-
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize(
     "precision, graphs",
     [("fp16", True), ("fp16", False), ("bf16", False), ("fp32", False), ("auto", None)],
 )
-def test_forced_fallbacks_run_and_stay_close_to_fp32(precision, graphs):
+def test_forced_fallbacks_run_and_stay_close_to_fp32(precision, graphs, gpu_texture_options):
     content, style = _images()
+    options = gpu_texture_options
     reference = texture.transfer_texture(content, style, precision="fp32", cuda_graphs=False,
-                                         **GPU)  # fmt: skip
+                                         **options)  # fmt: skip
     steps = list(texture.iter_texture_transfer(content, style, precision=precision,
-                                               cuda_graphs=graphs, **GPU))  # fmt: skip
+                                               cuda_graphs=graphs, **options))  # fmt: skip
     image = steps[-1].image
     assert np.isfinite(image).all() and steps[-1].loss < steps[0].loss
     assert np.abs(image - reference).mean() < 0.05
