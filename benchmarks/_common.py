@@ -43,6 +43,21 @@ class Timer:
         self.seconds = time.perf_counter() - self.start
 
 
+def add_repeat_argument(parser, default: int, what: str = "timed runs") -> None:
+    """Every benchmark's one option for how many times to time a thing: ``--repeat N`` (read as
+    ``args.repeat``). ``--repeats`` and ``--reps``, the spellings some scripts used, still work."""
+    parser.add_argument(
+        "--repeat",
+        "--repeats",
+        "--reps",
+        dest="repeat",
+        type=int,
+        default=default,
+        metavar="N",
+        help=f"{what} (default {default}; --repeats and --reps are the same option)",
+    )
+
+
 def timed(fn, repeats: int = 1, warmup: int = 1, device=None) -> list[float]:
     """Seconds of each of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
     for _ in range(warmup):

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import environment, timed, write_json
+from _common import add_repeat_argument, environment, timed, write_json
 
 
 def make_pairs(count: int) -> tuple[list, list]:
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="affine+tps", choices=("affine", "tps", "affine+tps"))
     parser.add_argument("--method", default="network", choices=("network", "refine"))
     parser.add_argument("--init", default="search", choices=("search", "identity"))
-    parser.add_argument("--repeat", type=int, default=1, help="timed runs of each (default 1)")
+    add_repeat_argument(parser, 1, "timed runs of each")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the result as JSON")
     args = parser.parse_args(argv)

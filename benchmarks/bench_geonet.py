@@ -1,6 +1,6 @@
 """CPU timing of the geometry network: inference per pair (2 threads) and estimate_warp.
 
-    python benchmarks/bench_geonet.py [--threads 2] [--repeats 10] [--json PATH]
+    python benchmarks/bench_geonet.py [--threads 2] [--repeat 10] [--json PATH]
 
 Reports milliseconds per pair for the bare network forward (both images at 240 x 240), for
 ``estimate_warp`` with method "network" (affine, tps, affine+tps; includes input conversion,
@@ -16,13 +16,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import environment, timed, write_json
+from _common import add_repeat_argument, environment, timed, write_json
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=10)
+    add_repeat_argument(parser, 10, "timed network forwards and network estimates")
     parser.add_argument("--refine-repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the result as JSON")
     args = parser.parse_args(argv)
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
         a = net.prepare(rgb_tensor(content))
         b = net.prepare(rgb_tensor(style))
         with torch.no_grad():
-            seconds = mean_seconds(lambda net=net, a=a, b=b: net(a, b), args.repeats)
+            seconds = mean_seconds(lambda net=net, a=a, b=b: net(a, b), args.repeat)
         results[f"network_forward_{kind}_ms"] = round(seconds * 1000, 1)
     for model in ("affine", "tps", "affine+tps"):
         ck = checkpoints if model == "affine+tps" else checkpoints[model]
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
             lambda model=model, ck=ck: estimate_warp(
                 content, style, model, "network", "cpu", checkpoint=ck
             ),
-            args.repeats,
+            args.repeat,
         )
         results[f"estimate_network_{model}_ms"] = round(seconds * 1000, 1)
         seconds = mean_seconds(

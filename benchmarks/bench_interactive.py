@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import environment, write_json
+from _common import add_repeat_argument, environment, write_json
 
 TARGETS_MS = {"move_to_preview": 50.0, "release_to_full": 150.0, "stall": 100.0}
 TICK_MS = 5
@@ -166,7 +166,7 @@ def main(argv=None) -> int:
         default=0.04,
         help="drag circle radius, a fraction of the side (default 0.04)",
     )
-    parser.add_argument("--repeats", type=int, default=5, help="set_points calls timed")
+    add_repeat_argument(parser, 5, "set_points calls timed")
     parser.add_argument("--model", default="affine+tps")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the result as JSON")
@@ -313,7 +313,7 @@ def main(argv=None) -> int:
     # ---- (c): points set from code
     set_latency = []
     control, target = live.pairs()
-    for _ in range(args.repeats):
+    for _ in range(args.repeat):
         moved = target + rng.normal(0.0, 0.01 * args.size, target.shape)
         started = time.perf_counter()
         live.set_points(control, moved)

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _common import Timer, environment, write_json
+from _common import Timer, add_repeat_argument, environment, write_json
 
 from napari_geostyle.core import features, images, texture
 from napari_geostyle.core.devices import resolve_device
@@ -197,7 +197,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     parser.add_argument("--tiny", action="store_true", help="small sizes, few iterations (CPU)")
     parser.add_argument("--backbone", default=None, help="default: vgg19 if present, else random")
-    parser.add_argument("--reps", type=int, default=20, help="trunk timing repetitions")
+    add_repeat_argument(parser, 20, "trunk timing repetitions")
     parser.add_argument("--skip-reference", action="store_true")
     args = parser.parse_args(argv)
 
@@ -206,7 +206,7 @@ def main(argv=None) -> int:
     device = resolve_device(args.device)
     backbone = args.backbone or ("vgg19" if describe_vgg19_weights()["found"] else "random")
     schedule = list(texture.PRESETS["balanced"]["iterations"])
-    sizes, reps, per_iter = args.sizes, args.reps, (10, 30)
+    sizes, reps, per_iter = args.sizes, args.repeat, (10, 30)
     if args.tiny:
         sizes, reps, per_iter = [64, 128], 2, (2, 5)
         schedule = [8, 6, 4, 4]

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _common import environment, peak_rss_mb, timed, write_json
+from _common import add_repeat_argument, environment, peak_rss_mb, timed, write_json
 
 
 def main(argv=None) -> int:
@@ -21,7 +21,7 @@ def main(argv=None) -> int:
         "--size", type=int, default=4096, help="image side in pixels (default 4096)"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs (default 3)")
+    add_repeat_argument(parser, 3)
     parser.add_argument(
         "--landmarks", type=int, default=4, help="landmark grid side (default 4 -> 16)"
     )

@@ -71,6 +71,19 @@ def test_common_write_json_adds_the_environment(common, tmp_path):
     assert record["environment"]["peak_rss_mb"] > 0
 
 
+def test_one_repeat_option_with_the_old_spellings_as_aliases(common):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    common.add_repeat_argument(parser, 4)
+    assert parser.parse_args([]).repeat == 4
+    for spelling in ("--repeat", "--repeats", "--reps"):
+        assert parser.parse_args([spelling, "7"]).repeat == 7
+    for script in BENCHMARKS.glob("bench_*.py"):  # no script spells it its own way
+        text = script.read_text()
+        assert not any(f'"{s}"' in text for s in ("--repeat", "--repeats", "--reps")), script.name
+
+
 def test_no_benchmark_edits_sys_path():
     for script in BENCHMARKS.glob("*.py"):
         assert "sys.path" not in script.read_text(), script.name
