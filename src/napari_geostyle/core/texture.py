@@ -1,9 +1,12 @@
 """Gatys et al. texture transfer, coarse to fine, as a generator (progress, previews, cancel).
 
-Losses (all relative, so a weight means the same at every resolution and for every backbone):
-- content: ``||F - F_c||^2 / ||F_c||^2`` on ``conv4_2``;
-- style: the mean over ``conv1_1 ... conv5_1`` of ``||G - G_s||^2 / ||G_s||^2`` where
-  ``G = F^T F / (H*W)`` is the Gram matrix per position (fp32 even when the trunk runs in bf16);
+Losses (all relative, so a weight means the same at every resolution and for every backbone),
+on the taps the backbone names (``texture_trunks``: VGG-19's ``conv4_2`` and ``conv1_1 ...
+conv5_1``, or the installed EfficientNet-Lite0's when VGG-19's weights are missing):
+- content: ``||F - F_c||^2 / ||F_c||^2`` on the content tap;
+- style: the weighted mean over the style taps of ``||G - G_s||^2 / ||G_s||^2`` where
+  ``G = F^T F / (H*W)`` is the Gram matrix per position (fp32 even when the trunk runs in bf16),
+  plus, where the backbone asks, the same relative distance of per-channel means and stds;
 - total variation: squared neighbour differences relative to the content's own.
 
 The solve starts at 1/8 of the output size (``levels=4``) and doubles per level, each level
