@@ -225,7 +225,16 @@ class WidgetLife:
         from qtpy.QtCore import QTimer
 
         window = self._window  # a user's close may still be refused (a confirmation)
-        QTimer.singleShot(0, lambda: None if window.isVisible() else self._panel_closed())
+
+        def check() -> None:
+            try:
+                closed = not window.isVisible()
+            except RuntimeError:  # the window is deleted already
+                closed = True
+            if closed:
+                self._panel_closed()
+
+        QTimer.singleShot(0, check)
 
     def _panel_closed(self) -> None:
         if not self.alive:
