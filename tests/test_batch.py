@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("distributed")
+pytestmark = pytest.mark.slow  # folders, videos and stacks on Dask
 
 import napari_geostyle as gs
 from napari_geostyle import __version__, cli

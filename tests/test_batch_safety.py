@@ -84,6 +84,7 @@ HOLDER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_second_batch_on_a_busy_folder_is_refused_and_the_first_finishes(
     inputs, texture, tmp_path, capsys
 ):

@@ -89,6 +89,7 @@ def test_no_benchmark_edits_sys_path():
         assert "sys.path" not in script.read_text(), script.name
 
 
+@pytest.mark.slow
 def test_interactive_benchmark_drags_points_in_a_real_viewer_and_writes_json(tmp_path):
     import os
 

@@ -149,6 +149,7 @@ def test_write_image_failure_is_one_line_and_leaves_nothing(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_train_geometry_checks_out_and_figure_and_resume_reuses_out(tmp_path, capsys):
     import skimage
 

@@ -146,6 +146,7 @@ def test_hand_written_adam_steps_like_adam():
     assert float(variable.abs().max()) < 0.05
 
 
+@pytest.mark.slow
 def test_refine_does_not_import_torch_dynamo():
     """torch.optim's first step imports torch._dynamo -> triton, which segfaults a process that
     holds napari's OpenGL context (Xvfb / Mesa): the refinement must not touch it."""

@@ -819,6 +819,7 @@ def test_geometric_style_transfer(arguments, separate):
          "geometry_per_frame": junk(), "strength": numbers(), "init": st.just("noise")},
     ),
 )  # fmt: skip
+@pytest.mark.slow
 def test_iter_stack_transfer(count, geometry, options):
     frames = options.pop("frames", [CONTENT] * count)
     steps = outcome(lambda: list(gs.iter_stack_transfer(
@@ -1082,6 +1083,7 @@ def _below(text, limit):
         required={"--steps": st.sampled_from(["1", "2"])},
     ),
 )  # fmt: skip
+@pytest.mark.slow
 def test_cli_train_geometry(images_argument, out, options):
     """Training steps, batch sizes and seconds stay small (valid large ones only take long)."""
     with cli_folder() as folder:

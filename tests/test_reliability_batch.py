@@ -60,6 +60,7 @@ def test_manifest_keeps_non_utf8_names_losslessly(tmp_path):
     assert manifest_module.Manifest(tmp_path).entries[name]["key"] == "k"  # read back exactly
 
 
+@pytest.mark.slow
 def test_a_non_utf8_file_name_does_not_fail_the_batch(tmp_path, geometry):
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -79,6 +80,7 @@ def test_a_non_utf8_file_name_does_not_fail_the_batch(tmp_path, geometry):
 
 
 # --------------------------------------------------------------------------- 11: bad videos
+@pytest.mark.slow
 def test_a_bad_video_fails_alone_recorded_with_a_short_error(tmp_path, geometry, capsys):
     from napari_geostyle import cli
     from napari_geostyle.core import media
@@ -232,6 +234,7 @@ def test_a_bad_scheduler_leaves_no_output_folder(
     assert elapsed < 30  # planning and the check, never the hang of the issue
 
 
+@pytest.mark.slow
 def test_a_real_scheduler_passes_the_check_and_runs_the_batch(tmp_path, geometry):
     from distributed import LocalCluster
 

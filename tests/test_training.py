@@ -122,6 +122,7 @@ def _zoom_only():
     )
 
 
+@pytest.mark.slow
 def test_tiny_training_lowers_loss_and_round_trips_checkpoint(pool, tmp_path):
     torch.manual_seed(0)
     out = tmp_path / "affine.pt"
@@ -248,6 +249,7 @@ def test_rotation_range_is_bounded():
     assert float(angles.max()) <= math.radians(15) + 1e-6
 
 
+@pytest.mark.slow
 def test_cli_train_then_eval_geometry(tmp_path, capsys):
     import imageio.v3 as iio
 
