@@ -317,3 +317,25 @@ def test_warp_widget_hint_section_starts_hint_mode_on_the_live_warp(geo_viewer, 
     np.testing.assert_allclose(style, [[24.0, 20.0]])
     widget.hints.toggle(False)
     assert "content hints" not in geo_viewer.layers
+
+
+def test_cli_warp_geometry_with_hints_round_trip(tmp_path, capsys):
+    """warp --geometry STYLE --hints FILE.csv: the hinted point lands on the style's point."""
+    import imageio.v3 as iio
+
+    from napari_geostyle import cli
+    from napari_geostyle.core.landmarks import write_bigwarp_csv
+
+    rng = np.random.default_rng(3)
+    content = (rng.random((64, 64, 3)) * 60).astype(np.uint8)
+    content[33:36, 9:12] = 255
+    iio.imwrite(tmp_path / "c.png", content)
+    iio.imwrite(tmp_path / "s.png", (rng.random((64, 64, 3)) * 60).astype(np.uint8))
+    write_bigwarp_csv(tmp_path / "h.csv", [[34.0, 10.0], [10.0, 50.0]], [[20.0, 30.0], [8.0, 54.0]])
+    argv = ["warp", str(tmp_path / "c.png"), "--geometry", str(tmp_path / "s.png"), "--hints",
+            str(tmp_path / "h.csv"), "-o", str(tmp_path / "w.png"), "--device", "cpu"]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert iio.imread(tmp_path / "w.png")[20, 30].min() > 200
+    assert "geometry confidence" in capsys.readouterr().err
+    assert cli.main(argv[:2] + ["--hints", str(tmp_path / "h.csv"), "-o", "x.png"]) == 2
+    assert "--landmarks FILE" in capsys.readouterr().err

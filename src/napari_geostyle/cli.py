@@ -470,9 +470,31 @@ def _cmd_warp(args) -> int:
     from .core.warp import warp_image
 
     strength = check_strength(args.strength)
-    check_not_an_input([args.output], [args.content, args.landmarks])
+    if (args.landmarks is None) == (args.geometry is None):
+        raise CLIError(
+            "give --landmarks FILE (warp through them) or --geometry STYLE (estimate the warp "
+            "to its geometry, steered by --hints FILE.csv if given), not both"
+        )
+    if args.hints and args.geometry is None:
+        raise CLIError("--hints steer the estimate to --geometry STYLE: give --geometry")
+    inputs = [args.content, args.landmarks or args.geometry, *([args.hints] if args.hints else [])]
+    check_not_an_input([args.output], inputs)
     check_output_path(args.output, args.overwrite)
     image = read_image(args.content)
+    if args.geometry is not None:
+        from .core.estimate import estimate_warp
+
+        hints = read_hints(args.hints) if args.hints else None
+        transform = estimate_warp(
+            image, read_image(args.geometry), model=args.model, method=args.method,
+            device=args.device, strength=strength, hints=hints,
+        )  # fmt: skip
+        print_confidence(transform)
+        warped = warp_image(image, transform, device=args.device, padding=args.padding)
+        write_image(args.output, warped, overwrite=args.overwrite)
+        used = f", {len(hints[0])} hints" if hints is not None else ""
+        print(f"wrote {args.output} ({args.model} estimate{used})", file=sys.stderr)
+        return 0
     content_points, target_points = read_bigwarp_csv(args.landmarks)
     if args.affine:
         transform = fit_affine(content_points, target_points)
@@ -491,12 +513,23 @@ def _register_warp(sub) -> None:
 
     parser = sub.add_parser(
         "warp",
-        help="warp an image with landmark pairs from a BigWarp CSV",
+        help="warp an image with landmark pairs from a BigWarp CSV, or to a geometry style",
         description="Warp CONTENT so that each moving landmark lands on its target landmark "
-        "(BigWarp CSV: name, active, moving x, moving y, target x, target y; x = column).",
+        "(BigWarp CSV: name, active, moving x, moving y, target x, target y; x = column), or "
+        "(--geometry STYLE) to the geometry the estimate finds, steered by --hints.",
     )
     parser.add_argument("content", metavar="CONTENT", help="image to warp (the moving image)")
-    parser.add_argument("--landmarks", required=True, metavar="FILE", help="BigWarp landmark CSV")
+    from .core.estimate import METHODS, MODELS
+
+    parser.add_argument("--landmarks", metavar="FILE", help="BigWarp landmark CSV")
+    parser.add_argument("--geometry", metavar="STYLE",
+                        help="instead of --landmarks: estimate the warp to this image's "
+                        "geometry (prints its confidence)")  # fmt: skip
+    parser.add_argument("--hints", metavar="FILE.csv", help="with --geometry: " + hints_help())
+    parser.add_argument("--model", choices=MODELS, default="affine+tps",
+                        help="with --geometry (default: affine+tps)")  # fmt: skip
+    parser.add_argument("--method", choices=METHODS, default="network",
+                        help="with --geometry (default: network)")  # fmt: skip
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output image file")
     parser.add_argument(
         "--overwrite",
