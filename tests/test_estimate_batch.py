@@ -29,7 +29,12 @@ def _sampled(tf, shape):
 # the search starts exercise the batched choice among starts (and, for "tps", the affine folded
 # into the TPS); "identity" keeps the affine case short (its stage also runs in "affine+tps")
 @pytest.mark.parametrize(
-    "model, init", [("affine", "identity"), ("tps", "search"), ("affine+tps", "search")]
+    "model, init",
+    [
+        ("affine", "identity"),
+        pytest.param("tps", "search", marks=pytest.mark.slow),
+        pytest.param("affine+tps", "search", marks=pytest.mark.slow),
+    ],
 )
 def test_batched_warps_equal_pair_by_pair_for_pairs_of_different_sizes(pairs, model, init):
     contents, styles = pairs

@@ -781,6 +781,7 @@ def test_estimate_warp_with_hostile_options(options):
     ),
     separate=st.booleans(),
 )  # fmt: skip
+@pytest.mark.slow
 def test_geometric_style_transfer(arguments, separate):
     if separate:  # the two styles given apart instead of one style for both
         style = arguments.pop("style")

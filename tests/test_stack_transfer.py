@@ -31,6 +31,7 @@ def _style() -> np.ndarray:
     return np.stack([stripes, stripes // 2, 255 - stripes], -1)
 
 
+@pytest.mark.slow
 def test_coherent_texture_warm_starts_later_frames_and_counts_progress(monkeypatch):
     from napari_geostyle.core import texture
 
@@ -59,6 +60,7 @@ def test_coherent_texture_warm_starts_later_frames_and_counts_progress(monkeypat
     assert starts[2] is finished[0].image and starts[3] is finished[1].image
 
 
+@pytest.mark.slow
 def test_independent_frames_all_start_from_their_content():
     steps = list(iter_stack_transfer(_frames(), _style(), coherent=False, **TINY))
     assert {s.levels for s in steps} == {2}
@@ -70,6 +72,7 @@ def test_independent_frames_all_start_from_their_content():
     )
 
 
+@pytest.mark.slow
 def test_geometry_is_estimated_once_when_coherent():
     frames = _frames()
     geometry = frames[1][:, ::-1].copy()
@@ -86,6 +89,7 @@ def test_geometry_is_estimated_once_when_coherent():
     assert independent[0].transform is not independent[1].transform
 
 
+@pytest.mark.slow
 def test_both_stages_yield_each_warp_before_its_texture():
     frames = _frames(2)
     steps = list(

@@ -130,6 +130,7 @@ def _scene(t: int) -> np.ndarray:
     return image
 
 
+@pytest.mark.slow
 def test_stack_run_per_frame_geometry_is_the_smoothed_estimates():
     frames = np.stack([_scene(2 * t) for t in range(4)])
     style = _scene(3)[:, ::-1].copy()
