@@ -101,16 +101,21 @@ CROSS_INSTANCE_MARKERS = (
     "<!-- cross-instance: kept by scripts/train_shipped_models.py -->",
     "<!-- /cross-instance -->",
 )
+# the texture trunk's section: measured by benchmarks/bench_texture_quality.py, not here
+TEXTURE_MARKERS = (
+    "<!-- texture: kept by scripts/train_shipped_models.py -->",
+    "<!-- /texture -->",
+)
 
 
-def kept_cross_instance_section() -> str:
-    """The installed card's cross-instance section (measured with `eval-geometry --pairs`, not
-    by this script): a regenerated card keeps it until it is measured again."""
+def kept_section(markers) -> str:
+    """A section of the installed card that this script does not measure (between ``markers``):
+    a regenerated card keeps it until it is measured again."""
     from napari_geostyle.core.geonet import MODELS_DIR
 
     card = MODELS_DIR / "MODEL_CARD.md"
     text = card.read_text(encoding="utf-8") if card.is_file() else ""
-    start, end = CROSS_INSTANCE_MARKERS
+    start, end = markers
     if start not in text or end not in text:
         return ""
     return text[text.index(start) : text.index(end) + len(end)] + "\n\n"
@@ -126,7 +131,7 @@ def model_card(results: dict) -> str:
         'networks behind `estimate_warp(..., trunk="embedded")`, written by',
         "`scripts/train_shipped_models.py` (numbers below are from its `results.json`).",
         "",
-        kept_cross_instance_section() + "## Architecture",
+        kept_section(CROSS_INSTANCE_MARKERS) + "## Architecture",
         "Both images resized to 240 x 240; a small CNN trunk (conv 5x5/2 -> 32, conv 3x3/2 -> 64,",
         "conv 3x3 -> 64, conv 3x3/2 -> 96, conv 3x3 -> 96, conv 3x3/2 -> 128, conv 3x3 -> 128,",
         "conv 1x1; BN + ReLU) to stride 16 (15 x 15 x 128), trained end to end here (no ImageNet",
@@ -256,6 +261,7 @@ def model_card(results: dict) -> str:
         "rotations, strong perspective, or unrelated content/style pairs are out of scope. Use",
         '`method="refine"` or landmarks for those.',
         "",
+        kept_section(TEXTURE_MARKERS).rstrip("\n"),
     ]
     return "\n".join(lines)
 
