@@ -17,10 +17,23 @@ live wiring, as the widgets: both call the controllers in ``napari_geostyle._nap
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
 from ._napari.layer_data import read_layer_image, resolve_image_layer, same_layer
 from ._napari.live_warp import LiveWarp, start_live_warp
 from ._napari.runs import estimate_and_warp, pipeline_run, texture_run
 from .core.estimate import check_options
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+    from napari.qt.threading import GeneratorWorker
+    from numpy.typing import ArrayLike
+
+    from ._napari.hints import HintedWarp
+
+    # a layer object, or the name of one in the viewer
+    LayerRef = str | napari.layers.Image
 
 __all__ = [
     "LiveWarp",
@@ -40,26 +53,53 @@ def _two_layers(viewer, content, style, style_role):
 
 
 def add_warp(
-    viewer,
-    content,
-    style,
+    viewer: napari.Viewer,
+    content: LayerRef,
+    style: LayerRef,
     model: str = "affine+tps",
     method: str = "network",
-    device=None,
+    device: str | None = None,
     strength: float = 1.0,
-    hints=None,
+    hints: tuple[ArrayLike, ArrayLike] | None = None,
 ) -> LiveWarp:
     """Warp ``content`` to the geometry of ``style`` and show it live (blocks until warped).
 
-    Returns a :class:`LiveWarp` with ``.warped`` (Image layer ``<content> warped``),
-    ``.content_points`` / ``.target_points`` (editable, paired landmark Points layers),
-    ``.transform``, ``.undo()``, ``.redo()``, ``.set_points(...)`` and the exports.
-    For nD content the slice the viewer shows is warped. ``strength`` (0..1) doses the warp
-    (``LiveWarp.set_strength`` changes it later). ``hints``: ``(content_points, style_points)``,
-    (K, 2) ``(row, col)`` pixels of each layer's image, points that correspond: they pin the
-    estimate's pose and the warp honours them (``napari_geostyle.estimate_warp``). The layer's
-    metadata records them and the estimate's ``confidence`` (0..1; low: the shapes may not
-    match, add a hint).
+    For nD content the slice the viewer shows is warped. The layer's metadata records the hints
+    and the estimate's ``confidence`` (0..1; low: the shapes may not match, add a hint).
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer holding the layers.
+    content : str or napari.layers.Image
+        The content layer, or its name.
+    style : str or napari.layers.Image
+        The geometry style layer, or its name (not the content's).
+    model : {"affine", "tps", "affine+tps"}, default "affine+tps"
+        As :func:`napari_geostyle.estimate_warp`.
+    method : {"network", "refine"}, default "network"
+        As :func:`napari_geostyle.estimate_warp`.
+    device : str, optional
+        ``None``/``"auto"`` picks cuda > mps > cpu.
+    strength : float, default 1.0
+        0..1, doses the warp (``LiveWarp.set_strength`` changes it later).
+    hints : tuple of array_like, optional
+        ``(content_points, style_points)``, (K, 2) ``(row, col)`` pixels of each layer's image,
+        points that correspond: they pin the estimate's pose and the warp honours them
+        (``napari_geostyle.estimate_warp``).
+
+    Returns
+    -------
+    LiveWarp
+        With ``.warped`` (Image layer ``<content> warped``), ``.content_points`` /
+        ``.target_points`` (editable, paired landmark Points layers), ``.transform``,
+        ``.undo()``, ``.redo()``, ``.set_points(...)`` and the exports.
+
+    Raises
+    ------
+    ValueError
+        If a layer is not a non-empty Image layer of the viewer, both are the same layer, or
+        ``model``, ``method``, ``strength`` or the hints are invalid.
     """
     from .core.transforms import check_strength, with_strength
     from .core.warp import warp_image
@@ -116,14 +156,42 @@ def add_warp(
     )
 
 
-def start_hint_mode(viewer, live: LiveWarp, style, content=None, on_status=None):
+def start_hint_mode(
+    viewer: napari.Viewer,
+    live: LiveWarp,
+    style: LayerRef,
+    content: LayerRef | None = None,
+    on_status: Callable[[str], object] | None = None,
+) -> HintedWarp:
     """Hint mode on a live warp (``add_warp``'s): click a point on the content, then the same
     place on ``style``; each completed pair re-estimates ``live`` from the images with the
     pairs as hints (in a worker). Hints steer the estimate; ``live``'s control points edit its
-    result. Returns a ``HintedWarp``: ``.session`` (``.content_hints`` / ``.style_hints``
-    layers, ``.undo()``, ``.delete(i)``, ``.export_bigwarp_csv(path)``), ``.status`` (the
-    confidence, and "the shapes may not match: add a hint" when it is low).
-    ``content``: the content layer (default: the one ``live`` was made from, by name).
+    result.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer holding the layers.
+    live : LiveWarp
+        The live warp (``add_warp``'s) to re-estimate.
+    style : str or napari.layers.Image
+        The geometry style layer, or its name.
+    content : str or napari.layers.Image, optional
+        The content layer (default: the one ``live`` was made from, by name).
+    on_status : callable, optional
+        Called with each new status line.
+
+    Returns
+    -------
+    HintedWarp
+        ``.session`` (``.content_hints`` / ``.style_hints`` layers, ``.undo()``,
+        ``.delete(i)``, ``.export_bigwarp_csv(path)``), ``.status`` (the confidence, and "the
+        shapes may not match: add a hint" when it is low).
+
+    Raises
+    ------
+    ValueError
+        If a layer is not a non-empty Image layer of the viewer.
     """
     from ._napari.hints import HintedWarp
 
@@ -139,24 +207,80 @@ def start_hint_mode(viewer, live: LiveWarp, style, content=None, on_status=None)
     )  # fmt: skip
 
 
-def start_texture_transfer(viewer, content, style, **options):
+def start_texture_transfer(
+    viewer: napari.Viewer,
+    content: LayerRef,
+    style: LayerRef | Sequence[LayerRef],
+    **options: Any,
+) -> GeneratorWorker:
     """Start a texture transfer of ``style``'s texture onto ``content`` in a napari worker.
 
-    ``style`` may be one layer or a list of layers (weights via ``style_weights``); ``options``
-    are those of :func:`napari_geostyle.iter_texture_transfer`. Returns the started worker; the
-    image (updated live from previews) lands in the layer ``<content> textured``.
+    The image (updated live from previews) lands in the layer ``<content> textured``.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer holding the layers.
+    content : str or napari.layers.Image
+        The content layer, or its name.
+    style : str, napari.layers.Image or list of them
+        One layer or a list of layers (weights via ``style_weights``).
+    **options
+        Those of :func:`napari_geostyle.iter_texture_transfer`.
+
+    Returns
+    -------
+    napari.qt.threading.GeneratorWorker
+        The started worker; ``worker.geostyle_run`` has ``.done``, ``.output``, ``.error``,
+        ``.cancel()``.
+
+    Raises
+    ------
+    ValueError
+        If a layer is not a non-empty Image layer of the viewer, or an option is invalid.
     """
     return texture_run(viewer, content, style, **options).worker
 
 
 def start_geometric_style_transfer(
-    viewer, content, style, geometry_style=None, texture_style=None, **options
-):
+    viewer: napari.Viewer,
+    content: LayerRef,
+    style: LayerRef | None,
+    geometry_style: LayerRef | None = None,
+    texture_style: LayerRef | Sequence[LayerRef] | None = None,
+    **options: Any,
+) -> GeneratorWorker:
     """Start both stages (warp to the geometry style, then texture) in a napari worker.
 
-    ``geometry_style`` / ``texture_style`` default to ``style``. The warped image appears as
-    ``<content> warped`` when the first stage ends; the result (live previews) as
-    ``<content> geostyle``. Results never replace existing layers (``reuse=True`` updates
-    layers of those names instead). Returns the started worker.
+    The warped image appears as ``<content> warped`` when the first stage ends; the result
+    (live previews) as ``<content> geostyle``. Results never replace existing layers
+    (``reuse=True`` updates layers of those names instead).
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer holding the layers.
+    content : str or napari.layers.Image
+        The content layer, or its name.
+    style : str or napari.layers.Image
+        The style layer for both stages, or its name.
+    geometry_style : str or napari.layers.Image, optional
+        The geometry style layer; default ``style``.
+    texture_style : str, napari.layers.Image or list of them, optional
+        The texture style layer(s); default ``style``.
+    **options
+        ``reuse`` and the keyword options of
+        :func:`napari_geostyle.iter_geometric_style_transfer`.
+
+    Returns
+    -------
+    napari.qt.threading.GeneratorWorker
+        The started worker; ``worker.geostyle_run`` has ``.done``, ``.output``, ``.error``,
+        ``.cancel()``.
+
+    Raises
+    ------
+    ValueError
+        If a layer is not a non-empty Image layer of the viewer, or an option is invalid.
     """
     return pipeline_run(viewer, content, style, geometry_style, texture_style, **options).worker

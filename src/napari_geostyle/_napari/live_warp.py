@@ -40,7 +40,9 @@ import contextlib
 import itertools
 import json
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -61,6 +63,10 @@ from .layer_data import (
     strided_points,
     unique_layer_name,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+    from numpy.typing import ArrayLike
 
 MIN_PAIRS = 3
 LABEL_COLOR = "white"  # point numbers: readable over the yellow / cyan points and most images
@@ -197,28 +203,71 @@ class LiveWarp:
     ``transform`` is the current content -> output transform; ``status`` a one-line state
     ("12 point pairs", "2 point pairs: add 1 more", ...). ``on_status`` (optional) is called with
     it; ``on_changed`` after each re-warp.
+
+    Built by ``start_live_warp`` (the widget's and ``viewer_api.add_warp``'s way in).
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer the layers go to.
+    content_layer : napari.layers.Image
+        The content's layer (its name, scale and translate place the new layers).
+    content : LayerImage
+        The content image read from the layer (maybe strided).
+    transform : Transform
+        The landmark fit at full strength, content -> output.
+    warped : numpy.ndarray
+        The content warped by ``transform`` at ``strength``.
+    inputs : dict
+        The input layers' names, recorded in the layers' metadata.
+    options : dict
+        The run's options, recorded in the layers' metadata.
+    stack : tuple, optional
+        ``(layer, level, plane_step)`` when every plane is warped.
+    device : str, optional
+        Where re-warps run; ``None``: the best available.
+    on_status : callable, optional
+        Called with each new ``status`` line.
+    strength : float, default 1.0
+        0..1, the dose of the shown warp.
+    fit_model : str, default "tps"
+        The model the landmarks are fitted with.
+    landmarks : tuple of array_like, optional
+        ``(control, target)`` ``(N, 2)`` ``(row, col)`` points; default: ``transform``'s own.
+    side_by_side : bool, default True
+        Show the output beside the content rather than on it.
+    active : array_like, optional
+        The pairs' on/off flags (``transform`` fits the "on" ones).
+    reuse : dict, optional
+        A previous warp's layers (``{"warped", "content", "target"}``: ``hand_over``), updated
+        in place rather than new ones added.
+
+    Raises
+    ------
+    ValueError
+        If ``strength`` is not a number in 0..1.
     """
 
     def __init__(
         self,
-        viewer,
-        content_layer,
+        viewer: napari.Viewer,
+        content_layer: napari.layers.Image,
         content: LayerImage,
-        transform,
+        transform: Transform,
         warped: np.ndarray,
         *,
         inputs: dict,
         options: dict,
-        stack=None,
-        device=None,
-        on_status=None,
+        stack: tuple | None = None,
+        device: str | None = None,
+        on_status: Callable[[str], object] | None = None,
         strength: float = 1.0,
         fit_model: str = "tps",
-        landmarks=None,
+        landmarks: tuple[ArrayLike, ArrayLike] | None = None,
         side_by_side: bool = True,
-        active=None,
-        reuse=None,
-    ):
+        active: ArrayLike | None = None,
+        reuse: Mapping[str, Any] | None = None,
+    ) -> None:
         from qtpy.QtCore import QTimer
 
         from ..core.transforms import check_strength, with_strength

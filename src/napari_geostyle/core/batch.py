@@ -47,15 +47,23 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import media, output_lock, style_table, temporal
 from .manifest import Manifest
 from .texture_trunks import resolve_backbone
+
+if TYPE_CHECKING:  # pragma: no cover
+    import distributed
+    from numpy.typing import ArrayLike
+
+    # what ``inputs`` takes: paths, globs, folders, a list of them or of arrays, one array
+    BatchInputs = str | os.PathLike[str] | ArrayLike | Sequence[Any]
 
 GEOMETRY_KEYS = ("model", "method", "strength")
 NOT_IN_KEY = ("device", "preview_every")  # do not change the result's meaning
@@ -1109,59 +1117,33 @@ def _run(plan: _Plan, client, scheduler, workers, processes) -> Iterator[BatchRe
 
 
 def batch_geometric_style_transfer(
-    inputs,
-    output_dir,
-    geometry_style=None,
-    texture_style=None,
-    client=None,
+    inputs: BatchInputs,
+    output_dir: str | os.PathLike[str],
+    geometry_style: str | os.PathLike[str] | ArrayLike | None = None,
+    texture_style: str | os.PathLike[str] | ArrayLike | Sequence[Any] | None = None,
+    client: distributed.Client | None = None,
     *,
-    styles=None,
-    scheduler="local",
-    workers=None,
-    processes=True,
-    device=None,
-    overwrite=False,
-    coherent=True,
-    chunk=None,
-    geometry_per_frame=False,
-    smooth_frames=5,
-    smooth_kernel="gaussian",
-    geometry_batch=None,
-    model="affine+tps",
-    method="network",
-    strength=1.0,
-    hints=None,
-    **texture_options,
+    styles: Sequence[Any] | str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    scheduler: str | None = "local",
+    workers: int | None = None,
+    processes: bool = True,
+    device: str | None = None,
+    overwrite: bool = False,
+    coherent: bool = True,
+    chunk: int | None = None,
+    geometry_per_frame: bool = False,
+    smooth_frames: int = 5,
+    smooth_kernel: str = "gaussian",
+    geometry_batch: int | None = None,
+    model: str = "affine+tps",
+    method: str = "network",
+    strength: float = 1.0,
+    hints: Any = None,
+    **texture_options: Any,
 ) -> BatchRun:
     """Warp (``geometry_style``) and/or style (``texture_style``) every input into
     ``output_dir``; an iterator (:class:`BatchRun`) of :class:`BatchResult`, one per output as
     it completes (skipped ones first, assembled videos and stacks last).
-
-    ``inputs``: a folder, a glob, an image / video / multi-page TIFF file, a list of those, a
-    list of image arrays or one ``(T, H, W[, C])`` array. Styles: image files or arrays (the
-    texture style may be a list). ``styles``: one style per input, a CSV file (columns
-    ``input``, ``geometry_style``, ``texture_style``; paths relative to its folder) or a dict
-    ``{input name: {"geometry_style": ..., "texture_style": ...}}``; inputs it does not name
-    take ``geometry_style`` / ``texture_style`` (see :mod:`napari_geostyle.core.style_table`).
-    ``client``: a ``distributed.Client`` to run on; else
-    ``scheduler`` "local" starts a ``LocalCluster`` (``workers`` processes with one thread
-    each on CPU; one worker per GPU), or an address ``"tcp://host:port"`` joins a cluster.
-    ``processes=False`` runs a local cluster's workers as threads. ``device``: None/"auto"
-    (each worker takes its own GPU when there are GPUs) or a device name. ``coherent``: for
-    videos and stacks, estimate the geometry once and warm-start each frame's texture from
-    the previous frame; ``chunk``: restart the warm-start chain every ``chunk`` frames (chunks
-    run in parallel; None: one chain per sequence). ``geometry_per_frame`` (coherent mode):
-    estimate the geometry on every frame and smooth it over a centred window of
-    ``smooth_frames`` frames (odd; 1 = no smoothing) with a ``smooth_kernel`` "gaussian"
-    (sigma = window / 4) or "box" window, so the warp follows a moving subject without
-    jitter (:func:`napari_geostyle.core.temporal.smooth_transforms`). ``geometry_batch``: at
-    most this many pairs per geometry task, their networks batched
-    (:func:`napari_geostyle.estimate_warps`; None: ``GPU_GEOMETRY_BATCH`` when every worker
-    runs on CUDA, else 1, where batching gains little). ``model``, ``method``,
-    ``strength``: as :func:`napari_geostyle.estimate_warp`; ``hints``: every input's
-    ``(content_points, style_points)`` for its warp (as ``estimate_warp``'s; the styles
-    table's ``hints`` column gives one per input); each manifest entry records its estimate's
-    ``confidence``; other keywords are :func:`napari_geostyle.iter_texture_transfer`'s options.
 
     Everything is checked now (``ValueError``), including the styles table and existing output
     files that this batch did not finish with the same inputs and options (refused unless
@@ -1172,6 +1154,74 @@ def batch_geometric_style_transfer(
     One batch at a time writes to a folder: a batch holds the folder's lock
     (:mod:`.output_lock`) from its first ``next()`` to its end, and another batch on that folder
     is refused (``ValueError``), at the call or at its first ``next()``.
+
+    Parameters
+    ----------
+    inputs : path, str, array_like or list
+        A folder, a glob, an image / video / multi-page TIFF file, a list of those, a list of
+        image arrays or one ``(T, H, W[, C])`` array.
+    output_dir : str or os.PathLike
+        The folder the outputs, ``manifest.json`` and ``manifest.csv`` go to.
+    geometry_style : path or array_like, optional
+        The geometry style: an image file or array.
+    texture_style : path, array_like or list, optional
+        The texture style: an image file or array, or a list of them.
+    client : distributed.Client, optional
+        A Dask client to run on; else ``scheduler`` says where.
+    styles : sequence, path or dict, optional
+        One style per input, a CSV file (columns ``input``, ``geometry_style``,
+        ``texture_style``; paths relative to its folder) or a dict ``{input name:
+        {"geometry_style": ..., "texture_style": ...}}``; inputs it does not name take
+        ``geometry_style`` / ``texture_style`` (see :mod:`napari_geostyle.core.style_table`).
+    scheduler : str, default "local"
+        "local" starts a ``LocalCluster`` (``workers`` processes with one thread each on CPU;
+        one worker per GPU), or an address ``"tcp://host:port"`` joins a cluster.
+    workers : int, optional
+        A local cluster's worker count (a whole number >= 1).
+    processes : bool, default True
+        False runs a local cluster's workers as threads.
+    device : str, optional
+        None/"auto" (each worker takes its own GPU when there are GPUs) or a device name.
+    overwrite : bool, default False
+        Replace existing output files that this batch did not finish with the same inputs and
+        options (else they are refused).
+    coherent : bool, default True
+        For videos and stacks, estimate the geometry once and warm-start each frame's texture
+        from the previous frame.
+    chunk : int, optional
+        Restart the warm-start chain every ``chunk`` frames (chunks run in parallel; None: one
+        chain per sequence).
+    geometry_per_frame : bool, default False
+        Coherent mode: estimate the geometry on every frame and smooth it over a centred window
+        of ``smooth_frames`` frames, so the warp follows a moving subject without jitter
+        (:func:`napari_geostyle.core.temporal.smooth_transforms`).
+    smooth_frames : int, default 5
+        The window, odd; 1 = no smoothing.
+    smooth_kernel : {"gaussian", "box"}, default "gaussian"
+        The window's shape ("gaussian": sigma = window / 4).
+    geometry_batch : int, optional
+        At most this many pairs per geometry task, their networks batched
+        (:func:`napari_geostyle.estimate_warps`; None: ``GPU_GEOMETRY_BATCH`` when every worker
+        runs on CUDA, else 1, where batching gains little).
+    model, method, strength
+        As :func:`napari_geostyle.estimate_warp`.
+    hints : optional
+        Every input's ``(content_points, style_points)`` for its warp (as ``estimate_warp``'s;
+        the styles table's ``hints`` column gives one per input); each manifest entry records
+        its estimate's ``confidence``.
+    **texture_options
+        :func:`napari_geostyle.iter_texture_transfer`'s options.
+
+    Returns
+    -------
+    BatchRun
+        An iterator of :class:`BatchResult`, one per output as it completes.
+
+    Raises
+    ------
+    ValueError
+        At the call, if an input, style, option or device is invalid, an output file would be
+        overwritten, the folder is not writable, or another batch holds it.
     """
     if isinstance(output_dir, (str, os.PathLike)):  # a running batch there: say so first
         output_lock.check_free(output_dir)

@@ -6,12 +6,23 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 _AUTO = (None, "", "auto")
 
 
 def available_devices() -> list[str]:
-    """Device names usable here, best first (``"cpu"`` is always last)."""
+    """Device names usable here, best first (``"cpu"`` is always last).
+
+    Returns
+    -------
+    list of str
+        For example ``["cuda:0", "cpu"]``: the CUDA devices, then ``"mps"`` where it is
+        available, then ``"cpu"``.
+    """
     import torch
 
     names = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
@@ -22,8 +33,25 @@ def available_devices() -> list[str]:
     return names
 
 
-def resolve_device(device=None):
-    """``None``/``"auto"`` -> cuda > mps > cpu; a named device must exist (else ``ValueError``)."""
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None``/``"auto"`` -> cuda > mps > cpu; a named device must exist (else ``ValueError``).
+
+    Parameters
+    ----------
+    device : str or torch.device, optional
+        ``None``, ``""`` or ``"auto"`` (the best available), or a name such as ``"cpu"``,
+        ``"cuda"``, ``"cuda:1"``, ``"mps"`` (case and surrounding spaces ignored).
+
+    Returns
+    -------
+    torch.device
+        The device; a bare ``"cuda"`` becomes ``cuda:0``.
+
+    Raises
+    ------
+    ValueError
+        If ``device`` is not a name, is unknown, unsupported, or not available here.
+    """
     import torch
 
     if isinstance(device, torch.device):

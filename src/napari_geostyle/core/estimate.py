@@ -28,7 +28,10 @@ size and aspect; ``transforms.affine_from_theta`` / ``tps_from_grid_params`` tur
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -45,6 +48,12 @@ from .warp_params import (
     tps_min_determinant,
     tps_spline,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from numpy.typing import ArrayLike
+
+    from .transforms import Transform
 
 MODELS = ("affine", "tps", "affine+tps")
 METHODS = ("network", "refine")
@@ -924,51 +933,77 @@ def _transform_from_parameters(params: WarpParameters, shape: tuple, strength: f
 
 
 def estimate_warp(
-    content,
-    geometry_style,
+    content: ArrayLike,
+    geometry_style: ArrayLike,
     model: str = "affine+tps",
     method: str = "network",
-    device=None,
+    device: str | torch.device | None = None,
     trunk: str = "auto",
-    checkpoint=None,
-    passes=None,
+    checkpoint: str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]] | None = None,
+    passes: int | Mapping[str, int] | None = None,
     strength: float = 1.0,
     init: str = "search",
-    progress=None,
-    hints=None,
-):
+    progress: Callable[[int, int, str], object] | None = None,
+    hints: tuple[ArrayLike, ArrayLike] | None = None,
+) -> Transform:
     """Transform (content -> output, CONTENT PIXEL coordinates, output frame = content's (H, W))
     that gives ``content`` the geometry of ``geometry_style``.
 
-    ``content``, ``geometry_style``: 2D images of any size/aspect (>= 32 px), gray/RGB/RGBA,
-    uint8/uint16/float. ``model``: "affine" | "tps" | "affine+tps"; ``method``: "network" |
-    "refine"; ``trunk``: "auto" (``geonet.resolve_trunk``: the shipped networks) |
-    "embedded" (shipped) | "efficientnet" or "vgg19" (frozen ImageNet trunks; need a
-    checkpoint trained on them unless one ships);
-    ``checkpoint``: a path (single model) or ``{"affine": path, "tps": path}``; None = shipped.
-    ``passes``: network passes per stage, an int for every stage or ``{"affine": n, "tps": m}``
-    (1..8); None = ``DEFAULT_PASSES[model]``, chosen on a tuning split of training images.
-    ``strength``: 0 (the identity: the content comes back unchanged) .. 1 (the full warp), see
-    ``transforms.with_strength``. ``init``: where the networks start, "search" (default: the
-    similarity found by a global search over rotations, scales and shifts, ``core/matching.py``,
-    on the ImageNet EfficientNet-Lite0 features installed with the package; it lets the content
-    be another object in another pose), "search-edges" (that search on edge layouts),
-    "identity", or, with the ImageNet
-    VGG-19 weights, "search-vgg19" (the same search on VGG-19 conv4 features) or
-    "matches-vgg19" (an affine fitted robustly to those features' mutual nearest neighbours).
-    ``progress``: an optional ``progress(done, total, stage)`` called as the work advances
-    (``stage`` "search and networks", then "refining" once per refinement step, "done" at the
-    end). An exception it raises stops
-    the estimate there and propagates: that is how a caller cancels.
-    ``hints``: ``(content_points, style_points)``, two (K, 2) arrays of ``(row, col)`` pixels of
-    each image (K >= 1), points the user asserts correspond (``core/hints.py``). They restrict
-    the search to poses that honour them and hold the refinement to them, and the result
-    honours them: a TPS model maps each content hint onto its style hint exactly (the style
-    hint in the output frame: the same normalised position in the content's (H, W)), the
-    affine to least squares. Bad hints are a ``ValueError`` before any work.
-    The transform carries ``confidence``: the estimated probability, 0..1, that the warp is
-    right (``core/confidence.py``); low values say the shapes may not match (add a hint).
     For many pairs, ``estimate_warps`` runs the networks on several pairs per forward.
+
+    Parameters
+    ----------
+    content, geometry_style : array_like
+        2D images of any size/aspect (>= 32 px), gray/RGB/RGBA, uint8/uint16/float.
+    model : {"affine", "tps", "affine+tps"}, default "affine+tps"
+        The transform to estimate.
+    method : {"network", "refine"}, default "network"
+        The networks alone, or the networks followed by an optimisation.
+    device : str or torch.device, optional
+        ``None``/``"auto"`` picks cuda > mps > cpu.
+    trunk : str, default "auto"
+        "auto" (``geonet.resolve_trunk``: the shipped networks) | "embedded" (shipped) |
+        "efficientnet" or "vgg19" (frozen ImageNet trunks; need a checkpoint trained on them
+        unless one ships).
+    checkpoint : path or dict, optional
+        A path (single model) or ``{"affine": path, "tps": path}``; None = shipped.
+    passes : int or dict, optional
+        Network passes per stage, an int for every stage or ``{"affine": n, "tps": m}``
+        (1..8); None = ``DEFAULT_PASSES[model]``, chosen on a tuning split of training images.
+    strength : float, default 1.0
+        0 (the identity: the content comes back unchanged) .. 1 (the full warp), see
+        ``transforms.with_strength``.
+    init : str, default "search"
+        Where the networks start: "search" (the similarity found by a global search over
+        rotations, scales and shifts, ``core/matching.py``, on the ImageNet EfficientNet-Lite0
+        features installed with the package; it lets the content be another object in another
+        pose), "search-edges" (that search on edge layouts), "identity", or, with the ImageNet
+        VGG-19 weights, "search-vgg19" (the same search on VGG-19 conv4 features) or
+        "matches-vgg19" (an affine fitted robustly to those features' mutual nearest
+        neighbours).
+    progress : callable, optional
+        ``progress(done, total, stage)`` called as the work advances (``stage`` "search and
+        networks", then "refining" once per refinement step, "done" at the end). An exception
+        it raises stops the estimate there and propagates: that is how a caller cancels.
+    hints : tuple of array_like, optional
+        ``(content_points, style_points)``, two (K, 2) arrays of ``(row, col)`` pixels of each
+        image (K >= 1), points the user asserts correspond (``core/hints.py``). They restrict
+        the search to poses that honour them and hold the refinement to them, and the result
+        honours them: a TPS model maps each content hint onto its style hint exactly (the style
+        hint in the output frame: the same normalised position in the content's (H, W)), the
+        affine to least squares.
+
+    Returns
+    -------
+    Transform
+        Content -> output in content pixel coordinates. It carries ``confidence``: the
+        estimated probability, 0..1, that the warp is right (``core/confidence.py``); low values
+        say the shapes may not match (add a hint).
+
+    Raises
+    ------
+    ValueError
+        If an option, image or ``strength`` is invalid, or the hints are bad (before any work).
     """
     import torch
 
@@ -1020,19 +1055,19 @@ def _image_list(images, name: str) -> list:
 
 
 def estimate_warps(
-    contents,
-    geometry_styles,
+    contents: Sequence[ArrayLike] | np.ndarray,
+    geometry_styles: Sequence[ArrayLike] | np.ndarray,
     model: str = "affine+tps",
     method: str = "network",
-    device=None,
+    device: str | torch.device | None = None,
     trunk: str = "auto",
-    checkpoint=None,
-    passes=None,
+    checkpoint: str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]] | None = None,
+    passes: int | Mapping[str, int] | None = None,
     strength: float = 1.0,
     init: str = "search",
     batch_size: int | None = None,
-    hints=None,
-) -> list:
+    hints: Sequence[tuple[ArrayLike, ArrayLike] | None] | None = None,
+) -> list[Transform]:
     """``estimate_warp`` of every pair ``(contents[i], geometry_styles[i])``, one transform per
     pair (each in its content's pixels), with the networks run on ``batch_size`` pairs per
     forward pass (None: ``DEFAULT_BATCH_SIZE``).
@@ -1041,9 +1076,30 @@ def estimate_warps(
     different sizes. Batching pays on a GPU, where one forward of many pairs costs about as
     much as one of a single pair; the global search and ``method="refine"``'s optimisation
     still run pair by pair. Images are converted one batch at a time, so memory stays bounded
-    by ``batch_size``. ``hints``: None, or one entry per pair, each None or that pair's
-    ``(content_points, style_points)`` (see ``estimate_warp``). Other arguments as
-    ``estimate_warp``.
+    by ``batch_size``.
+
+    Parameters
+    ----------
+    contents, geometry_styles : sequence of array_like
+        The pairs' images (or ``(N, H, W[, C])`` arrays), paired one to one.
+    model, method, device, trunk, checkpoint, passes, strength, init
+        As :func:`estimate_warp`.
+    batch_size : int, optional
+        Pairs per forward pass (a positive integer); None: ``DEFAULT_BATCH_SIZE``.
+    hints : sequence, optional
+        None, or one entry per pair, each None or that pair's ``(content_points,
+        style_points)`` (see ``estimate_warp``).
+
+    Returns
+    -------
+    list of Transform
+        One transform per pair, each in its content's pixels, with ``confidence``.
+
+    Raises
+    ------
+    ValueError
+        If the lists do not pair up, are empty, ``batch_size`` or ``hints`` do not fit, or an
+        option or image is invalid.
     """
     import torch
 

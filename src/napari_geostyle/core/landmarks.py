@@ -15,11 +15,17 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import images
+
+if TYPE_CHECKING:  # pragma: no cover
+    from numpy.typing import ArrayLike
 
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
@@ -70,8 +76,26 @@ def _check_last_row_complete(text: str, path) -> None:
         )
 
 
-def read_bigwarp_csv(path) -> tuple[np.ndarray, np.ndarray]:
-    """``(content_points, target_points)``: float64 ``(N, 2)`` ``(row, col)``, active pairs."""
+def read_bigwarp_csv(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(content_points, target_points)``: float64 ``(N, 2)`` ``(row, col)``, active pairs.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A BigWarp landmarks CSV file.
+
+    Returns
+    -------
+    content_points : numpy.ndarray
+        float64 ``(N, 2)`` ``(row, col)`` moving (content) landmarks of the active pairs.
+    target_points : numpy.ndarray
+        float64 ``(N, 2)`` ``(row, col)`` target landmarks, paired with ``content_points``.
+
+    Raises
+    ------
+    ValueError
+        If there is no file at ``path``, or it is not a usable BigWarp landmarks file.
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no landmark file at {path}")
@@ -122,8 +146,35 @@ def read_bigwarp_csv(path) -> tuple[np.ndarray, np.ndarray]:
     return content_points, target_points
 
 
-def write_bigwarp_csv(path, content_points, target_points, names=None) -> None:
-    """Write landmark pairs as BigWarp does (quoted, no header, all active, names ``Pt-0``...)."""
+def write_bigwarp_csv(
+    path: str | os.PathLike[str],
+    content_points: ArrayLike,
+    target_points: ArrayLike,
+    names: Sequence[str] | None = None,
+) -> None:
+    """Write landmark pairs as BigWarp does (quoted, no header, all active, names ``Pt-0``...).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The CSV file to write.
+    content_points : array_like
+        ``(N, 2)`` ``(row, col)`` moving (content) landmarks.
+    target_points : array_like
+        ``(N, 2)`` ``(row, col)`` target landmarks, paired with ``content_points``.
+    names : sequence of str, optional
+        One name per pair; default ``Pt-0``, ``Pt-1``, ...
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    ValueError
+        If the points are not ``(N, 2)`` finite arrays of the same length, there are none, or
+        ``names`` does not fit them.
+    """
     content_points = images.validate_points(content_points, "content_points")
     target_points = images.validate_points(target_points, "target_points")
     if len(content_points) != len(target_points):

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .images import validate_image
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from numpy.typing import ArrayLike
+
+    from .transforms import Transform
 
 GEOMETRY_OPTIONS = ("model", "method", "trunk")
 
@@ -16,8 +23,16 @@ GEOMETRY_OPTIONS = ("model", "method", "trunk")
 class GeometricStyleResult:
     """What both stages produce.
 
-    ``image``: the stylised result, float32 ``(H, W, 3)`` in 0..1; ``warped``: the content warped
-    to the geometry style (content's dtype, shape and channels); ``transform``: content -> output.
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The stylised result, float32 ``(H, W, 3)`` in 0..1.
+    warped : numpy.ndarray
+        The content warped to the geometry style (content's dtype, shape and channels).
+    transform : Transform
+        Content -> output.
+    options : dict
+        The options of the run (model, method, trunk, strength and the texture options).
     """
 
     image: np.ndarray
@@ -31,7 +46,31 @@ class GeometricStyleStep:
     """One progress step. ``stage`` is ``"geometry"`` (the first step, carrying ``warped`` and
     ``transform``) or ``"texture"`` (one per texture iteration, as :class:`TextureStep`:
     ``progress`` of ``total`` iterations over all levels, ``image`` previews). The last step has
-    ``done=True`` and carries ``result``."""
+    ``done=True`` and carries ``result``.
+
+    Parameters
+    ----------
+    stage : {"geometry", "texture"}
+        The stage this step belongs to.
+    level, levels, iteration, iterations : int
+        The texture stage's pyramid level and iteration, as :class:`TextureStep`.
+    loss : float, optional
+        The texture stage's latest loss.
+    image : numpy.ndarray, optional
+        A preview (or the result on the last step), float32 ``(H, W, 3)`` in 0..1.
+    progress, total : int
+        Texture iterations done, of ``total`` over all levels.
+    done : bool
+        True on the last step.
+    warped : numpy.ndarray, optional
+        The warped content (the geometry step).
+    transform : Transform, optional
+        Content -> output.
+    result : GeometricStyleResult, optional
+        The result, on the last step.
+    backbone : str
+        The texture stage's network (``TextureStep.backbone``).
+    """
 
     stage: str
     level: int = 0
@@ -61,30 +100,67 @@ def _pick_sources(style, geometry_style, texture_style):
 
 
 def iter_geometric_style_transfer(
-    content,
-    style=None,
-    geometry_style=None,
-    texture_style=None,
+    content: ArrayLike,
+    style: ArrayLike | None = None,
+    geometry_style: ArrayLike | None = None,
+    texture_style: ArrayLike | Sequence[ArrayLike] | None = None,
     *,
     model: str = "affine+tps",
     method: str = "network",
     trunk: str = "auto",
-    transform=None,
-    device=None,
+    transform: Transform | None = None,
+    device: str | torch.device | None = None,
     strength: float = 1.0,
-    progress=None,
-    hints=None,
-    **texture_options,
+    progress: Callable[[int, int, str], object] | None = None,
+    hints: tuple[ArrayLike, ArrayLike] | None = None,
+    **texture_options: Any,
 ) -> Iterator[GeometricStyleStep]:
     """Generator form of :func:`geometric_style_transfer` (progress and previews as it goes).
 
-    ``transform``: skip the geometric estimate and use this one (e.g. landmarks a user edited).
-    ``strength``: 0 (no warp) .. 1 (the full warp), applied to the estimate or ``transform``.
-    ``progress``: the estimate's ``progress(done, total, stage)`` callback (``estimate_warp``);
-    raising from it stops the estimate (a refinement stops at its next step).
-    ``hints``: ``(content_points, style_points)`` that steer the estimate (``estimate_warp``).
-    ``texture_options`` are those of :func:`napari_geostyle.iter_texture_transfer`. Inputs and
-    choices are checked now (``ValueError``); the work starts on the first ``next()``.
+    Inputs and choices are checked now (``ValueError``); the work starts on the first
+    ``next()``.
+
+    Parameters
+    ----------
+    content : array_like
+        The content image (>= 32 px), gray/RGB/RGBA.
+    style : array_like, optional
+        The style image for both stages.
+    geometry_style : array_like, optional
+        The image whose geometry the content takes; default ``style``.
+    texture_style : array_like or sequence of array_like, optional
+        The image (or list of images) whose texture the result takes; default ``style``.
+    model : {"affine", "tps", "affine+tps"}, default "affine+tps"
+        The geometric transform to estimate (``estimate_warp``).
+    method : {"network", "refine"}, default "network"
+        How to estimate it (``estimate_warp``).
+    trunk : str, default "auto"
+        The geometry networks' trunk (``estimate_warp``).
+    transform : Transform, optional
+        Skip the geometric estimate and use this one (e.g. landmarks a user edited).
+    device : str or torch.device, optional
+        ``None``/``"auto"`` picks cuda > mps > cpu.
+    strength : float, default 1.0
+        0 (no warp) .. 1 (the full warp), applied to the estimate or ``transform``.
+    progress : callable, optional
+        The estimate's ``progress(done, total, stage)`` callback (``estimate_warp``); raising
+        from it stops the estimate (a refinement stops at its next step).
+    hints : tuple of array_like, optional
+        ``(content_points, style_points)`` that steer the estimate (``estimate_warp``).
+    **texture_options
+        Those of :func:`napari_geostyle.iter_texture_transfer`.
+
+    Yields
+    ------
+    GeometricStyleStep
+        A ``"geometry"`` step, then one ``"texture"`` step per iteration; the last has
+        ``done=True`` and carries ``result``.
+
+    Raises
+    ------
+    ValueError
+        At the call, if an image, option, ``transform``, ``strength`` or the hints are invalid,
+        or neither ``style`` nor both ``geometry_style`` and ``texture_style`` are given.
     """
     from .estimate import MIN_SIZE, check_options
     from .transforms import Transform, check_strength
@@ -183,10 +259,39 @@ def _run_both_stages(
 
 
 def geometric_style_transfer(
-    content, style=None, geometry_style=None, texture_style=None, **options
+    content: ArrayLike,
+    style: ArrayLike | None = None,
+    geometry_style: ArrayLike | None = None,
+    texture_style: ArrayLike | Sequence[ArrayLike] | None = None,
+    **options: Any,
 ) -> GeometricStyleResult:
     """Warp ``content`` to the geometry of ``geometry_style`` (default ``style``), then transfer
-    the texture of ``texture_style`` (default ``style``). Returns a :class:`GeometricStyleResult`."""
+    the texture of ``texture_style`` (default ``style``). Returns a :class:`GeometricStyleResult`.
+
+    Parameters
+    ----------
+    content : array_like
+        The content image (>= 32 px), gray/RGB/RGBA.
+    style : array_like, optional
+        The style image for both stages.
+    geometry_style : array_like, optional
+        The image whose geometry the content takes; default ``style``.
+    texture_style : array_like or sequence of array_like, optional
+        The image (or list of images) whose texture the result takes; default ``style``.
+    **options
+        The keyword options of :func:`iter_geometric_style_transfer` (model, method, trunk,
+        transform, device, strength, progress, hints and the texture options).
+
+    Returns
+    -------
+    GeometricStyleResult
+        The stylised image, the warped content, the transform and the options.
+
+    Raises
+    ------
+    ValueError
+        If an image or option is invalid (see :func:`iter_geometric_style_transfer`).
+    """
     result = None
     for step in iter_geometric_style_transfer(
         content, style, geometry_style, texture_style, **options

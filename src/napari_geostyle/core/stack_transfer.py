@@ -19,10 +19,15 @@ whole. Steps report per-frame and whole-stack progress; closing the generator st
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from numpy.typing import ArrayLike
 
 
 @dataclass
@@ -35,6 +40,29 @@ class StackStep:
     frame is finished and ``image`` is its result; ``done``: the whole stack is.
     ``progress`` / ``total`` count texture iterations over the whole stack (``total`` is 0
     until the first frame's schedule is known; a geometry-only run counts frames).
+
+    Parameters
+    ----------
+    frame, frames : int
+        The frame being worked on (0-based), of ``frames``.
+    stage : {"geometry", "texture"}
+        The frame is warped, or one texture iteration ran.
+    level, levels, iteration, iterations : int
+        The texture stage's pyramid level and iteration (as :class:`TextureStep`).
+    loss : float, optional
+        The texture stage's latest loss.
+    image : numpy.ndarray, optional
+        A preview of this frame, or its result when ``frame_done``.
+    progress, total : int
+        Texture iterations over the whole stack.
+    frame_done : bool
+        This frame is finished.
+    done : bool
+        The whole stack is finished.
+    warped : numpy.ndarray, optional
+        The warped frame (geometry steps).
+    transform : Transform, optional
+        The frame's transform, content -> output (geometry steps).
     """
 
     frame: int
@@ -76,30 +104,56 @@ def _frame(frames, index: int) -> np.ndarray:
 
 
 def iter_stack_transfer(
-    frames,
-    texture_style=None,
-    geometry_style=None,
+    frames: ArrayLike | Sequence[ArrayLike],
+    texture_style: ArrayLike | Sequence[ArrayLike] | None = None,
+    geometry_style: ArrayLike | None = None,
     *,
-    coherent=True,
-    geometry_per_frame=False,
-    smooth_frames=5,
-    smooth_kernel="gaussian",
-    model="affine+tps",
-    method="network",
-    strength=1.0,
-    device=None,
-    **texture_options,
+    coherent: bool = True,
+    geometry_per_frame: bool = False,
+    smooth_frames: int = 5,
+    smooth_kernel: str = "gaussian",
+    model: str = "affine+tps",
+    method: str = "network",
+    strength: float = 1.0,
+    device: str | torch.device | None = None,
+    **texture_options: Any,
 ) -> Iterator[StackStep]:
     """Warp (``geometry_style``) and/or style (``texture_style``) every frame of ``frames``.
 
-    ``frames``: a ``(T, H, W[, C])`` array or any sequence of 2D images of one shape (indexed
-    lazily, one frame at a time). ``model``, ``method``, ``strength``: as
-    :func:`napari_geostyle.estimate_warp`; ``geometry_per_frame``, ``smooth_frames``,
-    ``smooth_kernel``: as :func:`napari_geostyle.batch_geometric_style_transfer`; other
-    keywords are
-    :func:`napari_geostyle.iter_texture_transfer`'s options (``init`` is chosen per frame).
     Everything is checked now on the first frame (``ValueError``); the work starts on the first
-    ``next()``. Yields :class:`StackStep`; the last has ``done=True``.
+    ``next()``.
+
+    Parameters
+    ----------
+    frames : array_like or sequence of array_like
+        A ``(T, H, W[, C])`` array or any sequence of 2D images of one shape (indexed lazily,
+        one frame at a time).
+    texture_style : array_like or sequence of array_like, optional
+        The texture style (or a list of them).
+    geometry_style : array_like, optional
+        The geometry style.
+    coherent : bool, default True
+        Estimate the geometry once and warm-start each frame's texture from the previous
+        frame's result.
+    geometry_per_frame, smooth_frames, smooth_kernel
+        As :func:`napari_geostyle.batch_geometric_style_transfer`.
+    model, method, strength
+        As :func:`napari_geostyle.estimate_warp`.
+    device : str or torch.device, optional
+        ``None``/``"auto"`` picks cuda > mps > cpu.
+    **texture_options
+        :func:`napari_geostyle.iter_texture_transfer`'s options (``init`` is chosen per frame).
+
+    Yields
+    ------
+    StackStep
+        Progress steps; the last has ``done=True``.
+
+    Raises
+    ------
+    ValueError
+        At the call, if neither style is given, ``init`` is given, ``frames`` is not a
+        non-empty stack of 2D images, or an option or the first frame is invalid.
     """
     from .temporal import per_frame_options
 

@@ -23,14 +23,19 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import images
 from .optim import LBFGS
 from .texture_trunks import VGG19_LAYERS, Backbone, build_texture_trunk, resolve_backbone
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from numpy.typing import ArrayLike
 
 PRESETS = {
     # iterations per level, coarsest first (for levels=4; other level counts reuse the tail)
@@ -67,6 +72,31 @@ class TextureStep:
     ``(H, W, 3)`` preview at the output size; the last step has ``done=True`` and the result.
     ``progress`` / ``total`` count iterations over all levels, for one progress bar.
     ``backbone`` names the network the losses read (what ``backbone="auto"`` resolved to).
+
+    Parameters
+    ----------
+    level : int
+        The pyramid level, 1..``levels``.
+    levels : int
+        The number of levels this run solves.
+    iteration : int
+        The iteration within the level, 1..``iterations``.
+    iterations : int
+        The iterations of this level.
+    loss : float
+        The latest loss known on the host.
+    image : numpy.ndarray, optional
+        A float32 ``(H, W, 3)`` preview (0..1) at the output size, or the result when ``done``.
+    done : bool, default False
+        True on the last step.
+    progress : int, default 0
+        Iterations done over all levels.
+    total : int, default 0
+        Iterations over all levels.
+    shape : tuple of int, default (0, 0)
+        The output's ``(H, W)``.
+    backbone : str, default ""
+        The network that runs: "vgg19", "efficientnet" or "random".
     """
 
     level: int
@@ -456,31 +486,88 @@ class _LossReporter:
         return self.latest
 
 
-def iter_texture_transfer(content, texture_style, *, size=None, levels=4, iterations=None,
-                          optimizer="lbfgs", content_weight=None,
-                          style_weight=None, tv_weight=DEFAULT_TV_WEIGHT,
-                          style_weights=None, preserve_color=False, init="content",
-                          backbone="auto", device=None, seed=0, preview_every=10,
-                          preset="balanced", compile=False, amp=None, cuda_graphs=None,
-                          precision="auto") -> Iterator[TextureStep]:  # fmt: skip
+def iter_texture_transfer(content: ArrayLike, texture_style: ArrayLike | Sequence[ArrayLike],
+                          *, size: int | None = None, levels: int = 4,
+                          iterations: int | Sequence[int] | None = None,
+                          optimizer: str = "lbfgs", content_weight: float | None = None,
+                          style_weight: float | None = None,
+                          tv_weight: float = DEFAULT_TV_WEIGHT,
+                          style_weights: Sequence[float] | None = None,
+                          preserve_color: bool = False, init: str | ArrayLike = "content",
+                          backbone: str | Backbone = "auto",
+                          device: str | torch.device | None = None, seed: int = 0,
+                          preview_every: int = 10, preset: str = "balanced",
+                          compile: bool = False, amp: bool | None = None,
+                          cuda_graphs: bool | None = None,
+                          precision: str = "auto") -> Iterator[TextureStep]:  # fmt: skip
     """Texture transfer of ``texture_style`` (one image or a list, mixed by ``style_weights``)
     onto ``content``, yielding a ``TextureStep`` per iteration.
 
-    ``size``: longest side of the output (default from ``preset``: fast 256, balanced 512,
-    quality 1024); the aspect is the content's. ``iterations``: per level, an int or one per
-    level (coarsest first); default from ``preset``. ``preserve_color``: transfer luminance only
-    and keep the content's chroma. ``init``: what the first level starts from: "content",
-    "noise" (seeded) or an image resized to that level (a warm start, e.g. the previous video
-    frame's result). ``precision``: the trunk's arithmetic on CUDA, "auto" (bf16 autocast where
-    the GPU has native bf16, compute capability 8.0+; else fp32), or forced "bf16", "fp16" (with
-    a fixed loss scale) or "fp32"; CPU and MPS always run fp32. ``amp``: the older switch, False
-    for fp32, True for half precision where the GPU can. ``compile``: ``torch.compile`` the
-    loss (pays off only for long runs). ``cuda_graphs``: on CUDA, replay each level's iteration
-    as a CUDA graph after a short warm-up (removes the per-kernel launch cost that dominates at
-    small sizes); None (default) where the GPU supports them (compute capability 7.0+), True or
-    False to force. Arguments are checked
-    now (``ValueError``); the work starts on the first ``next()``. Closing the generator stops
-    it at once and frees its device memory.
+    Arguments are checked now (``ValueError``); the work starts on the first ``next()``.
+    Closing the generator stops it at once and frees its device memory.
+
+    Parameters
+    ----------
+    content : array_like
+        The content image, ``(H, W)`` or ``(H, W, C)``.
+    texture_style : array_like or sequence of array_like
+        One style image, or a list of them mixed by ``style_weights``.
+    size : int, optional
+        Longest side of the output in pixels (at least 16; default from ``preset``: fast 256,
+        balanced 512, quality 1024); the aspect is the content's.
+    levels : int, default 4
+        Pyramid levels, 1 to 8 (too coarse levels are skipped).
+    iterations : int or sequence of int, optional
+        Per level, one int or one per level (coarsest first); default from ``preset``.
+    optimizer : {"lbfgs", "adam"}, default "lbfgs"
+        The solver.
+    content_weight : float, optional
+        Weight of the content loss; default: the backbone's.
+    style_weight : float, optional
+        Weight of the style loss; default: the backbone's.
+    tv_weight : float, default DEFAULT_TV_WEIGHT
+        Weight of the total-variation (smoothness) loss.
+    style_weights : sequence of float, optional
+        One weight per style image (finite, >= 0, not all zero); default equal.
+    preserve_color : bool, default False
+        Transfer luminance only and keep the content's chroma.
+    init : {"content", "noise"} or array_like, default "content"
+        What the first level starts from: "content", "noise" (seeded) or an image resized to
+        that level (a warm start, e.g. the previous video frame's result).
+    backbone : str or Backbone, default "auto"
+        The network whose features the losses read: "auto", "vgg19", "efficientnet" or
+        "random".
+    device : str or torch.device, optional
+        ``None``/``"auto"`` picks cuda > mps > cpu.
+    seed : int, default 0
+        Seeds the noise (>= 0).
+    preview_every : int, default 10
+        Iterations between preview images in the steps (0: none).
+    preset : {"fast", "balanced", "quality"}, default "balanced"
+        Default size and iterations.
+    compile : bool, default False
+        ``torch.compile`` the loss (pays off only for long runs).
+    amp : bool, optional
+        The older switch: False for fp32, True for half precision where the GPU can.
+    cuda_graphs : bool, optional
+        On CUDA, replay each level's iteration as a CUDA graph after a short warm-up (removes
+        the per-kernel launch cost that dominates at small sizes); None (default) where the GPU
+        supports them (compute capability 7.0+), True or False to force.
+    precision : {"auto", "bf16", "fp16", "fp32"}, default "auto"
+        The trunk's arithmetic on CUDA: "auto" (bf16 autocast where the GPU has native bf16,
+        compute capability 8.0+; else fp32), or forced "bf16", "fp16" (with a fixed loss scale)
+        or "fp32"; CPU and MPS always run fp32.
+
+    Yields
+    ------
+    TextureStep
+        One per iteration; the last has ``done=True`` and the float32 ``(H, W, 3)`` result in
+        0..1 as ``image``.
+
+    Raises
+    ------
+    ValueError
+        At the call, if an argument is invalid, or the device, precision or memory does not fit.
     """
     plan = _make_plan(
         content, texture_style, size=size, levels=levels, iterations=iterations,
@@ -772,8 +859,30 @@ class _GraphSteps:
         self.graph = self.static_loss = self.iterate = None
 
 
-def transfer_texture(content, texture_style, **options) -> np.ndarray:
-    """Run ``iter_texture_transfer`` to the end; float32 ``(H, W, 3)`` in 0..1."""
+def transfer_texture(
+    content: ArrayLike, texture_style: ArrayLike | Sequence[ArrayLike], **options: Any
+) -> np.ndarray:
+    """Run ``iter_texture_transfer`` to the end; float32 ``(H, W, 3)`` in 0..1.
+
+    Parameters
+    ----------
+    content : array_like
+        The content image, ``(H, W)`` or ``(H, W, C)``.
+    texture_style : array_like or sequence of array_like
+        One style image, or a list of them (mixed by ``style_weights``).
+    **options
+        The keyword options of :func:`iter_texture_transfer`.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(H, W, 3)`` in 0..1, the output size.
+
+    Raises
+    ------
+    ValueError
+        If an argument is invalid (see :func:`iter_texture_transfer`).
+    """
     result = None
     for step in iter_texture_transfer(content, texture_style, **options):
         if step.done:

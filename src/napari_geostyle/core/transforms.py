@@ -16,7 +16,8 @@ torch is imported inside functions so that importing this module stays cheap.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from .warp_params import (  # the network's parametrisations; importable from he
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
+    from numpy.typing import ArrayLike
 
 
 # =========================================================================== landmark transforms
@@ -150,10 +152,25 @@ def _homogeneous_apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 class AffineTransform(Transform):
     """Affine map ``output = matrix @ (row, col, 1)`` of content pixel coordinates.
 
-    ``matrix`` is 3 x 3 (last row ``0 0 1``) or 2 x 3, in ``(row, col)`` homogeneous coordinates.
+    Parameters
+    ----------
+    matrix : array_like
+        3 x 3 (last row ``0 0 1``) or 2 x 3, in ``(row, col)`` homogeneous coordinates.
+
+    Raises
+    ------
+    ValueError
+        If ``matrix`` is not numbers, has another shape, holds NaN or infinite values, has a
+        last row other than ``0 0 1``, an entry too large for a pixel transform, or is singular.
+
+    Examples
+    --------
+    >>> shift = AffineTransform([[1, 0, 5], [0, 1, -2]])
+    >>> shift.map_points([[10.0, 10.0]]).tolist()
+    [[15.0, 8.0]]
     """
 
-    def __init__(self, matrix):
+    def __init__(self, matrix: ArrayLike) -> None:
         try:
             array = np.array(matrix, dtype=np.float64)
         except (TypeError, ValueError, OverflowError) as error:
@@ -329,12 +346,38 @@ class TPSTransform(Transform):
       normalised frame, so the spline is exactly the network's (``tps_grid_params_to_grid``).
     - ``map_points`` (content -> output) inverts the sample map with Newton iterations started
       from a forward spline fit; it is exact at the landmarks (regularization 0).
+
+    Parameters
+    ----------
+    output_points : array_like
+        ``(N, 2)`` output landmarks, ``(row, col)`` pixels.
+    content_points : array_like
+        ``(N, 2)`` content landmarks, ``(row, col)`` pixels; ``output_points[i]`` samples
+        ``content_points[i]``.
+    regularization : float, default 0.0
+        0 interpolates exactly; > 0 smooths (must be finite).
+    frame : tuple of array_like, optional
+        ``(center, scale)`` of the kernel's frame, each ``(row, col)``; ``None``: isotropic, on
+        the output landmarks.
+
+    Raises
+    ------
+    ValueError
+        If the landmarks are not paired ``(N, 2)`` finite arrays of 3 to ``MAX_TPS_LANDMARKS``
+        pairs that spread in two dimensions, ``regularization`` is not a finite number >= 0,
+        or the spline system is singular.
     """
 
     _NEWTON_ITERATIONS = 40
     _NEWTON_TOLERANCE = 1e-9  # pixels
 
-    def __init__(self, output_points, content_points, regularization: float = 0.0, frame=None):
+    def __init__(
+        self,
+        output_points: ArrayLike,
+        content_points: ArrayLike,
+        regularization: float = 0.0,
+        frame: tuple[ArrayLike, ArrayLike] | None = None,
+    ) -> None:
         content, output = _validate_landmark_pairs(
             content_points, output_points, "content_points", "output_points", MAX_TPS_LANDMARKS
         )
@@ -449,9 +492,20 @@ class TPSTransform(Transform):
 
 class ComposedTransform(Transform):
     """Transforms applied in order: ``map_points`` runs them first to last, ``sample_points``
-    inverts them last to first."""
+    inverts them last to first.
 
-    def __init__(self, transforms):
+    Parameters
+    ----------
+    transforms : iterable of Transform
+        The transforms, first applied first; nested compositions are flattened.
+
+    Raises
+    ------
+    ValueError
+        If an item is not a ``Transform``, or there are none.
+    """
+
+    def __init__(self, transforms: Iterable[Transform]) -> None:
         flat = []
         for transform in transforms:
             if isinstance(transform, ComposedTransform):
@@ -509,8 +563,33 @@ class ComposedTransform(Transform):
 
 
 # =========================================================================== fitting
-def fit_affine(src, dst) -> AffineTransform:
-    """Least-squares affine transform taking content points ``src`` onto output points ``dst``."""
+def fit_affine(src: ArrayLike, dst: ArrayLike) -> AffineTransform:
+    """Least-squares affine transform taking content points ``src`` onto output points ``dst``.
+
+    Parameters
+    ----------
+    src : array_like
+        ``(N, 2)`` content landmarks, ``(row, col)`` pixels (N >= 3).
+    dst : array_like
+        ``(N, 2)`` output landmarks, ``(row, col)`` pixels, paired with ``src``.
+
+    Returns
+    -------
+    AffineTransform
+        The least-squares fit; ``map_points(src)`` is close to ``dst``.
+
+    Raises
+    ------
+    ValueError
+        If the arrays are not paired ``(N, 2)`` finite points, fewer than 3, or collinear.
+
+    Examples
+    --------
+    >>> src = [[0, 0], [0, 10], [10, 0], [10, 10]]
+    >>> dst = [[5, 5], [5, 25], [25, 5], [25, 25]]
+    >>> fit_affine(src, dst).map_points([[5.0, 5.0]]).round(6).tolist()
+    [[15.0, 15.0]]
+    """
     content, output = _validate_landmark_pairs(
         src, dst, "src (content landmarks)", "dst (output landmarks)"
     )
@@ -548,10 +627,38 @@ def fit_similarity(src, dst) -> AffineTransform:
     return _fit_rotation(src, dst, with_scale=True)
 
 
-def fit_tps(src, dst, regularization: float = 0.0) -> TPSTransform:
+def fit_tps(src: ArrayLike, dst: ArrayLike, regularization: float = 0.0) -> TPSTransform:
     """Thin-plate spline warp in which content point ``src[i]`` lands on output point ``dst[i]``.
 
     3 to ``MAX_TPS_LANDMARKS`` (2000) pairs; more is a ``ValueError`` (thin them first).
+
+    Parameters
+    ----------
+    src : array_like
+        ``(N, 2)`` content landmarks, ``(row, col)`` pixels.
+    dst : array_like
+        ``(N, 2)`` output landmarks, ``(row, col)`` pixels, paired with ``src``.
+    regularization : float, default 0.0
+        0 interpolates the landmarks exactly; > 0 smooths.
+
+    Returns
+    -------
+    TPSTransform
+        The spline; ``map_points(src)`` gives ``dst`` (exactly when ``regularization`` is 0).
+
+    Raises
+    ------
+    ValueError
+        If the arrays are not paired ``(N, 2)`` finite points, fewer than 3 or more than
+        ``MAX_TPS_LANDMARKS`` pairs, collinear, or ``regularization`` is not a finite number
+        >= 0.
+
+    Examples
+    --------
+    >>> src = [[0, 0], [0, 10], [10, 0], [10, 10], [5, 5]]
+    >>> dst = [[0, 0], [0, 10], [10, 0], [10, 10], [6, 4]]
+    >>> fit_tps(src, dst).map_points([[5.0, 5.0]]).round(6).tolist()
+    [[6.0, 4.0]]
     """
     content, output = _validate_landmark_pairs(
         src, dst, "src (content landmarks)", "dst (output landmarks)", MAX_TPS_LANDMARKS
@@ -604,10 +711,32 @@ def with_strength(transform: Transform, strength: float) -> Transform:
 
 
 # =========================================================================== serialisation
-def transform_from_dict(data, _depth: int = 0) -> Transform:
+def transform_from_dict(data: Mapping[str, Any], _depth: int = 0) -> Transform:
     """Rebuild a transform from ``to_dict()`` output (exactly: same numbers, same maps).
 
     Compositions nested deeper than ``MAX_DICT_DEPTH`` are a ``ValueError``.
+
+    Parameters
+    ----------
+    data : dict
+        A transform's ``to_dict()``: ``{"type": "affine" | "tps" | "composed", ...}``.
+
+    Returns
+    -------
+    Transform
+        An ``AffineTransform``, ``TPSTransform`` or ``ComposedTransform``.
+
+    Raises
+    ------
+    ValueError
+        If ``data`` is not such a dict, its type is unknown, a key is missing or bad, its numbers
+        do not make a usable transform, or it is nested too deep.
+
+    Examples
+    --------
+    >>> shift = AffineTransform([[1, 0, 5], [0, 1, -2]])
+    >>> transform_from_dict(shift.to_dict()).map_points([[0.0, 0.0]]).tolist()
+    [[5.0, -2.0]]
     """
     if _depth > MAX_DICT_DEPTH:
         raise ValueError(

@@ -19,6 +19,7 @@ from .transforms import Transform
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
+    from numpy.typing import ArrayLike
 
 MODES = ("bilinear", "nearest", "bicubic")
 PADDINGS = ("border", "zeros", "reflection")
@@ -101,20 +102,16 @@ def warp_tensor(
 
 
 def warp_image(
-    image,
-    transform,
-    output_shape=None,
-    device=None,
+    image: ArrayLike,
+    transform: Transform,
+    output_shape: tuple[int, int] | None = None,
+    device: str | torch.device | None = None,
     mode: str = "bilinear",
     padding: str = "border",
-):
+) -> np.ndarray:
     """Warp ``image`` so that a content feature at ``q`` appears at ``transform.map_points(q)``.
 
-    - ``output_shape`` (H, W) defaults to the image's; channels (alpha included) and dtype are kept.
-    - ``padding``: "border" (default: edge pixels continue, no black borders), "zeros" or
-      "reflection" for samples that fall outside the content image.
-    - ``mode``: "bilinear" (default), "nearest" or "bicubic". "nearest" moves the original values
-      (exact for every dtype: label images stay label images, whatever their IDs).
+    - Channels (alpha included) and dtype are kept.
     - Values are exact for every dtype: wide integers (int32, uint32, ...) and float64 beyond
       float32's range are interpolated in float64 (on the CPU where the device has no float64);
       int64/uint64 values beyond 2**32 can only be warped with ``mode="nearest"`` (else
@@ -122,6 +119,35 @@ def warp_image(
     - A bool mask stays a bool mask (interpolated, then thresholded at one half).
     - Memory: the output is made in tiles, and each tile converts only the part of the content
       it reads to float (about ``_CROP_PIXELS`` pixels at most), never the whole image.
+
+    Parameters
+    ----------
+    image : array_like
+        ``(H, W)`` or ``(H, W, C)`` content image (any numeric dtype, or a bool mask).
+    transform : Transform
+        An ``AffineTransform``, ``TPSTransform`` or ``ComposedTransform`` (content -> output).
+    output_shape : tuple of int, optional
+        ``(H, W)`` of the result; defaults to the image's.
+    device : str or torch.device, optional
+        ``None``/``"auto"`` picks cuda > mps > cpu (see ``resolve_device``).
+    mode : {"bilinear", "nearest", "bicubic"}, default "bilinear"
+        "nearest" moves the original values (exact for every dtype: label images stay label
+        images, whatever their IDs).
+    padding : {"border", "zeros", "reflection"}, default "border"
+        For samples that fall outside the content image: "border" (edge pixels continue, no
+        black borders), "zeros" or "reflection".
+
+    Returns
+    -------
+    numpy.ndarray
+        The warped image: ``output_shape`` plus the image's channels, in its dtype.
+
+    Raises
+    ------
+    ValueError
+        If the image, transform, ``mode``, ``padding``, ``output_shape`` or device is not
+        usable, wide integers need ``mode="nearest"``, or the transform sends output pixels to
+        infinite or NaN content coordinates.
     """
     import torch
 
