@@ -129,8 +129,11 @@ def fingerprints() -> dict:
                 np.frombuffer(json.dumps(_stable(entries), sort_keys=True).encode(), np.uint8)
             )
         env = dict(os.environ, OMP_NUM_THREADS="1")
-        cli = [sys.executable, "-c", "import sys; from napari_geostyle.cli import main; "
-               "sys.exit(main(sys.argv[1:]))"]
+        cli = [
+            sys.executable,
+            "-c",
+            "import sys; from napari_geostyle.cli import main; sys.exit(main(sys.argv[1:]))",
+        ]
         subprocess.run(
             [*cli, "warp", str(folder / "a.png"), "--geometry", str(folder / "style.png"), "-o",
              str(folder / "warped.png"), "--device", "cpu"],
@@ -147,9 +150,7 @@ _VOLATILE = {"seconds", "started", "finished", "time", "created", "duration", "h
 
 def _stable(value):
     if isinstance(value, dict):
-        return {
-            k: _stable(v) for k, v in value.items() if k not in _VOLATILE and "://" not in k
-        }
+        return {k: _stable(v) for k, v in value.items() if k not in _VOLATILE and "://" not in k}
     if isinstance(value, list):
         return [_stable(v) for v in value]
     if isinstance(value, str) and ("/tmp" in value or os.sep + "tmp" in value):
