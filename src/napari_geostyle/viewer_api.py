@@ -20,9 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._napari.layer_data import read_layer_image, resolve_image_layer, same_layer
+from ._napari.layer_data import read_layer_image, resolve_image_layer
 from ._napari.live_warp import LiveWarp, start_live_warp
-from ._napari.runs import estimate_and_warp, pipeline_run, texture_run
+from ._napari.runs import pipeline_run, texture_run
+from ._napari.warp_runs import estimate_warp_now, read_warp_inputs
 from .core.estimate import check_options
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,14 +43,6 @@ __all__ = [
     "start_hint_mode",
     "start_texture_transfer",
 ]
-
-
-def _two_layers(viewer, content, style, style_role):
-    content_layer = resolve_image_layer(viewer, content, "content")
-    style_layer = resolve_image_layer(viewer, style, style_role)
-    if same_layer(content_layer, style_layer):
-        raise ValueError(f"content and {style_role} are the same layer; pick two different ones.")
-    return content_layer, style_layer
 
 
 def add_warp(
@@ -106,9 +99,8 @@ def add_warp(
 
     check_options(model, method, "embedded")
     strength = check_strength(strength)
-    content_layer, style_layer = _two_layers(viewer, content, style, "geometry style")
-    content_image = read_layer_image(content_layer, viewer)
-    style_image = read_layer_image(style_layer, viewer)
+    inputs = read_warp_inputs(viewer, content, style)
+    content_layer, content_image, style_image = inputs.content_layer, inputs.content, inputs.style
     if hints is not None:  # bad hints fail here, before any work
         from ._napari.layer_data import strided_points
         from .core.hints import check_hints
@@ -128,12 +120,7 @@ def add_warp(
         hints = check_hints(
             given, content_image.normalized.shape[:2], style_image.normalized.shape[:2]
         )
-    steps = estimate_and_warp(content_image, style_image, model, method, device, hints=hints)
-    try:
-        while True:
-            next(steps)
-    except StopIteration as stop:
-        transform, warped = stop.value
+    transform, warped = estimate_warp_now(inputs, model, method, device, hints=hints)
     if strength != 1.0:
         warped = warp_image(content_image.raw, with_strength(transform, strength), device=device)
     return start_live_warp(
@@ -142,7 +129,7 @@ def add_warp(
         content_image,
         transform,
         warped,
-        inputs={"content": content_layer.name, "geometry_style": style_layer.name},
+        inputs=inputs.names,
         options={
             "model": model,
             "method": method,
