@@ -54,9 +54,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import media, output_lock, style_table, temporal
-from .manifest import Manifest
-from .texture_trunks import resolve_backbone
+from .. import media, output_lock, style_table, temporal
+from ..manifest import Manifest
+from ..texture_trunks import resolve_backbone
 
 if TYPE_CHECKING:  # pragma: no cover
     import distributed
@@ -98,7 +98,7 @@ class BatchResult:
 
 # --------------------------------------------------------------------------- worker side
 def _models_cached() -> int:
-    from . import features, geonet
+    from .. import features, geonet
 
     return len(geonet._CACHE) + len(features._CACHE)
 
@@ -127,9 +127,9 @@ def _warm_up(settings: dict, client_pid: int) -> dict:
     """Load the networks this batch uses into the worker's process caches (run on each worker)."""
     import torch
 
-    from .devices import resolve_device
-    from .geonet import load_geometry_model, resolve_trunk
-    from .texture_trunks import build_texture_trunk
+    from ..devices import resolve_device
+    from ..geonet import load_geometry_model, resolve_trunk
+    from ..texture_trunks import build_texture_trunk
 
     device = resolve_device(_worker_device(settings["device"]))
     if device.type == "cpu" and os.getpid() != client_pid:
@@ -156,7 +156,7 @@ def _hints_of(settings: dict, output: str):
 
 
 def _estimate(image, geometry, settings, device, output=None):
-    from .estimate import estimate_warp
+    from ..estimate import estimate_warp
 
     options = settings["geometry"]
     return estimate_warp(
@@ -173,7 +173,7 @@ def _estimate(image, geometry, settings, device, output=None):
 def _texture_options(settings: dict, warm: bool) -> dict:
     """Texture options; a warm start (previous frame's result) solves at the finest level only
     (the same rule as the napari "all frames" runs: ``stack_transfer.warm_start_options``)."""
-    from .stack_transfer import warm_start_options
+    from ..stack_transfer import warm_start_options
 
     return warm_start_options(settings["texture"], warm)
 
@@ -183,7 +183,7 @@ def _describe(error: Exception) -> str:
 
 
 def _estimate_many(images, geometries, settings, device, outputs=None) -> list:
-    from .estimate import estimate_warps
+    from ..estimate import estimate_warps
 
     options = settings["geometry"]
     hints = [_hints_of(settings, o) for o in outputs or [None] * len(images)]
@@ -261,7 +261,7 @@ def _task_smooth(position: int, estimates: list, settings: dict, shape) -> dict:
     """Frame ``position`` of its window's per-frame estimates (references, ``_resolve``),
     smoothed over the window (a neighbour whose estimate failed is left out; the frame's own
     failure is its error)."""
-    from .transforms import transform_from_dict
+    from ..transforms import transform_from_dict
 
     estimates = [_resolve(e) for e in estimates]
     own = estimates[position]
@@ -297,8 +297,8 @@ def _task_item(
     ``previous``: the previous frame's result (coherent texture: its output is the warm start),
     or its output image read back from disk by a resumed run.
     """
-    from .transforms import transform_from_dict
-    from .warp import warp_image
+    from ..transforms import transform_from_dict
+    from ..warp import warp_image
 
     started = time.perf_counter()
     before = _models_cached()
@@ -316,7 +316,7 @@ def _task_item(
     timings = result["timings"]
     try:
         device = _worker_device(settings["device"])
-        from .devices import resolve_device
+        from ..devices import resolve_device
 
         result["device"] = str(resolve_device(device))
         if isinstance(previous, dict):
@@ -351,7 +351,7 @@ def _task_item(
             timings["warp"] = time.perf_counter() - mark
             result["transform"] = transform.to_dict()
         if texture is not None:
-            from .texture import transfer_texture
+            from ..texture import transfer_texture
 
             mark = time.perf_counter()
             output = transfer_texture(
@@ -405,7 +405,7 @@ class BatchRun:
 # --------------------------------------------------------------------------- planning
 def _load_style(style, name: str):
     """``(array or list of arrays, digests, description)`` for a path, an array or a list."""
-    from .images import validate_image
+    from ..images import validate_image
 
     if isinstance(style, (list, tuple)):
         loaded = [_load_style(s, f"{name} {i + 1}") for i, s in enumerate(style)]
@@ -440,7 +440,7 @@ class _Plan:
 
 def _check_texture_options(texture, options: dict) -> None:
     """Bad texture options fail now (the texture stage plans on a small stand-in content)."""
-    from .texture import iter_texture_transfer
+    from ..texture import iter_texture_transfer
 
     iter_texture_transfer(np.zeros((64, 64, 3), np.float32), texture, **options).close()
 
@@ -466,8 +466,8 @@ class _Styles:
             else id(style),
         )
         if same not in self._ids:
-            from .estimate import MIN_SIZE
-            from .images import validate_image
+            from ..estimate import MIN_SIZE
+            from ..images import validate_image
 
             array, digests, described = _load_style(style, name)
             if stage == "geometry":
@@ -534,7 +534,7 @@ def _assign_hints(items, sequences, styles, hints) -> dict:
     from the styles table's ``hints`` column, else ``hints`` (every input's); a video's or
     stack's frames share its hints. Checked now (a ``ValueError`` before any work), apart
     from lying inside the images, which each estimate checks."""
-    from .hints import check_hints
+    from ..hints import check_hints
 
     rows = [] if styles is None else style_table.load_rows(styles)[0]
     matched = style_table.match_rows(rows, _targets(items, sequences))
@@ -578,7 +578,7 @@ def _refuse_outputs_on_inputs(folder: Path, items, sequences, style_files) -> No
     """An output that is an input or a style (the same file after following links, or a hard
     link to it) is refused, with or without ``overwrite``: writing it would destroy the input.
     Files are compared by device and inode, so this is one ``stat`` per input and output."""
-    from .manifest import CSV_NAME, JOURNAL_NAME, MANIFEST_NAME
+    from ..manifest import CSV_NAME, JOURNAL_NAME, MANIFEST_NAME
 
     # files only (an array's item is "array N"), each once (a video's frames share its path)
     sources = {i.source for i in items if i.array is None or i.sequence is not None}
@@ -633,9 +633,9 @@ def _plan(
 ) -> _Plan:
     import importlib.util
 
-    from .. import __version__
-    from .estimate import check_options
-    from .transforms import check_strength
+    from ... import __version__
+    from ..estimate import check_options
+    from ..transforms import check_strength
 
     if geometry_style is None and texture_style is None and styles is None:
         raise ValueError(
@@ -798,7 +798,7 @@ def _start_client(scheduler, workers, processes, device):
         )
         return Client(cluster), cluster
     if isinstance(scheduler, str) and "://" in scheduler:
-        from .scheduler import SCHEDULER_TIMEOUT_S
+        from ..scheduler import SCHEDULER_TIMEOUT_S
 
         try:  # check_scheduler asked it first: it answers
             return Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S:g}s"), None
@@ -1247,7 +1247,7 @@ def batch_geometric_style_transfer(
         hints=hints,
     )
     if scheduler not in (None, "", "local"):
-        from .scheduler import check_scheduler, parse_address
+        from ..scheduler import check_scheduler, parse_address
 
         # asked now, before the output folder exists: a bad address ends within the timeout
         # as one ValueError and leaves nothing behind
@@ -1287,7 +1287,7 @@ def _check_device(device, local: bool) -> None:
     devices, so there it must only be a device name (cpu, cuda, cuda:N, mps)."""
     if device in (None, "", "auto"):
         return
-    from .devices import resolve_device
+    from ..devices import resolve_device
 
     if local:
         resolve_device(device)
@@ -1363,7 +1363,7 @@ def _stopped_writing(plan: _Plan, error: OSError) -> ValueError:
 
 def _folder_state(folder: Path) -> list:
     """What a plan read from the folder (the manifest and its journal), to notice a change."""
-    from .manifest import JOURNAL_NAME, MANIFEST_NAME
+    from ..manifest import JOURNAL_NAME, MANIFEST_NAME
 
     state = []
     for name in (MANIFEST_NAME, JOURNAL_NAME):
