@@ -6,7 +6,7 @@ import pytest
 import skimage.data
 import torch
 
-from napari_geostyle.core import efficientnet, estimate, matching, weights
+from napari_geostyle.core import efficientnet, estimate, estimate_network, matching, refine, weights
 from napari_geostyle.core.images import rgb_tensor
 from napari_geostyle.core.landmark_eval import _moved, _similarity_matrix
 from napari_geostyle.core.transforms import affine_from_theta
@@ -189,14 +189,14 @@ def test_search_uses_semantic_features_when_installed_and_edges_otherwise(monkey
 
 
 def test_refine_matches_semantic_features_when_installed(monkeypatch):
-    nets = estimate._load_networks("affine+tps", "embedded", None, "cpu")
-    trunk, taps = estimate._objective_trunk(nets, "embedded", "cpu")
+    nets = estimate_network.load_networks("affine+tps", "embedded", None, "cpu")
+    trunk, taps = refine.objective_trunk(nets, "embedded", "cpu")
     if INSTALLED:
         assert trunk.backbone_name == "imagenet" and taps == estimate.SEMANTIC_REFINE_TAPS
     monkeypatch.setattr(weights, "_installed_efficientnet_file", lambda: None)
-    trunk, taps = estimate._objective_trunk(nets, "embedded", "cpu")
-    assert trunk is nets["tps"].trunk and taps == estimate._FeatureObjective.taps
-    assert estimate.refine_steps("affine+tps", 10) == 10 * len(estimate._FeatureObjective.taps)
+    trunk, taps = refine.objective_trunk(nets, "embedded", "cpu")
+    assert trunk is nets["tps"].trunk and taps == refine.FeatureObjective.taps
+    assert estimate.refine_steps("affine+tps", 10) == 10 * len(refine.FeatureObjective.taps)
 
 
 def test_search_edges_init_and_refine_progress_count_each_level(astronaut):
@@ -290,18 +290,20 @@ def test_judge_keeps_the_search_alone_unless_a_network_beats_it_clearly(monkeypa
     assert bonus > 0
     # pair 0: "search" above "search only" by less than the bonus; pair 1: by more
     scores = torch.tensor([0.50, 0.50, 0.50 + 0.5 * bonus, 0.50 + 2 * bonus, 0.50, 0.50])
-    monkeypatch.setattr(estimate, "judge_scores", lambda warped, style: scores.clone())
-    monkeypatch.setattr(estimate, "search_descriptor", lambda: "efficientnet")
+    monkeypatch.setattr(estimate_network, "judge_scores", lambda warped, style: scores.clone())
+    monkeypatch.setattr(estimate_network, "search_descriptor", lambda: "efficientnet")
     images = torch.rand(2, 3, 32, 32)
-    picked = estimate._best_layout(candidates, images, images, 3, "affine")
+    picked = estimate_network.best_layout(candidates, images, images, 3, "affine")
     picked_theta, picked_tps, names, _judges = picked
     assert names == ["search only", "search"]
     assert torch.equal(picked_theta[0], candidates["search only"][0][0])
     assert torch.equal(picked_theta[1], candidates["search"][0][1])
     assert picked_tps is None
     # without the ImageNet features, the edge-layout judge's scores are taken as they are
-    monkeypatch.setattr(estimate, "search_descriptor", lambda: "orientation")
-    assert estimate._best_layout(candidates, images, images, 3, "affine")[2] == ["search"] * 2
+    monkeypatch.setattr(estimate_network, "search_descriptor", lambda: "orientation")
+    assert (
+        estimate_network.best_layout(candidates, images, images, 3, "affine")[2] == ["search"] * 2
+    )
 
 
 def test_folded_batch_norms_give_the_same_features():

@@ -11,7 +11,7 @@ import skimage.data
 
 torch = pytest.importorskip("torch")
 
-from napari_geostyle.core import estimate, geonet, warp_params
+from napari_geostyle.core import estimate, estimate_network, geonet, warp_params
 from napari_geostyle.core.images import (
     normalized_to_pixel,
     pixel_to_normalized,
@@ -313,14 +313,14 @@ def test_tps_sample_grid_on_a_lattice_is_within_a_tenth_of_a_pixel_of_the_exact_
         exact = warp_params.sample_map(
             warp_params.output_centres(2, height, width), theta, tps, 3
         ).reshape(2, height, width, 2)
-        grid = estimate._sample_grid(2, height, width, theta, tps, 3, None, "cpu")
+        grid = estimate_network.sample_grid(2, height, width, theta, tps, 3, None, "cpu")
         pixels = (grid - exact).abs() * torch.tensor([width / 2.0, height / 2.0])
         assert float(pixels.max()) < 0.1
     # small outputs, and maps without a TPS, are exact
-    small = estimate._sample_grid(2, 60, 90, theta, tps, 3, None, "cpu")
+    small = estimate_network.sample_grid(2, 60, 90, theta, tps, 3, None, "cpu")
     exact_small = warp_params.sample_map(warp_params.output_centres(2, 60, 90), theta, tps, 3)
     torch.testing.assert_close(small, exact_small.reshape(2, 60, 90, 2))
     variable = tps.clone().requires_grad_(True)
-    grid = estimate._sample_grid(2, 240, 240, theta, variable, 3, None, "cpu")
+    grid = estimate_network.sample_grid(2, 240, 240, theta, variable, 3, None, "cpu")
     (gradient,) = torch.autograd.grad(grid.pow(2).sum(), variable)
     assert torch.isfinite(gradient).all() and float(gradient.abs().sum()) > 0

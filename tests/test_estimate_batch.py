@@ -9,7 +9,7 @@ import skimage.data
 torch = pytest.importorskip("torch")
 
 import napari_geostyle
-from napari_geostyle.core import estimate
+from napari_geostyle.core import estimate, warp_params
 from napari_geostyle.core.images import regular_grid_points, rgb_tensor
 
 
@@ -74,7 +74,7 @@ def test_batched_refinement_starts_and_ends_where_pair_by_pair_does(pairs):
 
 
 def test_rows_are_damped_each_as_on_its_own():
-    identity = estimate.identity_params("tps")
+    identity = warp_params.identity_params("tps")
     folded = identity.clone()
     folded[0], folded[2] = 1.0, -1.0  # top-left and top-right control points swapped in x
     mirrored = identity.clone()

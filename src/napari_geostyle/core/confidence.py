@@ -27,7 +27,7 @@ FEATURES = ("score", "score_margin", "spread", "abs_log_scale", "abs_rotation", 
 
 
 def confidence_features(judge: dict | None, hinted: bool = False) -> np.ndarray:
-    """The features of one estimate's ``judge`` record (``estimate._best_layout``):
+    """The features of one estimate's ``judge`` record (``estimate_network.best_layout``):
 
     - ``score``: the kept start's similarity to the style (the judge's, before any bonus);
     - ``score_margin``: how much it beats the best of the other starts (0 with one start);

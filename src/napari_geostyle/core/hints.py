@@ -8,7 +8,7 @@ point of the content and the point of the style it must land on. They steer ``es
   the translation (rotations and scales about it are searched), two fix a similarity (the two
   directions left to an affine, stretch and shear across the line through them, are searched),
   three or more give the least-squares affine;
-- the refinement keeps them as a soft constraint (``estimate._FeatureObjective``);
+- the refinement keeps them as a soft constraint (``refine.FeatureObjective``);
 - the returned transform honours them (``honour_hints``): exactly for the TPS models (the hints
   become control points of the TPS), in the least-squares sense for ``affine``.
 
