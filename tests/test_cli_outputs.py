@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_geostyle import cli
-from napari_geostyle.core import texture
+from napari_geostyle.core import media, texture
 from napari_geostyle.core.landmarks import write_bigwarp_csv
 
 CONTENT = np.array([[10.0, 10.0], [10.0, 50.0], [50.0, 12.0], [52.0, 54.0], [30.0, 30.0]])
@@ -27,7 +27,8 @@ def inputs(tmp_path, content_image):
 
 
 def _leftovers(folder):
-    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".partial"))
+    """Temporary files of atomic writes (``media.write_atomic``, the output checks)."""
+    return sorted(p.name for p in folder.iterdir() if media.TEMP_MARK in p.name)
 
 
 def _one_error_line(capsys, *fragments):
@@ -118,19 +119,27 @@ def test_warp_refuses_existing_and_bad_outputs_before_reading(tmp_path, inputs, 
     _one_error_line(capsys, "x.nope")
 
 
+@pytest.mark.parametrize("where", ["encoding", "moving into place"])
 def test_interrupted_write_keeps_the_old_file_and_leaves_nothing(
-    tmp_path, inputs, monkeypatch, capsys
+    tmp_path, inputs, monkeypatch, capsys, where
 ):
     image, landmarks = inputs
     out = tmp_path / "warped.png"
     out.write_bytes(b"previous result")
-    real_write = iio.imwrite
+    if where == "encoding":
+        real_write = iio.imwrite
 
-    def interrupted(path, array, **kwargs):
-        real_write(path, array[: len(array) // 2], **kwargs)  # half a file on disk...
-        raise KeyboardInterrupt  # ...then Ctrl-C
+        def interrupted(path, array, **kwargs):
+            real_write(path, array[: len(array) // 2], **kwargs)  # half an image...
+            raise KeyboardInterrupt  # ...then Ctrl-C
 
-    monkeypatch.setattr(iio, "imwrite", interrupted)
+        monkeypatch.setattr(iio, "imwrite", interrupted)
+    else:  # the temporary file is written in full, then Ctrl-C before os.replace
+
+        def interrupted(source, target):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(media.os, "replace", interrupted)
     code = cli.main(["warp", str(image), "--landmarks", str(landmarks), "-o", str(out),
                      "--overwrite"])  # fmt: skip
     assert code == 130
@@ -198,3 +207,46 @@ def test_demo_screenshot_is_checked_before_napari_starts(tmp_path, capsys):
     _one_error_line(capsys, "exists", "--overwrite")
     assert cli.main(["demo", "--screenshot", str(tmp_path / "none" / "s.png")]) == 2
     _one_error_line(capsys, "does not exist")
+
+
+# --------------------------------------------------------------------------- through core.media
+def test_media_read_image_is_the_clis_reader(tmp_path, content_image):
+    path = tmp_path / "c.png"
+    iio.imwrite(path, content_image)
+    assert np.array_equal(media.read_image(path), iio.imread(path))
+    assert np.array_equal(cli.read_image(path), iio.imread(path))
+    with pytest.raises(ValueError, match="no image file at"):
+        media.read_image(tmp_path / "none.png")
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="cannot read .*junk.png as an image"):
+        media.read_image(tmp_path / "junk.png")
+
+
+def test_media_check_image_name_refuses_what_cannot_be_encoded(tmp_path):
+    for name in ("o.png", "o.TIF", "o.jpg"):
+        media.check_image_name(tmp_path / name)  # nothing written
+    for name, message in (("o", "no extension is not an image format"),
+                          ("o.unknownext", ".unknownext is not an image format")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            media.check_image_name(tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_media_check_writable_leaves_nothing_and_raises_where_no_file_can_be_made(tmp_path):
+    media.check_writable(tmp_path / "out.png")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(OSError):
+        media.check_writable(tmp_path / "missing" / "out.png")
+
+
+def test_write_image_converts_as_media_encodes(tmp_path):
+    """Floats become uint8 and uint16 stays 16-bit in a PNG: the batch's converter."""
+    ramp = np.linspace(0.0, 1.0, 48).reshape(6, 8)
+    cli.write_image(tmp_path / "f.png", ramp)
+    assert (tmp_path / "f.png").read_bytes() == media.encode_image(ramp, "f.png")
+    deep = (ramp * 65535).astype(np.uint16)
+    cli.write_image(tmp_path / "d.png", deep)
+    assert np.array_equal(iio.imread(tmp_path / "d.png"), deep)
+    cli.write_image(tmp_path / "d.jpg", deep)
+    assert iio.imread(tmp_path / "d.jpg").dtype == np.uint8
+    assert _leftovers(tmp_path) == []

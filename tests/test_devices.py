@@ -103,10 +103,11 @@ def test_cuda_build_note(version, available, driver, noted):
 
 def test_cli_prints_the_cuda_note_once(monkeypatch, capsys):
     from napari_geostyle import cli
+    from napari_geostyle.cli import common
 
     note = devices.cuda_build_note_for("12.4", False, True)
     monkeypatch.setattr(devices, "cuda_build_note", lambda: note)
-    monkeypatch.setattr(cli, "_DEVICE_NOTE_PRINTED", False)
+    monkeypatch.setattr(common, "_DEVICE_NOTE_PRINTED", False)
     assert cli.main(["weights"]) == 0
     assert cli.main(["weights"]) == 0
     assert capsys.readouterr().err.count(note) == 1

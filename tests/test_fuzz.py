@@ -2,7 +2,7 @@
 
 The contract a user relies on: a call returns a correct result or raises a clear ``ValueError``,
 ``TypeError`` or ``FileNotFoundError`` (with a message); a command exits 0, or 2 with one
-``error:`` line and no traceback, and leaves no output file (nor a ``.partial`` one) behind.
+``error:`` line and no traceback, and leaves no output file (nor a temporary one) behind.
 Anything else (an IndexError, a RuntimeError from torch, a NaN image, a half-written file) is a
 bug.
 
@@ -927,9 +927,11 @@ def run_cli(argv, outputs):
                 assert not path.exists(), f"{path} was left behind after an error"
     else:
         assert status in (0, 1), (status, err)
-    for path in outputs:  # the temporary siblings of atomic writes: .NAME.XXXX.partial
+    from napari_geostyle.core.media import TEMP_MARK
+
+    for path in outputs:  # the temporary siblings of atomic writes (media.write_atomic)
         siblings = path.parent.iterdir() if path.parent.is_dir() else ()
-        partial = [p.name for p in siblings if p.name.startswith(f".{path.name}.")]
+        partial = [p.name for p in siblings if TEMP_MARK in p.name]
         assert not partial, partial
     return status, stdout.getvalue()
 

@@ -209,6 +209,31 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
     return array
 
 
+def read_image(path) -> np.ndarray:
+    """An image file as an array (anything imageio reads), the pixel cap checked on its header
+    before it is decoded.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The image file.
+
+    Returns
+    -------
+    numpy.ndarray
+        The decoded pixels, in the file's dtype.
+
+    Raises
+    ------
+    ValueError
+        No file at ``path``, a file that is not an image, or one over the pixel cap.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no image file at {path}")
+    return decode_image(path.read_bytes(), str(path))
+
+
 def read_image_file(path) -> tuple[np.ndarray, str]:
     """``(array, sha256 of the file's bytes)``."""
     path = Path(path)
@@ -585,6 +610,53 @@ def encode_image(image: np.ndarray, name: str) -> bytes:
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     return iio.imwrite("<bytes>", array, extension=suffix)
+
+
+def check_image_name(path) -> None:
+    """``ValueError`` unless an image can be written under ``path``'s name: its extension is an
+    image format that ``encode_image`` encodes (imageio would write a TIFF under a name it does
+    not know, so those names are refused). Nothing is written.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The image file to be written.
+
+    Raises
+    ------
+    ValueError
+        The extension is not an image format, or its encoder refuses an RGB image.
+    """
+    import imageio.config
+
+    path = Path(path)
+    if path.suffix.lower() not in imageio.config.known_extensions:
+        raise ValueError(
+            f"cannot write {path}: {path.suffix or 'no extension'} is not an image format; "
+            "use .png, .tif, .jpg or another image extension"
+        )
+    try:
+        encode_image(np.zeros((2, 2, 3), np.uint8), path.name)
+    except Exception as error:  # imageio raises many types for a format it cannot write
+        message = " ".join(str(error).split())
+        raise ValueError(f"cannot write {path} as a {path.suffix} image: {message}") from None
+
+
+def check_writable(path) -> None:
+    """Create and remove a temporary file next to ``path``, as ``write_atomic`` will: an
+    ``OSError`` now (a read-only folder, no space for a new entry) rather than after the work.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to be written; its folder must exist.
+
+    Raises
+    ------
+    OSError
+        The folder refuses a new file.
+    """
+    _temp_path(Path(path)).unlink()
 
 
 def _temp_path(path: Path) -> Path:

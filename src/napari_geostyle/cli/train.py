@@ -1,0 +1,116 @@
+"""``napari-geostyle train-geometry``: the geometry network trained on synthetic pairs, a
+checkpoint and a validation figure written."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import CLIError, check_output_path, progress_bar, write_image
+from .options import add_device, add_overwrite
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check --out and its figure, train with a progress bar, validate, draw the figure."""
+    import json
+
+    from ..core import training
+
+    out = Path(args.out)
+    # --resume continues --out (and replaces its validation figure); else it must be new
+    replace = args.overwrite or args.resume
+    check_output_path(out, replace, image=False)
+    figure = out.with_suffix(".validation.png")
+    check_output_path(figure, replace)
+    if args.steps is None and args.seconds is None:
+        raise CLIError("give --steps or --seconds (or both)")
+    if args.val_count < 1:
+        raise CLIError(f"--val-count must be at least 1; got {args.val_count}")
+    images = training.load_images(args.images)
+    # the validation images are read now: a bad --val-images fails before training, not after
+    validation = training.load_images(args.val_images or args.images, min_size=32)
+    print(f"{len(images)} training images", file=sys.stderr)
+    bar = None  # drawn at the first step: the arguments are checked before it
+    last = None
+    try:
+        for progress in training.train_geometry(
+            images,
+            args.model,
+            args.trunk,
+            steps=args.steps,
+            seconds=args.seconds,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            device=args.device,
+            out=out,
+            resume=args.resume,
+            checkpoint_every=args.checkpoint_every,
+            loss=args.loss,
+            backbone=args.backbone,
+            seed=args.seed,
+        ):
+            if bar is None:
+                bar = progress_bar(args.steps, f"train {args.model}")
+            bar.n = progress.step
+            bar.set_postfix(loss=f"{progress.loss:.5f}", lr=f"{progress.lr:.1e}")
+            if progress.checkpoint:
+                bar.write(f"checkpoint {progress.checkpoint} (step {progress.step})")
+            last = progress
+    finally:  # an error message then starts on a line of its own
+        if bar is not None:
+            bar.close()
+    print(
+        f"wrote {out} after {last.step} steps, {last.elapsed:.0f} s, loss {last.loss:.5f}",
+        file=sys.stderr,
+    )
+    report = training.evaluate_geometry(
+        validation[: args.val_count],
+        args.model,
+        ("identity", "network"),
+        pairs_per_image=2,
+        trunk=args.trunk,
+        checkpoint=out,
+        device=args.device,
+        keep_pairs=4,
+    )
+    write_image(figure, training.validation_figure(report.pop("examples"), ("network",)))
+    print(json.dumps(report, indent=1))
+    print(f"validation figure {figure}", file=sys.stderr)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``train-geometry`` to the command parsers."""
+    from ..core.geonet import MODEL_KINDS, TRUNKS
+    from ..core.training import LOSSES
+
+    p = sub.add_parser(
+        "train-geometry",
+        help="train the geometry network on synthetic pairs from image folders",
+        description="Self-supervised training (random affine/TPS pairs with appearance "
+        "randomisation) of the geometry network; writes a checkpoint and a validation figure.",
+    )
+    p.add_argument("--images", nargs="+", required=True, help="image folders or files")
+    p.add_argument("--model", choices=MODEL_KINDS, default="affine")
+    p.add_argument("--trunk", choices=TRUNKS, default="embedded")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--seconds", type=float, default=None, help="wall-clock budget")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--loss", choices=LOSSES, default="grid")
+    add_device(p)
+    p.add_argument("--backbone", default="auto", help="VGG-19 weights for --trunk vgg19")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
+    p.add_argument("--resume", action="store_true", help="continue from --out's weights")
+    add_overwrite(p, help="start afresh even if --out exists (replaces it and its figure)")
+    p.add_argument("--checkpoint-every", type=float, default=60.0, help="seconds")
+    p.add_argument(
+        "--val-images",
+        nargs="+",
+        default=None,
+        help="held-out images for the validation figure (default: --images)",
+    )
+    p.add_argument("--val-count", type=int, default=4)
+    p.set_defaults(func=run)
