@@ -150,8 +150,8 @@ def test_preview_while_dragging_then_full_warp(make_napari_viewer_proxy, qtbot):
     moved[4] += [5.0, 5.0]
     with live.target_points.events.data.blocker():  # napari moves points this way mid-drag
         live.target_points.data = moved
-    live._dragging = True
-    live._preview()
+    live.renderer.dragging = True
+    live.renderer.preview()
     assert max(live.warped.data.shape) < 240  # a reduced-size preview ...
     assert live.warped.scale[0] > 1.0  # ... placed over the content
     live.target_points.events.data(value=moved, action="changed", data_indices=(4,))
@@ -490,29 +490,29 @@ def test_the_first_drag_move_previews_at_once_and_later_ones_are_throttled(
 ):
     from types import SimpleNamespace
 
-    from napari_geostyle._napari import live_warp
+    from napari_geostyle._napari import warp_renderer
 
     gap_ms = 5000  # long enough that this busy test machine cannot outlast it
-    monkeypatch.setattr(live_warp, "PREVIEW_GAP_MS", gap_ms)
+    monkeypatch.setattr(warp_renderer, "PREVIEW_GAP_MS", gap_ms)
     viewer = make_napari_viewer_proxy()
     big = np.random.default_rng(0).integers(0, 256, (240, 300), dtype=np.uint8)
     viewer.add_image(big, name="content")
     live = _shifted_tps_warp(viewer)
     event = SimpleNamespace(type="mouse_press")
-    drag = live._drag_callback(live.target_points, event)
+    drag = live.renderer.drag_callback(live.target_points, event)
     next(drag)  # the press
-    live._dragging = True  # napari's CHANGING event at the first move
+    live.renderer.dragging = True  # napari's CHANGING event at the first move
     event.type = "mouse_move"
     # ours runs after napari's own drag callback (which moves the point): the preview is made
     # in this move's event, to be drawn in one frame with the moved point
-    assert live.target_points.mouse_drag_callbacks[-1] == live._drag_callback
+    assert live.target_points.mouse_drag_callbacks[-1] == live.renderer.drag_callback
     next(drag)
-    assert live.warped.data.shape != (240, 300) and not live._preview_timer.isActive()
+    assert live.warped.data.shape != (240, 300) and not live.renderer.preview_timer.isActive()
     assert live.warped.data.dtype == np.uint8  # the preview keeps the content's kind
     next(drag)  # the next move, at once: waits out the rest of the gap
-    assert live._preview_timer.isActive()
-    assert 0 < live._preview_timer.interval() <= gap_ms
-    live._preview_timer.stop()
+    assert live.renderer.preview_timer.isActive()
+    assert 0 < live.renderer.preview_timer.interval() <= gap_ms
+    live.renderer.preview_timer.stop()
 
 
 def test_a_drag_callback_behind_napari_s_previews_after_the_move_and_moves_last(
@@ -528,21 +528,21 @@ def test_a_drag_callback_behind_napari_s_previews_after_the_move_and_moves_last(
     layer = live.target_points
     layer.mode = "pan_zoom"
     layer.mode = "select"  # napari appends the mode's drag callback again: now after ours
-    assert layer.mouse_drag_callbacks[-1] != live._drag_callback
+    assert layer.mouse_drag_callbacks[-1] != live.renderer.drag_callback
     event = SimpleNamespace(type="mouse_press")
-    drag = live._drag_callback(layer, event)
+    drag = live.renderer.drag_callback(layer, event)
     next(drag)
-    live._dragging = True
+    live.renderer.dragging = True
     event.type = "mouse_move"
     next(drag)  # the point is not moved yet: preview after this event
-    assert live._preview_timer.isActive() and live._preview_timer.interval() == 0
+    assert live.renderer.preview_timer.isActive() and live.renderer.preview_timer.interval() == 0
     qtbot.waitUntil(lambda: live.warped.data.shape != (240, 300), timeout=WAIT_MS)
     event.type = "mouse_release"
     with pytest.raises(StopIteration):
         next(drag)
     # last again for the next drag, and only once in the list
-    assert layer.mouse_drag_callbacks[-1] == live._drag_callback
-    assert layer.mouse_drag_callbacks.count(live._drag_callback) == 1
+    assert layer.mouse_drag_callbacks[-1] == live.renderer.drag_callback
+    assert layer.mouse_drag_callbacks.count(live.renderer.drag_callback) == 1
 
 
 def test_a_drag_preview_runs_torch_on_one_thread_and_restores_the_setting(
@@ -566,7 +566,7 @@ def test_a_drag_preview_runs_torch_on_one_thread_and_restores_the_setting(
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        live._preview()
+        live.renderer.preview()
         assert seen == [1]  # a small warp on the main thread: no waiting on a second thread
         assert torch.get_num_threads() == 2
     finally:
