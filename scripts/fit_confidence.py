@@ -87,9 +87,8 @@ def _collect(args) -> list[dict]:
             hints = check_hints((truth[chosen], lattice[chosen]), source.shape, target.shape)
         start = time.perf_counter()
         content_t, style_t = rgb_tensor(source, "cpu"), rgb_tensor(target, "cpu")
-        params = estimate.estimate_parameters(
-            content_t, style_t, args.model, "network", "cpu", hints=hints
-        )
+        options = estimate.GeometryOptions(args.model, "network", hints=hints)
+        params = estimate.estimate_parameters(content_t, style_t, options, "cpu")
         transform = estimate._transform_from_parameters(params, source.shape[:2], 1.0, hints)
         if truth is None:
             right = False

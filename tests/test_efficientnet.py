@@ -206,10 +206,8 @@ def test_search_edges_init_and_refine_progress_count_each_level(astronaut):
     params = estimate.estimate_parameters(
         content,
         style,
-        model="affine",
-        method="refine",
+        estimate.GeometryOptions(model="affine", method="refine", init="search-edges"),
         device="cpu",
-        init="search-edges",
         refine_iterations=2,
         progress=lambda done, total, stage: reports.append((done, total)),
     )

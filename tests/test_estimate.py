@@ -232,7 +232,11 @@ def test_refine_never_ends_worse_than_the_network(astronaut):
 
     style, _ = _known_affine_pair(astronaut)
     info = estimate.estimate_parameters(
-        rgb_tensor(astronaut), rgb_tensor(style), "affine+tps", "refine", "cpu", refine_iterations=8
+        rgb_tensor(astronaut),
+        rgb_tensor(style),
+        estimate.GeometryOptions("affine+tps", "refine"),
+        "cpu",
+        refine_iterations=8,
     )
     start, end = info.objective
     assert end <= start

@@ -55,10 +55,10 @@ def test_batched_warps_equal_pair_by_pair_for_pairs_of_different_sizes(pairs, mo
 def test_batched_refinement_starts_and_ends_where_pair_by_pair_does(pairs):
     contents, styles = pairs
     tensors = [rgb_tensor(c) for c in contents], [rgb_tensor(s) for s in styles]
-    options = {"refine_iterations": 3, "init": "identity"}
-    batched = estimate.estimate_parameters_batch(*tensors, "affine", "refine", "cpu", **options)
+    options = estimate.GeometryOptions("affine", "refine", init="identity")
+    batched = estimate.estimate_parameters_batch(*tensors, options, "cpu", refine_iterations=3)
     for content, style, params in zip(*tensors, batched, strict=True):
-        single = estimate.estimate_parameters(content, style, "affine", "refine", "cpu", **options)
+        single = estimate.estimate_parameters(content, style, options, "cpu", refine_iterations=3)
         assert params.start == single.start
         assert params.damped == single.damped
         # the refinement starts from the same network estimate; Adam's sign-like steps may
@@ -90,7 +90,10 @@ def test_rows_are_damped_each_as_on_its_own():
 def test_warp_parameters_say_what_was_estimated(pairs):
     contents, styles = pairs
     params = estimate.estimate_parameters(
-        rgb_tensor(contents[0]), rgb_tensor(styles[0]), "affine+tps", device="cpu", passes=2
+        rgb_tensor(contents[0]),
+        rgb_tensor(styles[0]),
+        estimate.GeometryOptions("affine+tps", passes=2),
+        device="cpu",
     )
     assert params.theta.shape == (2, 3) and params.tps.shape == (2 * 3 * 3,)
     assert params.theta.dtype == np.float64 and params.grid_size == 3

@@ -24,7 +24,7 @@ from ._napari.layer_data import read_layer_image, resolve_image_layer
 from ._napari.live_warp import LiveWarp, start_live_warp
 from ._napari.runs import pipeline_run, texture_run
 from ._napari.warp_runs import estimate_warp_now, read_warp_inputs
-from .core.estimate import check_options
+from .core.geometry_options import GeometryOptions
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -94,11 +94,10 @@ def add_warp(
         If a layer is not a non-empty Image layer of the viewer, both are the same layer, or
         ``model``, ``method``, ``strength`` or the hints are invalid.
     """
-    from .core.transforms import check_strength, with_strength
+    from .core.transforms import with_strength
     from .core.warp import warp_image
 
-    check_options(model, method, "embedded")
-    strength = check_strength(strength)
+    strength = GeometryOptions(model=model, method=method, strength=strength).strength
     inputs = read_warp_inputs(viewer, content, style)
     content_layer, content_image, style_image = inputs.content_layer, inputs.content, inputs.style
     if hints is not None:  # bad hints fail here, before any work

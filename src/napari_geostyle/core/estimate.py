@@ -58,6 +58,7 @@ from .geometry_options import (  # noqa: F401 - also importable from here, as be
     MAX_PASSES,
     METHODS,
     MODELS,
+    GeometryOptions,
     check_options,
     stage_passes,
 )
@@ -77,6 +78,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from numpy.typing import ArrayLike
 
+    from .hints import Hints
     from .transforms import Transform
 
 MIN_SIZE = 32
@@ -135,42 +137,39 @@ def _as_numpy(params):
 
 
 def estimate_parameters_batch(
-    contents,
-    styles,
-    model: str = "affine+tps",
-    method: str = "network",
-    device=None,
-    trunk: str = "auto",
-    checkpoint=None,
-    passes=None,
+    contents: Sequence[torch.Tensor],
+    styles: Sequence[torch.Tensor],
+    options: GeometryOptions,
+    device: str | torch.device | None = None,
+    hints: Sequence[Hints | None] | None = None,
     refine_iterations: int | None = None,
-    init: str = "search",
-    progress=None,
-    hints=None,
+    progress: Callable[[int, int, str], object] | None = None,
 ) -> list[WarpParameters]:
     """``WarpParameters`` of each pair ``(contents[i], styles[i])``, the networks run on all
     pairs at once: every network pass is one forward of the whole batch.
 
     ``contents``/``styles``: sequences of (1, 3, H, W) RGB tensors in 0..1 on ``device``, of
     any sizes (each is resized to the networks' input). The global search and the refinement
-    run pair by pair. ``progress(done, total, stage)``: see ``estimate_warp``. ``hints``: None
-    or one ``core.hints.Hints`` (or None) per pair (``hints.check_hints``). Other arguments as
-    ``estimate_parameters``.
+    run pair by pair. ``options``: the estimate's (its ``hints`` are one pair's, not read
+    here; its ``strength`` is the transform's, not the parameters'). ``hints``: None or one
+    ``core.hints.Hints`` (or None) per pair (``hints.check_hints``). ``refine_iterations``:
+    Adam steps of the refinement (None = ``REFINE``'s). ``progress(done, total, stage)``: see
+    ``estimate_warp``.
     """
     import torch
 
     from .geonet import resolve_trunk
 
     report = _ProgressReport(progress)
-    trunk = resolve_trunk(trunk)
+    model, trunk = options.model, resolve_trunk(options.trunk)
     if len(contents) != len(styles) or not len(contents):
         raise ValueError(
             f"need as many styles as contents, at least one; got {len(contents)} "
             f"contents and {len(styles)} styles."
         )
-    counts = stage_passes(model, passes)
-    nets = load_networks(model, trunk, checkpoint, device)
-    if method == "refine":
+    counts = stage_passes(model, options.passes)
+    nets = load_networks(model, trunk, options.checkpoint, device)
+    if options.method == "refine":
         refine_trunk, taps = objective_trunk(nets, trunk, device)
         report.plan_refine(len(contents), refine_steps(model, refine_iterations, len(taps)))
     report.begin()
@@ -185,7 +184,7 @@ def estimate_parameters_batch(
                          f"{len(contents)} pairs.")  # fmt: skip
     with torch.no_grad():
         thetas, tpss, names, judges = best_layout(
-            stages.starts(init, hints), content_in, style_in, grid_size, model, hints
+            stages.starts(options.init, hints), content_in, style_in, grid_size, model, hints
         )
     report.networks_done()
     from .confidence import estimate_confidence
@@ -195,7 +194,7 @@ def estimate_parameters_batch(
         theta = None if thetas is None else thetas[i]
         tps = None if tpss is None else tpss[i]
         objective = None
-        if method == "refine":
+        if options.method == "refine":
             feature_objective = FeatureObjective(
                 refine_trunk, content_in[i : i + 1], style_in[i : i + 1], grid_size, taps
             )
@@ -215,39 +214,27 @@ def estimate_parameters_batch(
 
 
 def estimate_parameters(
-    content,
-    style,
-    model: str = "affine+tps",
-    method: str = "network",
-    device=None,
-    trunk: str = "auto",
-    checkpoint=None,
-    passes=None,
+    content: torch.Tensor,
+    style: torch.Tensor,
+    options: GeometryOptions,
+    device: str | torch.device | None = None,
     refine_iterations: int | None = None,
-    init: str = "search",
-    progress=None,
-    hints=None,
+    progress: Callable[[int, int, str], object] | None = None,
 ) -> WarpParameters:
     """Normalised parameters of one pair, as ``WarpParameters``.
 
-    ``content``/``style`` are (1, 3, H, W) RGB tensors in 0..1 on ``device``. ``passes``:
-    network passes per stage (see ``estimate_warp``); ``refine_iterations``: Adam steps of the
-    refinement (None = ``REFINE``'s); ``progress``: see ``estimate_warp``; ``hints``: None or a
-    ``core.hints.Hints`` of the pair.
+    ``content``/``style`` are (1, 3, H, W) RGB tensors in 0..1 on ``device``; ``options``: the
+    estimate's, with the pair's hints (``options.hints``); ``refine_iterations``, ``progress``:
+    see ``estimate_parameters_batch``.
     """
     return estimate_parameters_batch(
         [content],
         [style],
-        model,
-        method,
+        options,
         device,
-        trunk,
-        checkpoint,
-        passes,
+        None if options.hints is None else [options.hints],
         refine_iterations,
-        init,
         progress,
-        None if hints is None else [hints],
     )[0]
 
 
@@ -351,26 +338,42 @@ def estimate_warp(
     ValueError
         If an option, image or ``strength`` is invalid, or the hints are bad (before any work).
     """
+    options = GeometryOptions(model, method, trunk, init, passes, strength, checkpoint)
+    return estimate_transform(content, geometry_style, options, device, progress, hints)
+
+
+def estimate_transform(
+    content: ArrayLike,
+    geometry_style: ArrayLike,
+    options: GeometryOptions,
+    device: str | torch.device | None = None,
+    progress: Callable[[int, int, str], object] | None = None,
+    hints: tuple[ArrayLike, ArrayLike] | Hints | None = None,
+) -> Transform:
+    """``estimate_warp`` with its options already checked (``options``).
+
+    ``hints``: the user's hints as ``estimate_warp`` takes them (checked here against the two
+    images, before any work); None: ``options.hints``. The transform is dosed by
+    ``options.strength``.
+    """
+    import dataclasses
+
     import torch
 
     from .devices import resolve_device
     from .images import rgb_tensor
-    from .transforms import check_strength
 
-    check_options(model, method, trunk, init)
-    stage_passes(model, passes)  # a bad value fails before any work
-    strength = check_strength(strength)
     device = resolve_device(device)
     content_t = rgb_tensor(content, device, "content", MIN_SIZE)
     style_t = rgb_tensor(geometry_style, device, "geometry_style", MIN_SIZE)
     shape = tuple(content_t.shape[-2:])
-    hints = check_hints(hints, shape, tuple(style_t.shape[-2:]))
+    given = options.hints if hints is None else hints
+    checked = check_hints(given, shape, tuple(style_t.shape[-2:]))
+    if checked is not options.hints:
+        options = dataclasses.replace(options, hints=checked)
     with torch.inference_mode(False):
-        params = estimate_parameters(
-            content_t, style_t, model, method, device, trunk, checkpoint, passes=passes,
-            init=init, progress=progress, hints=hints,
-        )  # fmt: skip
-    return _transform_from_parameters(params, shape, strength, hints)
+        params = estimate_parameters(content_t, style_t, options, device, progress=progress)
+    return _transform_from_parameters(params, shape, options.strength, checked)
 
 
 def _check_batch_size(batch_size) -> int:
@@ -451,7 +454,6 @@ def estimate_warps(
 
     from .devices import resolve_device
     from .images import rgb_tensor
-    from .transforms import check_strength
 
     contents = _image_list(contents, "contents")
     styles = _image_list(geometry_styles, "geometry_styles")
@@ -462,9 +464,7 @@ def estimate_warps(
         )
     if not contents:
         raise ValueError("contents and geometry_styles are empty: give at least one pair.")
-    check_options(model, method, trunk, init)
-    stage_passes(model, passes)  # a bad value fails before any work
-    strength = check_strength(strength)
+    options = GeometryOptions(model, method, trunk, init, passes, strength, checkpoint)
     batch_size = _check_batch_size(batch_size)
     if hints is not None:
         hints = list(hints)
@@ -489,19 +489,10 @@ def estimate_warps(
         ]
         with torch.inference_mode(False):
             params = estimate_parameters_batch(
-                content_t,
-                style_t,
-                model,
-                method,
-                device,
-                trunk,
-                checkpoint,
-                passes=passes,
-                init=init,
-                hints=[hints[i] for i in indices],
+                content_t, style_t, options, device, hints=[hints[i] for i in indices]
             )
         transforms.extend(
-            _transform_from_parameters(p, tuple(c.shape[-2:]), strength, hints[i])
+            _transform_from_parameters(p, tuple(c.shape[-2:]), options.strength, hints[i])
             for p, c, i in zip(params, content_t, indices, strict=True)
         )
     return transforms

@@ -1,5 +1,6 @@
-"""The geometry estimate's options: which models, methods and starts exist, and the checks of
-the user's choices (``check_options``, ``stage_passes``, ``checkpoint_for``).
+"""The geometry estimate's options: which models, methods and starts exist, the checks of the
+user's choices (``check_options``, ``stage_passes``, ``checkpoint_for``), and
+``GeometryOptions``, the one object that carries them, checked once when it is made.
 
 It imports nothing from the package at module level, so every module that takes geometry
 options (the estimate, the pipeline, stacks, batches, ``viewer_api``) can check them here.
@@ -7,7 +8,15 @@ options (the estimate, the pipeline, stacks, batches, ``viewer_api``) can check 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .hints import Hints
 
 MODELS = ("affine", "tps", "affine+tps")
 METHODS = ("network", "refine")
@@ -89,3 +98,60 @@ def stage_passes(model: str, passes=None) -> dict:
                 f"passes ({kind}) must be an integer from 1 to {MAX_PASSES}; got {count!r}."
             )
     return {kind: int(count) for kind, count in chosen.items()}
+
+
+@dataclass(frozen=True)
+class GeometryOptions:
+    """The options of one geometry estimate, checked when made (``ValueError`` naming what is
+    wrong, with the messages of ``estimate_warp``), so the code that carries them never checks
+    them again.
+
+    The device is not one of them: the texture stage runs on it too, and it is resolved where
+    the work starts.
+
+    Parameters
+    ----------
+    model : {"affine", "tps", "affine+tps"}, default "affine+tps"
+        The transform to estimate.
+    method : {"network", "refine"}, default "network"
+        The networks alone, or the networks followed by the feature refinement.
+    trunk : str, default "auto"
+        The networks' trunk (``geonet.TRUNK_CHOICES``).
+    init : str, default "search"
+        Where the networks start (``INITS``).
+    passes : int or dict, optional
+        Network passes per stage (``stage_passes``); None: ``DEFAULT_PASSES[model]``.
+    strength : float, default 1.0
+        0 (no warp) .. 1 (the full warp); kept as a float.
+    checkpoint : path or dict, optional
+        The networks' checkpoint(s) (``checkpoint_for``); None: the shipped ones.
+    hints : Hints, optional
+        One pair's hints, already checked against its two images (``hints.check_hints``, which
+        needs the images' shapes); None: no hints.
+    """
+
+    model: str = "affine+tps"
+    method: str = "network"
+    trunk: str = "auto"
+    init: str = "search"
+    passes: int | Mapping[str, int] | None = None
+    strength: float = 1.0
+    checkpoint: str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]] | None = None
+    hints: Hints | None = None
+
+    def __post_init__(self) -> None:
+        from .transforms import check_strength
+
+        check_options(self.model, self.method, self.trunk, self.init)
+        stage_passes(self.model, self.passes)  # a bad value fails before any work
+        object.__setattr__(self, "strength", check_strength(self.strength))
+        for kind in DEFAULT_PASSES[self.model]:
+            checkpoint_for(kind, self.model, self.checkpoint)
+        if self.hints is not None:
+            from .hints import Hints
+
+            if not isinstance(self.hints, Hints):
+                raise ValueError(
+                    "GeometryOptions.hints must be checked against the pair's images first "
+                    f"(core.hints.check_hints); got {type(self.hints).__name__}."
+                )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from numpy.typing import ArrayLike
 
+    from .geometry_options import GeometryOptions
     from .transforms import Transform
 
 GEOMETRY_OPTIONS = ("model", "method", "trunk")
@@ -162,19 +164,23 @@ def iter_geometric_style_transfer(
         At the call, if an image, option, ``transform``, ``strength`` or the hints are invalid,
         or neither ``style`` nor both ``geometry_style`` and ``texture_style`` are given.
     """
-    from .estimate import MIN_SIZE, check_options
+    from .estimate import MIN_SIZE
+    from .geometry_options import GeometryOptions
+    from .stages import check_texture_stage
     from .transforms import Transform, check_strength
 
     strength = check_strength(strength)
     content = validate_image(content, "content", min_size=MIN_SIZE)
     geometry, texture = _pick_sources(style, geometry_style, texture_style)
+    options = None
     if transform is None:
-        check_options(model, method, trunk)
+        options = GeometryOptions(model=model, method=method, trunk=trunk, strength=strength)
         geometry = validate_image(geometry, "geometry style", min_size=MIN_SIZE)
         if hints is not None:  # bad hints fail now, before any work
             from .hints import check_hints
 
             hints = check_hints(hints, content.shape[:2], geometry.shape[:2])
+            options = dataclasses.replace(options, hints=hints)
     elif not isinstance(transform, Transform):
         raise ValueError(f"transform must be a transform (fit_tps, estimate_warp, ...); "
                          f"got {type(transform).__name__}.")  # fmt: skip
@@ -185,59 +191,43 @@ def iter_geometric_style_transfer(
     )
     # The texture stage runs on the warped content, which has the content's shape and dtype:
     # planning it on the content now makes a bad texture option fail before the geometric stage.
-    from .texture import iter_texture_transfer
-
-    iter_texture_transfer(content, texture, device=device, **texture_options).close()
+    check_texture_stage(content, texture, device, texture_options)
+    recorded = dict(model=model, method=method, trunk=trunk, strength=strength, **texture_options)
     return _run_both_stages(
-        content,
-        geometry,
-        texture,
-        model,
-        method,
-        trunk,
-        transform,
-        device,
-        texture_options,
-        strength,
-        progress,
-        hints,
-    )
+        content, geometry, texture, options, transform, strength, device, texture_options,
+        recorded, progress,
+    )  # fmt: skip
 
 
 def _run_both_stages(
-    content,
-    geometry,
-    texture,
-    model,
-    method,
-    trunk,
-    transform,
-    device,
-    texture_options,
-    strength=1.0,
-    progress=None,
-    hints=None,
+    content: np.ndarray,
+    geometry: np.ndarray,
+    texture: np.ndarray | list[np.ndarray],
+    options: GeometryOptions | None,
+    transform: Transform | None,
+    strength: float,
+    device: str | torch.device | None,
+    texture_options: dict,
+    recorded: dict,
+    progress: Callable[[int, int, str], object] | None,
 ) -> Iterator[GeometricStyleStep]:
-    from .estimate import estimate_warp
-    from .texture import iter_texture_transfer
+    """The stages (``core.stages``): the estimate by ``options`` (or ``transform``, dosed by
+    ``strength``), the warp, then the texture; ``recorded``: the result's ``options``."""
+    from .stages import texture_stage, warp_stage
     from .transforms import with_strength
-    from .warp import warp_image
 
-    if transform is None:
-        transform = estimate_warp(
-            content, geometry, model=model, method=method, device=device, trunk=trunk,
-            progress=progress, hints=hints,
-        )  # fmt: skip
-    transform = with_strength(transform, strength)
-    warped = warp_image(content, transform, device=device)
+    if transform is not None:
+        transform = with_strength(transform, strength)
+    warped, transform = warp_stage(
+        content, geometry, options, device, transform=transform, progress=progress
+    )
     yield GeometricStyleStep(stage="geometry", warped=warped, transform=transform)
 
-    options = dict(model=model, method=method, trunk=trunk, strength=strength, **texture_options)
-    texture_steps = iter_texture_transfer(warped, texture, device=device, **texture_options)
+    texture_steps = texture_stage(warped, texture, device, texture_options)
     try:
         for step in texture_steps:
             result = (
-                GeometricStyleResult(step.image, warped, transform, options) if step.done else None
+                GeometricStyleResult(step.image, warped, transform, recorded) if step.done else None
             )
             yield GeometricStyleStep(
                 stage="texture",

@@ -174,21 +174,20 @@ def iter_stack_transfer(
     if count < 1:
         raise ValueError("frames is empty: give at least one 2D image.")
     first = _frame(frames, 0)
+    geometry = None
     if geometry_style is not None:
-        from .estimate import MIN_SIZE, check_options
+        from .estimate import MIN_SIZE
+        from .geometry_options import GeometryOptions
         from .images import validate_image
-        from .transforms import check_strength
 
-        check_options(model, method, "embedded")
-        check_strength(strength)
+        geometry = GeometryOptions(model=model, method=method, strength=strength)
         validate_image(first, "frame 0", min_size=MIN_SIZE)
         geometry_style = validate_image(geometry_style, "geometry style", min_size=MIN_SIZE)
     if texture_style is not None:
-        from .texture import iter_texture_transfer
+        from .stages import check_texture_stage
 
         # the warped frames keep the frame's shape: planning on frame 0 checks the options now
-        iter_texture_transfer(first, texture_style, device=device, **texture_options).close()
-    geometry = {"model": model, "method": method, "strength": strength}
+        check_texture_stage(first, texture_style, device, texture_options)
     return _run(
         frames,
         count,
@@ -204,7 +203,7 @@ def iter_stack_transfer(
 
 class _SmoothedGeometry:
     """Per-frame estimates smoothed over a centred window; estimates are kept only while a
-    later frame's window still reads them."""
+    later frame's window still reads them. ``geometry``: the estimate's ``GeometryOptions``."""
 
     def __init__(self, frames, count, geometry_style, geometry, options, device):
         self.frames, self.count, self.style = frames, count, geometry_style
@@ -212,15 +211,15 @@ class _SmoothedGeometry:
         self.estimates = {}
 
     def transform(self, index: int, frame: np.ndarray):
-        from .estimate import estimate_warp
+        from .estimate import estimate_transform
         from .temporal import smooth_transforms, window_range
 
         window = window_range(index, self.count, self.options["smooth_frames"])
         for j in window:
             if j not in self.estimates:
                 image = frame if j == index else _frame(self.frames, j)
-                self.estimates[j] = estimate_warp(
-                    image, self.style, device=self.device, **self.geometry
+                self.estimates[j] = estimate_transform(
+                    image, self.style, self.geometry, self.device
                 )
         for j in [j for j in self.estimates if j < window.start]:
             del self.estimates[j]
@@ -243,9 +242,9 @@ def _run(
     device,
     texture_options,
 ) -> Iterator[StackStep]:
-    from .estimate import estimate_warp
-    from .texture import iter_texture_transfer
-    from .warp import warp_image
+    """The stages (``core.stages``) frame by frame: ``geometry`` (``GeometryOptions``, or None
+    without a geometry style) estimates, or the coherent run's one transform is reused."""
+    from .stages import texture_stage, warp_stage
 
     smoothed = None
     if geometry_style is not None and per_frame is not None:
@@ -260,9 +259,12 @@ def _run(
         if geometry_style is not None:
             if smoothed is not None:
                 transform = smoothed.transform(index, frame)
-            elif transform is None or not coherent:
-                transform = estimate_warp(frame, geometry_style, device=device, **geometry)
-            frame = warp_image(frame, transform, device=device)
+            elif not coherent:
+                transform = None  # each frame estimated on its own, by the warp stage
+            # (coherent: the first frame's estimate, made by the warp stage, serves every frame)
+            frame, transform = warp_stage(
+                frame, geometry_style, geometry, device, transform=transform
+            )
             if texture_style is None:  # a warp-only run: the warped frame is the result
                 yield StackStep(
                     index,
@@ -288,8 +290,8 @@ def _run(
             )
         warm = coherent and previous is not None
         options = warm_start_options(texture_options, warm)
-        steps = iter_texture_transfer(
-            frame, texture_style, device=device, init=previous if warm else "content", **options
+        steps = texture_stage(
+            frame, texture_style, device, options, init=previous if warm else "content"
         )
         try:
             for step in steps:
