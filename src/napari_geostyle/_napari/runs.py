@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +40,7 @@ from .layer_data import (
     spatial_scale_translate,
     unique_layer_name,
 )
-from .live_warp import warp_layer_planes
+from .warp_renderer import warp_layer_planes
 
 
 class EstimateCancelled(Exception):
@@ -470,6 +472,96 @@ def start_style_run(viewer, steps, **kwargs) -> StyleRun:
     return run
 
 
+@dataclass
+class RunLayers:
+    """The layers a texture or two-stage run reads, resolved and checked, and what the run
+    records of them: shared by the one-image runs here and the all-frames runs
+    (``stack_run``)."""
+
+    content: Any  # the content's Image layer
+    textures: list  # the texture-style layers
+    geometry: Any  # the geometry-style layer; None for a texture run
+    stage: str  # "texture" or "geometric style"
+    output_name: str  # the result layer's name
+    inputs: dict  # the input layers' names by role, for the provenance
+
+    def texture_input(self, viewer) -> Any:
+        """The texture styles as the core takes them: one image, or a list of them."""
+        images = [read_layer_image(layer, viewer).normalized for layer in self.textures]
+        return images[0] if len(images) == 1 else images
+
+
+def texture_layers(viewer, content, style) -> RunLayers:
+    """The layers of a texture run of ``style`` (a layer, a name, or a list of them) onto
+    ``content``; the result goes to ``<content> textured``."""
+    content_layer = resolve_image_layer(viewer, content, "content")
+    style_layers = resolve_texture_layers(viewer, content_layer, style)
+    return RunLayers(
+        content=content_layer,
+        textures=style_layers,
+        geometry=None,
+        stage="texture",
+        output_name=f"{content_layer.name} textured",
+        inputs={"content": content_layer.name, "texture_style": [s.name for s in style_layers]},
+    )
+
+
+def pipeline_layers(viewer, content, style, geometry_style, texture_style) -> RunLayers:
+    """The layers of a two-stage run (``resolve_style_layers``); the result goes to
+    ``<content> geostyle``."""
+    content_layer = resolve_image_layer(viewer, content, "content")
+    layers = resolve_style_layers(viewer, content_layer, style, geometry_style, texture_style)
+    return RunLayers(
+        content=content_layer,
+        textures=[layers["texture_style"]],
+        geometry=layers["geometry_style"],
+        stage="geometric style",
+        output_name=f"{content_layer.name} geostyle",
+        inputs={"content": content_layer.name, **{k: v.name for k, v in layers.items()}},
+    )
+
+
+def start_run(
+    viewer,
+    steps,
+    layers: RunLayers,
+    content_image,
+    options: dict,
+    *,
+    on_done=None,
+    on_progress=None,
+    reuse: bool = False,
+    color_output: bool = False,
+    run_class: type = StyleRun,
+    **run_options,
+) -> StyleRun:
+    """Start a ``run_class`` (a :class:`StyleRun`) of ``steps``, its result shown like
+    ``content_image`` (``_result_kind``) and placed over ``layers.content``.
+
+    ``options`` are recorded in the provenance (its ``device`` is where the run goes);
+    ``run_options`` go to ``run_class`` as they are (and override the result kind's).
+    """
+    kind = _result_kind(layers.content, content_image, layers.textures, color_output)
+    run = run_class(
+        viewer,
+        steps,
+        content_layer=layers.content,
+        output_name=layers.output_name,
+        stage=layers.stage,
+        inputs=layers.inputs,
+        options=options,
+        reference_shape=content_image.shape,
+        stride=content_image.stride,
+        device=options.get("device"),
+        on_done=on_done,
+        on_progress=on_progress,
+        reuse=reuse,
+        **{**kind, **run_options},
+    )
+    run.start()
+    return run
+
+
 def _result_kind(content_layer, content_image, style_layers, color_output: bool) -> dict:
     """How a texture result is shown: in the content's kind (gray stays gray, integers keep
     their dtype and the contrast range the user saw), colour only when asked and a style has
@@ -509,30 +601,21 @@ def texture_run(
     the result lands in ``<content> textured``. See ``viewer_api.start_texture_transfer``."""
     from ..core.texture import iter_texture_transfer
 
-    content_layer = resolve_image_layer(viewer, content, "content")
-    style_layers = resolve_texture_layers(viewer, content_layer, style)
-    content_image = read_layer_image(content_layer, viewer)
-    style_images = [read_layer_image(layer, viewer).normalized for layer in style_layers]
-    texture_input = style_images[0] if len(style_images) == 1 else style_images
+    layers = texture_layers(viewer, content, style)
+    content_image = read_layer_image(layers.content, viewer)
     # Built here, not in the worker, so a bad option is a ValueError for the caller; the
     # generator does no work until the worker's first next().
-    steps = iter_texture_transfer(content_image.normalized, texture_input, **options)
-
-    return start_style_run(
+    steps = iter_texture_transfer(content_image.normalized, layers.texture_input(viewer), **options)
+    return start_run(
         viewer,
         steps,
-        content_layer=content_layer,
-        output_name=f"{content_layer.name} textured",
-        stage="texture",
-        inputs={"content": content_layer.name, "texture_style": [s.name for s in style_layers]},
-        options=options,
-        reference_shape=content_image.shape,
-        stride=content_image.stride,
-        device=options.get("device"),
+        layers,
+        content_image,
+        options,
         on_done=on_done,
         on_progress=on_progress,
         reuse=reuse,
-        **_result_kind(content_layer, content_image, style_layers, color_output),
+        color_output=color_output,
     )
 
 
@@ -569,36 +652,28 @@ def pipeline_run(
     ``<content> geostyle``. See ``viewer_api.start_geometric_style_transfer``."""
     from ..core.pipeline import iter_geometric_style_transfer
 
-    content_layer = resolve_image_layer(viewer, content, "content")
-    layers = resolve_style_layers(viewer, content_layer, style, geometry_style, texture_style)
-    content_image = read_layer_image(content_layer, viewer)
-    geometry_image = read_layer_image(layers["geometry_style"], viewer).normalized
-    texture_image = read_layer_image(layers["texture_style"], viewer).normalized
+    layers = pipeline_layers(viewer, content, style, geometry_style, texture_style)
+    content_image = read_layer_image(layers.content, viewer)
+    geometry_image = read_layer_image(layers.geometry, viewer).normalized
 
     # Built here so that bad options (model, method, texture) are a ValueError for the caller.
     monitor = EstimateMonitor()
     steps = iter_geometric_style_transfer(
         content_image.normalized,
         geometry_style=geometry_image,
-        texture_style=texture_image,
+        texture_style=layers.texture_input(viewer),
         progress=monitor,
         **options,
     )
-
-    return start_style_run(
+    return start_run(
         viewer,
         steps,
-        content_layer=content_layer,
-        output_name=f"{content_layer.name} geostyle",
-        stage="geometric style",
-        inputs={"content": content_layer.name, **{k: v.name for k, v in layers.items()}},
-        options=options,
-        reference_shape=content_image.shape,
-        stride=content_image.stride,
-        device=options.get("device"),
+        layers,
+        content_image,
+        options,
         on_done=on_done,
         on_progress=on_progress,
         reuse=reuse,
+        color_output=color_output,
         monitor=monitor,
-        **_result_kind(content_layer, content_image, [layers["texture_style"]], color_output),
     )

@@ -17,9 +17,8 @@ from .layer_data import (
     leading_shape,
     provenance,
     read_layer_image,
-    resolve_image_layer,
 )
-from .runs import StyleRun, _result_kind, resolve_style_layers, resolve_texture_layers
+from .runs import RunLayers, StyleRun, pipeline_layers, start_run, texture_layers
 
 
 def has_frames(layer) -> bool:
@@ -140,13 +139,8 @@ def leading_shape_of(indices) -> tuple[int, ...]:
 
 def _start(
     viewer,
-    content,
-    texture_layers,
-    geometry_layer,
+    layers: RunLayers,
     *,
-    stage,
-    output_name,
-    inputs,
     on_done,
     on_progress,
     reuse,
@@ -154,9 +148,12 @@ def _start(
     model=None,
     method=None,
     **options,
-):
+) -> StackRun:
+    """Read the first frame and the styles, build the core stack generator (a bad option is a
+    ``ValueError`` here) and start a :class:`StackRun` of every frame of ``layers.content``."""
     from ..core.stack_transfer import iter_stack_transfer
 
+    content = layers.content
     if not has_frames(content):
         raise ValueError(
             f"{content.name!r} is a single 2D image: untick 'all frames' (it is "
@@ -165,41 +162,32 @@ def _start(
     lead = leading_shape(content)
     first = read_layer_image(content, viewer, slice_index=(0,) * len(lead))
     frames = LayerFrames(content, first)
-    textures = [read_layer_image(layer, viewer).normalized for layer in texture_layers]
+    texture_input = layers.texture_input(viewer)
     geometry = {}
-    if geometry_layer is not None:
+    if layers.geometry is not None:
         geometry = {
-            "geometry_style": read_layer_image(geometry_layer, viewer).normalized,
+            "geometry_style": read_layer_image(layers.geometry, viewer).normalized,
             "model": model,
             "method": method,
         }
     # Built here, not in the worker, so a bad option is a ValueError for the caller.
-    steps = iter_stack_transfer(
-        frames, textures[0] if len(textures) == 1 else textures, **geometry, **options
-    )
-    kind = _result_kind(content, first, texture_layers, color_output)
-    kind["slice_index"] = ()  # the result has every slice
-    if geometry_layer is not None:
+    steps = iter_stack_transfer(frames, texture_input, **geometry, **options)
+    if layers.geometry is not None:  # recorded in the provenance
         options = {**options, "model": model, "method": method}
-    run = StackRun(
+    return start_run(
         viewer,
         steps,
-        content_layer=content,
-        indices=frames.indices,
-        output_name=output_name,
-        stage=stage,
-        inputs=inputs,
-        options={**options, "all_frames": True},
-        reference_shape=first.shape,
-        stride=first.stride,
-        device=options.get("device"),
+        layers,
+        first,
+        {**options, "all_frames": True},
         on_done=on_done,
         on_progress=on_progress,
         reuse=reuse,
-        **kind,
+        color_output=color_output,
+        run_class=StackRun,
+        indices=frames.indices,
+        slice_index=(),  # the result has every slice
     )
-    run.start()
-    return run
 
 
 def stack_texture_run(
@@ -214,16 +202,9 @@ def stack_texture_run(
 ) -> StackRun:
     """Texture transfer of ``style`` (a layer or a list) onto every frame of ``content``; the
     stack result lands in ``<content> textured``."""
-    content_layer = resolve_image_layer(viewer, content, "content")
-    style_layers = resolve_texture_layers(viewer, content_layer, style)
     return _start(
         viewer,
-        content_layer,
-        style_layers,
-        None,
-        stage="texture",
-        output_name=f"{content_layer.name} textured",
-        inputs={"content": content_layer.name, "texture_style": [s.name for s in style_layers]},
+        texture_layers(viewer, content, style),
         on_done=on_done,
         on_progress=on_progress,
         reuse=reuse,
@@ -248,16 +229,9 @@ def stack_pipeline_run(
 ) -> StackRun:
     """Both stages on every frame of ``content`` (the geometry estimated on the first frame);
     the stack result lands in ``<content> geostyle``."""
-    content_layer = resolve_image_layer(viewer, content, "content")
-    layers = resolve_style_layers(viewer, content_layer, style, geometry_style, texture_style)
     return _start(
         viewer,
-        content_layer,
-        [layers["texture_style"]],
-        layers["geometry_style"],
-        stage="geometric style",
-        output_name=f"{content_layer.name} geostyle",
-        inputs={"content": content_layer.name, **{k: v.name for k, v in layers.items()}},
+        pipeline_layers(viewer, content, style, geometry_style, texture_style),
         on_done=on_done,
         on_progress=on_progress,
         reuse=reuse,
