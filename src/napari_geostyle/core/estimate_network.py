@@ -74,9 +74,10 @@ def damp_folding_rows(kind: str, params, grid_size: int = 3):
 # centres, one node every TPS_LATTICE_STEP pixels, and interpolated bilinearly in between: a 3 x 3
 # TPS is smooth enough (within 0.03 px of the exact map at 240 px) and a refinement step of the
 # TPS models evaluates a sixteenth of the kernels (38 -> 26 ms a step on 2 CPU threads). Outputs
-# smaller than TPS_LATTICE_MIN_SIDE are evaluated exactly. (The live warp's full-size warps do
-# the same on transforms in pixels, with an error check: ``_napari.live_warp.LatticeSampleMap``;
-# this one stays differentiable in the parameters, for the refinement.)
+# smaller than TPS_LATTICE_MIN_SIDE are evaluated exactly. The lattice is ``core.lattice``'s
+# (``lattice_counts``, ``upsample_lattice``); the live warp's full-size warps do the same on
+# transforms in pixels, with an error check (``lattice.LatticeSampleMap``); this one stays
+# differentiable in the parameters, for the refinement.
 TPS_LATTICE_STEP = 4
 TPS_LATTICE_MIN_SIDE = 128
 
@@ -84,26 +85,22 @@ TPS_LATTICE_MIN_SIDE = 128
 def sample_grid(batch: int, h: int, w: int, theta, tps, grid_size: int, spline, device):
     """(B, H, W, 2) ``theta(tps(p))`` at the centres of an H x W output (see above)."""
     import torch
-    import torch.nn.functional as F
 
     from .images import pixel_to_normalized
+    from .lattice import lattice_counts, upsample_lattice
 
     if tps is None or min(h, w) < TPS_LATTICE_MIN_SIDE:
         centres = output_centres(batch, h, w, device=device)
         return sample_map(centres, theta, tps, grid_size, spline).reshape(batch, h, w, 2)
     # the first and last pixel centres, in the normalised (x, y) the sample map takes
     (x0, y0), (x1, y1) = pixel_to_normalized([[0, 0], [h - 1, w - 1]], (h, w)).tolist()
-    step = TPS_LATTICE_STEP
-    rows, cols = (h - 1) // step + 1, (w - 1) // step + 1
+    rows, cols = lattice_counts((h, w), TPS_LATTICE_STEP)
     ys = torch.linspace(y0, y1, rows, device=device)
     xs = torch.linspace(x0, x1, cols, device=device)
     lattice = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).reshape(1, -1, 2)
     coarse = sample_map(lattice.expand(batch, -1, -1), theta, tps, grid_size, spline)
     coarse = coarse.reshape(batch, rows, cols, 2).permute(0, 3, 1, 2)
-    # align_corners=True: fine pixel i sits at lattice position i (n - 1) / (N - 1), which is
-    # where the lattice's nodes, spread evenly from the first to the last centre, put it
-    fine = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=True)
-    return fine.permute(0, 2, 3, 1)
+    return upsample_lattice(coarse, (h, w)).permute(0, 2, 3, 1)
 
 
 def warp_tensor(image, theta, tps, grid_size: int, spline=None):
