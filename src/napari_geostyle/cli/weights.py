@@ -10,7 +10,7 @@ from .common import CLIError, one_line, print_device_note
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print where the weights are looked for (or only the path in use, `--path`)."""
+    """Print where the weights are looked for (or only the path in use, ``--path``)."""
     from ..core import weights
 
     if args.download:
