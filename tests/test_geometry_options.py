@@ -83,3 +83,30 @@ def test_internal_family_takes_the_options(astronaut):
     inner = estimate.estimate_transform(astronaut, style, options, "cpu")
     np.testing.assert_array_equal(front.matrix, inner.matrix)
     assert front.confidence == inner.confidence
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"model": "homography"}, "model must be one of affine, tps, affine+tps"),
+        ({"method": "guess"}, "method must be one of network, refine"),
+        ({"strength": 2.0}, "strength must be from 0 (no warp) to 1"),
+    ],
+)
+def test_every_front_refuses_bad_geometry_options_with_the_same_message(tmp_path, kwargs, message):
+    """The pipeline, stack and batch fronts build ``GeometryOptions``: the same messages."""
+    import napari_geostyle as gs
+
+    pattern = message.replace("(", r"\(").replace(")", r"\)").replace("+", r"\+")
+    image = np.zeros((64, 64, 3), np.float32)
+    with pytest.raises(ValueError, match=pattern):
+        gs.iter_geometric_style_transfer(image, image, **kwargs)
+    with pytest.raises(ValueError, match=pattern):
+        gs.iter_stack_transfer([image, image], geometry_style=image, **kwargs)
+    pytest.importorskip("distributed")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    np.save(inputs / "a.npy", image)  # never read: the options fail first
+    with pytest.raises(ValueError, match=pattern):
+        gs.batch_geometric_style_transfer(inputs, tmp_path / "out", image, **kwargs)
+    assert not (tmp_path / "out").exists()

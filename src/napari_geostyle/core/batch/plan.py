@@ -255,8 +255,7 @@ def _plan(
     import importlib.util
 
     from ... import __version__
-    from ..estimate import check_options
-    from ..transforms import check_strength
+    from ..geometry_options import GeometryOptions
 
     if geometry_style is None and texture_style is None and styles is None:
         raise ValueError(
@@ -282,8 +281,7 @@ def _plan(
     per_frame = temporal.per_frame_options(
         geometry_per_frame, smooth_frames, smooth_kernel, coherent
     )
-    check_options(model, method, "embedded")
-    strength = check_strength(strength)
+    strength = GeometryOptions(model=model, method=method, strength=strength).strength
     texture_options = {**texture_options, "preview_every": 0}
     items, sequences = media.collect_inputs(inputs)
     store = _Styles()
