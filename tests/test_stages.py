@@ -75,3 +75,14 @@ def test_check_texture_stage_refuses_a_bad_option_before_any_work(content):
     with pytest.raises(ValueError, match="preset"):
         stages.check_texture_stage(content, content, "cpu", {"preset": "slowest"})
     stages.check_texture_stage(content, content, "cpu", TINY)  # good options: no error
+
+
+def test_texture_result_is_the_last_step_and_transfer_textures(content):
+    from napari_geostyle.core.texture import transfer_texture
+
+    texture = skimage.data.brick()[:64, :64]
+    options = {**TINY, "preview_every": 0}
+    result = stages.texture_result(content, texture, "cpu", options, init="content")
+    np.testing.assert_array_equal(
+        result, transfer_texture(content, texture, device="cpu", init="content", **options)
+    )

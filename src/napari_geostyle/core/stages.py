@@ -2,7 +2,8 @@
 
 - ``warp_stage``: the content warped to the geometry style (the estimate, or a transform the
   caller already has), and the transform.
-- ``texture_stage``: the texture transfer of one (warped) image, step by step.
+- ``texture_stage``: the texture transfer of one (warped) image, step by step;
+  ``texture_result``: the same run to its end.
 - ``check_texture_stage``: the texture stage's options checked now, by planning it on an image
   of the content's shape, so a bad option fails before the geometric stage.
 
@@ -127,3 +128,29 @@ def check_texture_stage(
     from .texture import iter_texture_transfer
 
     iter_texture_transfer(image, texture_style, device=device, **texture_options).close()
+
+
+def texture_result(
+    image: np.ndarray,
+    texture_style: ArrayLike | Sequence[ArrayLike],
+    device: str | torch.device | None,
+    texture_options: Mapping[str, Any],
+    init: np.ndarray | str | None = None,
+) -> np.ndarray:
+    """``texture_stage`` run to its end, for runs that keep no previews (batch tasks).
+
+    Parameters
+    ----------
+    image, texture_style, device, texture_options, init
+        As :func:`texture_stage`.
+
+    Returns
+    -------
+    numpy.ndarray
+        The last step's image: float32 ``(H, W, 3)`` in 0..1, the output size.
+    """
+    result = None
+    for step in texture_stage(image, texture_style, device, texture_options, init):
+        if step.done:
+            result = step.image
+    return result
