@@ -1,9 +1,11 @@
 """Long runs in napari thread workers, shown live in layers (shared by widgets and viewer_api).
 
-- ``texture_run`` / ``pipeline_run``: resolve and read the layers, build the core generator (so a
-  bad option is a ``ValueError`` for the caller) and start a ``StyleRun``; the widgets pass
+- ``texture_run`` / ``pipeline_run``: resolve and read the layers (``texture_layers`` /
+  ``pipeline_layers``: a ``RunLayers``), build the core generator (so a bad option is a
+  ``ValueError`` for the caller) and start a ``StyleRun`` (``start_run``); the widgets pass
   their hooks (``on_done``, ``on_progress``, ``reuse``, ``color_output``), ``viewer_api``
-  returns the run's worker.
+  returns the run's worker. The all-frames runs (``stack_run``) share ``RunLayers`` and
+  ``start_run``.
 - ``estimate_and_warp``: the geometric stage as a generator (estimate, then warp every plane);
   an ``EstimateMonitor`` shows the GUI how far the estimate is (refine reports every step) and
   stops it when cancelled.
@@ -463,13 +465,6 @@ class StyleRun:
             free_device_memory()
         if self.on_done is not None:
             self.on_done(self)
-
-
-def start_style_run(viewer, steps, **kwargs) -> StyleRun:
-    """Create and start a :class:`StyleRun` (``reference_shape``: the content's (H, W))."""
-    run = StyleRun(viewer, steps, **kwargs)
-    run.start()
-    return run
 
 
 @dataclass
