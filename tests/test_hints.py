@@ -299,10 +299,10 @@ def test_warp_widget_hint_section_starts_hint_mode_on_the_live_warp(geo_viewer, 
 
     widget = GeometricWarpWidget(geo_viewer)
     qtbot.addWidget(widget)
-    assert "steer the estimate" in widget.hints.label.text() == HINT_HELP
+    assert "steer the estimate" in widget.hints.label.value == HINT_HELP
     widget.hints.toggle(True)  # no live warp yet: it says what to do first
-    assert widget.hints.hinted is None and "Run the estimate first" in widget.hints.label.text()
-    widget.model_combo.setCurrentText("affine+tps")
+    assert widget.hints.hinted is None and "Run the estimate first" in widget.hints.label.value
+    widget.model_combo.value = "affine+tps"
     widget.run()
     qtbot.waitUntil(lambda: widget.live is not None or widget.last_error, timeout=120000)
     qtbot.waitUntil(lambda: not widget.busy, timeout=120000)
@@ -311,7 +311,7 @@ def test_warp_widget_hint_section_starts_hint_mode_on_the_live_warp(geo_viewer, 
     hinted.session.content_hints.add([20.0, 20.0])
     hinted.session.style_hints.add([24.0, 20.0])
     qtbot.waitUntil(lambda: hinted.estimates == 1 and not hinted.busy, timeout=120000)
-    assert "confidence" in widget.hints.label.text()
+    assert "confidence" in widget.hints.label.value
     widget.hints.export(tmp_path / "hints.csv")
     _content, style = read_bigwarp_csv(tmp_path / "hints.csv")
     np.testing.assert_allclose(style, [[24.0, 20.0]])

@@ -17,12 +17,12 @@ def test_checkbox_is_offered_only_for_a_stack(geo_viewer, content_image, qtbot):
     widget = TextureTransferWidget(geo_viewer)
     qtbot.addWidget(widget)
     assert widget.content_combo.layer().name == "content"
-    assert widget.all_frames_check.isHidden()  # a 2D RGB image has no frames
-    widget.all_frames_check.setChecked(True)
+    assert widget.all_frames_check.native.isHidden()  # a 2D RGB image has no frames
+    widget.all_frames_check.value = True
     assert not widget.all_frames()
     geo_viewer.add_image(_stack(content_image), name="film", rgb=True)
     widget.content_combo.set_layer("film")
-    assert not widget.all_frames_check.isHidden() and widget.all_frames()
+    assert not widget.all_frames_check.native.isHidden() and widget.all_frames()
 
 
 def test_texture_all_frames_fills_a_stack_layer(geo_viewer, content_image, qtbot):
@@ -38,7 +38,7 @@ def test_texture_all_frames_fills_a_stack_layer(geo_viewer, content_image, qtbot
     widget.content_combo.set_layer(film)
     widget.style_rows[0].combo.set_layer("style")
     _tiny(widget)
-    widget.all_frames_check.setChecked(True)
+    widget.all_frames_check.value = True
     shown, show = [], widget._show_progress
 
     def progress(done, total, text):
@@ -71,7 +71,7 @@ def test_cancel_keeps_the_finished_frames(geo_viewer, content_image, qtbot):
     qtbot.addWidget(widget)
     widget.content_combo.set_layer(film)
     _tiny(widget, iterations=2000)
-    widget.all_frames_check.setChecked(True)
+    widget.all_frames_check.value = True
     run = widget.run()
     qtbot.waitUntil(lambda: "film textured" in geo_viewer.layers, timeout=WAIT_MS)
     widget.cancel()
@@ -88,9 +88,9 @@ def test_pipeline_all_frames_uses_one_geometry(geo_viewer, content_image, style_
     qtbot.addWidget(widget)
     widget.content_combo.set_layer("film")
     widget.style_combo.set_layer("style")
-    widget.model_combo.setCurrentText("affine")
+    widget.model_combo.value = "affine"
     _tiny(widget)
-    widget.all_frames_check.setChecked(True)
+    widget.all_frames_check.value = True
     run = widget.run()
     qtbot.waitUntil(lambda: not widget.running, timeout=WAIT_MS)
     assert run.error is None, run.error

@@ -35,7 +35,7 @@ def test_closing_the_texture_panel_stops_its_run_and_nothing_touches_the_closed_
 def test_closing_the_warp_panel_drops_its_estimate(geo_viewer, qtbot):
     widget = GeometricWarpWidget(geo_viewer)
     dock = geo_viewer.window.add_dock_widget(widget)
-    widget.model_combo.setCurrentText("affine")
+    widget.model_combo.value = "affine"
     widget.run()
     worker = widget.worker
     finished = []
@@ -67,7 +67,7 @@ def test_three_docked_widgets_with_every_section_open_fit_a_900_px_screen(
         viewer.window.add_dock_widget(widget, area="right")
         for box in ("advanced_box", "landmarks_box", "files_box"):
             if hasattr(widget, box):
-                getattr(widget, box).expand(animate=False)
+                getattr(widget, box).expand()
     window = widgets[0].window()
     window.resize(1600, 900)
     qtbot.wait(50)
@@ -306,14 +306,14 @@ def test_the_levels_spin_says_how_many_levels_run(geo_viewer, qtbot):
     widget = TextureTransferWidget(geo_viewer)
     qtbot.addWidget(widget)
     _tiny(widget)
-    widget.levels_spin.setValue(4)  # 4 asked, at 32 px fewer run
+    widget.levels_spin.value = 4  # 4 asked, at 32 px fewer run
     run = widget.run()
     qtbot.waitUntil(lambda: not widget.running, timeout=WAIT_MS)
     assert run.error is None, run.error
     shown = int(re.search(r"level \d+/(\d+)", widget.progress_bar.format()).group(1))
-    assert shown < 4 and f"({shown} run here)" in widget.levels_spin.suffix()
-    widget.size_spin.setValue(4096)
-    assert widget.levels_spin.suffix() == ""  # all four run at this size
+    assert shown < 4 and f"({shown} run here)" in widget.levels_spin.native.suffix()
+    widget.size_spin.value = 4096
+    assert widget.levels_spin.native.suffix() == ""  # all four run at this size
 
 
 def test_warp_input_errors_show_in_the_status(make_napari_viewer_proxy, qtbot):
@@ -324,12 +324,12 @@ def test_warp_input_errors_show_in_the_status(make_napari_viewer_proxy, qtbot):
     # one image: the second picker asks for another instead of showing the same one
     assert widget.content_combo.layer().name == "only"
     assert widget.style_combo.layer() is None
-    assert widget.style_combo.currentText() == "(open a second image)"
+    assert widget.style_combo.current_choice == "(open a second image)"
     widget.run()
     assert widget.status_label.text().startswith("not started: geometry style is missing")
     viewer.add_image(np.ones((32, 32), np.uint8), name="second")
     assert widget.style_combo.layer().name == "second"
-    assert widget.style_combo.findText("(open a second image)") == -1
+    assert "(open a second image)" not in widget.style_combo.names()
     assert not widget.status_label.text().startswith("not started")
 
 
@@ -344,7 +344,7 @@ def test_a_recreated_layer_status_goes_at_the_next_change(geo_viewer, qtbot):
     live.set_points(control, control + 3.0)
     _wait_idle(qtbot, live)
     assert "re-created" in widget.status_label.text()
-    widget.strength_slider.setValue(50)
+    widget.strength_slider.value = 0.5
     _wait_idle(qtbot, live)
     assert "re-created" not in widget.status_label.text()
 
@@ -363,7 +363,7 @@ def test_style_transfer_outputs_sit_beside_the_content_clear_of_a_live_warp(geo_
     _tiny(widget)
     widget.content_combo.set_layer("content")
     widget.style_combo.set_layer("style")
-    widget.model_combo.setCurrentText("affine")
+    widget.model_combo.value = "affine"
     run = widget.run()
     qtbot.waitUntil(lambda: not widget.running, timeout=WAIT_MS)
     assert run.error is None, run.error

@@ -50,7 +50,7 @@ def test_grid_is_drawn_over_the_output_and_never_becomes_active(geo_viewer, qtbo
     qtbot.addWidget(widget)
     widget.live = live = _live(geo_viewer)
     widget._update_enabled()
-    widget.grid_check.setChecked(True)
+    widget.grid_check.value = True
     assert geo_viewer.layers.selection.active.name == "content target points"
     grid = geo_viewer.layers["content deformation grid"]
     names = [layer.name for layer in geo_viewer.layers]
@@ -105,11 +105,11 @@ def test_strength_slider_rewarps_live_and_is_recorded(geo_viewer, qtbot):
     qtbot.addWidget(widget)
     live = widget._show_live(*_live_args(geo_viewer))
     content = np.asarray(geo_viewer.layers["content"].data, float)
-    widget.strength_slider.setValue(0)
+    widget.strength_slider.value = 0.0
     _idle(qtbot, live)
     np.testing.assert_allclose(np.asarray(live.warped.data, float), content, atol=1)
     assert live.warped.metadata["geostyle"]["strength"] == 0.0
-    widget.strength_slider.setValue(50)
+    widget.strength_slider.value = 0.5
     _idle(qtbot, live)
     assert live.warped.metadata["geostyle"]["strength"] == 0.5
     # half the 2 px shift: the control point lands half way
@@ -126,7 +126,7 @@ def test_fit_model_residuals_and_table(geo_viewer, qtbot):
     target[3] += [0.0, 6.0]  # one pair off the common shift
     live.target_points.data = target
     _idle(qtbot, live)
-    widget.fit_combo.setCurrentText("rigid")
+    widget.fit_combo.value = "rigid"
     _idle(qtbot, live)
     assert live.fit_model == "rigid" and "rigid fit" in live.status
     residuals = live.residuals()
@@ -163,7 +163,7 @@ def test_apply_to_labels_uses_nearest_and_makes_a_new_layer(geo_viewer, qtbot):
     labels[5:10, 5:10] = 3
     geo_viewer.add_labels(labels, name="cells")
     widget._refresh_apply_choices()
-    widget.apply_combo.setCurrentText("cells")
+    widget.apply_combo.value = "cells"
     new = widget.apply_to_layer()
     assert new.name == "cells warped" and new.data.dtype == np.int32
     assert set(np.unique(new.data)) <= {0, 3, 7}
@@ -179,8 +179,8 @@ def test_session_round_trip(geo_viewer, qtbot, tmp_path):
     widget = GeometricWarpWidget(geo_viewer)
     qtbot.addWidget(widget)
     live = widget._show_live(*_live_args(geo_viewer))
-    widget.fit_combo.setCurrentText("affine")
-    widget.strength_slider.setValue(80)
+    widget.fit_combo.value = "affine"
+    widget.strength_slider.value = 0.8
     _idle(qtbot, live)
     live.set_pair_active(1, False)
     _idle(qtbot, live)

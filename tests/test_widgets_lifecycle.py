@@ -28,7 +28,7 @@ def test_closing_the_viewer_during_a_texture_run_stops_it_quietly(geo_viewer, qt
 def test_closing_the_viewer_during_a_warp_run_is_quiet(geo_viewer, qtbot):
     widget = GeometricWarpWidget(geo_viewer)
     geo_viewer.window.add_dock_widget(widget)
-    widget.model_combo.setCurrentText("affine")
+    widget.model_combo.value = "affine"
     widget.run()
     worker = widget.worker
     finished = []
@@ -114,7 +114,7 @@ def test_geometric_style_transfer_never_overwrites_user_layers(geo_viewer, qtbot
     widget.content_combo.set_layer("content")
     widget.style_combo.set_layer("style")
     _tiny(widget)
-    widget.model_combo.setCurrentText("affine")
+    widget.model_combo.value = "affine"
     run = widget.run()
     qtbot.waitUntil(lambda: not widget.running, timeout=WAIT_MS)
     assert run.error is None, run.error
@@ -148,7 +148,7 @@ def test_texture_keeps_gray_uint16_content_gray_and_names_the_slice(
     assert 1000 <= layer.data.min() and layer.data.max() <= 5000
     np.testing.assert_allclose(layer.contrast_limits, (1000, 5000))
     # asking for colour (the style has colour) gives colour
-    widget.color_output_check.setChecked(True)
+    widget.color_output_check.value = True
     run = widget.run()
     qtbot.waitUntil(lambda: not widget.running, timeout=WAIT_MS)
     assert viewer.layers[run.output_name].data.shape[-1] == 3

@@ -95,18 +95,17 @@ def test_backbone_state_is_reported(geo_viewer, qtbot, tmp_path, monkeypatch):
     widget = TextureTransferWidget(geo_viewer)
     qtbot.addWidget(widget)
     # without VGG-19 the installed ImageNet network runs; VGG-19 is offered as an upgrade
-    assert "EfficientNet-Lite0" in widget.backbone_label.text()
-    assert not widget.fetch_button.isHidden()
-    assert "Upgrade" in widget.fetch_button.text()
-    assert "efficientnet" in [widget.backbone_combo.itemText(i)
-                              for i in range(widget.backbone_combo.count())]  # fmt: skip
+    assert "EfficientNet-Lite0" in widget.backbone_label.value
+    assert not widget.fetch_button.native.isHidden()
+    assert "Upgrade" in widget.fetch_button.text
+    assert "efficientnet" in widget.backbone_combo.choices
 
 
 def test_geometric_style_transfer_widget_runs_both_stages(geo_viewer, qtbot):
     widget = GeometricStyleTransferWidget(geo_viewer)
     qtbot.addWidget(widget)
     _tiny(widget)
-    widget.model_combo.setCurrentText("affine")
+    widget.model_combo.value = "affine"
     run = widget.run()
     qtbot.waitUntil(lambda: not widget.running, timeout=WAIT_MS)
     assert run.error is None, run.error
@@ -127,8 +126,8 @@ def test_cancel_stops_a_long_refinement_in_the_pipeline(geo_viewer, qtbot, monke
     widget = GeometricStyleTransferWidget(geo_viewer)
     qtbot.addWidget(widget)
     _tiny(widget)
-    widget.model_combo.setCurrentText("affine")
-    widget.method_combo.setCurrentText("refine")
+    widget.model_combo.value = "affine"
+    widget.method_combo.value = "refine"
     run = widget.run()
     qtbot.waitUntil(lambda: run.monitor.stage == "refining", timeout=WAIT_MS)
     widget.cancel()

@@ -49,7 +49,7 @@ def test_run_makes_warped_layer_and_paired_points_with_provenance(geo_viewer, qt
     qtbot.addWidget(widget)
     assert widget.content_combo.layer().name == "content"
     assert widget.style_combo.layer().name == "style"
-    widget.model_combo.setCurrentText("affine")
+    widget.model_combo.value = "affine"
     widget.run()
     qtbot.waitUntil(lambda: widget.live is not None or widget.last_error, timeout=WAIT_MS)
     assert widget.last_error is None, widget.last_error
@@ -82,7 +82,7 @@ def test_pickers_offer_only_image_layers_and_follow_the_layer_list(geo_viewer, q
     viewer.add_shapes(name="shapes")
     widget = GeometricWarpWidget(viewer)
     qtbot.addWidget(widget)
-    names = lambda combo: [combo.itemText(i) for i in range(combo.count())]
+    names = lambda combo: combo.names()
     assert names(widget.content_combo) == ["content", "style"]
     viewer.layers["style"].name = "renamed"
     assert "renamed" in names(widget.style_combo)
@@ -191,10 +191,10 @@ def test_bigwarp_csv_round_trip_and_exports(geo_viewer, qtbot, tmp_path):
     r, c = target[4].round().astype(int)
     np.testing.assert_allclose(field[r, c] + [r, c], restored.sample_points([[r, c]])[0], atol=1e-4)
 
-    widget.grid_check.setChecked(True)
+    widget.grid_check.value = True
     grid = geo_viewer.layers["content deformation grid"]
     assert grid.nshapes == 24
-    widget.grid_check.setChecked(False)
+    widget.grid_check.value = False
     assert "content deformation grid" not in geo_viewer.layers
 
 
@@ -272,16 +272,16 @@ def test_side_by_side_puts_each_point_set_over_its_own_image(geo_viewer, qtbot):
 def test_widget_toggle_moves_the_output_layers_and_the_grid(geo_viewer, qtbot):
     widget = GeometricWarpWidget(geo_viewer)
     qtbot.addWidget(widget)
-    assert widget.side_check.isChecked()
+    assert widget.side_check.value
     live = widget.start_from_landmarks()
-    widget.grid_check.setChecked(True)
+    widget.grid_check.value = True
     grid = geo_viewer.layers["content deformation grid"]
     for layer in (live.warped, live.target_points, grid):
         np.testing.assert_allclose(layer.translate, (0.0, 64 * 1.1))
     np.testing.assert_allclose(live.content_points.translate, (0.0, 0.0))
     active = geo_viewer.layers.selection.active
     assert active.name in (live.content_points.name, live.target_points.name)
-    widget.side_check.setChecked(False)
+    widget.side_check.value = False
     assert not live.side_by_side
     for layer in (live.warped, live.target_points, grid, live.content_points):
         np.testing.assert_allclose(layer.translate, (0.0, 0.0))
@@ -295,7 +295,7 @@ def test_widget_toggle_moves_the_output_layers_and_the_grid(geo_viewer, qtbot):
 def test_network_tps_lattice_lies_on_the_output(geo_viewer, qtbot):
     widget = GeometricWarpWidget(geo_viewer)
     qtbot.addWidget(widget)
-    widget.model_combo.setCurrentText("affine+tps")
+    widget.model_combo.value = "affine+tps"
     widget.run()
     qtbot.waitUntil(lambda: widget.live is not None or widget.last_error, timeout=WAIT_MS)
     assert widget.last_error is None, widget.last_error
@@ -312,9 +312,9 @@ def _gated_estimates(monkeypatch):
     import threading
     import time
 
-    from napari_geostyle._napari import runs
+    from napari_geostyle._napari import warp_runs
 
-    real = runs.estimate_and_warp
+    real = warp_runs.estimate_and_warp
     gates = []
 
     def gated(content, style, *args):
@@ -324,7 +324,7 @@ def _gated_estimates(monkeypatch):
             time.sleep(0.01)
         return (yield from real(content, style, *args))
 
-    monkeypatch.setattr(runs, "estimate_and_warp", gated)
+    monkeypatch.setattr(warp_runs, "estimate_and_warp", gated)
     return gates
 
 
@@ -334,7 +334,7 @@ def test_cancel_frees_the_widget_at_once_and_drops_the_abandoned_estimate(
     gates = _gated_estimates(monkeypatch)
     widget = GeometricWarpWidget(geo_viewer)
     qtbot.addWidget(widget)
-    widget.model_combo.setCurrentText("affine")
+    widget.model_combo.value = "affine"
     widget.run()
     abandoned = widget.worker
     assert widget.run_button.text() == "Cancel"
@@ -373,8 +373,8 @@ def test_refine_shows_its_steps_and_cancel_stops_it(geo_viewer, qtbot, monkeypat
     monkeypatch.setitem(estimate.REFINE, "affine_iterations", 100000)
     widget = GeometricWarpWidget(geo_viewer)
     qtbot.addWidget(widget)
-    widget.model_combo.setCurrentText("affine")
-    widget.method_combo.setCurrentText("refine")
+    widget.model_combo.value = "affine"
+    widget.method_combo.value = "refine"
     widget.run()
     worker = widget.worker
     # the bar first shows "networks done" (step 1); wait for a refinement step
@@ -400,7 +400,7 @@ def test_a_quick_second_click_on_run_is_not_a_cancel(geo_viewer, qtbot, monkeypa
     widget = GeometricWarpWidget(geo_viewer)
     qtbot.addWidget(widget)
     widget.show()
-    widget.model_combo.setCurrentText("affine")
+    widget.model_combo.value = "affine"
     qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
     qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)  # a double click's second
     worker = widget.worker

@@ -5,8 +5,8 @@ WAIT_MS = 60000  # generous: a 2-core machine shared with other processes
 
 def tiny(widget, iterations=2):
     """Options for a seconds-long CPU run (what a user would pick for a quick look)."""
-    widget.size_spin.setValue(32)
-    widget.levels_spin.setValue(1)
-    widget.iterations_spin.setValue(iterations)
-    widget.backbone_combo.setCurrentText("random")
-    widget.device_combo.setCurrentText("cpu")
+    widget.size_spin.value = 32
+    widget.levels_spin.value = 1
+    widget.iterations_spin.value = iterations
+    widget.backbone_combo.value = "random"
+    widget.device_combo.value = "cpu"

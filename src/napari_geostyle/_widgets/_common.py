@@ -1,63 +1,79 @@
-"""Small Qt pieces the GeoStyle widgets share: Image-layer pickers, console binding, devices."""
+"""Pieces the GeoStyle widgets share: magicgui Image-layer pickers that follow the layer list,
+collapsible sections, the Run/Cancel double-click guard, console binding, devices, scrolling."""
 
 from __future__ import annotations
 
-from qtpy.QtCore import QEvent, QObject, QSize, Qt, Signal
-from qtpy.QtWidgets import QComboBox, QScrollArea
+import time
+from collections.abc import Callable
+
+from magicgui.widgets import ComboBox, Container, PushButton
+from qtpy.QtCore import QEvent, QObject, QSize, Qt
+from qtpy.QtWidgets import QComboBox, QLabel, QScrollArea
 
 from .._napari.layer_data import image_layers, is_offerable_image, same_layer
 
 NONE_TEXT = "(same as style)"
 SECOND_IMAGE_TEXT = "(open a second image)"  # every image is taken by the other picker
+LAYER_LIST_EVENTS = ("inserted", "removed", "reordered", "renamed")
+MIN_NAME_CHARS = 8  # characters of a layer name a picker shows at least
 
 
-class LayerCombo(QComboBox):
-    """A picker of the viewer's non-empty Image layers, kept current as layers come and go.
+class LayerCombo(ComboBox):
+    """A magicgui picker of the viewer's non-empty Image layers (annotation
+    ``napari.layers.Image``), kept current by ``reset_choices``.
 
-    Refreshes when layers are inserted, removed, moved or renamed, keeping the chosen layer
-    when it is still there. ``optional_text`` adds a first entry meaning "none".
+    napari calls ``reset_choices`` on a docked widget when layers come, go, move or are renamed;
+    widgets call :func:`follow_layer_list` so that a widget that is not docked follows too.
+    A reset keeps the chosen layer when it is still there. ``optional_text`` adds a first entry
+    meaning "none".
 
     Until the user (or code, through :meth:`set_layer`) chooses a layer, the choice is automatic
     and follows the layer list: the first layer whose name matches one of ``prefer`` (exactly,
     then as a part of the name; a callable hint ``hint(viewer)`` returns a layer), else the
     first layer no ``avoid`` picker shows (optional pickers then stay on "none"). So a widget
     docked before any data picks distinct, sensible layers once File > Open Sample adds them.
-    ``refreshed`` is emitted after every refresh.
+    ``on_refreshed`` callbacks run after every reset.
     """
 
-    refreshed = Signal()
+    def __init__(
+        self,
+        viewer,
+        optional_text: str | None = None,
+        prefer: tuple = (),
+        label: str = "",
+        tooltip: str | None = None,
+    ):
+        from napari.layers import Image
 
-    def __init__(self, viewer, optional_text: str | None = None, parent=None, prefer: tuple = ()):
-        super().__init__(parent)
         self.viewer = viewer
         self.optional_text = optional_text
         self.prefer = tuple(prefer)
         self.avoid: list[LayerCombo] = []
         self.chosen_by_user = False
-        self._layers: list = []
-        self._watched: list = []
-        viewer.layers.events.inserted.connect(self._on_layers_changed)
-        viewer.layers.events.removed.connect(self._on_layers_changed)
-        viewer.layers.events.moved.connect(self._on_layers_changed)
-        self.activated.connect(self._on_user_choice)
-        self.destroyed.connect(_disconnector(viewer, self._on_layers_changed))
-        self.refresh()
+        self.refreshed: list[Callable] = []
+        self._chosen = None
+        super().__init__(
+            choices=self._layer_choices, annotation=Image, label=label, tooltip=tooltip
+        )
+        self.native.activated.connect(self._on_user_choice)
+        # as wide as the panel allows, not as the longest layer name: long names do not widen
+        # the dock (the list that drops down still shows them whole)
+        self.native.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.native.setMinimumContentsLength(MIN_NAME_CHARS)
 
     def _on_user_choice(self, _index=None) -> None:
         self.chosen_by_user = True
 
-    def _on_layers_changed(self, event=None) -> None:
-        self.refresh()
-
-    def _watch_names(self) -> None:
-        for layer in self._watched:
-            try:
-                layer.events.name.disconnect(self._on_layers_changed)
-            except (ValueError, RuntimeError, TypeError):
-                pass
-        self._watched = list(self.viewer.layers)
-        for layer in self._watched:
-            layer.events.name.connect(self._on_layers_changed)
+    def _layer_choices(self, _widget=None) -> list[tuple[str, object]]:
+        layers = image_layers(self.viewer)
+        entries: list[tuple[str, object]] = []
+        if self.optional_text is not None:
+            entries.append((self.optional_text, None))
+        elif self._chosen is None and layers:  # the only image(s) are the other picker's
+            entries.append((SECOND_IMAGE_TEXT, None))
+        return entries + [(layer.name, layer) for layer in layers]
 
     def automatic_choice(self):
         """The layer this picker shows while the user has not chosen one (or None)."""
@@ -83,70 +99,49 @@ class LayerCombo(QComboBox):
             return free[0]
         return None if self.avoid else (layers[0] if layers else None)
 
-    def refresh(self) -> None:
+    def reset_choices(self, *_) -> None:
+        """Rebuild the entries in layer-list order and choose the layer (one ``changed``)."""
         chosen = self.layer()
-        layers = image_layers(self.viewer)
-        self._watch_names()
         if not self.chosen_by_user or chosen is None and self.optional_text is None:
             chosen = self.automatic_choice()
-        self.blockSignals(True)
-        try:
-            self.clear()
-            self._layers = []
-            if self.optional_text is not None:
-                self.addItem(self.optional_text)
-                self._layers.append(None)
-            elif chosen is None and layers:  # the only image(s) are the other picker's
-                self.addItem(SECOND_IMAGE_TEXT)
-                self._layers.append(None)
-            for layer in layers:
-                self.addItem(layer.name)
-                self._layers.append(layer)
-            for index, candidate in enumerate(self._layers):
+        self._chosen = chosen
+        with self.changed.blocked():
+            self.native.clear()  # magicgui keeps old entries in place: the order would drift
+            super().reset_choices()
+            for index in range(self.native.count()):
+                candidate = self.native.itemData(index)
                 if candidate is not None and same_layer(candidate, chosen):
-                    self.setCurrentIndex(index)
-        finally:
-            self.blockSignals(False)
-        self.currentIndexChanged.emit(self.currentIndex())
-        self.refreshed.emit()
+                    self.native.setCurrentIndex(index)
+        self.changed.emit(self.value)
+        for callback in list(self.refreshed):
+            callback()
+
+    refresh = reset_choices
 
     def layer(self):
         """The chosen layer (None when nothing, or the optional entry, is chosen)."""
-        index = self.currentIndex()
-        if 0 <= index < len(self._layers):
-            layer = self._layers[index]
-            if layer is not None and is_offerable_image(layer) and layer in self.viewer.layers:
-                return layer
+        layer = self.native.itemData(self.native.currentIndex())
+        if layer is not None and is_offerable_image(layer) and layer in self.viewer.layers:
+            return layer
         return None
 
     def set_layer(self, layer) -> bool:
         """Choose ``layer`` (object or name), as a user would. False if it is not offered."""
-        for index, candidate in enumerate(self._layers):
-            if candidate is not None and (candidate.name == getattr(layer, "name", layer)):
+        for index in range(self.native.count()):
+            candidate = self.native.itemData(index)
+            if candidate is not None and candidate.name == getattr(layer, "name", layer):
                 self.chosen_by_user = True
-                self.setCurrentIndex(index)
+                self.native.setCurrentIndex(index)
                 return True
         return False
 
     def layers(self) -> list:
-        return [layer for layer in self._layers if layer is not None]
+        entries = (self.native.itemData(index) for index in range(self.native.count()))
+        return [layer for layer in entries if layer is not None]
 
-
-def _disconnector(viewer, callback):
-    """A slot for ``destroyed`` that stops a deleted picker from hearing the layer list."""
-
-    def disconnect(*_):
-        for emitter in (
-            viewer.layers.events.inserted,
-            viewer.layers.events.removed,
-            viewer.layers.events.moved,
-        ):
-            try:
-                emitter.disconnect(callback)
-            except (ValueError, RuntimeError, TypeError):
-                pass
-
-    return disconnect
+    def names(self) -> list[str]:
+        """The entries' texts, in order."""
+        return [self.native.itemText(index) for index in range(self.native.count())]
 
 
 def keep_different(first: LayerCombo, second: LayerCombo) -> None:
@@ -155,7 +150,7 @@ def keep_different(first: LayerCombo, second: LayerCombo) -> None:
     if first not in second.avoid:
         second.avoid.append(first)
 
-    def fix(_index=None):
+    def fix(*_):
         chosen = first.layer()
         if chosen is None or not same_layer(second.layer(), chosen):
             return
@@ -166,11 +161,112 @@ def keep_different(first: LayerCombo, second: LayerCombo) -> None:
                 second.chosen_by_user = user
                 return
 
-    first.currentIndexChanged.connect(fix)
-    second.currentIndexChanged.connect(fix)
-    first.refreshed.connect(fix)
-    second.refreshed.connect(fix)
-    second.refresh()
+    first.changed.connect(fix)
+    second.changed.connect(fix)
+    first.refreshed.append(fix)
+    second.refreshed.append(fix)
+    second.reset_choices()
+
+
+def follow_layer_list(widget, life: WidgetLife) -> None:
+    """Call ``widget.reset_choices`` when the viewer's layers come, go, move or are renamed
+    (napari does so for docked widgets only; the same callback is not connected twice), and
+    stop when the widget is deleted."""
+    events = widget.viewer.layers.events
+    for name in LAYER_LIST_EVENTS:
+        getattr(events, name).connect(widget.reset_choices)
+
+    def disconnect() -> None:
+        for name in LAYER_LIST_EVENTS:
+            try:
+                getattr(events, name).disconnect(widget.reset_choices)
+            except (ValueError, RuntimeError, TypeError):
+                pass
+
+    life.on_destroyed(disconnect)
+
+
+def run_or_cancel(busy: bool, started_at: float, run: Callable, cancel: Callable) -> None:
+    """A Run/Cancel button's click: start, or cancel the running work. A second click within
+    the double-click interval of the start is the rest of a double click, not a Cancel."""
+    from qtpy.QtWidgets import QApplication
+
+    if not busy:
+        run()
+        return
+    since_start_ms = (time.monotonic() - started_at) * 1000.0
+    if since_start_ms < QApplication.doubleClickInterval():
+        return
+    cancel()
+
+
+class Section(Container):
+    """A collapsible section: a header button that shows or hides a magicgui ``Container``."""
+
+    def __init__(self, title: str, widgets: list, expanded: bool = False, labels: bool = True):
+        self.title = title
+        self.header = PushButton(text=title, label="")
+        self.header.native.setFlat(True)
+        self.header.native.setStyleSheet("text-align: left; padding: 2px;")
+        self.body = Container(widgets=widgets, labels=labels)
+        self.body.margins = (0, 0, 0, 0)
+        super().__init__(widgets=[self.header, self.body], labels=False)
+        self.margins = (0, 0, 0, 0)
+        self.native.layout().setSpacing(0)
+        self.header.changed.connect(lambda *_: self.toggle())
+        self.expand() if expanded else self.collapse()
+
+    @property
+    def expanded(self) -> bool:
+        return not self.body.native.isHidden()
+
+    def expand(self) -> None:
+        self.body.native.setVisible(True)
+        self.header.text = f"\u25be {self.title}"
+
+    def collapse(self) -> None:
+        self.body.native.setVisible(False)
+        self.header.text = f"\u25b8 {self.title}"
+
+    def toggle(self) -> None:
+        self.collapse() if self.expanded else self.expand()
+
+
+def row(*widgets, name: str = "", label: str = "") -> Container:
+    """Widgets side by side, without labels (one form row)."""
+    box = Container(widgets=list(widgets), layout="horizontal", labels=False, label=label)
+    box.margins = (0, 0, 0, 0)
+    if name:
+        box.name = name
+    return box
+
+
+def align_labels(*containers: Container) -> None:
+    """Give each form's labels one width, measured in the font they are shown in (magicgui
+    measures them before napari's style sheet applies, so the fields would start unevenly).
+    Widgets call it when they are shown."""
+    for container in containers:
+        labels = []
+        for widget in container:
+            holder = widget.native.parentWidget()  # magicgui's label-and-widget row
+            if holder is None or holder is container.native or holder.layout() is None:
+                continue
+            label = holder.layout().itemAt(0).widget()
+            if isinstance(label, QLabel) and label is not widget.native:
+                label.ensurePolished()
+                labels.append(label)
+        if labels:
+            widest = max(label.sizeHint().width() for label in labels)
+            for label in labels:
+                label.setFixedWidth(widest)
+
+
+def form(*widgets, spacing: int = 2, labels: bool = True) -> Container:
+    """A compact column of widgets; ``labels``: a form, each widget's ``label`` at its left."""
+    box = Container(widgets=list(widgets), labels=labels)
+    box.margins = (0, 0, 0, 0)
+    box.native.layout().setSpacing(spacing)
+    return box
 
 
 class WidgetLife:
@@ -325,21 +421,3 @@ class _ScrollArea(QScrollArea):
     def sizeHint(self) -> QSize:
         inner = self.widget().sizeHint()
         return self._with_bar(inner, inner.height())
-
-
-def collapsible(title: str, form, expanded: bool = False):
-    """A section (superqt's QCollapsible) holding ``form``; starts collapsed unless ``expanded``."""
-    from qtpy.QtWidgets import QWidget
-    from superqt import QCollapsible
-
-    inner = QWidget()
-    form.setContentsMargins(0, 0, 0, 0)
-    inner.setLayout(form)
-    box = QCollapsible(title)
-    box.addWidget(inner)
-    box.layout().setContentsMargins(0, 0, 0, 0)
-    if expanded:
-        box.expand(animate=False)
-    else:
-        box.collapse(animate=False)
-    return box

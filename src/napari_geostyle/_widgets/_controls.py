@@ -1,4 +1,5 @@
-"""Building the widgets' controls: one helper per kind of control, and every tooltip in one place.
+"""Building the widgets' controls (magicgui widgets): one helper per kind of control, and every
+tooltip in one place.
 
 Widgets call ``combo``/``spin``/``check``/``button``/... with a key; the key's tooltip comes
 from ``TOOLTIPS`` (controls without an entry get none), so wording stays consistent across the
@@ -7,13 +8,9 @@ three widgets and is reviewed in one file.
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QPushButton,
-    QSpinBox,
-)
+from collections.abc import Callable, Iterable
+
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, PushButton, SpinBox
 
 TOOLTIPS = {
     # Geometric Warp
@@ -46,17 +43,17 @@ TOOLTIPS = {
 }
 
 
-def _tip(widget, key: str | None):
-    if key is not None and key in TOOLTIPS:
-        widget.setToolTip(TOOLTIPS[key])
-    return widget
+def tooltip(key: str | None) -> str | None:
+    """The tooltip of ``key`` (None for a control without one)."""
+    return TOOLTIPS.get(key) if key is not None else None
 
 
-def combo(items, tip: str | None = None) -> QComboBox:
+def combo(items: Iterable[str], tip: str | None = None, label: str = "") -> ComboBox:
     """A combo box of ``items`` (the first is the default)."""
-    box = QComboBox()
-    box.addItems(list(items))
-    return _tip(box, tip)
+    items = list(items)
+    return ComboBox(
+        choices=items, value=items[0] if items else None, label=label, tooltip=tooltip(tip)
+    )
 
 
 def spin(
@@ -65,15 +62,30 @@ def spin(
     value: int | None = None,
     tip: str | None = None,
     special: str | None = None,
-) -> QSpinBox:
-    """An integer spin box; ``special`` is shown for the minimum (e.g. "preset")."""
-    box = QSpinBox()
-    box.setRange(low, high)
-    if value is not None:
-        box.setValue(value)
-    if special is not None:
-        box.setSpecialValueText(special)
-    return _tip(box, tip)
+    label: str = "",
+) -> SpinBox | FloatSpinBox:
+    """An integer spin box; ``special`` is shown for the minimum (e.g. "preset").
+
+    With ``special`` it is a FloatSpinBox with no decimals (read it with ``int()``): magicgui's
+    SpinBox (superqt's QLargeIntSpinBox) shows neither a special text nor a suffix.
+    """
+    value = low if value is None else value
+    if special is None:
+        return SpinBox(min=low, max=high, value=value, label=label, tooltip=tooltip(tip))
+    box = whole_spin(low, high, value, tip, label)
+    box.native.setSpecialValueText(special)
+    return box
+
+
+def whole_spin(
+    low: int, high: int, value: int, tip: str | None = None, label: str = ""
+) -> FloatSpinBox:
+    """A spin box of whole numbers that can show a suffix or a special text (``native``'s
+    ``setSuffix``, ``setSpecialValueText``): a FloatSpinBox with no decimals, read with
+    ``int()`` (magicgui's SpinBox, superqt's QLargeIntSpinBox, has neither)."""
+    box = FloatSpinBox(min=low, max=high, step=1, value=value, label=label, tooltip=tooltip(tip))
+    box.native.setDecimals(0)
+    return box
 
 
 def double_spin(
@@ -83,29 +95,50 @@ def double_spin(
     step: float | None = None,
     tip: str | None = None,
     special: str | None = None,
-) -> QDoubleSpinBox:
-    """A float spin box; ``special`` is shown for the minimum (e.g. "default")."""
-    box = QDoubleSpinBox()
-    box.setRange(low, high)
-    if step is not None:
-        box.setSingleStep(step)
-    if value is not None:
-        box.setValue(value)
+    label: str = "",
+) -> FloatSpinBox:
+    """A float spin box (two decimals); ``special`` is shown for the minimum (e.g. "default")."""
+    box = FloatSpinBox(
+        min=low,
+        max=high,
+        step=1.0 if step is None else step,
+        value=low if value is None else value,
+        label=label,
+        tooltip=tooltip(tip),
+    )
+    box.native.setDecimals(2)
     if special is not None:
-        box.setSpecialValueText(special)
-    return _tip(box, tip)
+        box.native.setSpecialValueText(special)
+    return box
 
 
-def check(text: str, tip: str | None = None, on_toggled=None) -> QCheckBox:
-    box = QCheckBox(text)
+def check(
+    text: str, tip: str | None = None, on_toggled: Callable | None = None, value: bool = False
+) -> CheckBox:
+    """A check box showing ``text`` beside it (no form label); ``on_toggled(checked)``."""
+    box = CheckBox(text=text, value=value, label="", tooltip=tooltip(tip))
     if on_toggled is not None:
-        box.toggled.connect(on_toggled)
-    return _tip(box, tip)
+        box.changed.connect(on_toggled)
+    return box
 
 
-def button(text: str, on_click=None, tip: str | None = None) -> QPushButton:
-    """A push button; ``on_click`` is called with no arguments (Qt's ``checked`` is dropped)."""
+def button(text: str, on_click: Callable | None = None, tip: str | None = None) -> PushButton:
+    """A push button; ``on_click`` is called with no arguments (the button's state is dropped)."""
+    push = PushButton(text=text, label="", tooltip=tooltip(tip))
+    push.native.setAutoDefault(False)  # as a plain Qt button: Enter does not click it
+    if on_click is not None:
+        push.changed.connect(lambda *_: on_click())
+    return push
+
+
+def qt_button(text: str, on_click: Callable | None = None, tip: str | None = None):
+    """A plain Qt push button, for the few controls that stay Qt (the run/cancel button, the
+    landmark table's buttons)."""
+    from qtpy.QtWidgets import QPushButton
+
     push = QPushButton(text)
     if on_click is not None:
         push.clicked.connect(lambda *_: on_click())
-    return _tip(push, tip)
+    if tooltip(tip):
+        push.setToolTip(tooltip(tip))
+    return push

@@ -7,9 +7,9 @@ estimate's confidence, and says "the shapes may not match: add a hint" when it i
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QGridLayout, QLabel
+from magicgui.widgets import Label
 
-from ._common import collapsible
+from ._common import Section, row
 from ._controls import button
 
 HINT_HELP = (
@@ -26,38 +26,37 @@ class HintSection:
         self.widget = widget
         self.hinted = None
         self.toggle_button = button("Hint mode", self.toggle)
-        self.toggle_button.setCheckable(True)
+        self.toggle_button.native.setCheckable(True)
         self.undo_button = button("Undo hint", self.undo)
         self.export_button = button("Export hints (CSV)", self.export)
-        self.label = QLabel(HINT_HELP)
-        self.label.setWordWrap(True)
-        grid = QGridLayout()
-        grid.addWidget(self.label, 0, 0, 1, 3)
-        grid.addWidget(self.toggle_button, 1, 0)
-        grid.addWidget(self.undo_button, 1, 1)
-        grid.addWidget(self.export_button, 1, 2)
-        self.box = collapsible("hints", grid)
+        self.label = Label(value=HINT_HELP)
+        self.label.native.setWordWrap(True)
+        buttons = row(self.toggle_button, self.undo_button, self.export_button)
+        self.box = Section("hints", [self.label, buttons], labels=False)
 
     def toggle(self, on=None) -> None:
         from ..viewer_api import start_hint_mode
 
-        on = self.toggle_button.isChecked() if on is None else bool(on)
+        on = self.toggle_button.value if on is None else bool(on)
         if not on:
             if self.hinted is not None:
                 self.hinted.close()
             self.hinted = None
-            self.label.setText(HINT_HELP)
+            self.label.value = HINT_HELP
             return
         live = self.widget.live
-        style = self.widget.style_combo.currentText()
-        if live is None or live.closed or not style:
-            self.toggle_button.setChecked(False)
-            self.label.setText("Run the estimate first: hints steer a live warp.")
+        style = self.widget.style_combo.layer()
+        if live is None or live.closed or style is None:
+            self.toggle_button.native.setChecked(False)
+            self.label.value = "Run the estimate first: hints steer a live warp."
             return
         self.hinted = start_hint_mode(
-            self.widget.viewer, live, style, on_status=lambda text: self.label.setText(text)
+            self.widget.viewer, live, style.name, on_status=self._show_status
         )
-        self.toggle_button.setChecked(True)
+        self.toggle_button.native.setChecked(True)
+
+    def _show_status(self, text: str) -> None:
+        self.label.value = text
 
     def undo(self) -> None:
         if self.hinted is not None:

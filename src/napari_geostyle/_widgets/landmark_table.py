@@ -18,7 +18,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._controls import button
+from ._controls import qt_button
 
 COLUMNS = ("on", "content row", "content col", "output row", "output col", "residual")
 # headers on two lines, columns as wide as their contents: all six fit a docked panel
@@ -40,8 +40,9 @@ class LandmarkTable(QWidget):
         header.setStretchLastSection(True)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.itemChanged.connect(self._on_item_changed)
-        self.delete_button = button("Delete", self.delete_selected)
-        self.jump_button = button("Jump to", lambda: self.jump_to(self.selected_rows()[:1]))
+        # Qt: magicgui has no editable table with per-row check boxes, selection and jumps
+        self.delete_button = qt_button("Delete", self.delete_selected)
+        self.jump_button = qt_button("Jump to", lambda: self.jump_to(self.selected_rows()[:1]))
         self.table.cellDoubleClicked.connect(lambda row, _col: self.jump_to([row]))
         buttons = QHBoxLayout()
         buttons.addWidget(self.delete_button)
@@ -54,12 +55,16 @@ class LandmarkTable(QWidget):
     def sizeHint(self) -> QSize:
         """Wide enough to show every column whole (the dock opens at this width)."""
         table = self.table
+        header = table.horizontalHeader()
+        widths = [
+            max(header.sectionSizeHint(i), table.sizeHintForColumn(i))
+            for i in range(table.columnCount())
+        ]
+        # the stretched last column is never narrower than the default section size
+        widths[-1] = max(widths[-1], header.defaultSectionSize())
         width = (
             table.verticalHeader().sizeHint().width()
-            + sum(
-                max(table.horizontalHeader().sectionSizeHint(i), table.sizeHintForColumn(i))
-                for i in range(table.columnCount())
-            )
+            + sum(widths)
             + table.verticalScrollBar().sizeHint().width()
             + 2 * table.frameWidth()
             + self.layout().contentsMargins().left()

@@ -18,41 +18,50 @@ class GeometricStyleTransferWidget(TextureTransferWidget):
 
     stage = "geometric style"
 
-    def _build_inputs(self, form) -> None:
-        self.content_combo = LayerCombo(self.viewer, prefer=("content",))
-        self.style_combo = LayerCombo(self.viewer, prefer=("style", "geometry style"))
+    def _build_inputs(self) -> list:
+        self.content_combo = LayerCombo(self.viewer, prefer=("content",), label="content")
+        self.style_combo = LayerCombo(
+            self.viewer, prefer=("style", "geometry style"), label="style"
+        )
         keep_different(self.content_combo, self.style_combo)
         # optional pickers stay on "(same as style)" unless a layer is plainly meant for them
-        self.geometry_combo = LayerCombo(self.viewer, optional_text=NONE_TEXT)
+        self.geometry_combo = LayerCombo(
+            self.viewer, optional_text=NONE_TEXT, label="geometry from"
+        )
         self.texture_combo = LayerCombo(
-            self.viewer, optional_text=NONE_TEXT, prefer=("texture style", "texture")
+            self.viewer,
+            optional_text=NONE_TEXT,
+            prefer=("texture style", "texture"),
+            label="texture from",
         )
         for picker in (self.geometry_combo, self.texture_combo):
             picker.avoid.extend([self.content_combo, self.style_combo])
-            picker.refresh()
+            picker.reset_choices()
         for picker in (
             self.content_combo,
             self.style_combo,
             self.geometry_combo,
             self.texture_combo,
         ):
-            picker.currentIndexChanged.connect(self._clear_stale_status)
-        self.model_combo = combo(MODELS)
-        self.method_combo = combo(METHODS, "method")
-        form.addRow("content", self.content_combo)
-        form.addRow("style", self.style_combo)
-        form.addRow("geometry from", self.geometry_combo)
-        form.addRow("texture from", self.texture_combo)
-        form.addRow("warp model", self.model_combo)
-        form.addRow("warp method", self.method_combo)
+            picker.changed.connect(self._clear_stale_status)
+        self.model_combo = combo(MODELS, label="warp model")
+        self.method_combo = combo(METHODS, "method", label="warp method")
+        return [
+            self.content_combo,
+            self.style_combo,
+            self.geometry_combo,
+            self.texture_combo,
+            self.model_combo,
+            self.method_combo,
+        ]
 
     def _start(self):
         from .._napari.runs import pipeline_run
         from .._napari.stack_run import stack_pipeline_run
 
         options = self.options()
-        options["model"] = self.model_combo.currentText()
-        options["method"] = self.method_combo.currentText()
+        options["model"] = self.model_combo.value
+        options["method"] = self.method_combo.value
         return (stack_pipeline_run if self.all_frames() else pipeline_run)(
             self.viewer,
             self.content_combo.layer(),

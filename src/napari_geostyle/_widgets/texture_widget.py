@@ -4,27 +4,24 @@ from __future__ import annotations
 
 import time
 
-from qtpy.QtWidgets import (
-    QApplication,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QProgressBar,
-    QVBoxLayout,
-    QWidget,
-)
+from magicgui.widgets import Container, Label
+from qtpy.QtWidgets import QAbstractSpinBox, QLabel, QProgressBar, QWidget
 
 from ..core.texture import PRESET_NAMES, PRESET_SIZES
 from ..core.texture_trunks import BACKBONE_LABELS, BACKBONES
 from ._common import (
     LayerCombo,
+    Section,
     WidgetLife,
+    align_labels,
     bind_console,
-    collapsible,
     device_names,
+    follow_layer_list,
+    form,
+    run_or_cancel,
     scroll_body,
 )
-from ._controls import button, check, combo, double_spin, spin
+from ._controls import button, check, combo, double_spin, qt_button, spin, whole_spin
 
 PREVIEW_EVERY = 5  # iterations between live previews of the result
 TEXTURE_HINTS = ("texture style", "texture", "style")
@@ -39,22 +36,26 @@ def latest_warped_layer(viewer):
     return None
 
 
-class StyleRow(QWidget):
+class StyleRow(Container):
     """One texture-style layer and its weight."""
 
-    def __init__(self, viewer, on_remove, parent=None, avoid=()):
-        super().__init__(parent)
+    def __init__(self, viewer, on_remove, avoid=()):
         self.combo = LayerCombo(viewer, prefer=TEXTURE_HINTS)
-        self.combo.avoid.extend(avoid)
-        self.combo.refresh()
         self.weight = double_spin(0.0, 100.0, 1.0, step=0.1, tip="style_weight_row")
         self.remove_button = button("−", lambda: on_remove(self), "remove_style")
-        self.remove_button.setMaximumWidth(28)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.combo, 3)
-        layout.addWidget(self.weight, 1)
-        layout.addWidget(self.remove_button)
+        self.remove_button.native.setMaximumWidth(28)
+        # no step buttons: the weight is typed (or scrolled), and the picker keeps the width
+        self.weight.native.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.NoButtons)
+        super().__init__(
+            widgets=[self.combo, self.weight, self.remove_button], layout="horizontal", labels=False
+        )
+        self.margins = (0, 0, 0, 0)
+        layout = self.native.layout()
+        layout.setSpacing(4)
+        layout.setStretch(0, 3)
+        layout.setStretch(1, 1)
+        self.combo.avoid.extend(avoid)
+        self.combo.reset_choices()
 
 
 class TextureTransferWidget(QWidget):
@@ -71,31 +72,33 @@ class TextureTransferWidget(QWidget):
         self.life.on_destroyed(self._abandon_run)
         self.life.on_panel_closed(self._panel_closed)
 
-        self.size_spin = spin(32, 8192, PRESET_SIZES[PRESET_NAMES[0]], "size")
-        self.preset_combo = combo(PRESET_NAMES)
-        self.preset_combo.currentTextChanged.connect(
-            lambda preset: self.size_spin.setValue(PRESET_SIZES[preset])
+        self.size_spin = spin(32, 8192, PRESET_SIZES[PRESET_NAMES[0]], "size", label="size")
+        self.preset_combo = combo(PRESET_NAMES, label="preset")
+        self.preset_combo.changed.connect(
+            lambda preset: setattr(self.size_spin, "value", PRESET_SIZES[preset])
         )
         self.color_check = check("preserve colour", "preserve_colour")
-        self.device_combo = combo(device_names())
+        self.device_combo = combo(device_names(), label="device")
 
         # advanced: 0 means "the preset's value"
-        self.iterations_spin = spin(0, 5000, special="preset")
-        self.levels_spin = spin(1, 6, 4)
-        self.levels_spin.setToolTip(
+        self.iterations_spin = spin(0, 5000, special="preset", label="iterations per level")
+        self.levels_spin = whole_spin(1, 6, 4, label="pyramid levels")  # its suffix: below
+        self.levels_spin.tooltip = (
             "at most this many levels: levels too small for the network are left out"
         )
-        self.style_weight_spin = double_spin(0.0, 1e6, special="default")
-        self.content_weight_spin = double_spin(0.0, 1e6, special="default")
-        self.backbone_combo = combo(BACKBONES, "backbone")
-        self.seed_spin = spin(0, 2**31 - 1)
+        self.style_weight_spin = double_spin(0.0, 1e6, special="default", label="style weight")
+        self.content_weight_spin = double_spin(0.0, 1e6, special="default", label="content weight")
+        self.backbone_combo = combo(BACKBONES, "backbone", label="backbone")
+        self.seed_spin = spin(0, 2**31 - 1, label="seed")
         self.reuse_check = check("update the previous result layer", "reuse")
         self.color_output_check = check("colour result for gray content", "colour_output")
         self.all_frames_check = check("all frames", "all_frames")
 
-        self.backbone_label = QLabel()  # one line; the details are in its tooltip
+        self.backbone_label = Label()  # one line; the details are in its tooltip
         self.fetch_button = button("Upgrade: fetch VGG-19 (548 MB)", self.fetch_weights)
-        self.run_button = button("Run", self.run_or_cancel)
+        # Qt: magicgui has no button whose text flips to Cancel with a progress bar and a
+        # word-wrapped status beside it
+        self.run_button = qt_button("Run", self.run_or_cancel)
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
@@ -104,63 +107,78 @@ class TextureTransferWidget(QWidget):
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
 
-        form = QFormLayout()
-        self._build_inputs(form)
-        form.addRow("", self.all_frames_check)
-        self.content_combo.currentIndexChanged.connect(self._update_frames_choice)
+        self.form = form(
+            *self._build_inputs(),
+            self.all_frames_check,
+            self.size_spin,
+            self.preset_combo,
+            self.color_check,
+            self.device_combo,
+        )
+        self.content_combo.changed.connect(self._update_frames_choice)
         self._update_frames_choice()
-        self.content_combo.currentIndexChanged.connect(self._update_levels_note)
-        self.size_spin.valueChanged.connect(self._update_levels_note)
-        self.levels_spin.valueChanged.connect(self._update_levels_note)
+        self.content_combo.changed.connect(self._update_levels_note)
+        self.size_spin.changed.connect(self._update_levels_note)
+        self.levels_spin.changed.connect(self._update_levels_note)
         self._update_levels_note()
-        form.addRow("size", self.size_spin)
-        form.addRow("preset", self.preset_combo)
-        form.addRow("", self.color_check)
-        form.addRow("device", self.device_combo)
-        advanced = QFormLayout()
-        advanced.addRow("iterations per level", self.iterations_spin)
-        advanced.addRow("pyramid levels", self.levels_spin)
-        advanced.addRow("style weight", self.style_weight_spin)
-        advanced.addRow("content weight", self.content_weight_spin)
-        advanced.addRow("backbone", self.backbone_combo)
-        advanced.addRow("seed", self.seed_spin)
-        advanced.addRow("", self.color_output_check)
-        advanced.addRow("", self.reuse_check)
-        advanced.addRow(self.fetch_button)
-        self.advanced_box = collapsible("advanced", advanced)
+        self.advanced_box = Section(
+            "advanced",
+            [
+                self.iterations_spin,
+                self.levels_spin,
+                self.style_weight_spin,
+                self.content_weight_spin,
+                self.backbone_combo,
+                self.seed_spin,
+                self.color_output_check,
+                self.reuse_check,
+                self.fetch_button,
+            ],
+        )
+        self.sections = form(self.advanced_box, self.backbone_label, spacing=4, labels=False)
         layout = scroll_body(self)
         layout.setSpacing(4)
-        layout.addLayout(form)
-        layout.addWidget(self.advanced_box)
-        layout.addWidget(self.backbone_label)
+        layout.addWidget(self.form.native)
+        layout.addWidget(self.sections.native)
         layout.addWidget(self.run_button)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status_label)
         layout.addStretch(1)
 
+        follow_layer_list(self, self.life)
         self.refresh_backbone_state()
         bind_console(napari_viewer)
 
+    def showEvent(self, event) -> None:
+        align_labels(self.form, self.advanced_box.body)
+        super().showEvent(event)
+
+    def reset_choices(self, *_) -> None:
+        """Refresh every layer choice (napari calls it on docked widgets as layers change)."""
+        self.form.reset_choices()
+
     # ----------------------------------------------------------------- inputs
-    def _build_inputs(self, form) -> None:
-        self.content_combo = LayerCombo(self.viewer, prefer=(latest_warped_layer, "content"))
-        self.content_combo.currentIndexChanged.connect(self._clear_stale_status)
+    def _build_inputs(self) -> list:
+        """The input controls at the top of the form (content, styles and their weights)."""
+        self.content_combo = LayerCombo(
+            self.viewer, prefer=(latest_warped_layer, "content"), label="content"
+        )
+        self.content_combo.changed.connect(self._clear_stale_status)
         self.style_rows: list[StyleRow] = []
-        self.styles_box = QVBoxLayout()
+        self.styles_box = Container(labels=False, label="style, weight")
+        self.styles_box.margins = (0, 0, 0, 0)
         self.add_style_button = button("+ add style", self.add_style_row)
-        form.addRow("content", self.content_combo)
-        form.addRow("texture style, weight", self.styles_box)
-        form.addRow("", self.add_style_button)
         self.add_style_row()
+        return [self.content_combo, self.styles_box, self.add_style_button]
 
     def add_style_row(self, layer=None) -> StyleRow:
         avoid = [self.content_combo, *(r.combo for r in self.style_rows)]
         row = StyleRow(self.viewer, self._remove_style_row, avoid=avoid)
-        row.combo.currentIndexChanged.connect(self._clear_stale_status)
+        row.combo.changed.connect(self._clear_stale_status)
         if layer is not None:
             row.combo.set_layer(layer)
         self.style_rows.append(row)
-        self.styles_box.addWidget(row)
+        self.styles_box.append(row)
         self._update_remove_buttons()
         return row
 
@@ -168,13 +186,13 @@ class TextureTransferWidget(QWidget):
         if len(self.style_rows) <= 1:
             return
         self.style_rows.remove(row)
-        self.styles_box.removeWidget(row)
-        row.deleteLater()
+        self.styles_box.remove(row)
+        row.native.deleteLater()
         self._update_remove_buttons()
 
     def _update_remove_buttons(self) -> None:
         for row in self.style_rows:
-            row.remove_button.setEnabled(len(self.style_rows) > 1)
+            row.remove_button.enabled = len(self.style_rows) > 1
 
     # ----------------------------------------------------------------- backbone
     def refresh_backbone_state(self) -> dict:
@@ -183,13 +201,13 @@ class TextureTransferWidget(QWidget):
         state = describe_vgg19_weights()
         looked = "\n".join(f"{entry['where']}: {entry['path']}" for entry in state["looked"])
         if state["found"]:
-            self.backbone_label.setText("texture network: ImageNet VGG-19")
-            self.fetch_button.setVisible(False)
-            self.backbone_label.setToolTip(f"'auto' uses {state['source']}")
+            self.backbone_label.value = "texture network: ImageNet VGG-19"
+            self.fetch_button.visible = False
+            self.backbone_label.tooltip = f"'auto' uses {state['source']}"
         else:
-            self.backbone_label.setText("texture network: ImageNet EfficientNet-Lite0 (installed)")
-            self.fetch_button.setVisible(True)
-            self.backbone_label.setToolTip(
+            self.backbone_label.value = "texture network: ImageNet EfficientNet-Lite0 (installed)"
+            self.fetch_button.visible = True
+            self.backbone_label.tooltip = (
                 "'auto' uses the ImageNet EfficientNet-Lite0 that came with the plugin. The "
                 "ImageNet VGG-19 (Gatys et al.'s own network, a 548 MB download once) is an "
                 f"upgrade: fetch it under 'advanced', or set {state['env_var']}. "
@@ -199,52 +217,41 @@ class TextureTransferWidget(QWidget):
 
     def fetch_weights(self) -> None:
         """Download the ImageNet VGG-19 weights in a thread worker (with a progress message)."""
-        from napari.qt.threading import create_worker
         from napari.utils.notifications import show_error, show_info
 
-        from ..core.weights import download_vgg19_weights
-
-        worker = create_worker(
-            download_vgg19_weights, False, _start_thread=False, _ignore_errors=True
-        )
-        self.fetch_button.setEnabled(False)
-        self.backbone_label.setText("downloading the VGG-19 weights (548 MB)…")
-
-        def done(path):
-            show_info(f"GeoStyle: VGG-19 weights saved to {path}")
-
-        def failed(error):
-            show_error(f"GeoStyle: {error}")
+        from .._napari.downloads import start_vgg19_download
 
         def finished():
-            self.fetch_button.setEnabled(True)
+            self.fetch_button.enabled = True
             self.refresh_backbone_state()
 
-        worker.returned.connect(done)
-        worker.errored.connect(failed)
-        worker.finished.connect(finished)
-        self.fetch_worker = worker
-        worker.start()
+        self.fetch_button.enabled = False
+        self.backbone_label.value = "downloading the VGG-19 weights (548 MB)…"
+        self.fetch_worker = start_vgg19_download(
+            lambda path: show_info(f"GeoStyle: VGG-19 weights saved to {path}"),
+            lambda error: show_error(f"GeoStyle: {error}"),
+            finished,
+        )
 
     # ----------------------------------------------------------------- running
     def options(self) -> dict:
         """The texture options chosen in the widget (as ``iter_texture_transfer`` takes them)."""
         options = {
-            "size": self.size_spin.value(),
-            "preset": self.preset_combo.currentText(),
-            "levels": self.levels_spin.value(),
-            "preserve_color": self.color_check.isChecked(),
-            "device": self.device_combo.currentText(),
-            "backbone": self.backbone_combo.currentText(),
-            "seed": self.seed_spin.value(),
+            "size": self.size_spin.value,
+            "preset": self.preset_combo.value,
+            "levels": int(self.levels_spin.value),
+            "preserve_color": self.color_check.value,
+            "device": self.device_combo.value,
+            "backbone": self.backbone_combo.value,
+            "seed": self.seed_spin.value,
             "preview_every": PREVIEW_EVERY,
         }
-        if self.iterations_spin.value() > 0:
-            options["iterations"] = self.iterations_spin.value()
-        if self.style_weight_spin.value() > 0:
-            options["style_weight"] = self.style_weight_spin.value()
-        if self.content_weight_spin.value() > 0:
-            options["content_weight"] = self.content_weight_spin.value()
+        if self.iterations_spin.value > 0:
+            options["iterations"] = int(self.iterations_spin.value)
+        if self.style_weight_spin.value > 0:
+            options["style_weight"] = self.style_weight_spin.value
+        if self.content_weight_spin.value > 0:
+            options["content_weight"] = self.content_weight_spin.value
         return options
 
     @property
@@ -252,15 +259,9 @@ class TextureTransferWidget(QWidget):
         return self.run_state is not None and self.run_state.running
 
     def run_or_cancel(self) -> None:
-        """The Run button: start, or cancel a running run. A second click within the
-        double-click interval of the start is the rest of a double click, not a Cancel."""
-        if self.running:
-            since_start_ms = (time.monotonic() - self._started_at) * 1000.0
-            if since_start_ms < QApplication.doubleClickInterval():
-                return
-            self.cancel()
-        else:
-            self.run()
+        """The Run button: start, or cancel a running run (not on a double click's second
+        click)."""
+        run_or_cancel(self.running, self._started_at, self.run, self.cancel)
 
     def cancel(self) -> None:
         """Stop after the current iteration; the last preview stays."""
@@ -288,7 +289,7 @@ class TextureTransferWidget(QWidget):
         from .._napari.stack_run import has_frames
 
         layer = self.content_combo.layer()
-        self.all_frames_check.setHidden(layer is None or not has_frames(layer))
+        self.all_frames_check.visible = layer is not None and has_frames(layer)
 
     def _update_levels_note(self, *_) -> None:
         """The levels spin says how many levels run at this size ("4 (3 run here)"): the
@@ -297,19 +298,19 @@ class TextureTransferWidget(QWidget):
         from ..core.texture import level_shapes
 
         layer = self.content_combo.layer()
-        size = self.size_spin.value()
+        size = self.size_spin.value
         shape = (size, size)
         if layer is not None:
             data = layer.data[0] if layer.multiscale else layer.data
             spatial = data.shape[-3:-1] if layer.rgb else data.shape[-2:]
             shape = fit_longest_side(spatial, size)
-        levels = self.levels_spin.value()
+        levels = int(self.levels_spin.value)
         running = len(level_shapes(shape, levels))
-        self.levels_spin.setSuffix(f"  ({running} run here)" if running < levels else "")
+        self.levels_spin.native.setSuffix(f"  ({running} run here)" if running < levels else "")
 
     def all_frames(self) -> bool:
         """Whether a run does every frame of the content (ticked and offered)."""
-        return self.all_frames_check.isChecked() and not self.all_frames_check.isHidden()
+        return self.all_frames_check.value and not self.all_frames_check.native.isHidden()
 
     def _clear_stale_status(self, *_):
         if self.status_label.text().startswith(("not started", "failed")):
@@ -329,7 +330,7 @@ class TextureTransferWidget(QWidget):
         styles = [row.combo.layer() for row in self.style_rows]
         options = self.options()
         if len(styles) > 1:
-            options["style_weights"] = [row.weight.value() for row in self.style_rows]
+            options["style_weights"] = [row.weight.value for row in self.style_rows]
         return (stack_texture_run if self.all_frames() else texture_run)(
             self.viewer, self.content_combo.layer(), styles, **self._run_hooks(), **options
         )
@@ -338,8 +339,8 @@ class TextureTransferWidget(QWidget):
         return {
             "on_done": self._finished,
             "on_progress": self._show_progress,
-            "reuse": self.reuse_check.isChecked(),
-            "color_output": self.color_output_check.isChecked(),
+            "reuse": self.reuse_check.value,
+            "color_output": self.color_output_check.value,
         }
 
     def run(self):

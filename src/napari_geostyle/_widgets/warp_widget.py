@@ -5,39 +5,30 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import (
-    QApplication,
-    QFormLayout,
-    QGridLayout,
-    QHBoxLayout,
-    QLabel,
-    QProgressBar,
-    QSlider,
-    QWidget,
-)
+from magicgui.widgets import ComboBox, FloatSlider, Label
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
 
-from .._napari.layer_data import (
-    leading_shape,
-    read_layer_image,
-    resolve_image_layer,
-    same_layer,
-    slices_shape,
-)
+from .._napari.layer_data import leading_shape, read_layer_image, resolve_image_layer
 from ..core.estimate import METHODS
 from ..core.estimate import MODELS as _CORE_MODELS
 from ..core.landmark_models import FIT_MODELS
 from ._common import (
     LayerCombo,
+    Section,
     WidgetLife,
+    align_labels,
     bind_console,
     choose_file,
-    collapsible,
     device_names,
+    follow_layer_list,
+    form,
     keep_different,
+    row,
+    run_or_cancel,
     scroll_body,
 )
-from ._controls import TOOLTIPS, button, check, combo
+from ._controls import button, check, combo, qt_button, tooltip
 from .hint_section import HintSection
 
 DEFAULT_MODEL = "affine+tps"
@@ -71,12 +62,11 @@ class GeometricWarpWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.live = None
-        self.worker = None
+        self.worker = None  # the running estimate's thread worker
         self.last_error = None
-        self._run_id = 0  # a cancelled (or superseded) estimate's result is dropped
+        self._estimate = None  # the running WarpEstimate (a cancelled one is abandoned)
         self._started_at = float("-inf")  # time.monotonic() of the last Run
         self._running_text = ""
-        self._monitor = None  # the running estimate's EstimateMonitor
         # The status and the bar are updated once a second from the monitor. No animated busy
         # bar: under software OpenGL each of its frames repaints the whole window, which took
         # CPU from the estimate on 2 cores (the estimate of the 1024 px interactivity
@@ -88,38 +78,41 @@ class GeometricWarpWidget(QWidget):
         self.life.on_destroyed(self._stop_everything)
         self.life.on_panel_closed(self._panel_closed)
 
-        self.content_combo = LayerCombo(napari_viewer, prefer=("content",))
-        self.style_combo = LayerCombo(napari_viewer, prefer=("geometry style", "geometry", "style"))
+        self.content_combo = LayerCombo(napari_viewer, prefer=("content",), label="content")
+        self.style_combo = LayerCombo(
+            napari_viewer, prefer=("geometry style", "geometry", "style"), label="geometry style"
+        )
         keep_different(self.content_combo, self.style_combo)
-        self.model_combo = combo(MODELS)
-        self.method_combo = combo(METHODS, "method")
-        self.device_combo = combo(device_names())
-        self.slice_combo = combo(SLICE_MODES, "stacks")
-        self.run_button = button("Run", self.run_or_cancel)
+        self.model_combo = combo(MODELS, label="model")
+        self.method_combo = combo(METHODS, "method", label="method")
+        self.device_combo = combo(device_names(), label="device")
+        self.slice_combo = combo(SLICE_MODES, "stacks", label="stacks")
+        self.strength_slider = FloatSlider(
+            min=0.0, max=1.0, step=1 / STRENGTH_STEPS, value=1.0, label="strength",
+            tooltip=tooltip("strength"),
+        )  # fmt: skip
+        self.strength_slider.changed.connect(self._on_strength_changed)
         self.landmarks_button = button(
             "Start from landmarks", self.start_from_landmarks, "start_from_landmarks"
         )
+        # Qt: magicgui has no button whose text flips to Cancel with a progress bar and a
+        # word-wrapped status beside it
+        self.run_button = qt_button("Run", self.run_or_cancel)
         self.status_label = QLabel("Pick a content and a geometry-style layer, then Run.")
         self.status_label.setWordWrap(True)
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
         self.progress_bar.setVisible(False)
-        self.strength_slider = QSlider(Qt.Orientation.Horizontal)
-        self.strength_slider.setRange(0, STRENGTH_STEPS)
-        self.strength_slider.setValue(STRENGTH_STEPS)
-        self.strength_slider.setToolTip(TOOLTIPS["strength"])
-        self.strength_label = QLabel("1.00")
-        self.strength_slider.valueChanged.connect(self._on_strength_changed)
-        self.fit_combo = combo(LANDMARK_FITS, "landmark_fit")
-        self.fit_combo.currentTextChanged.connect(self._on_fit_changed)
-        self.content_combo.currentIndexChanged.connect(self._clear_stale_status)
-        self.style_combo.currentIndexChanged.connect(self._clear_stale_status)
+        self.fit_combo = combo(LANDMARK_FITS, "landmark_fit", label="landmark fit")
+        self.fit_combo.changed.connect(self._on_fit_changed)
+        self.content_combo.changed.connect(self._clear_stale_status)
+        self.style_combo.changed.connect(self._clear_stale_status)
 
         self.undo_button = button("Undo", self.undo)
         self.redo_button = button("Redo", self.redo)
-        self.undo_button.setShortcut("Ctrl+Z")
-        self.redo_button.setShortcut("Ctrl+Shift+Z")
+        self.undo_button.native.setShortcut("Ctrl+Z")
+        self.redo_button.native.setShortcut("Ctrl+Shift+Z")
         self.import_button = button("Import BigWarp CSV…", self.import_csv)
         self.export_button = button("Export BigWarp CSV…", self.export_csv)
         self.json_button = button("Export transform JSON…", self.export_transform)
@@ -127,77 +120,79 @@ class GeometricWarpWidget(QWidget):
             "Export displacement .npy…", self.export_displacement, "export_displacement"
         )
         self.grid_check = check("Show deformation grid", on_toggled=self._on_grid_toggled)
-        self.side_check = check("side by side", "side_by_side", self._on_side_toggled)
-        self.side_check.setChecked(True)
+        self.side_check = check("side by side", "side_by_side", self._on_side_toggled, True)
         self.table_button = button("Landmark table", self.show_landmark_table)
         self.apply_button = button("Apply to layer…", self.apply_to_layer, "apply_to_layer")
-        self.apply_combo = combo((), "apply_layer")
+        self.apply_combo = ComboBox(
+            choices=self._apply_choices, label="", tooltip=tooltip("apply_layer")
+        )
         self.inverse_check = check("inverse", "inverse")
         self.save_session_button = button("Save session…", self.save_session)
         self.load_session_button = button("Load session…", self.load_session)
         self.table_dock = None
 
-        form = QFormLayout()
-        form.addRow("content", self.content_combo)
-        form.addRow("geometry style", self.style_combo)
-        form.addRow("model", self.model_combo)
-        strength_row = QHBoxLayout()
-        strength_row.addWidget(self.strength_slider, 1)
-        strength_row.addWidget(self.strength_label)
-        form.addRow("strength", strength_row)
-        advanced = QFormLayout()
-        advanced.addRow("method", self.method_combo)
-        advanced.addRow("device", self.device_combo)
-        advanced.addRow("stacks", self.slice_combo)
-        edits = QGridLayout()
-        edits.addWidget(QLabel("landmark fit"), 0, 0)
-        edits.addWidget(self.fit_combo, 0, 1)
-        edits.addWidget(self.undo_button, 1, 0)
-        edits.addWidget(self.redo_button, 1, 1)
-        edits.addWidget(self.table_button, 2, 0)
-        edits.addWidget(self.grid_check, 2, 1)
-        edits.addWidget(self.side_check, 3, 0)
-        edits.addWidget(self.apply_combo, 4, 0)
-        apply_row = QHBoxLayout()
-        apply_row.addWidget(self.apply_button)
-        apply_row.addWidget(self.inverse_check)
-        edits.addLayout(apply_row, 4, 1)
-        files = QGridLayout()
-        files.addWidget(self.import_button, 0, 0)
-        files.addWidget(self.export_button, 0, 1)
-        files.addWidget(self.json_button, 1, 0)
-        files.addWidget(self.field_button, 1, 1)
-        files.addWidget(self.save_session_button, 2, 0)
-        files.addWidget(self.load_session_button, 2, 1)
-        self.advanced_box = collapsible("advanced", advanced)
-        self.landmarks_box = collapsible("landmarks", edits, expanded=True)
-        self.files_box = collapsible("files", files)
+        self.form = form(
+            self.content_combo, self.style_combo, self.model_combo, self.strength_slider
+        )
+        self.advanced_box = Section(
+            "advanced", [self.method_combo, self.device_combo, self.slice_combo]
+        )
+        self.landmarks_box = Section(
+            "landmarks",
+            [
+                row(Label(value="landmark fit"), self.fit_combo),
+                row(self.undo_button, self.redo_button),
+                row(self.table_button, self.grid_check),
+                row(self.side_check),
+                row(self.apply_combo, self.apply_button, self.inverse_check),
+            ],
+            expanded=True,
+            labels=False,
+        )
+        self.files_box = Section(
+            "files",
+            [
+                row(self.import_button, self.export_button),
+                row(self.json_button, self.field_button),
+                row(self.save_session_button, self.load_session_button),
+            ],
+            labels=False,
+        )
         self.hints = HintSection(self)  # hints steer the estimate (``hint_section``)
+        self.sections = form(self.advanced_box, spacing=0, labels=False)
+        self.edits = form(
+            self.hints.box, self.landmarks_box, self.files_box, spacing=0, labels=False
+        )
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button, 1)
-        buttons.addWidget(self.landmarks_button)
+        buttons.addWidget(self.landmarks_button.native)
         layout = scroll_body(self)
         layout.setSpacing(4)
-        layout.addLayout(form)
-        layout.addWidget(self.advanced_box)
+        layout.addWidget(self.form.native)
+        layout.addWidget(self.sections.native)
         layout.addLayout(buttons)
         layout.addWidget(self.status_label)
         layout.addWidget(self.progress_bar)
-        layout.addWidget(self.hints.box)
-        layout.addWidget(self.landmarks_box)
-        layout.addWidget(self.files_box)
+        layout.addWidget(self.edits.native)
         layout.addStretch(1)
-        napari_viewer.layers.events.inserted.connect(self._refresh_apply_choices)
-        napari_viewer.layers.events.removed.connect(self._refresh_apply_choices)
-        self._refresh_apply_choices()
-        self.content_combo.currentIndexChanged.connect(self._update_enabled)
+        follow_layer_list(self, self.life)
+        self.content_combo.changed.connect(self._update_enabled)
         self._update_enabled()
         bind_console(napari_viewer)
+
+    def showEvent(self, event) -> None:
+        align_labels(self.form, self.advanced_box.body)
+        super().showEvent(event)
+
+    def reset_choices(self, *_) -> None:
+        """Refresh every layer choice (napari calls it on docked widgets as layers change)."""
+        self.form.reset_choices()
+        self.edits.reset_choices()
 
     # ----------------------------------------------------------------- state
     def _update_enabled(self, *_):
         content = self.content_combo.layer()
-        self.slice_combo.setEnabled(bool(content is not None and leading_shape(content)))
+        self.slice_combo.enabled = bool(content is not None and leading_shape(content))
         has_live = self.live is not None and not self.live.closed
         for control in (
             self.import_button,
@@ -209,9 +204,9 @@ class GeometricWarpWidget(QWidget):
             self.apply_button,
             self.save_session_button,
         ):
-            control.setEnabled(has_live)
-        self.undo_button.setEnabled(has_live and self.live.can_undo)
-        self.redo_button.setEnabled(has_live and self.live.can_redo)
+            control.enabled = has_live
+        self.undo_button.enabled = bool(has_live and self.live.can_undo)
+        self.redo_button.enabled = bool(has_live and self.live.can_redo)
 
     def set_status(self, text: str) -> None:
         if not self.life.alive:
@@ -228,11 +223,8 @@ class GeometricWarpWidget(QWidget):
     def _stop_everything(self) -> None:
         """The widget is gone (viewer closed): stop the estimate, drop its result, stop live.
         (The elapsed-time timer is the widget's child: it went with it.)"""
-        self._run_id += 1
-        if self._monitor is not None:
-            self._monitor.cancel()
-        if self.worker is not None:
-            self.worker.quit()
+        if self._estimate is not None:
+            self._estimate.abandon()
         if self.live is not None:
             self.live.close()
         self.live = None
@@ -249,36 +241,30 @@ class GeometricWarpWidget(QWidget):
         if retired:
             show_info(f"GeoStyle warp panel closed: {retired}")
 
-    def _on_strength_changed(self, value: int) -> None:
-        strength = value / STRENGTH_STEPS
-        self.strength_label.setText(f"{strength:.2f}")
+    def _on_strength_changed(self, *_) -> None:
         if self.live is not None and not self.live.closed:
-            self.live.set_strength(strength)
+            self.live.set_strength(self.strength)
 
     @property
     def strength(self) -> float:
-        return self.strength_slider.value() / STRENGTH_STEPS
+        """The slider's strength, on its steps (0.01)."""
+        return round(self.strength_slider.value * STRENGTH_STEPS) / STRENGTH_STEPS
 
     def _on_fit_changed(self, model: str) -> None:
         if self.live is not None and not self.live.closed:
             self.live.set_fit_model(model)
 
-    def _refresh_apply_choices(self, *_):
+    def _apply_choices(self, _widget=None) -> list[str]:
+        """The layers 'Apply to layer' offers: Image and Labels layers but the live warp's."""
         from .._napari.layer_data import applicable_layers
 
-        current = self.apply_combo.currentText()
-        live_names = set()
-        if self.live is not None:
-            live_names = {self.live.warped.name}
-        names = [
+        live_names = {self.live.warped.name} if self.live is not None else set()
+        return [
             layer.name for layer in applicable_layers(self.viewer) if layer.name not in live_names
         ]
-        self.apply_combo.blockSignals(True)
-        self.apply_combo.clear()
-        self.apply_combo.addItems(names)
-        if current in names:
-            self.apply_combo.setCurrentText(current)
-        self.apply_combo.blockSignals(False)
+
+    def _refresh_apply_choices(self, *_):
+        self.apply_combo.reset_choices()
 
     @property
     def busy(self) -> bool:
@@ -287,26 +273,16 @@ class GeometricWarpWidget(QWidget):
 
     # ----------------------------------------------------------------- run
     def run_or_cancel(self) -> None:
-        """The Run button: start, or cancel a running estimate. A second click within the
-        double-click interval of the start is the rest of a double click, not a Cancel."""
-        if self.worker is not None:
-            since_start_ms = (time.monotonic() - self._started_at) * 1000.0
-            if since_start_ms < QApplication.doubleClickInterval():
-                return
-            self.cancel()
-        else:
-            self.run()
+        """The Run button: start, or cancel a running estimate (not on a double click's
+        second click)."""
+        run_or_cancel(self.worker is not None, self._started_at, self.run, self.cancel)
 
     def cancel(self) -> None:
         """Abandon the running estimate: the widget is free at once (Run starts a new one);
         the abandoned estimate finishes in the background and its result is discarded."""
         if self.worker is None:
             return
-        self._run_id += 1
-        refining = self._monitor is not None and self._monitor.stage == "refining"
-        if self._monitor is not None:
-            self._monitor.cancel()  # refine stops at its next step
-        self.worker.quit()  # stops the warp after the estimate
+        refining = self._estimate.abandon()  # refine stops at its next step
         self.worker = None
         self._end_busy()
         self.set_status(
@@ -316,7 +292,7 @@ class GeometricWarpWidget(QWidget):
 
     def _end_busy(self) -> None:
         self._elapsed_timer.stop()
-        self._monitor = None
+        self._estimate = None
         self.progress_bar.setVisible(False)
         self.run_button.setText("Run")
 
@@ -324,8 +300,8 @@ class GeometricWarpWidget(QWidget):
         if not self.life.alive or self.worker is None:
             return
         seconds = time.monotonic() - self._started_at
-        monitor = self._monitor
-        done, total, stage = monitor.report if monitor is not None else (0, 1, "")
+        estimate = self._estimate
+        done, total, stage = estimate.monitor.report if estimate is not None else (0, 1, "")
         if total > 1:  # refine: its steps are known
             self.progress_bar.setRange(0, total)
             self.progress_bar.setValue(done)
@@ -335,95 +311,56 @@ class GeometricWarpWidget(QWidget):
 
     def run(self) -> None:
         """Estimate the warp (in a thread worker) and show it as live, editable layers."""
-        from napari.qt.threading import create_worker
         from napari.utils.notifications import show_error
 
-        from .._napari.runs import EstimateMonitor, estimate_and_warp
-        from ..core.images import validate_image
+        from .._napari.warp_runs import WarpEstimate, read_warp_inputs
 
         if self.worker is not None:
             return
         try:
-            content_layer = resolve_image_layer(self.viewer, self.content_combo.layer(), "content")
-            style_layer = resolve_image_layer(
-                self.viewer, self.style_combo.layer(), "geometry style"
+            inputs = read_warp_inputs(
+                self.viewer, self.content_combo.layer(), self.style_combo.layer(), validate=True
             )
-            if same_layer(content_layer, style_layer):
-                raise ValueError("content and geometry style are the same layer; pick two.")
-            content = read_layer_image(content_layer, self.viewer)
-            style = read_layer_image(style_layer, self.viewer)
-            validate_image(content.normalized, f"content layer {content_layer.name!r}")
-            validate_image(style.normalized, f"geometry-style layer {style_layer.name!r}")
         except ValueError as error:
             self.last_error = error
             show_error(f"GeoStyle warp: {error}")
             self.set_status(f"not started: {error}")
             return
-        model = self.model_combo.currentText()
-        method = self.method_combo.currentText()
-        device = self.device_combo.currentText()
-        stack = None
-        progress = False
-        lead = leading_shape(content_layer)
-        if lead and self.slice_combo.currentText() == "all slices":
-            stack = (content_layer, content.level, content.plane_step)
-            total = _product(slices_shape(content_layer, content.level))
-            progress = {"total": total, "desc": "GeoStyle: warping slices"}
-        options = {"model": model, "method": method, "device": device}
-        inputs = {"content": content_layer.name, "geometry_style": style_layer.name}
-
-        monitor = EstimateMonitor()
-        worker = create_worker(
-            estimate_and_warp,
-            content,
-            style,
-            model,
-            method,
-            device,
-            stack,
-            monitor,
-            _progress=progress,
-            _start_thread=False,
-            _ignore_errors=True,
-        )
-        self._run_id += 1
-        run_id = self._run_id
+        model, method = self.model_combo.value, self.method_combo.value
         life = self.life  # handlers below outlive the widget when the viewer closes
 
-        def done(result):
-            if not life.alive or run_id != self._run_id:
-                return  # cancelled, or the viewer was closed: drop the result
-            transform, warped = result
-            self._show_live(
-                content_layer, content, transform, warped, inputs, options, stack, device
-            )
+        def done(transform, warped):
+            if life.alive:  # else the viewer was closed: drop the result
+                self._show_live(
+                    inputs.content_layer, inputs.content, transform, warped, inputs.names,
+                    estimate.options, estimate.stack, estimate.device,
+                )  # fmt: skip
 
-        def failed(error):
-            from .._napari.runs import friendly_error
-
-            if not life.alive or run_id != self._run_id:
+        def failed(message, error):
+            if not life.alive:
                 return
             self.last_error = error
-            self.set_status(f"failed: {friendly_error(error, device)}")
-            show_error(f"GeoStyle warp failed: {friendly_error(error, device)}")
+            self.set_status(f"failed: {message}")
+            show_error(f"GeoStyle warp failed: {message}")
 
         def finished():
-            if not life.alive or self.worker is not worker:
+            if not life.alive or self.worker is not estimate.worker:
                 return  # cancelled: the widget was freed then (and may run another)
             self.worker = None
             self._end_busy()
 
-        worker.returned.connect(done)
-        worker.errored.connect(failed)
-        worker.finished.connect(finished)
-        self.worker = worker
-        self._monitor = monitor
+        estimate = WarpEstimate(
+            inputs, model, method, self.device_combo.value,
+            self.slice_combo.value == "all slices", done, failed, finished,
+        )  # fmt: skip
+        self.worker = estimate.worker
+        self._estimate = estimate
         self._started_at = time.monotonic()
         self.run_button.setText("Cancel")
         self._running_text = f"estimating {describe_warp(model)} ({method})…"
         self.set_status(self._running_text)
         self._elapsed_timer.start()
-        worker.start()
+        estimate.start()
 
     def _show_live(
         self,
@@ -438,14 +375,14 @@ class GeometricWarpWidget(QWidget):
         landmarks=None,
         active=None,
     ):
-        from .._napari.live_warp import start_live_warp
+        from .._napari.warp_runs import take_over_live_warp
 
         # the previous warp's layers are taken over (updated in place: quicker than new ones)
-        retired, reuse = self.live.hand_over() if self.live is not None else ("", {})
-        self.live = None
+        previous, self.live = self.live, None
         options = dict(options, strength=self.strength)
-        self.live = start_live_warp(
+        self.live, retired = take_over_live_warp(
             self.viewer,
+            previous,
             content_layer,
             content,
             transform,
@@ -456,18 +393,17 @@ class GeometricWarpWidget(QWidget):
             device=device,
             on_status=self.set_status,
             strength=self.strength,
-            fit_model=self.fit_combo.currentText(),
+            fit_model=self.fit_combo.value,
             landmarks=landmarks,
-            side_by_side=self.side_check.isChecked(),
+            side_by_side=self.side_check.value,
             active=active,
-            reuse=reuse,
         )
         if retired:  # an edited warp is never lost silently
             from napari.utils.notifications import show_info
 
             show_info(f"GeoStyle warp: {retired}")
             self.set_status(f"{self.live.status}; {retired}")
-        self.grid_check.setChecked(False)
+        self.grid_check.value = False
         self._refresh_apply_choices()
         if self.table_dock is not None:
             self.table_dock.widget().set_live(self.live)
@@ -495,7 +431,7 @@ class GeometricWarpWidget(QWidget):
             content.raw,
             {"content": content_layer.name},
             {"model": "landmarks"},
-            device=self.device_combo.currentText(),
+            device=self.device_combo.value,
             landmarks=(empty, empty),
         )
         live.alternate_pairs(True)
@@ -596,54 +532,24 @@ class GeometricWarpWidget(QWidget):
         return live
 
     def _load_session(self, path):
-        from ..core.landmark_models import fit_landmarks
-        from ..core.session import read_session
-        from ..core.transforms import identity_transform
-        from ..core.warp import warp_image
+        from .._napari.warp_runs import restore_session
 
-        record = read_session(path)
-        name = record["inputs"]["content"]
-        if name not in [layer.name for layer in self.viewer.layers]:
-            source = record.get("sources", {}).get("content")
-            if not source:
-                raise ValueError(
-                    f"the session's content layer {name!r} is not open and has no source "
-                    "file recorded; open it (with that name) first."
-                )
-            opened = self.viewer.open(source)
-            opened[0].name = name
-        content_layer = resolve_image_layer(self.viewer, name, "content")
-        index = tuple(record.get("slice_index") or ()) or None
-        content = read_layer_image(content_layer, self.viewer, slice_index=index)
-        control, target = record["control_points"], record["target_points"]
-        active = record["active"]
-        model = record["fit_model"]
-        self.fit_combo.blockSignals(True)
-        self.fit_combo.setCurrentText(model)
-        self.fit_combo.blockSignals(False)
-        self.strength_slider.blockSignals(True)
-        self.strength_slider.setValue(round(record["strength"] * STRENGTH_STEPS))
-        self.strength_label.setText(f"{record['strength']:.2f}")
-        self.strength_slider.blockSignals(False)
-        if int(active.sum()) >= 3:
-            fitted = fit_landmarks(control[active], target[active], model)
-        else:
-            fitted = identity_transform()
-        from ..core.transforms import with_strength
-
-        warped = warp_image(content.raw, with_strength(fitted, record["strength"]))
-        live = self._show_live(
-            content_layer,
-            content,
-            fitted,
-            warped,
-            record["inputs"],
-            record.get("options", {}),
-            device=self.device_combo.currentText(),
-            landmarks=(control, target),
-            active=active,
+        session = restore_session(self.viewer, path)
+        with self.fit_combo.changed.blocked():
+            self.fit_combo.value = session.fit_model
+        with self.strength_slider.changed.blocked():
+            self.strength_slider.value = round(session.strength * STRENGTH_STEPS) / STRENGTH_STEPS
+        return self._show_live(
+            session.content_layer,
+            session.content,
+            session.transform,
+            session.warped,
+            session.inputs,
+            session.options,
+            device=self.device_combo.value,
+            landmarks=session.landmarks,
+            active=session.active,
         )
-        return live
 
     def show_landmark_table(self):
         """Dock the landmark table (pairs, residuals, on/off, delete, jump-to)."""
@@ -666,12 +572,12 @@ class GeometricWarpWidget(QWidget):
 
         if self.live is None or self.live.closed:
             return None
-        name = getattr(layer, "name", layer) or self.apply_combo.currentText()
+        name = getattr(layer, "name", layer) or self.apply_combo.value
         layers = {candidate.name: candidate for candidate in self.viewer.layers}
         if name not in layers:
             show_error(f"GeoStyle: there is no layer {name!r} to apply the transform to.")
             return None
-        inverse = self.inverse_check.isChecked() if inverse is None else inverse
+        inverse = self.inverse_check.value if inverse is None else inverse
         try:
             return self.live.apply_to(layers[name], inverse=inverse)
         except ValueError as error:
@@ -685,10 +591,3 @@ class GeometricWarpWidget(QWidget):
     def _on_grid_toggled(self, checked: bool) -> None:
         if self.live is not None:
             self.live.show_grid(checked)
-
-
-def _product(values) -> int:
-    total = 1
-    for value in values:
-        total *= int(value)
-    return total
