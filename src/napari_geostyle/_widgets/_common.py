@@ -32,7 +32,7 @@ class LayerCombo(ComboBox):
     then as a part of the name; a callable hint ``hint(viewer)`` returns a layer), else the
     first layer no ``avoid`` picker shows (optional pickers then stay on "none"). So a widget
     docked before any data picks distinct, sensible layers once File > Open Sample adds them.
-    ``on_refreshed`` callbacks run after every reset.
+    The callables in ``refreshed`` run after every reset.
     """
 
     def __init__(
@@ -115,8 +115,6 @@ class LayerCombo(ComboBox):
         self.changed.emit(self.value)
         for callback in list(self.refreshed):
             callback()
-
-    refresh = reset_choices
 
     def layer(self):
         """The chosen layer (None when nothing, or the optional entry, is chosen)."""
