@@ -96,8 +96,7 @@ class TextureTransferWidget(QWidget):
 
         self.backbone_label = Label()  # one line; the details are in its tooltip
         self.fetch_button = button("Upgrade: fetch VGG-19 (548 MB)", self.fetch_weights)
-        # Qt: magicgui has no button whose text flips to Cancel with a progress bar and a
-        # word-wrapped status beside it
+        # Qt: magicgui has no Run/Cancel button with a progress bar and a word-wrapped status
         self.run_button = qt_button("Run", self.run_or_cancel)
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)

@@ -95,8 +95,7 @@ class GeometricWarpWidget(QWidget):
         self.landmarks_button = button(
             "Start from landmarks", self.start_from_landmarks, "start_from_landmarks"
         )
-        # Qt: magicgui has no button whose text flips to Cancel with a progress bar and a
-        # word-wrapped status beside it
+        # Qt: magicgui has no Run/Cancel button with a progress bar and a word-wrapped status
         self.run_button = qt_button("Run", self.run_or_cancel)
         self.status_label = QLabel("Pick a content and a geometry-style layer, then Run.")
         self.status_label.setWordWrap(True)
