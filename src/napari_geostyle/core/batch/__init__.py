@@ -40,8 +40,8 @@ conflicts: all checked before any work) and runs one Dask task per image or fram
 The package, by job: ``plan`` (inputs, styles, hints, resume keys, refusals: the plan),
 ``tasks`` (what one task does for a chunk of pairs, a frame's smoothing, one image or frame, one
 video or stack), ``submit`` (the client and the Dask submission, results as they complete),
-``records`` (outcomes as manifest entries and ``BatchResult`` s), ``run`` (the entry point, its
-checks at the call, the folder's lock).
+``outcomes`` (what the tasks return: typed, frozen), ``records`` (outcomes as manifest entries
+and ``BatchResult`` s), ``run`` (the entry point, its checks at the call, the folder's lock).
 
 Dask is imported inside functions: importing this package stays cheap.
 """

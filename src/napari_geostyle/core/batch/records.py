@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from .. import media
+    from .outcomes import ImageOutcome, SequenceOutcome
     from .plan import _Plan
 
 
@@ -32,35 +33,63 @@ class BatchResult:
     error: str | None = None
 
 
-def _item_entry(plan: _Plan, item: media.InputItem, result: dict) -> dict:
+def _item_entry(plan: _Plan, item: media.InputItem, outcome: ImageOutcome) -> dict:
+    """An image's or frame's manifest entry (its JSON form, in the manifest's key order)."""
     geometry, texture = plan.item_styles[item.output]
     entry = {
         "output": item.output,
         "kind": "item",
         "source": item.source,
         "frame": item.frame,
-        "status": result["status"],
+        "status": outcome.status,
         "key": plan.keys[item.output],
         "geometry_style": plan.described.get(geometry),
         "texture_style": plan.described.get(texture),
-        "transform": result["transform"],
-        "timings": result["timings"],
-        "device": result["device"],
-        "worker": result["worker"],
-        "error": result["error"],
-        "models_loaded": result.get("models_loaded"),
+        "transform": outcome.transform,
+        "timings": outcome.timings,
+        "device": outcome.device,
+        "worker": outcome.worker,
+        "error": outcome.error,
+        "models_loaded": outcome.models_loaded,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    if result.get("geometry_batch") is not None:  # pairs in the forward that estimated it
-        entry["geometry_batch"] = result["geometry_batch"]
-    if result.get("estimated") is not None:  # per-frame geometry: the frame's own estimate
-        entry["estimated_transform"] = result["estimated"]
-    if result.get("confidence") is not None:  # the estimate's (``core/confidence.py``)
-        entry["confidence"] = result["confidence"]
+    if outcome.geometry_batch is not None:  # pairs in the forward that estimated it
+        entry["geometry_batch"] = outcome.geometry_batch
+    if outcome.estimated is not None:  # per-frame geometry: the frame's own estimate
+        entry["estimated_transform"] = outcome.estimated
+    if outcome.confidence is not None:  # the estimate's (``core/confidence.py``)
+        entry["confidence"] = outcome.confidence
     return entry
 
 
+def _sequence_entry(plan: _Plan, sequence: media.InputSequence, outcome: SequenceOutcome) -> dict:
+    """A video's or stack's manifest entry (its JSON form, in the manifest's key order)."""
+    entry = {
+        "output": sequence.output,
+        "kind": "sequence",
+        "source": sequence.source,
+        "frame": None,
+        "status": outcome.status,
+        "key": plan.keys[sequence.output],
+        "transform": None,
+        "error": outcome.error,
+        "frames": outcome.frames,
+    }
+    if outcome.audio is not None:  # a written video
+        entry["audio"] = outcome.audio
+        entry["fps"] = outcome.fps
+    entry["timings"] = outcome.timings
+    return entry
+
+
+def _not_done_entry(output: str, kind: str, key: str, reason: str) -> dict:
+    """The entry of an output a stopped run left undone (``kind``: "item" or "sequence")."""
+    return {"output": output, "kind": kind, "status": "failed", "key": key,
+            "error": f"not done: {reason}"}  # fmt: skip
+
+
 def _as_result(plan: _Plan, entry: dict) -> BatchResult:
+    """The caller's view of a manifest entry."""
     return BatchResult(
         output=entry["output"],
         path=plan.folder / entry["output"],

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import media, output_lock
 from .plan import _Plan, _plan
-from .records import BatchResult
+from .records import BatchResult, _not_done_entry
 from .submit import _run
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -269,10 +269,8 @@ def _stopped_writing(plan: _Plan, error: OSError) -> ValueError:
             if not manifest.finished(name, plan.keys[name], table)]  # fmt: skip
     for name in left:
         kind = "item" if tables[name] == "items" else "sequence"
-        entry = {"output": name, "kind": kind, "status": "failed", "key": plan.keys[name],
-                 "error": f"not done: {what}"}  # fmt: skip
         try:
-            manifest.record(entry)
+            manifest.record(_not_done_entry(name, kind, plan.keys[name], what))
         except OSError:  # the journal cannot grow either: kept for the save below
             pass
     try:

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .. import media, temporal
+from .outcomes import GeometryOutcome
 from .plan import _Plan
-from .records import BatchResult, _as_result, _item_entry
+from .records import BatchResult, _as_result, _item_entry, _sequence_entry
 from .tasks import _assemble, _task_estimate_chunk, _task_item, _task_smooth, _warm_up
 
 # Default pairs per geometry chunk when every worker runs on CUDA: the networks' 240 x 240
@@ -73,6 +74,8 @@ class _GeometryChunks:
         self.pairs, self.references = [], []
 
     def add(self, item: media.InputItem, style_id: str) -> dict:
+        # a plain dict: Dask resolves the futures it finds in the arguments' dicts and lists,
+        # not in other objects, so the task that takes it gets the chunk's outcomes
         reference = {"chunk": None, "position": None}
         self.pairs.append((item, style_id))
         self.references.append(reference)
@@ -109,13 +112,13 @@ class _Smoothing:
     shape: tuple
 
 
-def _known_estimate(plan: _Plan, frame: media.InputItem) -> dict | None:
+def _known_estimate(plan: _Plan, frame: media.InputItem) -> GeometryOutcome | None:
     """A finished frame's own per-frame estimate, from the manifest (its key holds the style,
     options and window): a resumed run does not estimate it again for its neighbours."""
     if not plan.manifest.finished(frame.output, plan.keys[frame.output]):
         return None
     known = plan.manifest.entries[frame.output].get("estimated_transform")
-    return None if known is None else {"estimate": {"transform": known, "error": None}}
+    return None if known is None else GeometryOutcome(frame.output, known)
 
 
 def _sequence_geometry(
@@ -252,12 +255,12 @@ def _run(plan: _Plan, client, scheduler, workers, processes) -> Iterator[BatchRe
             )
             manifest.header["options"]["geometry_batch"] = size  # the size used
             for future in as_completed(futures):
-                result = future.result()
-                item = by_output[result["output"]]
-                if result["status"] == "done":  # journalled first: a kill in between resumes
-                    manifest.pending(item.output, plan.keys[item.output], result["data"])
-                    media.write_atomic(plan.folder / item.output, result["data"])
-                entry = _item_entry(plan, item, result)
+                outcome = future.result()
+                item = by_output[outcome.output]
+                if outcome.status == "done":  # journalled first: a kill in between resumes
+                    manifest.pending(item.output, plan.keys[item.output], outcome.data)
+                    media.write_atomic(plan.folder / item.output, outcome.data)
+                entry = _item_entry(plan, item, outcome)
                 manifest.record(entry)
                 yield _as_result(plan, entry)
         for sequence in plan.sequences:
@@ -265,7 +268,7 @@ def _run(plan: _Plan, client, scheduler, workers, processes) -> Iterator[BatchRe
                 yield _as_result(plan, {**manifest.sequences[sequence.output], "status": "skipped"})
                 continue
             manifest.pending(sequence.output, plan.keys[sequence.output], None, "sequence")
-            entry = _assemble(plan, sequence)
+            entry = _sequence_entry(plan, sequence, _assemble(plan, sequence))
             manifest.record(entry)
             yield _as_result(plan, entry)
     finally:

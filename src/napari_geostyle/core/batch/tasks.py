@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import media, temporal
 from ..texture_trunks import resolve_backbone
+from .outcomes import GeometryOutcome, ImageOutcome, SequenceOutcome
 
 if TYPE_CHECKING:  # pragma: no cover
     from .plan import _Plan
@@ -120,26 +121,28 @@ def _estimate_many(images, geometries, settings, device, outputs=None) -> list:
     )
 
 
-def _task_estimate_chunk(items: list, styles: dict, style_ids: list, settings: dict) -> list:
+def _task_estimate_chunk(
+    items: list, styles: dict, style_ids: list, settings: dict
+) -> list[GeometryOutcome]:
     """The transforms of a chunk of pairs (``items[i]`` with style ``styles[style_ids[i]]``),
-    the networks batched: one ``{"output", "transform": dict or None, "error": str or None,
-    "seconds": this pair's share of the time, "batch": pairs per forward}`` per pair.
+    the networks batched: one :class:`GeometryOutcome` per pair (``seconds``: its share of the
+    chunk's time; ``batch``: pairs per forward).
 
     An input that cannot be read fails alone; when the batched call raises (a pair too small,
     out of memory, ...) the chunk is estimated pair by pair, so only the bad pair fails."""
     started = time.perf_counter()
-    results = [
-        {"output": item.output, "transform": None, "error": None, "seconds": 0.0, "batch": 1}
-        for item in items
-    ]
+    results: dict[int, GeometryOutcome] = {}
     images = {}
     device = _worker_device(settings["device"])
     for index, item in enumerate(items):
         try:
             images[index] = _read_item(item)
         except Exception as error:  # reported by the item that uses it
-            results[index]["error"] = _describe(error)
+            results[index] = GeometryOutcome(
+                item.output, None, _describe(error), seconds=0.0, batch=1
+            )
     ready = list(images)
+    transforms = None
     if len(ready) > 1:
         try:
             transforms = _estimate_many(
@@ -148,129 +151,119 @@ def _task_estimate_chunk(items: list, styles: dict, style_ids: list, settings: d
             )  # fmt: skip
         except Exception:  # which pair failed is unknown: each pair on its own below
             transforms = None
-        if transforms is not None:
-            share = (time.perf_counter() - started) / len(ready)
-            for index, transform in zip(ready, transforms, strict=True):
-                results[index].update(
-                    transform=transform.to_dict(), seconds=share, batch=len(ready),
-                    confidence=getattr(transform, "confidence", None),
-                )  # fmt: skip
-            return results
-    for index in ready:
-        mark = time.perf_counter()
-        try:
-            transform = _estimate(
-                images[index], styles[style_ids[index]], settings, device, items[index].output
-            )
-            results[index]["transform"] = transform.to_dict()
-            results[index]["confidence"] = getattr(transform, "confidence", None)
-        except Exception as error:
-            results[index]["error"] = _describe(error)
-        results[index]["seconds"] = time.perf_counter() - mark
-    return results
+    if transforms is not None:
+        share = (time.perf_counter() - started) / len(ready)
+        for index, transform in zip(ready, transforms, strict=True):
+            results[index] = GeometryOutcome(
+                items[index].output, transform.to_dict(), seconds=share, batch=len(ready),
+                confidence=getattr(transform, "confidence", None),
+            )  # fmt: skip
+    else:
+        for index in ready:
+            mark = time.perf_counter()
+            try:
+                transform = _estimate(
+                    images[index], styles[style_ids[index]], settings, device, items[index].output
+                )
+                estimate, error = transform.to_dict(), None
+                confidence = getattr(transform, "confidence", None)
+            except Exception as failure:
+                estimate, error, confidence = None, _describe(failure), None
+            results[index] = GeometryOutcome(
+                items[index].output, estimate, error, seconds=time.perf_counter() - mark,
+                batch=1, confidence=confidence,
+            )  # fmt: skip
+    return [results[index] for index in range(len(items))]
 
 
-def _resolve(estimate) -> dict:
-    """One pair's estimate out of a reference: ``{"chunk": chunk result, "position": i}`` (a
-    ``_task_estimate_chunk`` result), or ``{"estimate": dict}`` (known before the run)."""
-    if "chunk" in estimate:
-        return estimate["chunk"][estimate["position"]]
-    return estimate["estimate"]
+def _resolve(estimate: dict | GeometryOutcome) -> GeometryOutcome:
+    """One pair's estimate: a reference ``{"chunk": chunk result, "position": i}`` (a
+    ``_task_estimate_chunk`` result, its future resolved by Dask), or the outcome itself
+    (known before the run)."""
+    if isinstance(estimate, GeometryOutcome):
+        return estimate
+    return estimate["chunk"][estimate["position"]]
 
 
-def _task_smooth(position: int, estimates: list, settings: dict, shape) -> dict:
+def _task_smooth(position: int, estimates: list, settings: dict, shape) -> GeometryOutcome:
     """Frame ``position`` of its window's per-frame estimates (references, ``_resolve``),
     smoothed over the window (a neighbour whose estimate failed is left out; the frame's own
-    failure is its error)."""
+    failure is its error). Its ``seconds`` and ``batch`` are its own estimate's chunk's."""
     from ..transforms import transform_from_dict
 
     estimates = [_resolve(e) for e in estimates]
     own = estimates[position]
-    cost = {k: own[k] for k in ("seconds", "batch") if k in own}  # its chunk's, for its entry
-    if own["error"] is not None:
-        return {"transform": None, "estimated": None, "error": own["error"], **cost}
+    cost = {"seconds": own.seconds, "batch": own.batch}  # its chunk's, for its entry
+    if own.error is not None:
+        return GeometryOutcome(own.output, None, own.error, **cost)
     options = settings["per_frame"]
     try:
         transforms = [
-            transform_from_dict(e["transform"]) if e["error"] is None else None for e in estimates
+            transform_from_dict(e.transform) if e.error is None else None for e in estimates
         ]
         smoothed = temporal.smooth_transforms(
             transforms, options["smooth_frames"], options["smooth_kernel"], shape
         )[position]
-        return {
-            "transform": smoothed.to_dict(),
-            "estimated": own["transform"],
-            "error": None,
-            **cost,
-        }
+        return GeometryOutcome(own.output, smoothed.to_dict(), estimated=own.transform, **cost)
     except Exception as error:
-        return {"transform": None, "estimated": own["transform"], "error": _describe(error), **cost}
+        return GeometryOutcome(own.output, None, _describe(error), estimated=own.transform, **cost)
 
 
 def _task_item(
     item: media.InputItem, geometry, texture, settings: dict, transform=None, previous=None
-) -> dict:
-    """Process one image or frame; never raises (a failure is a result with its error).
+) -> ImageOutcome:
+    """Process one image or frame; never raises (a failure is an outcome with its error).
 
     ``transform``: the item's geometry when it was estimated elsewhere, a reference to its
-    chunk's result (``_resolve``) or ``_task_smooth``'s result (per-frame geometry), or None
+    chunk's result (``_resolve``) or ``_task_smooth``'s outcome (per-frame geometry), or None
     to estimate it here when there is a ``geometry`` style.
-    ``previous``: the previous frame's result (coherent texture: its output is the warm start),
-    or its output image read back from disk by a resumed run.
+    ``previous``: the previous frame's outcome (coherent texture: its output is the warm
+    start), or its output image read back from disk by a resumed run.
     """
     from ..transforms import transform_from_dict
     from ..warp import warp_image
 
     started = time.perf_counter()
     before = _models_cached()
-    result = {
-        "output": item.output,
-        "status": "failed",
-        "timings": {},
-        "transform": None,
-        "estimated": None,
-        "error": None,
-        "data": None,
-        "device": None,
-        "worker": _worker_name(),
-    }
-    timings = result["timings"]
+    worker = _worker_name()
+    timings: dict = {}
+    # what the outcome reports; each is known as far as the work got before a failure
+    used_device = warped_with = estimated = confidence = geometry_batch = data = failure = None
     try:
         device = _worker_device(settings["device"])
         from ..devices import resolve_device
 
-        result["device"] = str(resolve_device(device))
-        if isinstance(previous, dict):
-            if previous["status"] != "done":
-                raise ValueError(f"the previous frame failed ({previous['error']})")
-            previous = media.decode_image(previous["data"], previous["output"])
+        used_device = str(resolve_device(device))
+        if isinstance(previous, ImageOutcome):
+            if previous.status != "done":
+                raise ValueError(f"the previous frame failed ({previous.error})")
+            previous = media.decode_image(previous.data, previous.output)
         image = _read_item(item)
         timings["read"] = time.perf_counter() - started
-        if isinstance(transform, dict):
-            own = True  # _task_smooth's result: the frame's own estimate, smoothed
-            if "chunk" in transform or "estimate" in transform:
-                transform = _resolve(transform)
-                own = transform.get("output") == item.output  # not the sequence's reference
-            if own and "batch" in transform:  # estimated in a chunk: its share of the time
-                timings["geometry"] = transform["seconds"]
-                result["geometry_batch"] = transform["batch"]
-            if transform["error"] is not None:
-                raise ValueError(f"the geometry could not be estimated ({transform['error']})")
-            result["estimated"] = transform.get("estimated")
-            result["confidence"] = transform.get("confidence")
-            transform = transform_from_dict(transform["transform"])
+        if isinstance(transform, dict):  # a reference to its chunk's result
+            transform = _resolve(transform)
+        if isinstance(transform, GeometryOutcome):
+            # its own estimate (not the sequence's reference frame's), from a chunk: its share
+            if transform.output == item.output and transform.batch is not None:
+                timings["geometry"] = transform.seconds
+                geometry_batch = transform.batch
+            if transform.error is not None:
+                raise ValueError(f"the geometry could not be estimated ({transform.error})")
+            estimated = transform.estimated
+            confidence = transform.confidence
+            transform = transform_from_dict(transform.transform)
         elif geometry is not None:
             mark = time.perf_counter()
             transform = _estimate(image, geometry, settings, device, item.output)
-            result["confidence"] = getattr(transform, "confidence", None)
+            confidence = getattr(transform, "confidence", None)
             timings["geometry"] = time.perf_counter() - mark
-            result["geometry_batch"] = 1
+            geometry_batch = 1
         output = image
         if transform is not None:
             mark = time.perf_counter()
             output = warp_image(image, transform, device=device)
             timings["warp"] = time.perf_counter() - mark
-            result["transform"] = transform.to_dict()
+            warped_with = transform.to_dict()
         if texture is not None:
             from ..texture import transfer_texture
 
@@ -284,14 +277,25 @@ def _task_item(
             )
             timings["texture"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        result["data"] = media.encode_image(output, item.output)
+        data = media.encode_image(output, item.output)
         timings["encode"] = time.perf_counter() - mark
-        result["status"] = "done"
     except Exception as error:  # recorded in the manifest; the other inputs go on
-        result["error"] = f"{type(error).__name__}: {' '.join(str(error).split())}"
+        failure = _describe(error)
     timings["total"] = time.perf_counter() - started
-    result["models_loaded"] = _models_cached() - before
-    return result
+    return ImageOutcome(
+        output=item.output,
+        status="failed" if failure is not None else "done",
+        data=data,
+        error=failure,
+        transform=warped_with,
+        estimated=estimated,
+        confidence=confidence,
+        geometry_batch=geometry_batch,
+        timings=timings,
+        device=used_device,
+        worker=worker,
+        models_loaded=_models_cached() - before,
+    )
 
 
 def _worker_name():
@@ -303,22 +307,15 @@ def _worker_name():
         return None
 
 
-def _assemble(plan: _Plan, sequence: media.InputSequence) -> dict:
+def _assemble(plan: _Plan, sequence: media.InputSequence) -> SequenceOutcome:
+    """Assemble a video (with its input's audio) or a stack from its frames' files, on the
+    calling process; never raises (a failed frame, or a file that cannot be written, is the
+    outcome's error)."""
     started = time.perf_counter()
-    entry = {
-        "output": sequence.output,
-        "kind": "sequence",
-        "source": sequence.source,
-        "frame": None,
-        "status": "failed",
-        "key": plan.keys[sequence.output],
-        "transform": None,
-        "error": None,
-        "frames": len(sequence.items),
-    }
+    status, failure, audio, fps = "failed", None, None, None
     states = [plan.manifest.entries.get(i.output, {}).get("status") for i in sequence.items]
     if any(state != "done" for state in states):
-        entry["error"] = f"{states.count('failed')} frame(s) failed: see their entries"
+        failure = f"{states.count('failed')} frame(s) failed: see their entries"
     else:
         try:
             frames = [
@@ -327,14 +324,21 @@ def _assemble(plan: _Plan, sequence: media.InputSequence) -> dict:
             ]
             path = plan.folder / sequence.output
             if sequence.kind == "video":
-                entry["audio"] = media.write_video(
+                audio = media.write_video(
                     path, frames, sequence.fps or media.DEFAULT_FPS, audio_from=sequence.source
                 )
-                entry["fps"] = sequence.fps
+                fps = sequence.fps
             else:
                 media.write_stack(path, frames)
-            entry["status"] = "done"
+            status = "done"
         except Exception as error:
-            entry["error"] = f"{type(error).__name__}: {' '.join(str(error).split())}"
-    entry["timings"] = {"total": time.perf_counter() - started}
-    return entry
+            failure = _describe(error)
+    return SequenceOutcome(
+        output=sequence.output,
+        status=status,
+        error=failure,
+        frames=len(sequence.items),
+        timings={"total": time.perf_counter() - started},
+        audio=audio,
+        fps=fps,
+    )
