@@ -78,18 +78,12 @@ def _hints_of(settings: dict, output: str):
 
 
 def _estimate(image, geometry, settings, device, output=None):
-    from ..estimate import estimate_warp
+    from ..estimate import estimate_transform
+    from ..geometry_options import GeometryOptions
 
-    options = settings["geometry"]
-    return estimate_warp(
-        image,
-        geometry,
-        model=options["model"],
-        method=options["method"],
-        strength=options["strength"],
-        device=device,
-        hints=_hints_of(settings, output),
-    )
+    options = GeometryOptions(**settings["geometry"])  # the plan's model, method, strength
+    hints = _hints_of(settings, output)
+    return estimate_transform(image, geometry, options, device, hints=hints)
 
 
 def _texture_options(settings: dict, warm: bool) -> dict:
@@ -220,8 +214,8 @@ def _task_item(
     ``previous``: the previous frame's outcome (coherent texture: its output is the warm
     start), or its output image read back from disk by a resumed run.
     """
+    from ..stages import texture_result, warp_stage
     from ..transforms import transform_from_dict
-    from ..warp import warp_image
 
     started = time.perf_counter()
     before = _models_cached()
@@ -261,19 +255,17 @@ def _task_item(
         output = image
         if transform is not None:
             mark = time.perf_counter()
-            output = warp_image(image, transform, device=device)
+            output, _ = warp_stage(image, None, None, device, transform=transform)
             timings["warp"] = time.perf_counter() - mark
             warped_with = transform.to_dict()
         if texture is not None:
-            from ..texture import transfer_texture
-
             mark = time.perf_counter()
-            output = transfer_texture(
+            output = texture_result(
                 output,
                 texture,
-                device=device,
+                device,
+                _texture_options(settings, previous is not None),
                 init=("content" if previous is None else previous),
-                **_texture_options(settings, previous is not None),
             )
             timings["texture"] = time.perf_counter() - mark
         mark = time.perf_counter()
