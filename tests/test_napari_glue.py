@@ -232,3 +232,22 @@ def test_stack_texture_run_fills_every_frame(make_napari_viewer_proxy, qtbot):
     assert layer.data.shape == (2, 32, 32)
     record = layer.metadata["geostyle"]
     assert record["complete"] is True and record["options"]["all_frames"] is True
+
+
+def test_an_edited_warp_hands_its_layers_over_and_keeps_hidden_copies(geo_viewer, qtbot):
+    live = _live(geo_viewer)
+    control, target = live.pairs()
+    live.set_points(control, target + [0.0, 1.0])  # an edit: the old landmarks are kept
+    _idle(qtbot, live)
+    note, reuse = live.hand_over()
+    assert live.closed and "(old)" in note
+    assert reuse["warped"] is live.warped and reuse["target"] is live.target_points
+    # the hidden copies come one per event-loop turn
+    qtbot.waitUntil(lambda: len(geo_viewer.layers) == 8, timeout=WAIT_MS)
+    copies = [layer for layer in geo_viewer.layers if layer.name.endswith("(old)")]
+    assert len(copies) == 3 and not any(layer.visible for layer in copies)
+    # the next warp updates the handed-over layers in place: no new layer
+    again = _live(geo_viewer, reuse=reuse)
+    assert len(geo_viewer.layers) == 8
+    assert again.target_points is reuse["target"] and again.warped is reuse["warped"]
+    assert again.status == "9 point pairs"

@@ -6,7 +6,8 @@ keep layers in sync. No Qt widgets here (those are in ``_widgets``) and no numer
   placing and naming result layers, provenance.
 - ``live_warp``: the live landmark warp (a warped layer and two paired Points layers).
   Its parts: ``paired_points`` (the Points layers), ``warp_renderer`` (the warped layer),
-  ``warp_exports`` (files, sessions, other layers), ``warp_frame`` (where layers sit).
+  ``warp_exports`` (files, sessions, other layers), ``warp_handover`` (retiring its layers or
+  handing them to the next warp), ``warp_frame`` (where layers sit).
 - ``runs``: texture and two-stage runs shown live in layers; the geometric stage's generator.
 - ``stack_run``: the same runs over every frame of a stack or time series.
 """

@@ -12,6 +12,7 @@ composes the parts, each in its own module:
   in a worker on a checked lattice of the sample map, the deformation grid.
 - ``warp_exports``: BigWarp CSVs, the transform as JSON, the displacement field, sessions, other
   layers warped by the transform.
+- ``warp_handover``: the end of a warp: its layers retired, or taken over by the next warp.
 - ``warp_frame.WarpFrame``: where the layers sit. Side by side (default) the output (warped
   image, target points, grid) sits right of the content, so each point set is drawn over its
   own image; ``set_side_by_side(False)`` fuses them. The network TPS lattice lies on the
@@ -43,10 +44,10 @@ from ..core.lattice import (
     lattice_sample_map,
 )
 from ..core.transforms import Transform
-from . import warp_exports
+from . import warp_exports, warp_handover
 from .layer_data import LayerImage, layer_present, unique_layer_name
 from .paired_points import LABEL_COLOR, PairedPoints
-from .warp_frame import SIDE_GAP, WarpFrame, activate, display_like, present
+from .warp_frame import SIDE_GAP, WarpFrame, activate, display_like
 from .warp_renderer import (
     MIN_PAIRS,
     PREVIEW_GAP_MS,
@@ -239,7 +240,7 @@ class LiveWarp:
 
     def set_side_by_side(self, on: bool = True) -> None:
         """Output right of the content (each point set over its own image), or fused over it."""
-        shift = self.frame.shift_for(on)
+        shift = self.frame.switch_side_by_side(on)
         if shift is None:
             return
         for layer in self.output_layers():
@@ -460,69 +461,14 @@ class LiveWarp:
 
     # ----------------------------------------------------------------- teardown
     def retire(self, replaced: bool = True) -> str:
-        """Stop this warp and make plain that its layers no longer follow edits.
-
-        ``replaced`` (a new warp takes its place): unedited, its layers are removed (the new
-        warp's take their names); edited, nothing is lost: its points, greyed, and its warped
-        image are hidden and renamed "... (old)". Not ``replaced`` (its panel closed): the
-        points are retired the same way and the warped image stays as it is. Returns a line
-        for the status ("" when nothing is left behind).
-        """
-        self.close()
-        points = [self.content_points, self.target_points]
-        self.renderer.remove_grid()
-        if replaced and not self.edited:
-            for layer in (*points, self.warped):
-                if present(self.viewer, layer):
-                    self.viewer.layers.remove(layer)
-            return ""
-        kept = [*points, self.warped] if replaced else points
-        names = []
-        for layer in kept:
-            if not present(self.viewer, layer):
-                continue
-            if layer is not self.warped:
-                layer.face_color = layer.current_face_color = "gray"
-            layer.name = unique_layer_name(self.viewer, f"{layer.name} (old)")
-            layer.visible = False
-            names.append(layer.name)
-        if not names:
-            return ""
-        which = "the previous warp's edited landmarks" if replaced else "the landmarks"
-        return f"{which} no longer follow edits: kept, hidden, as {', '.join(map(repr, names))}."
+        """Stop this warp and make plain that its layers no longer follow edits
+        (``warp_handover.retire``); returns a line for the status."""
+        return warp_handover.retire(self, replaced)
 
     def hand_over(self) -> tuple[str, dict]:
-        """Retire this warp for a new one that takes over its layers (``reuse``): returns a
-        line for the status ("" when nothing is left behind) and the layers by role (and the
-        drag previews' small copy of the content, ``"preview_small"``). Edited,
-        nothing is lost: hidden, greyed copies named "... (old)" keep its landmarks and its
-        warped image. They are made from what the layers hold now, one per event-loop turn
-        after this one (each new layer costs napari a fifth of a second, even hidden): the
-        Run that takes over the layers stalls the viewer no longer than it must."""
-        from qtpy.QtCore import QTimer
-
-        self.close()
-        self.renderer.remove_grid()
-        roles = (("warped", self.warped), ("content", self.content_points),
-                 ("target", self.target_points))  # fmt: skip
-        layers = {role: layer for role, layer in roles if present(self.viewer, layer)}
-        reuse = {**layers, "preview_small": (self.content.raw, self.renderer.preview_small)}
-        if not self.edited or not layers:
-            return "", reuse
-        copies = [_hidden_copy(self.viewer, layer) for layer in layers.values()]
-        names = ", ".join(repr(name) for name, _ in copies)
-
-        def make_next() -> None:
-            if not any(layer_present(self.viewer, layer) for layer in layers.values()):
-                return  # the viewer was closed (or cleared) meanwhile: touch nothing
-            name, make = copies.pop(0)
-            make(unique_layer_name(self.viewer, name))
-            if copies:
-                QTimer.singleShot(0, make_next)
-
-        QTimer.singleShot(0, make_next)
-        note = f"the previous warp's edited landmarks no longer follow edits: kept, hidden, as {names}."
-        return note, reuse
+        """Retire this warp for a new one that takes over its layers (``reuse``;
+        ``warp_handover.hand_over``); returns a status line and the layers by role."""
+        return warp_handover.hand_over(self)
 
     def close(self) -> None:
         """Stop reacting to point edits (the layers stay)."""
@@ -544,30 +490,3 @@ def start_live_warp(viewer, content_layer, content: LayerImage, transform, warpe
 
 def _unwrap(layer):
     return getattr(layer, "__wrapped__", layer)
-
-
-def _hidden_copy(viewer, layer):
-    """``(name, make)``: ``make(name)`` adds a hidden copy of ``layer`` as it is now (points
-    greyed, with their numbers), named "... (old)"."""
-    from napari.layers import Points
-
-    common = {
-        "scale": np.asarray(layer.scale, float),
-        "translate": np.asarray(layer.translate, float),
-        "metadata": dict(layer.metadata),
-        "visible": False,
-    }
-    name = unique_layer_name(viewer, f"{layer.name} (old)")
-    data = np.array(layer.data) if isinstance(layer, Points) else layer.data
-    if isinstance(layer, Points):
-        label = {"string": "{number}", "color": LABEL_COLOR, "anchor": "lower_left", "size": 12}
-        points = {
-            "features": layer.features.copy(),
-            "size": np.array(layer.size, float),
-            "face_color": "gray",
-            "border_color": "black",
-            "text": label,
-        }
-        return name, lambda free: viewer.add_points(data, name=free, **points, **common)
-    look = {"rgb": layer.rgb, **display_like(layer)}
-    return name, lambda free: viewer.add_image(data, name=free, **look, **common)

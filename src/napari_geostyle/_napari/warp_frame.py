@@ -86,7 +86,7 @@ class WarpFrame:
             }
         return {"scale": self.scale, "translate": translate}
 
-    def shift_for(self, on: bool) -> np.ndarray | None:
+    def switch_side_by_side(self, on: bool) -> np.ndarray | None:
         """Switch side by side ``on`` or off; the shift to add to the output layers' translate
         (``None`` when nothing changes)."""
         on = bool(on)
