@@ -238,10 +238,13 @@ def estimate_parameters(
     )[0]
 
 
-def _transform_from_parameters(params: WarpParameters, shape: tuple, strength: float, hints=None):
+def _transform_from_parameters(
+    params: WarpParameters, shape: tuple, strength: float, hints=None, pair=None
+):
     """The landmark transform (content pixels, output frame ``shape``) of ``params``, made to
     honour ``hints`` (``core.hints.honour_hints``) when given, with the estimate's
-    ``confidence`` as an attribute."""
+    ``confidence`` as an attribute. ``pair``: the (content, style) tensors; with hints and a TPS,
+    the local feature matches around the estimate move it first (``core.hint_matching``)."""
     from .transforms import (
         ComposedTransform,
         affine_from_theta,
@@ -258,6 +261,12 @@ def _transform_from_parameters(params: WarpParameters, shape: tuple, strength: f
     if hints is not None:
         from .hints import honour_hints
 
+        if params.tps is not None and pair is not None:
+            from .hint_matching import match_around_hints, matching_trunk
+
+            trunk = matching_trunk(pair[0].device)
+            if trunk is not None:
+                full = match_around_hints(full, *pair, hints, trunk)
         full = honour_hints(full, hints, shape)
     full = with_strength(full, strength)
     full.confidence = params.confidence
@@ -373,7 +382,9 @@ def estimate_transform(
         options = dataclasses.replace(options, hints=checked)
     with torch.inference_mode(False):
         params = estimate_parameters(content_t, style_t, options, device, progress=progress)
-    return _transform_from_parameters(params, shape, options.strength, checked)
+    return _transform_from_parameters(
+        params, shape, options.strength, checked, (content_t, style_t)
+    )
 
 
 def _check_batch_size(batch_size) -> int:
@@ -492,7 +503,9 @@ def estimate_warps(
                 content_t, style_t, options, device, hints=[hints[i] for i in indices]
             )
         transforms.extend(
-            _transform_from_parameters(p, tuple(c.shape[-2:]), options.strength, hints[i])
-            for p, c, i in zip(params, content_t, indices, strict=True)
+            _transform_from_parameters(
+                p, tuple(c.shape[-2:]), options.strength, hints[i], (c, style_t[k])
+            )
+            for k, (p, c, i) in enumerate(zip(params, content_t, indices, strict=True))
         )
     return transforms
