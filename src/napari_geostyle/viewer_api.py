@@ -148,6 +148,7 @@ def start_hint_mode(
     style: LayerRef,
     content: LayerRef | None = None,
     on_status: Callable[[str], object] | None = None,
+    hints: tuple[ArrayLike, ArrayLike] | None = None,
 ) -> HintedWarp:
     """Hint mode on a live warp (``add_warp``'s): click a point on the content, then the same
     place on ``style``; each completed pair re-estimates ``live`` from the images with the
@@ -166,6 +167,9 @@ def start_hint_mode(
         The content layer (default: the one ``live`` was made from, by name).
     on_status : callable, optional
         Called with each new status line.
+    hints : tuple of array_like, optional
+        ``(content_points, style_points)``, layer data pixels: hints ``live`` was already
+        estimated with (a restored session). They are shown, not estimated again.
 
     Returns
     -------
@@ -189,7 +193,7 @@ def start_hint_mode(
     return HintedWarp(
         viewer, live, content_layer, style_layer, live.content,
         read_layer_image(style_layer, viewer), options.get("model", "affine+tps"),
-        options.get("method", "network"), live.device, on_status,
+        options.get("method", "network"), live.device, on_status, hints,
     )  # fmt: skip
 
 

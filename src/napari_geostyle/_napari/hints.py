@@ -58,8 +58,8 @@ class HintSession:
             self.layers.append(layer)
         self.content_hints, self.style_hints = self.layers
         self._last = (np.empty((0, 2)), np.empty((0, 2)))
-        if hints is not None:
-            self.set_hints(*hints)
+        if hints is not None:  # the starting hints (a restored session): not an undoable change
+            self.set_hints(*hints, record=False)
 
     # ----------------------------------------------------------------- state
     def pairs(self) -> tuple[np.ndarray, np.ndarray]:
@@ -181,7 +181,7 @@ class HintedWarp:
     """
 
     def __init__(self, viewer, live, content_layer, style_layer, content, style, model,
-                 method="network", device=None, on_status=None):  # fmt: skip
+                 method="network", device=None, on_status=None, hints=None):  # fmt: skip
         self.live, self.content, self.style = live, content, style
         self.model, self.method, self.device = model, method, device
         self.on_status = on_status
@@ -189,7 +189,10 @@ class HintedWarp:
         self.status = ""
         self.worker = None
         self._pending = None
-        self.session = HintSession(viewer, content_layer, style_layer, self._estimate)
+        # ``hints``: the pairs ``live`` was already estimated with (a restored session): shown,
+        # not estimated again; the next change re-estimates
+        self.session = HintSession(viewer, content_layer, style_layer, None, hints)
+        self.session.on_change = self._estimate
 
     @property
     def busy(self) -> bool:

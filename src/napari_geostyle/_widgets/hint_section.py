@@ -34,7 +34,9 @@ class HintSection:
         buttons = row(self.toggle_button, self.undo_button, self.export_button)
         self.box = Section("hints", [self.label, buttons], labels=False)
 
-    def toggle(self, on=None) -> None:
+    def toggle(self, on=None, hints=None) -> None:
+        """Hint mode on or off (``on`` None: the button's state). ``hints``: pairs the live warp
+        was already estimated with (a restored session), shown without estimating again."""
         from ..viewer_api import start_hint_mode
 
         on = self.toggle_button.value if on is None else bool(on)
@@ -50,10 +52,21 @@ class HintSection:
             self.toggle_button.native.setChecked(False)
             self.label.value = "Run the estimate first: hints steer a live warp."
             return
+        if self.hinted is not None:  # a new live warp (a loaded session): new hint layers
+            self.hinted.close()
         self.hinted = start_hint_mode(
-            self.widget.viewer, live, style.name, on_status=self._show_status
+            self.widget.viewer, live, style.name, on_status=self._show_status, hints=hints
         )
         self.toggle_button.native.setChecked(True)
+
+    def restore(self, options: dict, style_name) -> None:
+        """Hint mode back on with a session's saved hints (``options["hints"]``), on its
+        geometry style layer when it is open; nothing when the session had no hints."""
+        saved = (options or {}).get("hints") or {}
+        content, style = saved.get("content_points") or [], saved.get("style_points") or []
+        if not len(content) or not self.widget.style_combo.set_layer(style_name or ""):
+            return
+        self.toggle(True, hints=(content, style))
 
     def _show_status(self, text: str) -> None:
         self.label.value = text

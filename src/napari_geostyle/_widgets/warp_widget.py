@@ -538,7 +538,7 @@ class GeometricWarpWidget(QWidget):
             self.fit_combo.value = session.fit_model
         with self.strength_slider.changed.blocked():
             self.strength_slider.value = round(session.strength * STRENGTH_STEPS) / STRENGTH_STEPS
-        return self._show_live(
+        live = self._show_live(
             session.content_layer,
             session.content,
             session.transform,
@@ -549,6 +549,8 @@ class GeometricWarpWidget(QWidget):
             landmarks=session.landmarks,
             active=session.active,
         )
+        self.hints.restore(session.options, session.inputs.get("geometry_style"))
+        return live
 
     def show_landmark_table(self):
         """Dock the landmark table (pairs, residuals, on/off, delete, jump-to)."""
