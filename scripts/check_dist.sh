@@ -127,7 +127,8 @@ done
 # subset: the entry point's cheap import, the shipped models (package data, checksums) and the
 # transform maths; the full suite runs from the git checkout.
 (cd "$src_dir" && GEOSTYLE_OFFLINE=1 OMP_NUM_THREADS=1 "$VENV_PY" -m pytest -q -p no:cacheprovider \
-  tests/test_package.py::test_import_is_cheap tests/test_geonet.py tests/test_transforms.py)
+  tests/test_package.py::test_import_is_cheap tests/core/test_geonet.py \
+  tests/core/test_transforms.py)
 
 step "GitHub workflows: actionlint and zizmor"
 # .github/workflows runs on GitHub only; these check it here. The linters are the dev extra's,

@@ -187,7 +187,7 @@ def model_card(results: dict) -> str:
             "**Status: CPU fallback.** These weights come from a short run on a shared CPU, so",
             'the networks alone are close to the identity (see the table). `method="refine"`',
             "recovers plain geometric changes (a known 10 deg / 0.9x affine of held-out images:",
-            "1-2% error, see tests/test_estimate.py) but not pairs with strong appearance",
+            "1-2% error, see tests/core/test_estimate.py) but not pairs with strong appearance",
             "changes, where this barely trained trunk's features do not match. The GPU run of",
             "this script replaces these weights.",
         ]

@@ -5,7 +5,7 @@ One helper per option group: where to run (``add_device``), the warp estimate (`
 (``add_texture_options``, read back by ``texture_options``) and the output (``add_output``,
 ``add_overwrite``). A command adds the groups it takes; its help may say when an option applies
 (``when``), never another default. The defaults are those of the core functions the options
-feed (``tests/test_cli_options.py`` checks that they stay so).
+feed (``tests/cli/test_cli_options.py`` checks that they stay so).
 """
 
 from __future__ import annotations

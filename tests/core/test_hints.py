@@ -315,6 +315,17 @@ def test_warp_widget_hint_section_starts_hint_mode_on_the_live_warp(geo_viewer, 
     widget.hints.export(tmp_path / "hints.csv")
     _content, style = read_bigwarp_csv(tmp_path / "hints.csv")
     np.testing.assert_allclose(style, [[24.0, 20.0]])
+    # a saved session brings its hints back as hint layers, without estimating again
+    widget.save_session(tmp_path / "session.json")
+    widget.hints.toggle(False)
+    assert "content hints" not in geo_viewer.layers
+    widget.load_session(tmp_path / "session.json")
+    restored = widget.hints.hinted
+    assert restored is not None and restored is not hinted and restored.estimates == 0
+    content, style = restored.session.pairs()
+    np.testing.assert_allclose(content, [[20.0, 20.0]])
+    np.testing.assert_allclose(style, [[24.0, 20.0]])
+    assert not restored.session.undo()  # the restored hints are the start, not a change
     widget.hints.toggle(False)
     assert "content hints" not in geo_viewer.layers
 

@@ -1,4 +1,5 @@
-"""Shared helpers of the widget tests (tests/ is on sys.path: pytest's rootdir-relative import)."""
+"""Shared helpers of the widget tests (importable as ``widget_helpers``: pytest prepends
+tests/_widgets/, the folder of each test file there, to sys.path)."""
 
 WAIT_MS = 60000  # generous: a 2-core machine shared with other processes
 
