@@ -18,7 +18,9 @@ def test_displacement_field_interpolates_and_damps_a_lone_outlier():
     noisy = shift.copy()
     noisy[0] = [0.5, 0.5]  # one wild match among consistent ones
     smooth = DisplacementField(points, noisy, np.ones(40), sigma=0.2, ridge=1.0)
-    assert np.linalg.norm(smooth(points[:1]) - shift[:1]) < 0.5 * np.linalg.norm(noisy[0] - shift[0])
+    assert np.linalg.norm(smooth(points[:1]) - shift[:1]) < 0.5 * np.linalg.norm(
+        noisy[0] - shift[0]
+    )
 
 
 def _smooth_features(seed: int, channels: int = 16, size: int = 24):
