@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,6 +43,9 @@ from .layer_data import (
     unique_layer_name,
 )
 from .warp_renderer import warp_layer_planes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from napari.layers import Image
 
 
 class EstimateCancelled(Exception):
@@ -217,8 +220,8 @@ class StyleRun:
         self.abandoned = False
         self.started_at = None
         self.reference_shape = tuple(int(n) for n in reference_shape[:2])
-        self.output = None
-        self.warped = None
+        self.output: Image | None = None
+        self.warped: Image | None = None
         self.transform = None
         self.backbone = None  # the texture network that ran, as the steps report it
         self.error = None
@@ -289,8 +292,10 @@ class StyleRun:
     def abandon(self) -> None:
         """The viewer or widget is gone: stop, touch no layer, call nobody back. (A result
         layer still in an open viewer keeps its last preview, recorded as cancelled.)"""
-        if self.running and not self.abandoned and layer_present(self.viewer, self.output):
-            record = self.output.metadata.get("geostyle")
+        output = self.output
+        if self.running and not self.abandoned and layer_present(self.viewer, output):
+            assert output is not None, "present in the viewer"
+            record = output.metadata.get("geostyle")
             if isinstance(record, dict):
                 record.update(cancelled=True, complete=False)
         self.abandoned = True
@@ -405,23 +410,20 @@ class StyleRun:
         )
         placement = self._output_scale(image)
         rgb = image.ndim == 3
-        if (
-            self.output is not None
-            and self.output.rgb == rgb
-            and layer_present(self.viewer, self.output)
-        ):
-            self.output.data = image
-            self.output.metadata = {"geostyle": meta}
+        output = self.output
+        if output is not None and output.rgb == rgb and layer_present(self.viewer, output):
+            output.data = image
+            output.metadata = {"geostyle": meta}
             for key, value in placement.items():
-                setattr(self.output, key, value)
+                setattr(output, key, value)
         else:
-            self.output = self._result_layer(
+            output = self.output = self._result_layer(
                 self.output_name, image, rgb=rgb, metadata={"geostyle": meta}, **placement
             )
-            self.output_name = self.output.name
+            self.output_name = output.name
         if not rgb:
-            self.output.contrast_limits = limits
-        self.output.refresh()
+            output.contrast_limits = limits
+        output.refresh()
 
     def _on_returned(self, image) -> None:
         if image is not None and not self.abandoned:

@@ -10,6 +10,9 @@ and filled in on the main thread as frames finish; progress says which frame is 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import cast
+
 import numpy as np
 
 from .layer_data import (
@@ -110,7 +113,7 @@ class StackRun(StyleRun):
             stack = np.zeros((*leading_shape_of(self.indices), *image.shape), image.dtype)
             stack[index] = image
             placement = self._output_scale(image)
-            self.output = self._result_layer(
+            output = self.output = self._result_layer(
                 self.output_name,
                 stack,
                 rgb=image.ndim == 3,
@@ -118,9 +121,9 @@ class StackRun(StyleRun):
                 scale=(*self._lead_scale, *placement["scale"]),
                 translate=(*self._lead_translate, *placement["translate"]),
             )
-            self.output_name = self.output.name
+            self.output_name = output.name
             if image.ndim == 2:
-                self.output.contrast_limits = limits
+                output.contrast_limits = limits
             return
         output.data[index] = image  # in place: the layer keeps its array; refresh re-slices
         output.metadata = {"geostyle": self._meta()}
@@ -171,10 +174,13 @@ def _start(
             "method": method,
         }
     # Built here, not in the worker, so a bad option is a ValueError for the caller.
-    steps = iter_stack_transfer(frames, texture_input, **geometry, **options)
+    # LayerFrames is a sequence of 2D images by duck typing (len and indexing)
+    steps = iter_stack_transfer(
+        cast("Sequence[np.ndarray]", frames), texture_input, **geometry, **options
+    )
     if layers.geometry is not None:  # recorded in the provenance
         options = {**options, "model": model, "method": method}
-    return start_run(
+    run = start_run(
         viewer,
         steps,
         layers,
@@ -188,6 +194,7 @@ def _start(
         indices=frames.indices,
         slice_index=(),  # the result has every slice
     )
+    return cast(StackRun, run)  # start_run makes a run of run_class
 
 
 def stack_texture_run(

@@ -171,7 +171,7 @@ def apply_to(live: Any, layer, inverse: bool = False, output_shape=None):
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     rgb = bool(getattr(layer, "rgb", False))
     lead = np.ndim(data) - (3 if rgb else 2)
-    index = ()
+    index: tuple[int, ...] = ()
     if lead > 0:
         position = layer.world_to_data(viewer.dims.point)
         index = tuple(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from .layer_data import (
     unique_layer_name,
 )
 from .warp_frame import activate, place, present
+
+if TYPE_CHECKING:  # pragma: no cover
+    from napari.layers import Image, Shapes
 
 MIN_PAIRS = 3  # a landmark fit needs three pairs
 PREVIEW_SIDE = 192  # longest side of the image warped while a point is dragged
@@ -107,8 +110,8 @@ class WarpRenderer:
         self.viewer = live.viewer
         self.frame = live.frame
         self.display = display
-        self.layer = None
-        self.grid_layer = None
+        self.layer: Image = None  # set by add_layer below
+        self.grid_layer: Shapes | None = None
         self.dragging = False
         self.worker = None
         self._generation = 0
@@ -280,7 +283,7 @@ class WarpRenderer:
         if self.worker is not None:
             self.worker.quit()  # a newer edit supersedes the running warp
         source = live.content.raw if live.stack is None else None
-        progress = False
+        progress: bool | dict[str, Any] = False
         if live.stack is not None:
             total = int(np.prod(slices_shape(live.stack[0], live.stack[1])))
             progress = {"total": total, "desc": "GeoStyle: warping slices"}
@@ -387,9 +390,10 @@ class WarpRenderer:
         self.grid_layer = None
 
     def _update_grid(self) -> None:
-        if self.grid_layer in self.viewer.layers:
-            self.grid_layer.data = self.grid_lines()
-            self.grid_layer.shape_type = "path"
+        grid = self.grid_layer
+        if grid is not None and grid in self.viewer.layers:
+            grid.data = self.grid_lines()
+            grid.shape_type = "path"
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from magicgui.widgets import ComboBox, Container, PushButton
 from qtpy.QtCore import QEvent, QObject, QSize, Qt
-from qtpy.QtWidgets import QComboBox, QLabel, QScrollArea
+from qtpy.QtWidgets import QComboBox, QLabel, QScrollArea, QWidget
 
 from .._napari.layer_data import image_layers, is_offerable_image, same_layer
 
@@ -392,7 +392,7 @@ def scroll_body(widget):
     several widgets docked on a small screen (sections open) never push the window taller
     than the screen, and every control stays reachable by scrolling.
     """
-    from qtpy.QtWidgets import QFrame, QVBoxLayout, QWidget
+    from qtpy.QtWidgets import QFrame, QVBoxLayout
 
     body = QWidget()
     area = _ScrollArea()
@@ -410,12 +410,19 @@ class _ScrollArea(QScrollArea):
     """A vertical scroll area as wide as its content, as tall as it when there is room."""
 
     def _with_bar(self, size: QSize, height: int) -> QSize:
-        return QSize(size.width() + self.verticalScrollBar().sizeHint().width(), height)
+        bar = self.verticalScrollBar()
+        assert bar is not None, "a scroll area always has its bar"
+        return QSize(size.width() + bar.sizeHint().width(), height)
+
+    def _content(self) -> QWidget:
+        content = self.widget()
+        assert content is not None, "set when the section is built"
+        return content
 
     def minimumSizeHint(self) -> QSize:
-        inner = self.widget().minimumSizeHint()
+        inner = self._content().minimumSizeHint()
         return self._with_bar(inner, min(inner.height(), SCROLL_MIN_HEIGHT))
 
     def sizeHint(self) -> QSize:
-        inner = self.widget().sizeHint()
+        inner = self._content().sizeHint()
         return self._with_bar(inner, inner.height())

@@ -62,13 +62,17 @@ class LandmarkTable(QWidget):
         ]
         # the stretched last column is never narrower than the default section size
         widths[-1] = max(widths[-1], header.defaultSectionSize())
+        row_header, scroll_bar = table.verticalHeader(), table.verticalScrollBar()
+        layout = self.layout()
+        assert row_header and scroll_bar and layout, "the table's and the layout's, built above"
+        margins = layout.contentsMargins()
         width = (
-            table.verticalHeader().sizeHint().width()
+            row_header.sizeHint().width()
             + sum(widths)
-            + table.verticalScrollBar().sizeHint().width()
+            + scroll_bar.sizeHint().width()
             + 2 * table.frameWidth()
-            + self.layout().contentsMargins().left()
-            + self.layout().contentsMargins().right()
+            + margins.left()
+            + margins.right()
         )
         return QSize(max(width, super().sizeHint().width()), super().sizeHint().height())
 

@@ -164,7 +164,7 @@ class TextureTransferWidget(QWidget):
         )
         self.content_combo.changed.connect(self._clear_stale_status)
         self.style_rows: list[StyleRow] = []
-        self.styles_box = Container(labels=False, label="style, weight")
+        self.styles_box: Container[StyleRow] = Container(labels=False, label="style, weight")
         self.styles_box.margins = (0, 0, 0, 0)
         self.add_style_button = button("+ add style", self.add_style_row)
         self.add_style_row()

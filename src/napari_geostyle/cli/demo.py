@@ -68,7 +68,9 @@ def _screenshot_after_warp(viewer: Any, widget: Any, path: str, outcome: dict[st
                 outcome["status"] = 2
         poll.stop()
         viewer.close()
-        QApplication.instance().quit()
+        app = QApplication.instance()
+        if app is not None:  # the viewer's, running
+            app.quit()
 
     poll.timeout.connect(check)
     widget.run()

@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     finally:  # an error message then starts on a line of its own
         if bar is not None:
             bar.close()
+    assert last is not None, "training reports at least its last step"
     print(
         f"wrote {out} after {last.step} steps, {last.elapsed:.0f} s, loss {last.loss:.5f}",
         file=sys.stderr,

@@ -111,7 +111,8 @@ def cuda_capabilities(device) -> CudaCapabilities:
     device = torch.device(device)
     if device.type != "cuda":
         return CudaCapabilities(cuda=False)
-    capability = tuple(torch.cuda.get_device_capability(device))
+    major, minor = torch.cuda.get_device_capability(device)
+    capability = (major, minor)
     with torch.cuda.device(device):
         try:
             bf16 = torch.cuda.is_bf16_supported(including_emulation=False)

@@ -252,7 +252,7 @@ def _transform_from_parameters(
         with_strength,
     )
 
-    parts = []
+    parts: list[Transform] = []
     if params.theta is not None:
         parts.append(affine_from_theta(params.theta, shape, shape))
     if params.tps is not None:
@@ -264,9 +264,10 @@ def _transform_from_parameters(
         if params.tps is not None and pair is not None:
             from .hint_matching import match_around_hints, matching_trunk
 
-            trunk = matching_trunk(pair[0].device)
+            content_t, style_t = pair
+            trunk = matching_trunk(content_t.device)
             if trunk is not None:
-                full = match_around_hints(full, *pair, hints, trunk)
+                full = match_around_hints(full, content_t, style_t, hints, trunk)
         full = honour_hints(full, hints, shape)
     full = with_strength(full, strength)
     full.confidence = params.confidence
@@ -477,21 +478,22 @@ def estimate_warps(
         raise ValueError("contents and geometry_styles are empty: give at least one pair.")
     options = GeometryOptions(model, method, trunk, init, passes, strength, checkpoint)
     batch_size = _check_batch_size(batch_size)
+    pair_hints: list[Hints | None]
     if hints is not None:
-        hints = list(hints)
-        if len(hints) != len(contents):
+        given = list(hints)
+        if len(given) != len(contents):
             raise ValueError(
                 f"hints: one entry (None or (content_points, style_points)) per pair; got "
-                f"{len(hints)} for {len(contents)} pairs."
+                f"{len(given)} for {len(contents)} pairs."
             )
-        hints = [
+        pair_hints = [
             check_hints(h, np.shape(contents[i])[:2], np.shape(styles[i])[:2])
-            for i, h in enumerate(hints)
+            for i, h in enumerate(given)
         ]
     else:
-        hints = [None] * len(contents)
+        pair_hints = [None] * len(contents)
     device = resolve_device(device)
-    transforms = []
+    transforms: list[Transform] = []
     for start in range(0, len(contents), batch_size):
         indices = range(start, min(start + batch_size, len(contents)))
         content_t = [rgb_tensor(contents[i], device, f"contents[{i}]", MIN_SIZE) for i in indices]
@@ -500,11 +502,11 @@ def estimate_warps(
         ]
         with torch.inference_mode(False):
             params = estimate_parameters_batch(
-                content_t, style_t, options, device, hints=[hints[i] for i in indices]
+                content_t, style_t, options, device, hints=[pair_hints[i] for i in indices]
             )
         transforms.extend(
             _transform_from_parameters(
-                p, tuple(c.shape[-2:]), options.strength, hints[i], (c, style_t[k])
+                p, tuple(c.shape[-2:]), options.strength, pair_hints[i], (c, style_t[k])
             )
             for k, (p, c, i) in enumerate(zip(params, content_t, indices, strict=True))
         )

@@ -18,6 +18,7 @@ of folds, the starts they run from and the choice among those starts.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from .geometry_options import DEFAULT_PASSES, checkpoint_for
 from .warp_params import (
@@ -211,7 +212,9 @@ def judge_scores(warped, style, device=None):
     return semantic_similarity(warped, style, trunk)
 
 
-def best_layout(candidates: dict, content, style, grid_size: int, model: str, hints=None):
+def best_layout(
+    candidates: dict[str, tuple[Any, Any]], content, style, grid_size: int, model: str, hints=None
+):
     """``(theta, tps, names)``: for each pair of the batch, the candidate whose warped content
     best matches the style (``judge_scores``).
 
@@ -300,7 +303,9 @@ class NetworkStages:
         self.nets, self.counts, self.model = nets, counts, model
         self.content, self.style = content, style
         self.grid_size = nets["tps"].grid_size if "tps" in nets else 3
-        self.damped = [{"affine": [], "tps": []} for _ in range(content.shape[0])]
+        self.damped: list[dict[str, list]] = [
+            {"affine": [], "tps": []} for _ in range(content.shape[0])
+        ]
 
     def affine(self, theta):
         """(B, 2, 3) after the affine passes from ``theta`` (None: the identity)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import warnings
 from pathlib import Path
+from typing import Literal
 
 from . import weights as _weights
 
@@ -75,14 +76,15 @@ def _make_module_class():
         def __init__(self, last_layer: str = "conv5_1"):
             super().__init__()
             last_index = _check_tap(last_layer)
-            layers, in_channels = [], 3
+            layers: list[nn.Module] = []
+            in_channels = 3
             for item in _VGG19_CFG:
                 if len(layers) > last_index:
                     break
-                if item == "M":
+                if isinstance(item, str):  # "M", the only name in the table
                     layers.append(nn.MaxPool2d(2, 2))
                 else:
-                    mode = "reflect" if not layers else "zeros"
+                    mode: Literal["reflect", "zeros"] = "reflect" if not layers else "zeros"
                     layers.append(nn.Conv2d(in_channels, item, 3, padding=1, padding_mode=mode))
                     layers.append(nn.ReLU(inplace=True))
                     in_channels = item
@@ -153,7 +155,8 @@ def _init_random(model) -> None:
                 fan_in = layer.in_channels * 9
                 weight = torch.randn(layer.weight.shape, generator=generator)
                 layer.weight.copy_(weight * (2.0 / fan_in) ** 0.5)
-                layer.bias.zero_()
+                if layer.bias is not None:  # always there: VGG's convolutions have biases
+                    layer.bias.zero_()
 
 
 def _load_state(model, path: Path) -> None:

@@ -117,6 +117,7 @@ class GeometryNet(nn.Module):
         self.kind = check_model_kind(config["model"])
         self.grid_size = int(config.get("grid_size", DEFAULT_GRID_SIZE))
         self.input_size = int(config.get("input_size", INPUT_SIZE))
+        self.trunk: EmbeddedTrunk | EfficientNetTrunk | VGGTrunk
         if check_trunk(config["trunk"]) == "embedded":
             self.trunk = EmbeddedTrunk(tuple(config.get("embedded_widths", (32, 64, 96, 128))))
         elif config["trunk"] == "efficientnet":

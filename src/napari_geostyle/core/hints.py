@@ -101,9 +101,9 @@ def _check_side(points, shape, name: str) -> np.ndarray:
     if len(array) > 1:
         distance = np.linalg.norm(array[:, None] - array[None], axis=-1)
         distance[np.diag_indices(len(array))] = np.inf
-        first, second = np.unravel_index(int(np.argmin(distance)), distance.shape)
-        if distance[first, second] < DUPLICATE_PX:
-            first, second = sorted((int(first), int(second)))
+        row, col = np.unravel_index(int(np.argmin(distance)), distance.shape)
+        if distance[row, col] < DUPLICATE_PX:
+            first, second = sorted((int(row), int(col)))
             raise ValueError(
                 f"{name} {first} and {second} are at the same place {array[first].tolist()}; "
                 "remove the duplicate hint."

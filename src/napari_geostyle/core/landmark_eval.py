@@ -39,6 +39,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -419,11 +420,11 @@ def click_groups_of(pair: LandmarkPair, count: int) -> list:
             f"{count} clicks asked for, but {pair.name!r} has {len(points)} landmarks."
         )
     first = int(np.argmin(np.linalg.norm(points - points.mean(0), axis=1)))
-    chosen, distance = [first], np.linalg.norm(points - points[first], axis=1)
-    while len(chosen) < count:  # farthest-point sampling
-        chosen.append(int(np.argmax(distance)))
-        distance = np.minimum(distance, np.linalg.norm(points - points[chosen[-1]], axis=1))
-    return [np.array([c]) for c in chosen]
+    picked, distance = [first], np.linalg.norm(points - points[first], axis=1)
+    while len(picked) < count:  # farthest-point sampling
+        picked.append(int(np.argmax(distance)))
+        distance = np.minimum(distance, np.linalg.norm(points - points[picked[-1]], axis=1))
+    return [np.array([c]) for c in picked]
 
 
 def simulated_clicks(pair: LandmarkPair, count: int, rng):
@@ -535,16 +536,16 @@ def evaluate_landmark_pairs(
             rows[_row_name(method, count)] = (method, count)
     middle = alphas[len(alphas) // 2]
     right_alpha, right_share = CORRECT_PAIR
-    correct = {r: {a: [] for a in alphas} for r in rows}
-    per_pair = {r: [] for r in rows}
-    right = {r: [] for r in rows}
-    confidence = {r: [] for r in rows}
-    features = {r: [] for r in rows}
+    correct: dict[str, dict[float, list]] = {r: {a: [] for a in alphas} for r in rows}
+    per_pair: dict[str, list] = {r: [] for r in rows}
+    right: dict[str, list] = {r: [] for r in rows}
+    confidence: dict[str, list] = {r: [] for r in rows}
+    features: dict[str, list] = {r: [] for r in rows}
     seconds = {r: 0.0 for r in rows}
     examples = []
     for index, pair in enumerate(pairs):
-        transforms = {}
-        clicked = {}
+        transforms: dict[str, Any] = {}
+        clicked: dict[int, tuple] = {}
         for count in clicks:
             if count:
                 rng = np.random.default_rng([click_seed, index, count])

@@ -5,7 +5,13 @@ Qt-free: the landmark table and the live warp use these, and tests reach them wi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .transforms import Transform
 
 #: models a landmark warp can be fitted with, most to least constrained
 FIT_MODELS = ("rigid", "similarity", "affine", "tps")
@@ -17,7 +23,12 @@ def fit_landmarks(src, dst, model: str = "tps"):
     """The ``model`` transform taking content landmarks ``src`` onto output landmarks ``dst``."""
     from .transforms import fit_affine, fit_rigid, fit_similarity, fit_tps
 
-    fits = {"rigid": fit_rigid, "similarity": fit_similarity, "affine": fit_affine, "tps": fit_tps}
+    fits: dict[str, Callable[..., Transform]] = {
+        "rigid": fit_rigid,
+        "similarity": fit_similarity,
+        "affine": fit_affine,
+        "tps": fit_tps,
+    }
     if model not in fits:
         raise ValueError(f"unknown landmark model {model!r}; choose one of {list(FIT_MODELS)}.")
     return fits[model](src, dst)

@@ -19,9 +19,14 @@ samples, and the values on a lattice channel-first ``(B, D, rows, cols)``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .transforms import Transform
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 LATTICE_STEP = 4  # output pixels between knots
 # the largest distance (px) between the interpolated and the exact map a full warp accepts,
@@ -135,7 +140,7 @@ class LatticeSampleMap(Transform):
         knots = np.stack(np.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2)
         self.lattice = transform.sample_points(knots).reshape(len(rows), len(cols), 2)
         self.kernel_size = 4  # bilinear taps per pixel (sizes warp_image's tiles)
-        self._tensors = {}
+        self._tensors: dict[tuple, torch.Tensor] = {}  # the lattice per (dtype, device)
 
     def interpolation_error(self) -> float:
         """Largest distance (pixels) between the interpolated and the exact map at the centres

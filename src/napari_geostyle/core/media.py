@@ -200,7 +200,8 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
 
     check_image_file(data, name)
     try:
-        array = np.asarray(iio.imread(data, extension=Path(name).suffix.lower() or None))
+        suffix = Path(name).suffix.lower()  # none: imageio guesses the format from the bytes
+        array = np.asarray(iio.imread(data, extension=suffix) if suffix else iio.imread(data))
     except Exception as error:  # imageio raises many types for unreadable files
         message = " ".join(str(error).split())
         raise ValueError(f"cannot read {name} as an image: {message}") from error
@@ -327,7 +328,7 @@ def _video_frame(path: Path, item: InputItem) -> np.ndarray:
         if digest_array(frame) != item.digest:
             reader.close()
             reader = imageio.get_reader(path, format="FFMPEG")
-            for index, frame in enumerate(reader):
+            for index, frame in enumerate(reader.iter_data()):
                 if index == item.frame:
                     break
             else:
@@ -431,6 +432,7 @@ def load_item(item: InputItem) -> np.ndarray:
     if array is not None:
         return array
     data = _file_bytes(item) if item.reader == "file" else item.data
+    assert data is not None, "an input item holds an array, a lazy frame, a file or its bytes"
     return decode_image(data, item.source)
 
 

@@ -82,6 +82,7 @@ class LBFGS:
         for i in range(self.history):
             beta = self.rho[i] * self.y[i].dot(direction)
             direction = direction + (alphas[i] - beta) * self.s[i]
+        step: float | torch.Tensor
         if self.started:
             step = self.lr
         else:  # first step: as torch, scaled by the gradient's size

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -116,7 +116,7 @@ def iter_geometric_style_transfer(
     progress: Callable[[int, int, str], object] | None = None,
     hints: tuple[ArrayLike, ArrayLike] | None = None,
     **texture_options: Any,
-) -> Iterator[GeometricStyleStep]:
+) -> Generator[GeometricStyleStep, None, None]:
     """Generator form of :func:`geometric_style_transfer` (progress and previews as it goes).
 
     Inputs and choices are checked now (``ValueError``); the work starts on the first
@@ -179,8 +179,8 @@ def iter_geometric_style_transfer(
         if hints is not None:  # bad hints fail now, before any work
             from .hints import check_hints
 
-            hints = check_hints(hints, content.shape[:2], geometry.shape[:2])
-            options = dataclasses.replace(options, hints=hints)
+            checked = check_hints(hints, content.shape[:2], geometry.shape[:2])
+            options = dataclasses.replace(options, hints=checked)
     elif not isinstance(transform, Transform):
         raise ValueError(f"transform must be a transform (fit_tps, estimate_warp, ...); "
                          f"got {type(transform).__name__}.")  # fmt: skip
@@ -210,7 +210,7 @@ def _run_both_stages(
     texture_options: dict,
     recorded: dict,
     progress: Callable[[int, int, str], object] | None,
-) -> Iterator[GeometricStyleStep]:
+) -> Generator[GeometricStyleStep, None, None]:
     """The stages (``core.stages``): the estimate by ``options`` (or ``transform``, dosed by
     ``strength``), the warp, then the texture; ``recorded``: the result's ``options``."""
     from .stages import texture_stage, warp_stage
@@ -227,7 +227,9 @@ def _run_both_stages(
     try:
         for step in texture_steps:
             result = (
-                GeometricStyleResult(step.image, warped, transform, recorded) if step.done else None
+                GeometricStyleResult(step.image, warped, transform, recorded)
+                if step.done and step.image is not None  # the last step carries the image
+                else None
             )
             yield GeometricStyleStep(
                 stage="texture",
@@ -287,4 +289,5 @@ def geometric_style_transfer(
         content, style, geometry_style, texture_style, **options
     ):
         result = step.result or result
+    assert result is not None, "the last step carries the result"
     return result

@@ -8,6 +8,8 @@ objective (``refine_pair``). Hints (``core.hints``) are kept as a penalty on the
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from .estimate_network import search_descriptor, warp_tensor
 from .warp_params import lattice_xy, sample_map, theta_determinant, tps_min_determinant, tps_spline
 
@@ -20,9 +22,23 @@ HINT_WEIGHT = 100.0
 # the better start to stay near (one face pair, two clicks, PCK@0.1: the pose 0.30, refined
 # with the usual trust region 0.04, with ten times it 0.13)
 HINT_TRUST_FACTOR = 10.0
+
+
+class RefineSettings(TypedDict):
+    """The keys of ``REFINE`` and their types."""
+
+    trust_weight: float
+    affine_iterations: int
+    affine_lr: float
+    tps_iterations: int
+    tps_lr: float
+    margin: float
+    layout_weight: float
+
+
 # Refinement settings, chosen on the tuning split (MODEL_CARD.md). ``margin``: how much lower
 # the objective must end than it started for the refined parameters to replace the network's.
-REFINE = {
+REFINE: RefineSettings = {
     "trust_weight": 1.0,
     "affine_iterations": 40,
     "affine_lr": 0.01,
@@ -102,7 +118,8 @@ class FeatureObjective:
             }
         self.lattice = lattice_xy(5, content.device)[None]
         self.anchor = None
-        self.hints = None  # (style (1, K, 2), content (1, K, 2)) normalised: ``set_hints``
+        # (style (1, K, 2), content (1, K, 2)) normalised: ``set_hints``
+        self.hints: tuple | None = None
         self._style_layout = None  # the style's layout features, made on first use
 
     def set_anchor(self, theta, tps):

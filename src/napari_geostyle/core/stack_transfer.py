@@ -19,9 +19,9 @@ whole. Steps report per-frame and whole-stack progress; closing the generator st
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence, Sized
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -117,7 +117,7 @@ def iter_stack_transfer(
     strength: float = 1.0,
     device: str | torch.device | None = None,
     **texture_options: Any,
-) -> Iterator[StackStep]:
+) -> Generator[StackStep, None, None]:
     """Warp (``geometry_style``) and/or style (``texture_style``) every frame of ``frames``.
 
     Everything is checked now on the first frame (``ValueError``); the work starts on the first
@@ -168,7 +168,7 @@ def iter_stack_transfer(
     try:
         if isinstance(frames, (str, bytes, Mapping)):  # sized, but not images by position
             raise TypeError
-        count = len(frames)
+        count = len(cast(Sized, frames))  # a TypeError for anything unsized
     except TypeError as error:
         raise ValueError("frames must be a (T, H, W[, C]) array or a list of 2D images.") from error
     if count < 1:
@@ -241,7 +241,7 @@ def _run(
     per_frame,
     device,
     texture_options,
-) -> Iterator[StackStep]:
+) -> Generator[StackStep, None, None]:
     """The stages (``core.stages``) frame by frame: ``geometry`` (``GeometryOptions``, or None
     without a geometry style) estimates, or the coherent run's one transform is reused."""
     from .stages import texture_stage, warp_stage

@@ -13,7 +13,7 @@ batch engine's tasks (``core.batch``) call these and wrap the steps in their own
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,6 +63,7 @@ def warp_stage(
     if transform is None:
         from .estimate import estimate_transform
 
+        assert geometry_style is not None and options is not None, "an estimate needs both"
         transform = estimate_transform(content, geometry_style, options, device, progress)
     return warp_image(content, transform, device=device), transform
 
@@ -73,7 +74,7 @@ def texture_stage(
     device: str | torch.device | None,
     texture_options: Mapping[str, Any],
     init: np.ndarray | str | None = None,
-) -> Iterator[TextureStep]:
+) -> Generator[TextureStep, None, None]:
     """The texture stage of ``image``: one ``TextureStep`` per iteration, the last ``done``.
 
     Parameters
@@ -97,7 +98,7 @@ def texture_stage(
     """
     from .texture import iter_texture_transfer
 
-    start = {} if init is None else {"init": init}
+    start: dict[str, Any] = {} if init is None else {"init": init}
     steps = iter_texture_transfer(image, texture_style, device=device, **start, **texture_options)
     try:
         yield from steps
@@ -153,4 +154,5 @@ def texture_result(
     for step in texture_stage(image, texture_style, device, texture_options, init):
         if step.done:
             result = step.image
+    assert result is not None, "the texture stage's last step is done and carries the image"
     return result

@@ -102,7 +102,7 @@ def read_styles_csv(path) -> list[StyleRow]:
         if len(cells) > len(names):
             raise ValueError(f"{where} has {len(cells)} cells; the header has {len(names)}")
         record = dict(zip(names, [c.strip() for c in cells]))
-        styles = {}
+        styles: dict[str, Path | _Off | None] = {}
         for column in STYLE_COLUMNS:
             value = record.get(column, "")
             if not value:
@@ -111,9 +111,11 @@ def read_styles_csv(path) -> list[StyleRow]:
                 styles[column] = OFF
             else:
                 styles[column] = _style_path(value, folder, where, column)
-        hints = record.get(HINTS_COLUMN, "")
+        hints_cell = record.get(HINTS_COLUMN, "")
         hints = (
-            _read_hints(_style_path(hints, folder, where, HINTS_COLUMN), where) if hints else None
+            _read_hints(_style_path(hints_cell, folder, where, HINTS_COLUMN), where)
+            if hints_cell
+            else None
         )
         rows.append(StyleRow(record.get(INPUT_COLUMN, ""), styles, where, folder, hints))
     if not rows:
@@ -203,7 +205,8 @@ def match_rows(rows: list[StyleRow], targets: list[Target]) -> dict:
             by_name.setdefault(name, []).append(target)
         if paths and not target.source.startswith("array "):
             by_path.setdefault(Path(target.source).expanduser().resolve(), []).append(target)
-    matched, unknown = {}, []
+    matched: dict[str, StyleRow] = {}
+    unknown: list[str] = []
     for row in rows:
         name = row.input
         if not name:
@@ -213,8 +216,8 @@ def match_rows(rows: list[StyleRow], targets: list[Target]) -> dict:
                 (row.folder / name).expanduser().resolve(),
                 Path(name).expanduser().resolve(),
             }
-            found = {id(t): t for c in candidates for t in by_path.get(c, [])}
-            found = list(found.values())
+            by_id = {id(t): t for c in candidates for t in by_path.get(c, [])}
+            found = list(by_id.values())
         else:
             found = list({id(t): t for t in by_name.get(name, [])}.values())
         if not found:

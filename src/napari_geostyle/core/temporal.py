@@ -14,7 +14,12 @@ numpy only; the transform classes are imported inside the functions that use the
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .transforms import Transform
 
 
 def _frames_float(frames, name: str) -> np.ndarray:
@@ -157,7 +162,7 @@ def _form(transform) -> tuple | None:
     at most one TPS (with its control points, frame and regularization); None for others."""
     from .transforms import AffineTransform, TPSTransform
 
-    form = []
+    form: list[tuple] = []
     parts = _parts(transform)
     for number, part in enumerate(parts):
         if isinstance(part, AffineTransform):
@@ -223,12 +228,12 @@ def smooth_transforms(transforms, window: int, kernel: str = "gaussian", shape=N
             np.stack([t.sample_points(grid) for t in frames]), window, kernel, valid
         )
     covered = np.isfinite(smooth_series(valid.astype(float), window, kernel, valid))
-    result = []
+    result: list[Transform | None] = []
     for index in range(len(frames)):
         if not covered[index]:  # no valid frame in this one's window
             result.append(None)
             continue
-        built = []
+        built: list[Transform] = []
         for k in matrices:
             try:
                 built.append(AffineTransform(matrices[k][index]))

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -37,7 +37,15 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from numpy.typing import ArrayLike
 
-PRESETS = {
+
+class Preset(TypedDict):
+    """A preset's output size (longest side) and iterations per level, coarsest first."""
+
+    size: int
+    iterations: tuple[int, ...]
+
+
+PRESETS: dict[str, Preset] = {
     # iterations per level, coarsest first (for levels=4; other level counts reuse the tail)
     "fast": {"size": 256, "iterations": (80, 60, 40, 30)},
     "balanced": {"size": 512, "iterations": (200, 150, 120, 100)},
@@ -125,9 +133,9 @@ class _Plan:
     style_weight: float
     tv_weight: float
     preserve_color: bool
-    init: object  # "content", "noise" or a float32 (H, W, 3) start image
+    init: str | np.ndarray  # "content", "noise" or a float32 (H, W, 3) start image
     backbone: Backbone
-    device: object
+    device: str | torch.device | None
     seed: int
     preview_every: int
     compile: bool
@@ -327,10 +335,10 @@ def available_memory_bytes(device) -> int | None:
         cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         return int(free + cached)
     if device.type == "mps":
-        mps = getattr(torch, "mps", None)
+        mps: Any = getattr(torch, "mps", None)
         try:
             return int(mps.recommended_max_memory() - mps.driver_allocated_memory())
-        except Exception:  # older torch without these queries
+        except Exception:  # older torch without these queries (or no torch.mps)
             return None
     try:
         import psutil
@@ -499,7 +507,7 @@ def iter_texture_transfer(content: ArrayLike, texture_style: ArrayLike | Sequenc
                           preview_every: int = 10, preset: str = "balanced",
                           compile: bool = False, amp: bool | None = None,
                           cuda_graphs: bool | None = None,
-                          precision: str = "auto") -> Iterator[TextureStep]:  # fmt: skip
+                          precision: str = "auto") -> Generator[TextureStep, None, None]:  # fmt: skip
     """Texture transfer of ``texture_style`` (one image or a list, mixed by ``style_weights``)
     onto ``content``, yielding a ``TextureStep`` per iteration.
 
@@ -605,11 +613,12 @@ def _working_images(plan: _Plan):
     return content_y.astype(np.float32), styles
 
 
-def _working_init(plan: _Plan) -> np.ndarray:
-    """The start image in the solve's channels (luminance only for preserve_color)."""
+def _working_init(plan: _Plan, init: np.ndarray) -> np.ndarray:
+    """The start image ``init`` (``plan.init``, an image) in the solve's channels (luminance
+    only for preserve_color)."""
     if not plan.preserve_color:
-        return plan.init
-    return images.luminance(plan.init)[..., None].astype(np.float32)
+        return init
+    return images.luminance(init)[..., None].astype(np.float32)
 
 
 def _colour_matched_start(plan: _Plan) -> bool:
@@ -649,7 +658,7 @@ def _style_level_shape(style_shape, longest: int) -> tuple[int, int]:
     return images.fit_longest_side(style_shape, longest)
 
 
-def _solve(plan: _Plan) -> Iterator[TextureStep]:
+def _solve(plan: _Plan) -> Generator[TextureStep, None, None]:
     import contextlib
 
     import torch
@@ -714,12 +723,13 @@ class _Solve:
     """What every pyramid level of one solve shares (``progress`` counts over all levels)."""
 
     plan: _Plan
-    device: object
-    trunk: object
-    autocast: object  # () -> the trunk's autocast context (bf16 or none)
-    to_output: object  # working tensor -> float32 (H, W, 3) result at the output size
-    content: object  # the working content at full resolution, on the device
-    styles: list
+    device: torch.device
+    trunk: Any
+    autocast: Callable[[], Any]  # () -> the trunk's autocast context (bf16 or none)
+    # working tensor -> float32 (H, W, 3) result at the output size
+    to_output: Callable[[torch.Tensor], np.ndarray]
+    content: torch.Tensor  # the working content at full resolution, on the device
+    styles: list[torch.Tensor]
     levels: int
     total: int
     cuda_graphs: bool = False  # replay iterations as CUDA graphs (devices.choose_cuda_graphs)
@@ -737,14 +747,14 @@ def _level_start(solve: _Solve, content_level, shape, previous):
         if previous is not None:
             return images.resize_tensor(previous.detach(), shape).clamp(0.0, 1.0)
         if not isinstance(plan.init, str):
-            start = images.image_to_tensor(_working_init(plan), device=solve.device)
+            start = images.image_to_tensor(_working_init(plan, plan.init), device=solve.device)
             return images.resize_tensor(start, shape)
         if plan.init == "noise":
             generator = torch.Generator(device="cpu").manual_seed(plan.seed)
             return torch.rand(content_level.shape, generator=generator).to(solve.device)
         if _colour_matched_start(plan):
-            start = images.match_colour_statistics(plan.content, plan.styles, plan.style_weights)
-            return images.resize_tensor(images.image_to_tensor(start, device=solve.device), shape)
+            matched = images.match_colour_statistics(plan.content, plan.styles, plan.style_weights)
+            return images.resize_tensor(images.image_to_tensor(matched, device=solve.device), shape)
         return content_level.clone()
 
 
@@ -767,6 +777,7 @@ def _solve_level(solve: _Solve, level: int, shape, count: int, previous):
     del style_levels
     image = _level_start(solve, content_level, shape, previous).contiguous().requires_grad_(True)
     del content_level
+    optimizer: LBFGS | _Adam
     if plan.optimizer == "lbfgs":
         optimizer = LBFGS(image, history=LBFGS_HISTORY)
     else:
@@ -786,6 +797,7 @@ def _solve_level(solve: _Solve, level: int, shape, count: int, previous):
         return loss.detach()
 
     use_graphs = solve.cuda_graphs
+    steps: _GraphSteps | _EagerSteps
     steps = _GraphSteps(iterate, solve.device, count) if use_graphs else _EagerSteps(iterate)
     try:
         for iteration in range(1, count + 1):
@@ -887,4 +899,5 @@ def transfer_texture(
     for step in iter_texture_transfer(content, texture_style, **options):
         if step.done:
             result = step.image
+    assert result is not None, "the last step is done and carries the image"
     return result

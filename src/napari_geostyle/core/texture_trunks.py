@@ -19,6 +19,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from . import weights as _weights
 from .errors import MissingFileError
@@ -146,7 +147,8 @@ def _vgg19_file(backbone) -> Path:
     text = str(backbone)
     path = Path(text).expanduser()
     if path.is_file():
-        return _weights.resolve_vgg19_weights(path=path, download=False)
+        # an existing explicit file is returned as it is, never None
+        return cast(Path, _weights.resolve_vgg19_weights(path=path, download=False))
     if isinstance(backbone, Path) or any(c in text for c in "/\\."):
         raise MissingFileError(f"no VGG-19 weights file at {text}.")
     raise ValueError(

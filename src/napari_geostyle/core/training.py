@@ -21,6 +21,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +33,9 @@ from .warp_params import (
     sample_map,
     sample_points,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 LOSSES = ("grid", "image")
@@ -46,13 +50,13 @@ class PairRanges:
 
     rotation_deg: float = 15.0
     shear_deg: float = 30.0
-    scale: tuple = (0.75, 1.25)
+    scale: tuple[float, float] = (0.75, 1.25)
     translation: float = 0.25
     tps_shift: float = 0.4
     # TPS pairs: share also given a milder affine, since the TPS stage sees residual affines
     tps_affine_share: float = 0.5
     tps_affine_strength: float = 0.3
-    crop_zoom: tuple = (0.55, 1.0)
+    crop_zoom: tuple[float, float] = (0.55, 1.0)
     appearance: bool = True
     # Cross-instance proxies (0 = off). Two pictures of different objects of one kind differ by
     # more than a global warp: local shape (an elastic warp on a fine TPS grid that the loss does
@@ -322,9 +326,9 @@ def randomize_appearance(images, gen, strength: float = 1.0, textures=None):
 # --------------------------------------------------------------------------- pairs
 @dataclass
 class PairBatch:
-    source: object  # (B, 3, S, S) content
-    target: object  # (B, 3, S, S) geometry style (re-styled)
-    target_clean: object  # target before re-styling (for the image loss)
+    source: torch.Tensor  # (B, 3, S, S) content
+    target: torch.Tensor  # (B, 3, S, S) geometry style (re-styled)
+    target_clean: torch.Tensor  # target before re-styling (for the image loss)
     truth: GroundTruth
 
 
@@ -369,7 +373,11 @@ def make_pairs(
     source_grid = (centres * crop_scale + centre[:, None]).reshape(batch, size, size, 2)
     target_grid = (warped * crop_scale + centre[:, None]).reshape(batch, size, size, 2)
     # mirror padding: samples beyond the pool image reflect back in, so no empty border
-    sample = {"mode": "bilinear", "padding_mode": "reflection", "align_corners": ALIGN_CORNERS}
+    sample: dict[str, Any] = {
+        "mode": "bilinear",
+        "padding_mode": "reflection",
+        "align_corners": ALIGN_CORNERS,
+    }
     source = F.grid_sample(images, source_grid, **sample)
     target_clean = F.grid_sample(images, target_grid, **sample)
     if ranges.appearance:
@@ -385,7 +393,7 @@ def make_pairs(
     return PairBatch(source, target, target_clean, truth)
 
 
-def _random_pool_crops(pool, gen, centres, size: int, zoom: tuple):
+def _random_pool_crops(pool, gen, centres, size: int, zoom: tuple[float, float]):
     """A centred crop (zoom drawn in ``zoom``, mirror padding) of a random pool image per
     output point set in ``centres`` (B, size * size, 2): (B, 3, size, size) float."""
     import torch
@@ -778,8 +786,8 @@ def evaluate_geometry(
 
     trunk = resolve_trunk(trunk)
     results = {"pairs": len(pairs), "model": model, "trunk": trunk, "size": size}
-    errors = {m: [] for m in methods}
-    confidences = {m: [] for m in methods}
+    errors: dict[str, list] = {m: [] for m in methods}
+    confidences: dict[str, list] = {m: [] for m in methods}
     timings = {m: 0.0 for m in methods}
     examples = []
     for index, (source, target, truth_rc) in enumerate(pairs):

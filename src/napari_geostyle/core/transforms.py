@@ -116,6 +116,10 @@ class Transform:
 
     #: control points whose kernel each sampled point evaluates (sizes warp tiles)
     kernel_size = 0
+    # set on an estimate's result only (``core.estimate``; read with getattr): P(the warp is
+    # right), 0..1, and what it was made from
+    confidence: float | None
+    confidence_features: dict | None
 
     def map_points(self, points) -> np.ndarray:
         """Content ``(row, col)`` -> output ``(row, col)``: where a content feature appears."""
@@ -410,7 +414,7 @@ class TPSTransform(Transform):
         self.frame = (center, scale)
         self.kernel_size = len(output)
         self._sample = _Spline(output, content, regularization, center, scale)
-        self._forward = None  # content -> output spline, fitted on first map_points
+        self._forward: _Spline | None = None  # content -> output spline, fitted on first map_points
 
     # ----------------------------------------------------------------- maps
     def sample_points(self, points) -> np.ndarray:
@@ -506,7 +510,7 @@ class ComposedTransform(Transform):
     """
 
     def __init__(self, transforms: Iterable[Transform]) -> None:
-        flat = []
+        flat: list[Transform] = []
         for transform in transforms:
             if isinstance(transform, ComposedTransform):
                 flat.extend(transform.transforms)
@@ -518,7 +522,7 @@ class ComposedTransform(Transform):
                 )
         if not flat:
             raise ValueError("ComposedTransform needs at least one transform.")
-        self.transforms = tuple(flat)
+        self.transforms: tuple[Transform, ...] = tuple(flat)
         self.kernel_size = sum(t.kernel_size for t in flat)
 
     def map_points(self, points) -> np.ndarray:
@@ -548,12 +552,13 @@ class ComposedTransform(Transform):
 
     def inverse(self) -> ComposedTransform:
         """Exact inverse; only defined when every part is affine."""
-        if not all(isinstance(t, AffineTransform) for t in self.transforms):
+        affines = [t for t in self.transforms if isinstance(t, AffineTransform)]
+        if len(affines) != len(self.transforms):
             raise ValueError(
                 "only affine transforms have an exact inverse; a thin-plate spline's inverse is "
                 "not a thin-plate spline (fit one with the landmark roles swapped instead)."
             )
-        return ComposedTransform([t.inverse() for t in reversed(self.transforms)])
+        return ComposedTransform([t.inverse() for t in reversed(affines)])
 
     def to_dict(self) -> dict:
         return {"type": "composed", "transforms": [t.to_dict() for t in self.transforms]}

@@ -200,10 +200,10 @@ def _compute_dtype(array: np.ndarray, mode: str):
         if size <= 2:
             return torch.float32
         if size >= 8:
-            peak = max(abs(int(array.min())), abs(int(array.max())))
-            if peak > _FLOAT64_EXACT_INTEGER:
+            largest = max(abs(int(array.min())), abs(int(array.max())))
+            if largest > _FLOAT64_EXACT_INTEGER:
                 raise ValueError(
-                    f"image ({array.dtype}) has values up to {peak}, beyond 2**32, which "
+                    f"image ({array.dtype}) has values up to {largest}, beyond 2**32, which "
                     f"{mode} interpolation cannot reproduce exactly; use mode='nearest' (it "
                     "moves the values unchanged) or convert the image first."
                 )

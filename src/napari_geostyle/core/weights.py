@@ -108,7 +108,7 @@ def _candidates(path=None) -> list[tuple[str, Path | None]]:
 def _hub_name_ok(path: Path) -> bool:
     """torchvision's convention: the file name carries the SHA-256 prefix of its contents."""
     match = re.search(r"-([a-f0-9]{8,})\.", path.name)
-    return bool(match) and match.group(1).startswith(VGG19_HASH_PREFIX)
+    return match is not None and match.group(1).startswith(VGG19_HASH_PREFIX)
 
 
 def resolve_vgg19_weights(path=None, download=None) -> Path | None:
@@ -252,7 +252,11 @@ def describe_vgg19_weights(path=None, check: bool = False) -> dict:
     found = None
     for where, candidate in _candidates(path):
         exists = candidate is not None and candidate.is_file()
-        usable = exists and (where != "torch hub cache" or _hub_name_ok(candidate))
+        usable = (
+            candidate is not None
+            and exists
+            and (where != "torch hub cache" or _hub_name_ok(candidate))
+        )
         problem = None
         if exists and not usable:
             problem = f"its name does not carry the hash prefix {VGG19_HASH_PREFIX}"

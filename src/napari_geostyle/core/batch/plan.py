@@ -11,6 +11,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ def _load_style(style, name: str):
     return array, [media.digest_array(array)], f"array {array.shape} {array.dtype}"
 
 
-def _key(parts: dict) -> str:
+def _key(parts: dict | list) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -118,7 +119,7 @@ def _assign_styles(items, sequences, geometry_style, texture_style, styles, stor
     chosen, bare = {}, []
     for target in _targets(items, sequences):
         row = matched.get(target.output)
-        ids = []
+        ids: list[str | None] = []
         for column, stage in zip(style_table.STYLE_COLUMNS, ("geometry", "texture")):
             style = row.styles[column] if row is not None else None
             if style is None:
@@ -174,8 +175,10 @@ def _assign_hints(items, sequences, styles, hints) -> dict:
     chosen = {}
     for target in _targets(items, sequences):
         row = matched.get(target.output)
-        own = None if row is None else row.hints
-        chosen[target.output] = checked(own, row.where) if own is not None else default
+        if row is not None and row.hints is not None:
+            chosen[target.output] = checked(row.hints, row.where)
+        else:
+            chosen[target.output] = default
     return {
         i.output: chosen[i.sequence] if i.sequence is not None else chosen[i.output] for i in items
     }
@@ -207,7 +210,7 @@ def _refuse_outputs_on_inputs(folder: Path, items, sequences, style_files) -> No
     for style in style_files:  # paths, or a list of them (a styles table may be a mapping)
         named = style if isinstance(style, list) else [style]
         sources.update(s for s in named if isinstance(s, (str, os.PathLike)))
-    known = {}
+    known: dict[tuple[int, int], str | os.PathLike] = {}
     for source in sources:
         try:
             found = os.stat(source)
@@ -302,7 +305,7 @@ def _plan(
 
     def parts(output: str) -> dict:  # what an output's result depends on, but the input
         geometry, texture = item_styles[output]
-        result = {"version": 1}
+        result: dict[str, Any] = {"version": 1}
         if geometry is not None:
             result["geometry"] = {"style": store.digests[geometry], **geometry_options}
             if item_hints.get(output) is not None:
@@ -326,15 +329,17 @@ def _plan(
         "hints": {o: h for o, h in item_hints.items() if h is not None},
     }
 
-    keys, previous_key = {}, {}
+    keys: dict[str, str] = {}
+    previous_key: dict[str, str] = {}
     for sequence in sequences:
         frames = sequence.items
         geometry, texture = item_styles[frames[0].output]
         for index, item in enumerate(frames):
-            extra = {"coherent": bool(coherent)}
+            extra: dict[str, Any] = {"coherent": bool(coherent)}
             if coherent and geometry is not None and per_frame is None:
                 extra["reference"] = frames[0].digest
-            elif coherent and geometry is not None:  # its window's frames and the smoothing
+            elif coherent and geometry is not None and per_frame is not None:
+                # its window's frames and the smoothing
                 window = temporal.window_range(index, len(frames), per_frame["smooth_frames"])
                 extra["per_frame"] = {**per_frame, "window": [frames[j].digest for j in window]}
             if coherent and texture is not None and index % (chunk or len(frames)):

@@ -5,7 +5,7 @@ the output folder's lock and stops cleanly when the disk cannot be written."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -289,7 +289,7 @@ def _folder_state(folder: Path) -> list:
     """What a plan read from the folder (the manifest and its journal), to notice a change."""
     from ..manifest import JOURNAL_NAME, MANIFEST_NAME
 
-    state = []
+    state: list[tuple[int, int] | None] = []
     for name in (MANIFEST_NAME, JOURNAL_NAME):
         try:
             found = (folder / name).stat()
@@ -299,7 +299,9 @@ def _folder_state(folder: Path) -> list:
     return state
 
 
-def _locked(plan: _Plan, planned: list, results: Iterator[BatchResult]) -> Iterator[BatchResult]:
+def _locked(
+    plan: _Plan, planned: list, results: Generator[BatchResult, None, None]
+) -> Generator[BatchResult, None, None]:
     """``results`` under the output folder's exclusive lock, taken at the first ``next()`` (where
     the work starts) and released at the end. Only the lock's holder removes a killed run's
     temporary files; a batch planned before another one wrote to the folder starts again."""

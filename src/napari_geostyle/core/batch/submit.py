@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
+from typing import Any
 
 from .. import media, temporal
 from .outcomes import GeometryOutcome
@@ -185,7 +186,8 @@ def _submit(plan: _Plan, client, geometry_batch: int, workers: int) -> tuple[lis
                 geometry.shape,
                 pure=False,
             )
-    futures, by_output = [], {}
+    futures: list = []
+    by_output: dict[str, Any] = {}  # an output's future
     for sequence in plan.sequences:
         frames = sequence.items
         geometry_id, texture_id = plan.item_styles[frames[0].output]
@@ -230,7 +232,7 @@ def _submit(plan: _Plan, client, geometry_batch: int, workers: int) -> tuple[lis
     return futures, size
 
 
-def _run(plan: _Plan, client, scheduler, workers, processes) -> Iterator[BatchResult]:
+def _run(plan: _Plan, client, scheduler, workers, processes) -> Generator[BatchResult, None, None]:
     manifest = plan.manifest
     own_client = cluster = None
     try:

@@ -159,12 +159,12 @@ def _task_estimate_chunk(
                 transform = _estimate(
                     images[index], styles[style_ids[index]], settings, device, items[index].output
                 )
-                estimate, error = transform.to_dict(), None
+                estimate, problem = transform.to_dict(), None
                 confidence = getattr(transform, "confidence", None)
             except Exception as failure:
-                estimate, error, confidence = None, _describe(failure), None
+                estimate, problem, confidence = None, _describe(failure), None
             results[index] = GeometryOutcome(
-                items[index].output, estimate, error, seconds=time.perf_counter() - mark,
+                items[index].output, estimate, problem, seconds=time.perf_counter() - mark,
                 batch=1, confidence=confidence,
             )  # fmt: skip
     return [results[index] for index in range(len(items))]
@@ -231,6 +231,7 @@ def _task_item(
         if isinstance(previous, ImageOutcome):
             if previous.status != "done":
                 raise ValueError(f"the previous frame failed ({previous.error})")
+            assert previous.data is not None, "a done frame carries its encoded image"
             previous = media.decode_image(previous.data, previous.output)
         image = _read_item(item)
         timings["read"] = time.perf_counter() - started
@@ -245,6 +246,7 @@ def _task_item(
                 raise ValueError(f"the geometry could not be estimated ({transform.error})")
             estimated = transform.estimated
             confidence = transform.confidence
+            assert transform.transform is not None, "an estimate without error carries it"
             transform = transform_from_dict(transform.transform)
         elif geometry is not None:
             mark = time.perf_counter()
