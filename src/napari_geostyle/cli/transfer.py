@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Generator
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from .common import (
     CLIError,
@@ -28,6 +30,10 @@ from .options import (
     add_texture_options,
     texture_options,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..core.pipeline import GeometricStyleStep
+    from ..core.texture import TextureStep
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         options["style_weight"] = args.style_weight
     if args.content_weight is not None:
         options["content_weight"] = args.content_weight
+    # the texture's steps, or the pipeline's: first its geometry step, then its texture steps
+    steps: Generator[TextureStep | GeometricStyleStep, None, None]
     if args.geometry is None:
         steps = iter_texture_transfer(content, styles, **options)
     else:  # both stages: warp to the geometry style first
@@ -74,9 +82,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         for step in steps:
             if getattr(step, "stage", None) == "geometry":
-                print_confidence(step.transform)
+                geometry_step = cast("GeometricStyleStep", step)
+                print_confidence(geometry_step.transform)
                 if args.warped_output:
-                    write_image(args.warped_output, step.warped, overwrite=args.overwrite)
+                    warped = geometry_step.warped
+                    assert warped is not None, "the geometry step carries the warped content"
+                    write_image(args.warped_output, warped, overwrite=args.overwrite)
                 continue
             if bar is None:
                 bar = progress_bar(step.total, f"texture ({step.backbone})")
@@ -89,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         steps.close()
         if bar is not None:
             bar.close()
+    assert result is not None, "the last step is done and carries the image"
     write_image(args.output, result, overwrite=args.overwrite)
     height, width = result.shape[:2]
     print(f"wrote {args.output} ({width} x {height} px, {time.perf_counter() - started:.1f} s)",
