@@ -16,6 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ..core.media import read_image
 from . import batch, demo, evaluate, train, transfer, warp, weights
 from .common import (
     CLIError,
@@ -27,7 +28,6 @@ from .common import (
     print_device_note,
     progress_bar,
     read_hints,
-    read_image,
     write_image,
     write_text,
 )

@@ -1,6 +1,7 @@
-"""What every command shares: the one-line user error, output checks, image and text files
-(read, converted and written atomically through ``core.media``), the progress bar, the device
-note, hints and the confidence line.
+"""What every command shares: the one-line user error, output checks, images and text files
+written (converted and written atomically through ``core.media``; the commands read images with
+``core.media.read_image`` itself), the progress bar, the device note, hints and the confidence
+line.
 
 It imports nothing of the CLI, so every command module (and ``cli/__init__``) can import it.
 """
@@ -34,29 +35,6 @@ class Parser(argparse.ArgumentParser):
 
 
 # --------------------------------------------------------------------------- files
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file (anything imageio reads), the pixel cap checked before decoding.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The image file.
-
-    Returns
-    -------
-    numpy.ndarray
-        Its pixels, in the file's dtype.
-
-    Raises
-    ------
-    ValueError
-        No such file, not an image, or over the pixel cap (``core.media.read_image``).
-    """
-    from ..core.media import read_image as read_media_image
-
-    return read_media_image(path)
-
-
 def check_not_an_input(
     outputs: Iterable[str | os.PathLike[str] | None],
     inputs: Iterable[str | os.PathLike[str] | None],

@@ -6,6 +6,10 @@ One helper per option group: where to run (``add_device``), the warp estimate (`
 ``add_overwrite``). A command adds the groups it takes; its help may say when an option applies
 (``when``), never another default. The defaults are those of the core functions the options
 feed (``tests/cli/test_cli_options.py`` checks that they stay so).
+
+Every ``add_*`` helper takes the command's parser first. ``when`` says when its options apply:
+``" with --geometry"`` is appended to the help of ``--model`` and ``--method``,
+``"with --geometry: "`` put before the help of ``--strength`` and ``--hints``.
 """
 
 from __future__ import annotations
@@ -43,72 +47,54 @@ def add_device(parser: argparse.ArgumentParser, note: str = "") -> None:
 
 
 # --------------------------------------------------------------------------- geometry
-def add_model(parser: argparse.ArgumentParser, when: str = "") -> None:
-    """``--model``: the transform model of the estimated warp.
+#: ``--model`` and ``--method``: (the core's choices, default, what it is, what the choices are)
+ESTIMATE_CHOICES = {
+    "model": (
+        "MODELS",
+        DEFAULT_MODEL,
+        "transform model of the estimated warp",
+        "affine, tps (thin-plate spline) or affine+tps, an affine then a thin-plate spline",
+    ),
+    "method": (
+        "METHODS",
+        DEFAULT_METHOD,
+        "how the warp is estimated",
+        "network, or refine (the network's warp then optimised on feature correlations; slower)",
+    ),
+}
 
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-        The command's parser.
-    when : str, default ""
-        When the option applies (" with --geometry"), appended to its help.
-    """
-    from ..core.estimate import MODELS
 
+def _add_estimate_choice(parser: argparse.ArgumentParser, name: str, when: str) -> None:
+    """``--<name>``, one of ``ESTIMATE_CHOICES``, its choices read from ``core.estimate``."""
+    from ..core import estimate
+
+    choices, default, what, meaning = ESTIMATE_CHOICES[name]
     parser.add_argument(
-        "--model",
-        choices=MODELS,
-        default=DEFAULT_MODEL,
-        help=f"transform model of the estimated warp{when}: affine, tps (thin-plate spline) or "
-        f"affine+tps, an affine then a thin-plate spline (default: {DEFAULT_MODEL})",
+        f"--{name}",
+        choices=getattr(estimate, choices),
+        default=default,
+        help=f"{what}{when}: {meaning} (default: {default})",
     )
+
+
+def add_model(parser: argparse.ArgumentParser, when: str = "") -> None:
+    """``--model``: the transform model of the estimated warp."""
+    _add_estimate_choice(parser, "model", when)
 
 
 def add_method(parser: argparse.ArgumentParser, when: str = "") -> None:
-    """``--method``: how the warp is estimated.
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-        The command's parser.
-    when : str, default ""
-        When the option applies (" with --geometry"), appended to its help.
-    """
-    from ..core.estimate import METHODS
-
-    parser.add_argument(
-        "--method",
-        choices=METHODS,
-        default=DEFAULT_METHOD,
-        help=f"how the warp is estimated{when}: network, or refine (the network's warp then "
-        f"optimised on feature correlations; slower) (default: {DEFAULT_METHOD})",
-    )
+    """``--method``: how the warp is estimated (the network's, or refined)."""
+    _add_estimate_choice(parser, "method", when)
 
 
 def add_estimate(parser: argparse.ArgumentParser, when: str = "") -> None:
-    """``--model`` and ``--method`` (``add_model``, ``add_method``).
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-        The command's parser.
-    when : str, default ""
-        When the options apply (" with --geometry"), appended to their help.
-    """
+    """``--model`` and ``--method`` (``add_model``, ``add_method``)."""
     add_model(parser, when)
     add_method(parser, when)
 
 
 def add_strength(parser: argparse.ArgumentParser, when: str = "") -> None:
-    """``--strength``: the warp's dose, from the identity to the full warp.
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-        The command's parser.
-    when : str, default ""
-        When the option applies ("with --geometry: "), put before its help.
-    """
+    """``--strength``: the warp's dose, from the identity to the full warp."""
     parser.add_argument(
         "--strength",
         type=float,

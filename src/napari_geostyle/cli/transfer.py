@@ -9,6 +9,7 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from ..core.media import read_image
 from .common import (
     CLIError,
     check_not_an_input,
@@ -17,7 +18,6 @@ from .common import (
     print_device_note,
     progress_bar,
     read_hints,
-    read_image,
     write_image,
 )
 from .options import (

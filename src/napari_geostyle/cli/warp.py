@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..core.media import read_image
 from .common import (
     CLIError,
     check_not_an_input,
     check_output_path,
     print_confidence,
     read_hints,
-    read_image,
     write_image,
 )
 from .options import (
