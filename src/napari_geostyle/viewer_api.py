@@ -18,7 +18,7 @@ live wiring, as the widgets: both call the controllers in ``napari_geostyle._nap
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ._napari.layer_data import read_layer_image, resolve_image_layer
 from ._napari.live_warp import LiveWarp, start_live_warp
@@ -32,9 +32,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from numpy.typing import ArrayLike
 
     from ._napari.hints import HintedWarp
+    from .core.hints import Hints
 
     # a layer object, or the name of one in the viewer
-    LayerRef = str | napari.layers.Image
+    LayerRef: TypeAlias = "str | napari.layers.Image"
 
 __all__ = [
     "LiveWarp",
@@ -100,6 +101,7 @@ def add_warp(
     strength = GeometryOptions(model=model, method=method, strength=strength).strength
     inputs = read_warp_inputs(viewer, content, style)
     content_layer, content_image, style_image = inputs.content_layer, inputs.content, inputs.style
+    checked: Hints | None = None
     if hints is not None:  # bad hints fail here, before any work
         from ._napari.layer_data import strided_points
         from .core.hints import check_hints
@@ -109,17 +111,17 @@ def add_warp(
         try:
             content_points, style_points = hints
         except (TypeError, ValueError):
-            content_points = style_points = None  # check_hints says what is wrong
+            pass  # check_hints says what is wrong
         else:  # layer pixels -> the pixels of the (maybe strided) images read for the estimate
             given = (
                 strided_points(validate_points(content_points, "content hints"),
                                content_image.stride),
                 strided_points(validate_points(style_points, "style hints"), style_image.stride),
             )  # fmt: skip
-        hints = check_hints(
+        checked = check_hints(
             given, content_image.normalized.shape[:2], style_image.normalized.shape[:2]
         )
-    transform, warped = estimate_warp_now(inputs, model, method, device, hints=hints)
+    transform, warped = estimate_warp_now(inputs, model, method, device, hints=checked)
     if strength != 1.0:
         warped = warp_image(content_image.raw, with_strength(transform, strength), device=device)
     return start_live_warp(
@@ -135,7 +137,7 @@ def add_warp(
             "device": device or "auto",
             "strength": strength,
             "confidence": getattr(transform, "confidence", None),
-            **({} if hints is None else {"hints": hints.to_dict()}),
+            **({} if checked is None else {"hints": checked.to_dict()}),
         },
         device=device,
         strength=strength,

@@ -286,7 +286,13 @@ class LiveWarp:
             self.points.push_history()
         return self.refit(full=True)
 
-    def set_points(self, control, target, record: bool = True, active=None) -> bool:
+    def set_points(
+        self,
+        control: ArrayLike,
+        target: ArrayLike,
+        record: bool = True,
+        active: ArrayLike | None = None,
+    ) -> bool:
         """Replace all landmark pairs (content / output pixel (row, col)) and re-warp.
         ``active``: the pairs' on/off flags (default: all on)."""
         from ..core.images import validate_points
@@ -402,7 +408,7 @@ class LiveWarp:
         control, target = self.pairs()
         return landmark_residuals(self.fitted, control, target)
 
-    def inverse_transform(self):
+    def inverse_transform(self) -> Transform:
         """Output -> content: the landmarks fitted with their roles swapped (exact for the
         linear fits, the matching TPS otherwise), at the same strength."""
         from ..core.landmark_models import fit_landmarks
@@ -415,15 +421,15 @@ class LiveWarp:
         )
 
     # ----------------------------------------------------------------- exports (warp_exports)
-    def export_bigwarp_csv(self, path) -> Path:
+    def export_bigwarp_csv(self, path: str | Path) -> Path:
         """Write the pairs as a BigWarp landmark CSV (moving = content, target = output)."""
         return warp_exports.export_bigwarp_csv(self, path)
 
-    def import_bigwarp_csv(self, path) -> bool:
+    def import_bigwarp_csv(self, path: str | Path) -> bool:
         """Replace the pairs with a BigWarp landmark CSV's (undoable)."""
         return warp_exports.import_bigwarp_csv(self, path)
 
-    def export_transform_json(self, path) -> Path:
+    def export_transform_json(self, path: str | Path) -> Path:
         """Write the current transform (``to_dict()``) as JSON."""
         return warp_exports.export_transform_json(self, path)
 
@@ -434,11 +440,16 @@ class LiveWarp:
         """
         return warp_exports.warp_displacement_field(self)
 
-    def export_displacement_npy(self, path) -> Path:
+    def export_displacement_npy(self, path: str | Path) -> Path:
         """Write ``displacement_field()`` as ``.npy`` (the suffix added as ``np.save`` does)."""
         return warp_exports.export_displacement_npy(self, path)
 
-    def apply_to(self, layer, inverse: bool = False, output_shape=None):
+    def apply_to(
+        self,
+        layer: napari.layers.Layer,
+        inverse: bool = False,
+        output_shape: tuple[int, int] | None = None,
+    ) -> napari.layers.Layer:
         """Warp another Image or Labels layer (its shown slice, in the content's pixel frame)
         with the current transform into a new layer over the output (labels: nearest
         neighbour, zeros outside)."""

@@ -121,15 +121,15 @@ class Transform:
     confidence: float | None
     confidence_features: dict | None
 
-    def map_points(self, points) -> np.ndarray:
+    def map_points(self, points: ArrayLike) -> np.ndarray:
         """Content ``(row, col)`` -> output ``(row, col)``: where a content feature appears."""
         raise NotImplementedError
 
-    def sample_points(self, points) -> np.ndarray:
+    def sample_points(self, points: ArrayLike) -> np.ndarray:
         """Output ``(row, col)`` -> content ``(row, col)``: where a warp samples an output pixel."""
         raise NotImplementedError
 
-    def sample_jacobian(self, points) -> np.ndarray:
+    def sample_jacobian(self, points: ArrayLike) -> np.ndarray:
         """``(M, 2, 2)`` Jacobian of the sample map: ``J[m, k, j] = d content_k / d output_j``."""
         raise NotImplementedError
 
@@ -207,17 +207,17 @@ class AffineTransform(Transform):
         self._inverse = np.linalg.inv(array)
         self._inverse[2] = [0.0, 0.0, 1.0]
 
-    def map_points(self, points) -> np.ndarray:
+    def map_points(self, points: ArrayLike) -> np.ndarray:
         return _homogeneous_apply(self.matrix, self._points(points))
 
-    def sample_points(self, points) -> np.ndarray:
+    def sample_points(self, points: ArrayLike) -> np.ndarray:
         return _homogeneous_apply(self._inverse, self._points(points))
 
-    def sample_jacobian(self, points) -> np.ndarray:
+    def sample_jacobian(self, points: ArrayLike) -> np.ndarray:
         points = self._points(points)
         return np.broadcast_to(self._inverse[:2, :2], (len(points), 2, 2)).copy()
 
-    def sample_points_torch(self, points_rc):
+    def sample_points_torch(self, points_rc: torch.Tensor) -> torch.Tensor:
         import torch
 
         inverse = torch.as_tensor(self._inverse, dtype=points_rc.dtype, device=points_rc.device)
@@ -417,16 +417,16 @@ class TPSTransform(Transform):
         self._forward: _Spline | None = None  # content -> output spline, fitted on first map_points
 
     # ----------------------------------------------------------------- maps
-    def sample_points(self, points) -> np.ndarray:
+    def sample_points(self, points: ArrayLike) -> np.ndarray:
         return self._sample.evaluate(self._points(points))
 
-    def sample_points_torch(self, points_rc):
+    def sample_points_torch(self, points_rc: torch.Tensor) -> torch.Tensor:
         return self._sample.evaluate_torch(points_rc)
 
-    def sample_jacobian(self, points) -> np.ndarray:
+    def sample_jacobian(self, points: ArrayLike) -> np.ndarray:
         return self._sample.jacobian(self._points(points))
 
-    def map_points(self, points) -> np.ndarray:
+    def map_points(self, points: ArrayLike) -> np.ndarray:
         targets = self._points(points)
         if len(targets) == 0:
             return targets.copy()
@@ -525,24 +525,24 @@ class ComposedTransform(Transform):
         self.transforms: tuple[Transform, ...] = tuple(flat)
         self.kernel_size = sum(t.kernel_size for t in flat)
 
-    def map_points(self, points) -> np.ndarray:
+    def map_points(self, points: ArrayLike) -> np.ndarray:
         points = self._points(points)
         for transform in self.transforms:
             points = transform.map_points(points)
         return points
 
-    def sample_points(self, points) -> np.ndarray:
+    def sample_points(self, points: ArrayLike) -> np.ndarray:
         points = self._points(points)
         for transform in reversed(self.transforms):
             points = transform.sample_points(points)
         return points
 
-    def sample_points_torch(self, points_rc):
+    def sample_points_torch(self, points_rc: torch.Tensor) -> torch.Tensor:
         for transform in reversed(self.transforms):
             points_rc = transform.sample_points_torch(points_rc)
         return points_rc
 
-    def sample_jacobian(self, points) -> np.ndarray:
+    def sample_jacobian(self, points: ArrayLike) -> np.ndarray:
         points = self._points(points)
         jacobian = np.broadcast_to(np.eye(2), (len(points), 2, 2)).copy()
         for transform in reversed(self.transforms):  # chain rule, innermost map first
