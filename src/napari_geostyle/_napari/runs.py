@@ -518,6 +518,17 @@ def pipeline_layers(viewer, content, style, geometry_style, texture_style) -> Ru
     )
 
 
+#: the keyword options of a run that are its hooks (``start_run``'s), not the core generator's
+RUN_HOOKS = ("on_done", "on_progress", "reuse", "color_output")
+
+
+def split_run_hooks(options: dict) -> tuple[dict, dict]:
+    """``(hooks, core options)``: ``options`` split into the run's hooks (``RUN_HOOKS``, for
+    ``start_run``) and the rest (for the core generator and the provenance)."""
+    hooks = {name: options[name] for name in RUN_HOOKS if name in options}
+    return hooks, {name: value for name, value in options.items() if name not in hooks}
+
+
 def start_run(
     viewer,
     steps,
@@ -584,36 +595,19 @@ def resolve_texture_layers(viewer, content_layer, style) -> list:
     return style_layers
 
 
-def texture_run(
-    viewer,
-    content,
-    style,
-    on_done=None,
-    on_progress=None,
-    reuse=False,
-    color_output=False,
-    **options,
-) -> StyleRun:
+def texture_run(viewer, content, style, **options) -> StyleRun:
     """Start a texture transfer of ``style`` (a layer or a list of layers) onto ``content``;
-    the result lands in ``<content> textured``. See ``viewer_api.start_texture_transfer``."""
+    the result lands in ``<content> textured``. See ``viewer_api.start_texture_transfer``;
+    ``options`` may hold the run's hooks (``RUN_HOOKS``)."""
     from ..core.texture import iter_texture_transfer
 
+    hooks, options = split_run_hooks(options)
     layers = texture_layers(viewer, content, style)
     content_image = read_layer_image(layers.content, viewer)
     # Built here, not in the worker, so a bad option is a ValueError for the caller; the
     # generator does no work until the worker's first next().
     steps = iter_texture_transfer(content_image.normalized, layers.texture_input(viewer), **options)
-    return start_run(
-        viewer,
-        steps,
-        layers,
-        content_image,
-        options,
-        on_done=on_done,
-        on_progress=on_progress,
-        reuse=reuse,
-        color_output=color_output,
-    )
+    return start_run(viewer, steps, layers, content_image, options, **hooks)
 
 
 def resolve_style_layers(viewer, content_layer, style, geometry_style, texture_style) -> dict:
@@ -634,21 +628,14 @@ def resolve_style_layers(viewer, content_layer, style, geometry_style, texture_s
 
 
 def pipeline_run(
-    viewer,
-    content,
-    style,
-    geometry_style=None,
-    texture_style=None,
-    on_done=None,
-    on_progress=None,
-    reuse=False,
-    color_output=False,
-    **options,
+    viewer, content, style, geometry_style=None, texture_style=None, **options
 ) -> StyleRun:
     """Start both stages; the warp lands in ``<content> warped``, the result in
-    ``<content> geostyle``. See ``viewer_api.start_geometric_style_transfer``."""
+    ``<content> geostyle``. See ``viewer_api.start_geometric_style_transfer``; ``options`` may
+    hold the run's hooks (``RUN_HOOKS``)."""
     from ..core.pipeline import iter_geometric_style_transfer
 
+    hooks, options = split_run_hooks(options)
     layers = pipeline_layers(viewer, content, style, geometry_style, texture_style)
     content_image = read_layer_image(layers.content, viewer)
     geometry_image = read_layer_image(layers.geometry, viewer).normalized
@@ -662,15 +649,4 @@ def pipeline_run(
         progress=monitor,
         **options,
     )
-    return start_run(
-        viewer,
-        steps,
-        layers,
-        content_image,
-        options,
-        on_done=on_done,
-        on_progress=on_progress,
-        reuse=reuse,
-        color_output=color_output,
-        monitor=monitor,
-    )
+    return start_run(viewer, steps, layers, content_image, options, **hooks, monitor=monitor)

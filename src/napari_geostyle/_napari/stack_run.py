@@ -21,7 +21,14 @@ from .layer_data import (
     provenance,
     read_layer_image,
 )
-from .runs import RunLayers, StyleRun, pipeline_layers, start_run, texture_layers
+from .runs import (
+    RunLayers,
+    StyleRun,
+    pipeline_layers,
+    split_run_hooks,
+    start_run,
+    texture_layers,
+)
 
 
 def has_frames(layer) -> bool:
@@ -141,21 +148,15 @@ def leading_shape_of(indices) -> tuple[int, ...]:
 
 
 def _start(
-    viewer,
-    layers: RunLayers,
-    *,
-    on_done,
-    on_progress,
-    reuse,
-    color_output,
-    model=None,
-    method=None,
-    **options,
+    viewer, layers: RunLayers, *, model="affine+tps", method="network", **options
 ) -> StackRun:
     """Read the first frame and the styles, build the core stack generator (a bad option is a
-    ``ValueError`` here) and start a :class:`StackRun` of every frame of ``layers.content``."""
+    ``ValueError`` here) and start a :class:`StackRun` of every frame of ``layers.content``;
+    ``options`` may hold the run's hooks (``RUN_HOOKS``), ``model`` and ``method`` are the
+    geometry's (when ``layers`` has a geometry style)."""
     from ..core.stack_transfer import iter_stack_transfer
 
+    hooks, options = split_run_hooks(options)
     content = layers.content
     if not has_frames(content):
         raise ValueError(
@@ -186,10 +187,7 @@ def _start(
         layers,
         first,
         {**options, "all_frames": True},
-        on_done=on_done,
-        on_progress=on_progress,
-        reuse=reuse,
-        color_output=color_output,
+        **hooks,
         run_class=StackRun,
         indices=frames.indices,
         slice_index=(),  # the result has every slice
@@ -197,53 +195,18 @@ def _start(
     return cast(StackRun, run)  # start_run makes a run of run_class
 
 
-def stack_texture_run(
-    viewer,
-    content,
-    style,
-    on_done=None,
-    on_progress=None,
-    reuse=False,
-    color_output=False,
-    **options,
-) -> StackRun:
+def stack_texture_run(viewer, content, style, **options) -> StackRun:
     """Texture transfer of ``style`` (a layer or a list) onto every frame of ``content``; the
-    stack result lands in ``<content> textured``."""
-    return _start(
-        viewer,
-        texture_layers(viewer, content, style),
-        on_done=on_done,
-        on_progress=on_progress,
-        reuse=reuse,
-        color_output=color_output,
-        **options,
-    )
+    stack result lands in ``<content> textured``. ``options`` may hold the run's hooks
+    (``RUN_HOOKS``)."""
+    return _start(viewer, texture_layers(viewer, content, style), **options)
 
 
 def stack_pipeline_run(
-    viewer,
-    content,
-    style,
-    geometry_style=None,
-    texture_style=None,
-    on_done=None,
-    on_progress=None,
-    reuse=False,
-    color_output=False,
-    model="affine+tps",
-    method="network",
-    **options,
+    viewer, content, style, geometry_style=None, texture_style=None, **options
 ) -> StackRun:
     """Both stages on every frame of ``content`` (the geometry estimated on the first frame);
-    the stack result lands in ``<content> geostyle``."""
-    return _start(
-        viewer,
-        pipeline_layers(viewer, content, style, geometry_style, texture_style),
-        on_done=on_done,
-        on_progress=on_progress,
-        reuse=reuse,
-        color_output=color_output,
-        model=model,
-        method=method,
-        **options,
-    )
+    the stack result lands in ``<content> geostyle``. ``options`` may hold the run's hooks
+    (``RUN_HOOKS``), ``model`` and ``method``."""
+    layers = pipeline_layers(viewer, content, style, geometry_style, texture_style)
+    return _start(viewer, layers, **options)
