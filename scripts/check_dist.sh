@@ -6,9 +6,10 @@
 # 3. checks the wheel's contents (models and licence in, validation PNGs out),
 # 4. installs the wheel into a fresh venv and runs `napari-geostyle --version`,
 # 5. runs a fast subset of the tests from the unpacked sdist against that install,
-# 6. lints the GitHub workflows with actionlint (with shellcheck) and zizmor (offline).
+# 6. lints the GitHub workflows with actionlint (with shellcheck) and zizmor (offline),
+# 7. type-checks src/ with mypy (the [tool.mypy] settings in pyproject.toml).
 # Needs the `dev` extra (pip install -e ".[dev]"): build, twine, check-manifest, setuptools-scm,
-# actionlint, shellcheck, zizmor.
+# actionlint, shellcheck, zizmor, mypy.
 # PYTHON picks the interpreter (default: python3); DIST the output folder (default: dist).
 # The fresh venv reuses PYTHON's torch and torchvision (and only what they need) when PYTHON has
 # them: they are gigabytes, and the check is about this wheel. Every other dependency is installed
@@ -137,5 +138,10 @@ scripts=$("$PYTHON" -c "import sysconfig; print(sysconfig.get_path('scripts'))")
 PATH="$scripts:$PATH" actionlint -color=false .github/workflows/*.yml
 PATH="$scripts:$PATH" zizmor --offline --no-progress .github/workflows
 echo "actionlint and zizmor: no findings"
+
+step "type check: mypy"
+# basic mode on src/napari_geostyle (pyproject.toml's [tool.mypy]); under a minute from cold,
+# seconds with its cache (.mypy_cache)
+"$PYTHON" -m mypy
 
 step "all release checks passed ($expected)"
