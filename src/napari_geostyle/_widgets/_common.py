@@ -1,5 +1,6 @@
 """Pieces the GeoStyle widgets share: magicgui Image-layer pickers that follow the layer list,
-collapsible sections, the Run/Cancel double-click guard, console binding, devices, scrolling."""
+collapsible sections, the form widget base (labels aligned, layer choices refreshed), the
+Run/Cancel double-click guard, console binding, devices, scrolling."""
 
 from __future__ import annotations
 
@@ -257,6 +258,28 @@ def align_labels(*containers: Container) -> None:
             widest = max(label.sizeHint().width() for label in labels)
             for label in labels:
                 label.setFixedWidth(widest)
+
+
+class FormWidget(QWidget):
+    """A dock widget built on a magicgui ``form`` with an Advanced section (``advanced_box``):
+    their labels line up when it is shown, and napari's ``reset_choices`` refreshes the layer
+    choices of its ``choice_forms()``."""
+
+    form: Container
+    advanced_box: Section
+
+    def choice_forms(self) -> tuple[Container, ...]:
+        """The forms whose layer choices ``reset_choices`` refreshes."""
+        return (self.form,)
+
+    def showEvent(self, event) -> None:
+        align_labels(self.form, self.advanced_box.body)
+        super().showEvent(event)
+
+    def reset_choices(self, *_) -> None:
+        """Refresh every layer choice (napari calls it on docked widgets as layers change)."""
+        for choices in self.choice_forms():
+            choices.reset_choices()
 
 
 def form(*widgets, spacing: int = 2, labels: bool = True) -> Container:

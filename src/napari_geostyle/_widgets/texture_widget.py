@@ -5,15 +5,15 @@ from __future__ import annotations
 import time
 
 from magicgui.widgets import Container, Label
-from qtpy.QtWidgets import QAbstractSpinBox, QLabel, QProgressBar, QWidget
+from qtpy.QtWidgets import QAbstractSpinBox, QLabel, QProgressBar
 
 from ..core.texture import PRESET_NAMES, PRESET_SIZES
 from ..core.texture_trunks import BACKBONE_LABELS, BACKBONES
 from ._common import (
+    FormWidget,
     LayerCombo,
     Section,
     WidgetLife,
-    align_labels,
     bind_console,
     device_names,
     follow_layer_list,
@@ -58,7 +58,7 @@ class StyleRow(Container):
         self.combo.reset_choices()
 
 
-class TextureTransferWidget(QWidget):
+class TextureTransferWidget(FormWidget):
     """Plugins > GeoStyle > Texture Transfer. ``run()`` starts; while running it cancels."""
 
     stage = "texture"
@@ -147,14 +147,6 @@ class TextureTransferWidget(QWidget):
         follow_layer_list(self, self.life)
         self.refresh_backbone_state()
         bind_console(napari_viewer)
-
-    def showEvent(self, event) -> None:
-        align_labels(self.form, self.advanced_box.body)
-        super().showEvent(event)
-
-    def reset_choices(self, *_) -> None:
-        """Refresh every layer choice (napari calls it on docked widgets as layers change)."""
-        self.form.reset_choices()
 
     # ----------------------------------------------------------------- inputs
     def _build_inputs(self) -> list:

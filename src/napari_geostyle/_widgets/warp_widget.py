@@ -7,17 +7,17 @@ import time
 import numpy as np
 from magicgui.widgets import ComboBox, FloatSlider, Label
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar
 
 from .._napari.layer_data import leading_shape, read_layer_image, resolve_image_layer
 from ..core.estimate import METHODS
 from ..core.estimate import MODELS as _CORE_MODELS
 from ..core.landmark_models import FIT_MODELS
 from ._common import (
+    FormWidget,
     LayerCombo,
     Section,
     WidgetLife,
-    align_labels,
     bind_console,
     choose_file,
     device_names,
@@ -47,7 +47,7 @@ def describe_warp(model: str) -> str:
     return f"{article} {name} warp"
 
 
-class GeometricWarpWidget(QWidget):
+class GeometricWarpWidget(FormWidget):
     """Plugins > GeoStyle > Geometric Warp.
 
     Run estimates the warp in a thread worker; the result is a live :class:`LiveWarp`
@@ -179,14 +179,9 @@ class GeometricWarpWidget(QWidget):
         self._update_enabled()
         bind_console(napari_viewer)
 
-    def showEvent(self, event) -> None:
-        align_labels(self.form, self.advanced_box.body)
-        super().showEvent(event)
-
-    def reset_choices(self, *_) -> None:
-        """Refresh every layer choice (napari calls it on docked widgets as layers change)."""
-        self.form.reset_choices()
-        self.edits.reset_choices()
+    def choice_forms(self) -> tuple:
+        """The form's layer choices and the edit section's (its other layers to warp)."""
+        return (self.form, self.edits)
 
     # ----------------------------------------------------------------- state
     def _update_enabled(self, *_):
