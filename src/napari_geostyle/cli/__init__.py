@@ -1,7 +1,8 @@
 """Command line: ``napari-geostyle <command> ...`` (also ``python -m napari_geostyle.cli``).
 
-Each command is a module with ``register(sub)``, which adds its parser and sets ``func``, and
-``run(args)``, which returns the exit status: ``transfer``, ``weights``, ``warp``, ``train``
+Each command is a module with ``NAME``, ``HELP`` and ``DESCRIPTION`` (its parser's),
+``add_arguments(parser)`` and ``run(args)``, which returns the exit status; ``build_parser``
+adds them all the same way: ``transfer``, ``weights``, ``warp``, ``train``
 (``train-geometry``), ``evaluate`` (``eval-geometry``), ``demo`` and ``batch``. The options
 several commands take are declared once, in ``options``; the helpers they share (errors, file
 checks, image and text files through ``core.media``) are in ``common``.
@@ -79,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for command in COMMANDS:
-        command.register(sub)
+        command_parser = sub.add_parser(
+            command.NAME, help=command.HELP, description=command.DESCRIPTION
+        )
+        command.add_arguments(command_parser)
+        command_parser.set_defaults(func=command.run)
     return parser
 
 

@@ -19,6 +19,15 @@ from .options import (
     texture_options,
 )
 
+#: the command as ``build_parser`` adds it: its name, one-line help and description
+NAME = "batch"
+HELP = "warp and/or style a folder, glob, video or stack of images, on Dask; resumable"
+DESCRIPTION = (
+    "Every input is warped to --geometry, styled with --texture, or both "
+    "(--styles-csv: a style per input). Outputs keep the inputs' names in OUTDIR, with "
+    "manifest.json/.csv; a rerun skips outputs finished with the same inputs and options."
+)
+
 
 def run(args: argparse.Namespace) -> int:
     """Plan the batch (everything checked now), run it with a progress bar, sum it up."""
@@ -64,26 +73,19 @@ def run(args: argparse.Namespace) -> int:
     return 1 if counts["failed"] else 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``batch`` to the command parsers."""
-    p = sub.add_parser(
-        "batch",
-        help="warp and/or style a folder, glob, video or stack of images, on Dask; resumable",
-        description="Every input is warped to --geometry, styled with --texture, or both "
-        "(--styles-csv: a style per input). Outputs keep the inputs' names in OUTDIR, with "
-        "manifest.json/.csv; a rerun skips outputs finished with the same inputs and options.",
-    )
-    p.add_argument("input", metavar="INPUT", nargs="+",
-                   help="folder, glob (quoted), image, video or multi-page TIFF")  # fmt: skip
-    add_output(p, metavar="OUTDIR", help="output folder")
-    p.add_argument(
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``batch``'s arguments (``run`` reads them)."""
+    parser.add_argument("input", metavar="INPUT", nargs="+",
+                        help="folder, glob (quoted), image, video or multi-page TIFF")  # fmt: skip
+    add_output(parser, metavar="OUTDIR", help="output folder")
+    parser.add_argument(
         "--geometry",
         "--geometry-style",
         dest="geometry",
         metavar="IMG",
         help="geometry style image (warp the inputs; the default with --styles-csv)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--texture",
         "--texture-style",
         dest="texture",
@@ -91,42 +93,42 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="IMG",
         help="texture style image(s) (the default with --styles-csv)",
     )
-    p.add_argument("--styles-csv", metavar="FILE",
-                   help="a style per input: a CSV with columns input, geometry_style, "
-                   "texture_style (style paths relative to the CSV; an empty cell takes the "
-                   "default, 'none' skips that stage) and optionally hints (a BigWarp CSV of "
-                   "hints for that input's warp)")  # fmt: skip
-    add_hints(p, what="every input", note="; the manifest records each estimate's confidence")
-    add_estimate(p)
-    add_strength(p)
-    p.add_argument(
+    parser.add_argument("--styles-csv", metavar="FILE",
+                        help="a style per input: a CSV with columns input, geometry_style, "
+                        "texture_style (style paths relative to the CSV; an empty cell takes the "
+                        "default, 'none' skips that stage) and optionally hints (a BigWarp CSV of "
+                        "hints for that input's warp)")  # fmt: skip
+    add_hints(parser, what="every input", note="; the manifest records each estimate's confidence")
+    add_estimate(parser)
+    add_strength(parser)
+    parser.add_argument(
         "--geometry-batch",
         type=int,
         metavar="N",
         help="estimate the geometry of up to N inputs per task, the network batched "
         "(default: 16 when the workers run on CUDA, else 1: a CPU gains nothing)",
     )
-    add_texture_options(p)
-    p.add_argument(
+    add_texture_options(parser)
+    parser.add_argument(
         "--scheduler",
         default="local",
         metavar="local|tcp://HOST:PORT",
         help="a local Dask cluster (default) or a running scheduler's tcp:// address, which "
         "must answer within 30 s (checked before the output folder is made)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--workers",
         type=int,
         metavar="N",
         help="local workers (default: one per GPU, else one per CPU core)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--threads",
         action="store_true",
         help="local workers as threads of this process (quicker start)",
     )
-    add_device(p, note=": a GPU per worker where there are GPUs")
-    group = p.add_mutually_exclusive_group()
+    add_device(parser, note=": a GPU per worker where there are GPUs")
+    group = parser.add_mutually_exclusive_group()
     group.add_argument("--coherent", dest="coherent", action="store_true", default=True,
                        help="videos/stacks: one geometry for all frames, texture warm-started "
                        "from the previous frame (default)")  # fmt: skip
@@ -136,20 +138,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_false",
         help="videos/stacks: every frame on its own",
     )
-    p.add_argument("--geometry-per-frame", action="store_true",
-                   help="videos/stacks, coherent mode: estimate the geometry on every frame and "
-                   "smooth it over time, to follow a moving subject without jitter")  # fmt: skip
-    p.add_argument("--smooth-frames", type=int, default=5, metavar="N",
-                   help="--geometry-per-frame: centred smoothing window in frames, odd "
-                   "(default: 5; 1 = no smoothing)")  # fmt: skip
-    p.add_argument(
+    parser.add_argument("--geometry-per-frame", action="store_true",
+                        help="videos/stacks, coherent mode: estimate the geometry on every frame and "
+                        "smooth it over time, to follow a moving subject without jitter")  # fmt: skip
+    parser.add_argument("--smooth-frames", type=int, default=5, metavar="N",
+                        help="--geometry-per-frame: centred smoothing window in frames, odd "
+                        "(default: 5; 1 = no smoothing)")  # fmt: skip
+    parser.add_argument(
         "--smooth-kernel",
         choices=("gaussian", "box"),
         default="gaussian",
         help="--geometry-per-frame: window weights (default: gaussian, sigma = N/4)",
     )
-    p.add_argument("--chunk", type=int, metavar="N",
-                   help="coherent mode: restart the warm start every N frames, so chunks of one "
-                   "video run in parallel (default: one chain per video)")  # fmt: skip
-    add_overwrite(p, help="replace outputs in OUTDIR not made by this batch with these options")
-    p.set_defaults(func=run)
+    parser.add_argument("--chunk", type=int, metavar="N",
+                        help="coherent mode: restart the warm start every N frames, so chunks of one "
+                        "video run in parallel (default: one chain per video)")  # fmt: skip
+    add_overwrite(
+        parser, help="replace outputs in OUTDIR not made by this batch with these options"
+    )

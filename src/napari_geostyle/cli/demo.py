@@ -10,6 +10,14 @@ from typing import Any
 from .common import CLIError, check_output_path, write_image
 from .options import add_estimate, add_overwrite
 
+#: the command as ``build_parser`` adds it: its name, one-line help and description
+NAME = "demo"
+HELP = "open napari with sample images and the GeoStyle widgets"
+DESCRIPTION = (
+    "Open napari with the 'content + style' sample and the GeoStyle widgets "
+    "docked (Geometric Warp, Texture Transfer, Geometric Style Transfer)."
+)
+
 
 def run(args: argparse.Namespace) -> int:
     """Open napari with the sample images and the GeoStyle widgets docked."""
@@ -78,19 +86,12 @@ def _screenshot_after_warp(viewer: Any, widget: Any, path: str, outcome: dict[st
     outcome["poll"] = poll  # keep the timer alive while napari runs
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``demo`` to the command parsers."""
-    p = sub.add_parser(
-        "demo",
-        help="open napari with sample images and the GeoStyle widgets",
-        description="Open napari with the 'content + style' sample and the GeoStyle widgets "
-        "docked (Geometric Warp, Texture Transfer, Geometric Style Transfer).",
-    )
-    p.add_argument(
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``demo``'s arguments (``run`` reads them)."""
+    parser.add_argument(
         "--screenshot",
         metavar="PATH",
         help="run the warp, save a screenshot of the window to PATH, then quit",
     )
-    add_overwrite(p, help="replace the --screenshot file if it exists (default: refuse)")
-    add_estimate(p, when=" (the warp widget's first choice)")
-    p.set_defaults(func=run)
+    add_overwrite(parser, help="replace the --screenshot file if it exists (default: refuse)")
+    add_estimate(parser, when=" (the warp widget's first choice)")

@@ -9,6 +9,21 @@ import sys
 from .common import CLIError, check_output_path, write_image, write_text
 from .options import add_device, add_model, add_overwrite
 
+#: the command as ``build_parser`` adds it: its name, one-line help and description
+NAME = "eval-geometry"
+HELP = (
+    "accuracy of the geometry stage: across different objects (--pairs) or on "
+    "synthetic warps (--images)"
+)
+DESCRIPTION = (
+    "--pairs FILE: pairs of DIFFERENT images with corresponding landmarks (a "
+    ".npz landmark set, or a Proposal Flow PF-WILLOW/PF-PASCAL pair CSV with XA;YA;XB;YB "
+    "columns); prints PCK@0.05/0.1/0.15 (alpha x the longest side of the style's landmark "
+    "box) of identity, the chosen methods and the affine fitted on the true landmarks, all "
+    "in the same run. --images: mean lattice error (%% of the side) and PCK on synthetic "
+    "warps of the same image."
+)
+
 
 def _checkpoint_argument(args: argparse.Namespace) -> str | dict[str, str] | None:
     """``--checkpoint`` as ``estimate_warp`` takes it (one path, or AFFINE TPS for affine+tps)."""
@@ -94,62 +109,53 @@ def _eval_landmark_pairs(args: argparse.Namespace, checkpoint: str | dict[str, s
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``eval-geometry`` to the command parsers."""
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``eval-geometry``'s arguments (``run`` reads them)."""
     from ..core.estimate import INITS, METHODS
     from ..core.geonet import TRUNK_CHOICES
     from ..core.landmark_eval import PROTOCOLS
 
-    p = sub.add_parser(
-        "eval-geometry",
-        help="accuracy of the geometry stage: across different objects (--pairs) or on "
-        "synthetic warps (--images)",
-        description="--pairs FILE: pairs of DIFFERENT images with corresponding landmarks (a "
-        ".npz landmark set, or a Proposal Flow PF-WILLOW/PF-PASCAL pair CSV with XA;YA;XB;YB "
-        "columns); prints PCK@0.05/0.1/0.15 (alpha x the longest side of the style's landmark "
-        "box) of identity, the chosen methods and the affine fitted on the true landmarks, all "
-        "in the same run. --images: mean lattice error (%% of the side) and PCK on synthetic "
-        "warps of the same image.",
-    )
-    source = p.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--pairs", metavar="FILE", help=".npz landmark set or PF pair .csv")
     source.add_argument("--images", nargs="+", help="held-out image folders or files")
-    add_model(p)
-    p.add_argument(
+    add_model(parser)
+    parser.add_argument(
         "--method",
         nargs="+",
         choices=METHODS,
         default=list(METHODS),
         help=f"the estimate methods to compare, in one run (default: all: {' '.join(METHODS)})",
     )
-    p.add_argument(
+    parser.add_argument(
         "--init", choices=INITS, default="search", help="where the networks start (default: search)"
     )
-    p.add_argument(
+    parser.add_argument(
         "--trunk",
         choices=TRUNK_CHOICES,
         default="auto",
         help="whose networks: auto (the EfficientNet-Lite0 ones when they ship and its ImageNet "
         "weights are installed, else embedded)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--checkpoint",
         nargs="+",
         default=None,
         help="checkpoint file(s); affine+tps takes AFFINE TPS; default: shipped",
     )
-    p.add_argument(
+    parser.add_argument(
         "--count", type=int, default=40, help="--pairs: number of pairs (0 = all; default: 40)"
     )
-    p.add_argument(
+    parser.add_argument(
         "--protocol",
         choices=PROTOCOLS,
         default=None,
         help="--pairs: 'perturbed' (zoom 1.4, random similarity on the content; "
         "default for .npz) or 'as-is' (default for PF CSVs)",
     )
-    p.add_argument("--image-root", default=None, help="PF CSV: image folder (default: its folder)")
-    p.add_argument(
+    parser.add_argument(
+        "--image-root", default=None, help="PF CSV: image folder (default: its folder)"
+    )
+    parser.add_argument(
         "--clicks",
         type=int,
         nargs="+",
@@ -160,16 +166,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(farthest-point samples without click_groups), with noise; PCK counts only the "
         "landmarks outside the clicked groups (default: 0, the automatic mode)",
     )
-    p.add_argument("--pairs-per-image", type=int, default=4, help="--images: pairs per image")
-    p.add_argument(
+    parser.add_argument("--pairs-per-image", type=int, default=4, help="--images: pairs per image")
+    parser.add_argument(
         "--seed",
         type=int,
         default=None,
         help="pair choice and perturbations (default: 0 for --pairs, 1234 for --images)",
     )
-    p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
-    p.add_argument("--figure", metavar="PNG", help="--pairs: a figure of the first pairs")
-    p.add_argument("--figure-pairs", type=int, default=4)
-    add_overwrite(p, help="replace the --json and --figure files if they exist (default: refuse)")
-    add_device(p)
-    p.set_defaults(func=run)
+    parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    parser.add_argument("--figure", metavar="PNG", help="--pairs: a figure of the first pairs")
+    parser.add_argument("--figure-pairs", type=int, default=4)
+    add_overwrite(
+        parser, help="replace the --json and --figure files if they exist (default: refuse)"
+    )
+    add_device(parser)

@@ -10,6 +10,14 @@ from pathlib import Path
 from .common import CLIError, check_output_path, progress_bar, write_image
 from .options import add_device, add_overwrite
 
+#: the command as ``build_parser`` adds it: its name, one-line help and description
+NAME = "train-geometry"
+HELP = "train the geometry network on synthetic pairs from image folders"
+DESCRIPTION = (
+    "Self-supervised training (random affine/TPS pairs with appearance "
+    "randomisation) of the geometry network; writes a checkpoint and a validation figure."
+)
+
 
 def run(args: argparse.Namespace) -> int:
     """Check --out and its figure, train with a progress bar, validate, draw the figure."""
@@ -81,37 +89,30 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``train-geometry`` to the command parsers."""
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``train-geometry``'s arguments (``run`` reads them)."""
     from ..core.geonet import MODEL_KINDS, TRUNKS
     from ..core.training import LOSSES
 
-    p = sub.add_parser(
-        "train-geometry",
-        help="train the geometry network on synthetic pairs from image folders",
-        description="Self-supervised training (random affine/TPS pairs with appearance "
-        "randomisation) of the geometry network; writes a checkpoint and a validation figure.",
-    )
-    p.add_argument("--images", nargs="+", required=True, help="image folders or files")
-    p.add_argument("--model", choices=MODEL_KINDS, default="affine")
-    p.add_argument("--trunk", choices=TRUNKS, default="embedded")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--seconds", type=float, default=None, help="wall-clock budget")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--loss", choices=LOSSES, default="grid")
-    add_device(p)
-    p.add_argument("--backbone", default="auto", help="VGG-19 weights for --trunk vgg19")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
-    p.add_argument("--resume", action="store_true", help="continue from --out's weights")
-    add_overwrite(p, help="start afresh even if --out exists (replaces it and its figure)")
-    p.add_argument("--checkpoint-every", type=float, default=60.0, help="seconds")
-    p.add_argument(
+    parser.add_argument("--images", nargs="+", required=True, help="image folders or files")
+    parser.add_argument("--model", choices=MODEL_KINDS, default="affine")
+    parser.add_argument("--trunk", choices=TRUNKS, default="embedded")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--seconds", type=float, default=None, help="wall-clock budget")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--loss", choices=LOSSES, default="grid")
+    add_device(parser)
+    parser.add_argument("--backbone", default="auto", help="VGG-19 weights for --trunk vgg19")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
+    parser.add_argument("--resume", action="store_true", help="continue from --out's weights")
+    add_overwrite(parser, help="start afresh even if --out exists (replaces it and its figure)")
+    parser.add_argument("--checkpoint-every", type=float, default=60.0, help="seconds")
+    parser.add_argument(
         "--val-images",
         nargs="+",
         default=None,
         help="held-out images for the validation figure (default: --images)",
     )
-    p.add_argument("--val-count", type=int, default=4)
-    p.set_defaults(func=run)
+    parser.add_argument("--val-count", type=int, default=4)

@@ -36,6 +36,19 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..core.texture import TextureStep
 
 
+#: the command as ``build_parser`` adds it: its name, one-line help and description
+NAME = "transfer"
+HELP = (
+    "transfer the texture of style image(s) onto a content image (Gatys et al.), "
+    "optionally after warping it to a geometry style"
+)
+DESCRIPTION = (
+    "Texture transfer, coarse to fine (Gatys et al.): a content loss and Gram "
+    "style losses on an ImageNet network. auto takes VGG-19 (conv4_2; conv1_1..conv5_1) when "
+    "its weights are here (`napari-geostyle weights`), else the installed EfficientNet-Lite0."
+)
+
+
 def run(args: argparse.Namespace) -> int:
     """Check every output, read the images, run the stages with a progress bar, write."""
     import time
@@ -108,18 +121,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``transfer`` to the command parsers."""
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``transfer``'s arguments (``run`` reads them)."""
     from ..core.texture import OPTIMIZERS
 
-    parser = sub.add_parser(
-        "transfer",
-        help="transfer the texture of style image(s) onto a content image (Gatys et al.), "
-        "optionally after warping it to a geometry style",
-        description="Texture transfer, coarse to fine (Gatys et al.): a content loss and Gram "
-        "style losses on an ImageNet network. auto takes VGG-19 (conv4_2; conv1_1..conv5_1) when "
-        "its weights are here (`napari-geostyle weights`), else the installed EfficientNet-Lite0.",
-    )
     parser.add_argument("content", metavar="CONTENT", help="content image")
     parser.add_argument("--texture", required=True, nargs="+", metavar="STYLE",
                         help="texture style image(s)")  # fmt: skip
@@ -141,4 +146,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--style-weight", type=float, metavar="W", help="style loss weight")
     parser.add_argument("--content-weight", type=float, metavar="W", help="content loss weight")
     add_device(parser)
-    parser.set_defaults(func=run)

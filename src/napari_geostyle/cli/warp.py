@@ -24,6 +24,15 @@ from .options import (
     add_strength,
 )
 
+#: the command as ``build_parser`` adds it: its name, one-line help and description
+NAME = "warp"
+HELP = "warp an image with landmark pairs from a BigWarp CSV, or to a geometry style"
+DESCRIPTION = (
+    "Warp CONTENT so that each moving landmark lands on its target landmark "
+    "(BigWarp CSV: name, active, moving x, moving y, target x, target y; x = column), or "
+    "(--geometry STYLE) to the geometry the estimate finds, steered by --hints."
+)
+
 
 def run(args: argparse.Namespace) -> int:
     """Warp through the landmarks, or estimate the warp to the geometry style; write it."""
@@ -70,17 +79,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``warp`` to the command parsers."""
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``warp``'s arguments (``run`` reads them)."""
     from ..core.warp import PADDINGS
 
-    parser = sub.add_parser(
-        "warp",
-        help="warp an image with landmark pairs from a BigWarp CSV, or to a geometry style",
-        description="Warp CONTENT so that each moving landmark lands on its target landmark "
-        "(BigWarp CSV: name, active, moving x, moving y, target x, target y; x = column), or "
-        "(--geometry STYLE) to the geometry the estimate finds, steered by --hints.",
-    )
     parser.add_argument("content", metavar="CONTENT", help="image to warp (the moving image)")
     parser.add_argument("--landmarks", metavar="FILE", help="BigWarp landmark CSV")
     parser.add_argument("--geometry", metavar="STYLE",
@@ -106,4 +108,3 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="what samples outside the image get (default: border)",
     )
     add_device(parser)
-    parser.set_defaults(func=run)

@@ -8,6 +8,11 @@ import sys
 
 from .common import CLIError, one_line, print_device_note
 
+#: the command as ``build_parser`` adds it: its name, one-line help and description
+NAME = "weights"
+HELP = "where the VGG-19 weights are looked for, whether present; --download fetches them"
+DESCRIPTION = None
+
 
 def run(args: argparse.Namespace) -> int:
     """Print where the weights are looked for (or only the path in use, ``--path``)."""
@@ -71,12 +76,8 @@ def _print_geometry_features() -> None:
               + weights.how_to_get_efficientnet_weights())  # fmt: skip
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``weights`` to the command parsers."""
-    parser = sub.add_parser(
-        "weights",
-        help="where the VGG-19 weights are looked for, whether present; --download fetches them",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``weights``'s arguments (``run`` reads them)."""
     parser.add_argument("--download", action="store_true",
                         help="download torchvision's VGG-19 (548 MB once; a trimmed 80 MB trunk "
                         "is kept)")  # fmt: skip
@@ -85,4 +86,3 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="print only the path of the weights in use (exit 1 if none)",
     )
-    parser.set_defaults(func=run)
