@@ -173,3 +173,58 @@ def test_moved_names_still_import_from_where_they_were(module, names, home):
     new = importlib.import_module(f"{PACKAGE}.{home}")
     for name in names:
         assert getattr(old, name) is getattr(new, name), name
+
+
+# what each layer may not import (docs/ARCHITECTURE.md): imports go down the house
+LAYER_MAY_NOT_IMPORT = {
+    "core": ("_napari", "_widgets", "cli", "viewer_api"),
+    "_napari": ("_widgets", "cli", "viewer_api"),
+    "viewer_api": ("_widgets", "cli"),
+    "cli": ("_napari", "_widgets", "viewer_api"),
+    "_widgets": ("cli",),
+}
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_layers_import_only_downwards():
+    offences = []
+    for module, (path, is_package) in _modules().items():
+        banned = LAYER_MAY_NOT_IMPORT.get(_layer(module), ())
+        for name, line in _imported_names(path, module, is_package):
+            parts = name.split(".")
+            if parts[0] == PACKAGE and len(parts) > 1 and parts[1] in banned:
+                offences.append(f"{module} imports {name} (line {line})")
+    assert not offences, "imports against the layers:\n  " + "\n  ".join(sorted(set(offences)))
+
+
+def test_no_private_names_across_layers():
+    offences = []
+    for module, (path, is_package) in _modules().items():
+        for name, line in _imported_names(path, module, is_package):
+            parts = name.split(".")
+            if parts[0] != PACKAGE or len(parts) < 3 or _layer(name) == _layer(module):
+                continue
+            if parts[-1].startswith("_") and not parts[-1].startswith("__"):
+                offences.append(f"{module} imports {name} (line {line})")
+    assert not offences, "private names used across layers:\n  " + "\n  ".join(
+        sorted(set(offences))
+    )
+
+
+def test_torch_at_module_level_only_in_geonet_modules():
+    allowed = {f"{PACKAGE}.core.geonet_modules"}
+    offences = []
+    for module, (path, _) in _modules().items():
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:  # module level only
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            if any(n.split(".")[0] == "torch" for n in names) and module not in allowed:
+                offences.append(f"{module} (line {node.lineno})")
+    assert not offences, "torch imported at module level:\n  " + "\n  ".join(offences)
