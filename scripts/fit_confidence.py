@@ -136,10 +136,20 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default="bench_out/confidence_data.json")
     parser.add_argument("--reuse-data", action="store_true", help="fit on --data as it is")
     parser.add_argument("--install", action="store_true", help="write models/confidence.json")
+    parser.add_argument(
+        "--features", nargs="+", default=None,
+        help="the features the map reads (default: confidence.MAP_FEATURES; every estimate "
+        "records all of confidence.FEATURES)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
-    from napari_geostyle.core.confidence import COEFFICIENTS_PATH, FEATURES
+    from napari_geostyle.core.confidence import COEFFICIENTS_PATH, FEATURES, MAP_FEATURES
     from napari_geostyle.core.landmark_eval import auroc
+
+    chosen = tuple(args.features or MAP_FEATURES)
+    unknown = [name for name in chosen if name not in FEATURES]
+    if unknown:
+        parser.error(f"unknown features {unknown}; choose from {list(FEATURES)}")
 
     data_path = Path(args.data)
     if args.reuse_data:
@@ -148,7 +158,8 @@ def main(argv=None) -> int:
         records = _collect(args)
         data_path.parent.mkdir(parents=True, exist_ok=True)
         data_path.write_text(json.dumps({"args": vars(args), "records": records}, indent=1))
-    features = np.array([r["features"] for r in records])
+    every = np.array([r["features"] for r in records])
+    features = every[:, [FEATURES.index(name) for name in chosen]]
     labels = np.array([r["right"] for r in records])
     weights, bias, mean, scale = fit_logistic(features, labels)
     z = bias + ((features - mean) / scale) @ weights
@@ -159,10 +170,10 @@ def main(argv=None) -> int:
     command = [
         f"--{key.replace('_', '-')} {Path(value).name if key == 'images' else value}"
         for key, value in collected.items()
-        if key not in ("reuse_data", "install", "data") and value not in (None, False)
-    ]
+        if key not in ("reuse_data", "install", "data", "features") and value not in (None, False)
+    ] + ["--features " + " ".join(chosen)]
     result = {
-        "features": list(FEATURES),
+        "features": list(chosen),
         "weights": weights.round(6).tolist(),
         "bias": round(float(bias), 6),
         "mean": mean.round(6).tolist(),
@@ -175,8 +186,8 @@ def main(argv=None) -> int:
         "pairs": len(records),
         "right_share": round(float(labels.mean()), 3),
         "in_sample_auroc": round(float(auroc(predicted, labels)), 3),
-        "per_feature_auroc": {
-            name: round(float(auroc(features[:, i], labels) or 0.5), 3)
+        "per_feature_auroc": {  # every recorded feature, used or not
+            name: round(float(auroc(every[:, i], labels) or 0.5), 3)
             for i, name in enumerate(FEATURES)
         },
     }
