@@ -21,6 +21,7 @@ def common(monkeypatch):
     return _common
 
 
+@pytest.mark.slow
 def test_warp_benchmark_runs_at_a_tiny_size_and_writes_json(tmp_path):
     out = tmp_path / "warp.json"
     completed = subprocess.run(

@@ -59,6 +59,7 @@ def test_the_shipped_networks_give_the_content_the_style_shape():
     assert after < 0.5 * before, (before, after)
 
 
+@pytest.mark.slow
 def test_sample_opens_in_napari(make_napari_viewer_proxy):
     viewer = make_napari_viewer_proxy()
     viewer.open_sample("napari-geostyle", "content_style")

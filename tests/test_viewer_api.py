@@ -13,6 +13,7 @@ def _wait_finished(qtbot, worker):
     qtbot.waitUntil(lambda: worker.geostyle_run.done, timeout=WAIT_MS)
 
 
+@pytest.mark.slow
 def test_add_warp_returns_the_live_layers(geo_viewer, qtbot):
     live = viewer_api.add_warp(geo_viewer, "content", geo_viewer.layers["style"], model="affine")
     assert live.warped.name == "content warped" and live.warped in geo_viewer.layers
@@ -67,6 +68,7 @@ def test_start_texture_transfer_result_lands_in_a_layer(geo_viewer, qtbot):
     assert layer.metadata["geostyle"]["options"]["iterations"] == 2
 
 
+@pytest.mark.slow
 def test_start_geometric_style_transfer_makes_warped_and_result_layers(geo_viewer, qtbot):
     worker = viewer_api.start_geometric_style_transfer(
         geo_viewer,

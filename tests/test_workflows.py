@@ -70,6 +70,16 @@ def test_test_workflow_runs_the_readme_test_command():
         assert command in runs
 
 
+def test_ci_runs_the_slow_tests_too():
+    """``-m "not slow"`` is the local fast loop; CI (.ci/run's ``dev.sh test`` and the
+    workflow) runs everything, so no test command there deselects ``slow``."""
+    dev_sh = (ROOT / "scripts" / "dev.sh").read_text(encoding="utf-8")
+    test_command = dev_sh.split("\n  test)\n", 1)[1].split(";;", 1)[0]
+    assert "-m pytest" in test_command and "slow" not in test_command
+    assert "slow" not in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "not slow" not in _runs(_load(TEST_YML))
+
+
 def test_test_workflow_matrix_covers_the_supported_platforms_and_pythons():
     workflow = _load(TEST_YML)
     matrix = workflow["jobs"]["test"]["strategy"]["matrix"]

@@ -97,6 +97,7 @@ def test_moving_a_point_refits_and_rewarps_and_undo_restores_it(geo_viewer, qtbo
     _idle(qtbot, live)
 
 
+@pytest.mark.slow
 def test_a_point_clicked_on_the_other_image_is_refused(geo_viewer, qtbot):
     live = _live(geo_viewer)  # side by side: the output is right of the content
     # a control point (content frame) placed over the output image, right of the content
@@ -107,6 +108,7 @@ def test_a_point_clicked_on_the_other_image_is_refused(geo_viewer, qtbot):
     assert "not added" in live.status
 
 
+@pytest.mark.slow
 def test_too_few_active_pairs_say_how_many_more(geo_viewer, qtbot):
     live = _live(geo_viewer)
     control, target = live.pairs()
@@ -117,6 +119,7 @@ def test_too_few_active_pairs_say_how_many_more(geo_viewer, qtbot):
     _idle(qtbot, live)
 
 
+@pytest.mark.slow
 def test_exports_round_trip(geo_viewer, qtbot, tmp_path):
     from napari_geostyle.core.session import write_session
     from napari_geostyle.core.transforms import transform_from_dict
@@ -147,6 +150,7 @@ def test_exports_round_trip(geo_viewer, qtbot, tmp_path):
     assert json.loads((tmp_path / "session.json").read_text())["strength"] == 1.0
 
 
+@pytest.mark.slow
 def test_apply_to_warps_another_layer_over_the_output(geo_viewer, qtbot):
     live = _live(geo_viewer)
     labels = np.zeros((64, 64), np.int32)
@@ -161,6 +165,7 @@ def test_apply_to_warps_another_layer_over_the_output(geo_viewer, qtbot):
     assert geo_viewer.layers.selection.active is not new  # a drag still moves a point
 
 
+@pytest.mark.slow
 def test_a_retired_unedited_warp_leaves_no_layer(geo_viewer, qtbot):
     live = _live(geo_viewer)
     live.show_grid(True)
@@ -170,6 +175,7 @@ def test_a_retired_unedited_warp_leaves_no_layer(geo_viewer, qtbot):
     assert names == ["content", "style"]
 
 
+@pytest.mark.slow
 def test_texture_run_finishes_into_a_layer(geo_viewer, qtbot):
     from napari_geostyle._napari.runs import texture_run
 
@@ -207,6 +213,7 @@ def test_a_texture_run_checks_its_options_in_the_caller(geo_viewer):
     assert len(geo_viewer.layers) == 2
 
 
+@pytest.mark.slow
 def test_stack_texture_run_fills_every_frame(make_napari_viewer_proxy, qtbot):
     from napari_geostyle._napari.stack_run import stack_texture_run
 
@@ -234,6 +241,7 @@ def test_stack_texture_run_fills_every_frame(make_napari_viewer_proxy, qtbot):
     assert record["complete"] is True and record["options"]["all_frames"] is True
 
 
+@pytest.mark.slow
 def test_an_edited_warp_hands_its_layers_over_and_keeps_hidden_copies(geo_viewer, qtbot):
     live = _live(geo_viewer)
     control, target = live.pairs()

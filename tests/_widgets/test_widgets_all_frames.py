@@ -1,6 +1,7 @@
 """ "All frames" mode of the Texture Transfer and Geometric Style Transfer widgets on a tiny stack."""
 
 import numpy as np
+import pytest
 from widget_helpers import WAIT_MS
 from widget_helpers import tiny as _tiny
 
@@ -65,6 +66,7 @@ def test_texture_all_frames_fills_a_stack_layer(geo_viewer, content_image, qtbot
     assert widget.status_label.text() == "done: 'film textured'"
 
 
+@pytest.mark.slow
 def test_cancel_keeps_the_finished_frames(geo_viewer, content_image, qtbot):
     film = geo_viewer.add_image(_stack(content_image), name="film", rgb=True)
     widget = TextureTransferWidget(geo_viewer)
@@ -82,6 +84,7 @@ def test_cancel_keeps_the_finished_frames(geo_viewer, content_image, qtbot):
     assert "0 of 3 frames" in widget.status_label.text()
 
 
+@pytest.mark.slow
 def test_pipeline_all_frames_uses_one_geometry(geo_viewer, content_image, style_image, qtbot):
     geo_viewer.add_image(_stack(content_image), name="film", rgb=True)
     widget = GeometricStyleTransferWidget(geo_viewer)

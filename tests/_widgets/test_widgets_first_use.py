@@ -3,6 +3,7 @@ layout, undo of on/off flags, repeated Runs, side-by-side points, wrong-side cli
 kinds, the landmark table, status texts."""
 
 import numpy as np
+import pytest
 from widget_helpers import WAIT_MS
 from widget_helpers import tiny as _tiny
 
@@ -32,6 +33,7 @@ def test_closing_the_texture_panel_stops_its_run_and_nothing_touches_the_closed_
     assert _names(geo_viewer) == []  # no late preview re-created a layer
 
 
+@pytest.mark.slow
 def test_closing_the_warp_panel_drops_its_estimate(geo_viewer, qtbot):
     widget = GeometricWarpWidget(geo_viewer)
     dock = geo_viewer.window.add_dock_widget(widget)
@@ -47,6 +49,7 @@ def test_closing_the_warp_panel_drops_its_estimate(geo_viewer, qtbot):
     assert "content warped" not in _names(geo_viewer)
 
 
+@pytest.mark.slow
 def test_three_docked_widgets_with_every_section_open_fit_a_900_px_screen(
     make_napari_viewer_proxy, qtbot
 ):
@@ -95,6 +98,7 @@ def _overlap(first, second) -> bool:
     return bool(np.all(low1 < high2) and np.all(low2 < high1))
 
 
+@pytest.mark.slow
 def test_sample_layers_do_not_hide_each_other(make_napari_viewer_proxy, qtbot):
     from itertools import combinations
 
@@ -123,6 +127,7 @@ def _wait_idle(qtbot, thing):
     qtbot.waitUntil(lambda: not thing.busy, timeout=WAIT_MS)
 
 
+@pytest.mark.slow
 def test_undo_after_deleting_a_table_row_restores_the_on_off_flags(geo_viewer, qtbot):
     widget = GeometricWarpWidget(geo_viewer)
     qtbot.addWidget(widget)
@@ -152,6 +157,7 @@ def _visible_points(viewer) -> list[str]:
     return [layer.name for layer in viewer.layers if isinstance(layer, Points) and layer.visible]
 
 
+@pytest.mark.slow
 def test_a_second_run_leaves_no_live_looking_dead_layers(geo_viewer, qtbot, monkeypatch):
     from napari.utils import notifications
 
@@ -261,6 +267,7 @@ def _texture(viewer, qtbot, content_name):
     return viewer.layers[run.output_name]
 
 
+@pytest.mark.slow
 def test_texture_result_keeps_rgba_alpha_and_the_float_range(geo_viewer, content_image, qtbot):
     alpha = np.zeros((64, 64, 1), np.uint8)
     alpha[:, :32] = 255  # the left half opaque, the right half transparent
@@ -278,6 +285,7 @@ def test_texture_result_keeps_rgba_alpha_and_the_float_range(geo_viewer, content
     np.testing.assert_allclose(result.contrast_limits, (-500.0, 2050.0))
 
 
+@pytest.mark.slow
 def test_the_docked_landmark_table_shows_every_column_whole(make_napari_viewer_proxy, qtbot):
     viewer = make_napari_viewer_proxy(show=True)
     viewer.add_image(np.zeros((300, 300), np.uint8), name="content")
@@ -300,6 +308,7 @@ def test_the_docked_landmark_table_shows_every_column_whole(make_napari_viewer_p
     assert grid.horizontalScrollBar().maximum() == 0
 
 
+@pytest.mark.slow
 def test_the_levels_spin_says_how_many_levels_run(geo_viewer, qtbot):
     import re
 
@@ -333,6 +342,7 @@ def test_warp_input_errors_show_in_the_status(make_napari_viewer_proxy, qtbot):
     assert not widget.status_label.text().startswith("not started")
 
 
+@pytest.mark.slow
 def test_a_recreated_layer_status_goes_at_the_next_change(geo_viewer, qtbot):
     widget = GeometricWarpWidget(geo_viewer)
     qtbot.addWidget(widget)
@@ -349,6 +359,7 @@ def test_a_recreated_layer_status_goes_at_the_next_change(geo_viewer, qtbot):
     assert "re-created" not in widget.status_label.text()
 
 
+@pytest.mark.slow
 def test_style_transfer_outputs_sit_beside_the_content_clear_of_a_live_warp(geo_viewer, qtbot):
     from napari_geostyle._widgets.pipeline_widget import GeometricStyleTransferWidget
 

@@ -1,6 +1,7 @@
 """Live landmark warp, round two: modes, removed layers, strength, fit models, table, sessions."""
 
 import numpy as np
+import pytest
 
 from napari_geostyle._napari.layer_data import read_layer_image
 from napari_geostyle._napari.live_warp import start_live_warp
@@ -33,6 +34,7 @@ def _idle(qtbot, live):
     qtbot.waitUntil(lambda: not live.busy, timeout=WAIT_MS)
 
 
+@pytest.mark.slow
 def test_points_open_in_select_mode_with_the_target_active(geo_viewer):
     live = _live(geo_viewer)
     assert live.target_points.mode == "select" and live.content_points.mode == "select"
@@ -45,6 +47,7 @@ def test_points_open_in_select_mode_with_the_target_active(geo_viewer):
         assert np.abs(np.asarray(layer.text.translation)).max() > 0
 
 
+@pytest.mark.slow
 def test_grid_is_drawn_over_the_output_and_never_becomes_active(geo_viewer, qtbot):
     widget = GeometricWarpWidget(geo_viewer)
     qtbot.addWidget(widget)
@@ -61,6 +64,7 @@ def test_grid_is_drawn_over_the_output_and_never_becomes_active(geo_viewer, qtbo
     assert live.status == "9 point pairs"
 
 
+@pytest.mark.slow
 def test_removing_the_warped_layer_then_editing_points_recreates_it(geo_viewer, qtbot):
     live = _live(geo_viewer)
     geo_viewer.layers.remove("content warped")
@@ -74,6 +78,7 @@ def test_removing_the_warped_layer_then_editing_points_recreates_it(geo_viewer, 
     assert names.index("content warped") < names.index("content target points")
 
 
+@pytest.mark.slow
 def test_removing_a_points_layer_says_the_link_is_gone(geo_viewer, qtbot):
     widget = GeometricWarpWidget(geo_viewer)
     qtbot.addWidget(widget)
@@ -100,6 +105,7 @@ def _live_args(viewer):
     )
 
 
+@pytest.mark.slow
 def test_strength_slider_rewarps_live_and_is_recorded(geo_viewer, qtbot):
     widget = GeometricWarpWidget(geo_viewer)
     qtbot.addWidget(widget)
@@ -154,6 +160,7 @@ def test_fit_model_residuals_and_table(geo_viewer, qtbot):
     assert live.active_pairs().tolist() == [True, True, False]
 
 
+@pytest.mark.slow
 def test_apply_to_labels_uses_nearest_and_makes_a_new_layer(geo_viewer, qtbot):
     widget = GeometricWarpWidget(geo_viewer)
     qtbot.addWidget(widget)
@@ -175,6 +182,7 @@ def test_apply_to_labels_uses_nearest_and_makes_a_new_layer(geo_viewer, qtbot):
     assert back.data[40, 30] == 0
 
 
+@pytest.mark.slow
 def test_session_round_trip(geo_viewer, qtbot, tmp_path):
     widget = GeometricWarpWidget(geo_viewer)
     qtbot.addWidget(widget)
@@ -200,6 +208,7 @@ def test_session_round_trip(geo_viewer, qtbot, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_start_from_landmarks_alternates_content_and_output_clicks(geo_viewer, qtbot):
     widget = GeometricWarpWidget(geo_viewer)
     qtbot.addWidget(widget)

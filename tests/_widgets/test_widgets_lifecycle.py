@@ -1,6 +1,7 @@
 """Widget lifecycles: closing the viewer during a run, layer pickers following the layer list."""
 
 import numpy as np
+import pytest
 from widget_helpers import WAIT_MS
 from widget_helpers import tiny as _tiny
 
@@ -9,6 +10,7 @@ from napari_geostyle._widgets.texture_widget import TextureTransferWidget
 from napari_geostyle._widgets.warp_widget import GeometricWarpWidget
 
 
+@pytest.mark.slow
 def test_closing_the_viewer_during_a_texture_run_stops_it_quietly(geo_viewer, qtbot):
     widget = TextureTransferWidget(geo_viewer)
     geo_viewer.window.add_dock_widget(widget)
@@ -25,6 +27,7 @@ def test_closing_the_viewer_during_a_texture_run_stops_it_quietly(geo_viewer, qt
     assert not worker.is_running
 
 
+@pytest.mark.slow
 def test_closing_the_viewer_during_a_warp_run_is_quiet(geo_viewer, qtbot):
     widget = GeometricWarpWidget(geo_viewer)
     geo_viewer.window.add_dock_widget(widget)
@@ -66,6 +69,7 @@ def test_pickers_docked_before_data_choose_distinct_sample_layers(make_napari_vi
     assert warp.content_combo.layer().name == "content"
 
 
+@pytest.mark.slow
 def test_a_quick_double_click_on_run_does_not_cancel(geo_viewer, qtbot):
     from qtpy.QtCore import Qt
 
@@ -105,6 +109,7 @@ def test_cancel_before_any_preview_does_not_claim_one_is_kept(geo_viewer, qtbot)
     assert "content textured" not in geo_viewer.layers
 
 
+@pytest.mark.slow
 def test_geometric_style_transfer_never_overwrites_user_layers(geo_viewer, qtbot):
     mine = np.full((64, 64), 7, np.uint8)
     geo_viewer.add_image(mine, name="content warped")  # e.g. edited by hand
@@ -128,6 +133,7 @@ def test_geometric_style_transfer_never_overwrites_user_layers(geo_viewer, qtbot
     assert points.name == "my points"
 
 
+@pytest.mark.slow
 def test_texture_keeps_gray_uint16_content_gray_and_names_the_slice(
     make_napari_viewer_proxy, qtbot
 ):
@@ -155,6 +161,7 @@ def test_texture_keeps_gray_uint16_content_gray_and_names_the_slice(
     assert run.output_name == "cells textured (slice 2) [2]"
 
 
+@pytest.mark.slow
 def test_texture_widget_shows_progress_in_itself(geo_viewer, qtbot):
     widget = TextureTransferWidget(geo_viewer)
     qtbot.addWidget(widget)

@@ -1,6 +1,7 @@
 """Texture Transfer and Geometric Style Transfer widgets: threaded runs, live layers, cancel."""
 
 import numpy as np
+import pytest
 from widget_helpers import WAIT_MS
 from widget_helpers import tiny as _tiny
 
@@ -33,6 +34,7 @@ def test_texture_run_makes_a_layer_with_provenance(geo_viewer, qtbot):
     assert "seeded random VGG-19" in widget.status_label.text()
 
 
+@pytest.mark.slow
 def test_cancel_keeps_the_last_preview(geo_viewer, qtbot):
     widget = TextureTransferWidget(geo_viewer)
     qtbot.addWidget(widget)
@@ -73,6 +75,7 @@ def test_bad_input_is_an_error_notification(make_napari_viewer_proxy, qtbot):
     assert "tiny textured" not in viewer.layers
 
 
+@pytest.mark.slow
 def test_content_defaults_to_latest_warped_layer_and_styles_can_be_added(geo_viewer, qtbot):
     geo_viewer.add_image(
         np.zeros((64, 64)), name="content warped", metadata={"geostyle": {"stage": "warp"}}
@@ -101,6 +104,7 @@ def test_backbone_state_is_reported(geo_viewer, qtbot, tmp_path, monkeypatch):
     assert "efficientnet" in widget.backbone_combo.choices
 
 
+@pytest.mark.slow
 def test_geometric_style_transfer_widget_runs_both_stages(geo_viewer, qtbot):
     widget = GeometricStyleTransferWidget(geo_viewer)
     qtbot.addWidget(widget)
@@ -118,6 +122,7 @@ def test_geometric_style_transfer_widget_runs_both_stages(geo_viewer, qtbot):
     assert record["transform"]["type"] == "affine"
 
 
+@pytest.mark.slow
 def test_cancel_stops_a_long_refinement_in_the_pipeline(geo_viewer, qtbot, monkeypatch):
     from napari_geostyle.core import estimate
 

@@ -76,6 +76,7 @@ def test_run_makes_warped_layer_and_paired_points_with_provenance(geo_viewer, qt
     np.testing.assert_allclose(transform.map_points(control.data), target.data, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_pickers_offer_only_image_layers_and_follow_the_layer_list(geo_viewer, qtbot):
     viewer = geo_viewer
     viewer.add_labels(np.zeros((8, 8), np.uint8), name="labels")
@@ -98,6 +99,7 @@ def test_pickers_offer_only_image_layers_and_follow_the_layer_list(geo_viewer, q
     assert "third" not in names(widget.content_combo)
 
 
+@pytest.mark.slow
 def test_moving_a_point_rewarps_and_undo_redo_restore(geo_viewer, qtbot):
     live = _shifted_tps_warp(geo_viewer)
     original = np.array(live.warped.data, dtype=float)
@@ -122,6 +124,7 @@ def test_moving_a_point_rewarps_and_undo_redo_restore(geo_viewer, qtbot):
     assert not live.redo()
 
 
+@pytest.mark.slow
 def test_adding_and_deleting_points_keeps_pairs(geo_viewer, qtbot):
     live = _shifted_tps_warp(geo_viewer)
     live.content_points.add([[30.0, 20.0]])
@@ -141,6 +144,7 @@ def test_adding_and_deleting_points_keeps_pairs(geo_viewer, qtbot):
     assert live.status == "8 point pairs"
 
 
+@pytest.mark.slow
 def test_preview_while_dragging_then_full_warp(make_napari_viewer_proxy, qtbot):
     viewer = make_napari_viewer_proxy()
     big = np.random.default_rng(0).random((240, 300)).astype(np.float32)
@@ -160,6 +164,7 @@ def test_preview_while_dragging_then_full_warp(make_napari_viewer_proxy, qtbot):
     np.testing.assert_allclose(live.warped.scale, (1.0, 1.0))
 
 
+@pytest.mark.slow
 def test_bigwarp_csv_round_trip_and_exports(geo_viewer, qtbot, tmp_path):
     widget = GeometricWarpWidget(geo_viewer)
     qtbot.addWidget(widget)
@@ -198,6 +203,7 @@ def test_bigwarp_csv_round_trip_and_exports(geo_viewer, qtbot, tmp_path):
     assert "content deformation grid" not in geo_viewer.layers
 
 
+@pytest.mark.slow
 def test_stack_all_slices_warps_every_slice(make_napari_viewer_proxy, qtbot):
     viewer = make_napari_viewer_proxy()
     stack = np.random.default_rng(1).random((3, 64, 64)).astype(np.float32)
@@ -216,6 +222,7 @@ def test_stack_all_slices_warps_every_slice(make_napari_viewer_proxy, qtbot):
         )
 
 
+@pytest.mark.slow
 def test_bad_choice_is_an_error_notification(geo_viewer, qtbot):
     from napari.utils.notifications import notification_manager
 
@@ -245,6 +252,7 @@ def _inside(points, image_layer) -> bool:
     return bool(np.all((points >= low - 1e-6) & (points <= high + 1e-6)))
 
 
+@pytest.mark.slow
 def test_side_by_side_puts_each_point_set_over_its_own_image(geo_viewer, qtbot):
     viewer = geo_viewer
     viewer.layers["content"].scale = (2.0, 2.0)
@@ -269,6 +277,7 @@ def test_side_by_side_puts_each_point_set_over_its_own_image(geo_viewer, qtbot):
     np.testing.assert_allclose(live.target_points.translate, (5.0, -3.0 + 128 * 1.1))
 
 
+@pytest.mark.slow
 def test_widget_toggle_moves_the_output_layers_and_the_grid(geo_viewer, qtbot):
     widget = GeometricWarpWidget(geo_viewer)
     qtbot.addWidget(widget)
@@ -292,6 +301,7 @@ def test_widget_toggle_moves_the_output_layers_and_the_grid(geo_viewer, qtbot):
     np.testing.assert_allclose(widget.live.warped.translate, (0.0, 0.0))
 
 
+@pytest.mark.slow
 def test_network_tps_lattice_lies_on_the_output(geo_viewer, qtbot):
     widget = GeometricWarpWidget(geo_viewer)
     qtbot.addWidget(widget)
@@ -328,6 +338,7 @@ def _gated_estimates(monkeypatch):
     return gates
 
 
+@pytest.mark.slow
 def test_cancel_frees_the_widget_at_once_and_drops_the_abandoned_estimate(
     geo_viewer, qtbot, monkeypatch
 ):
@@ -366,6 +377,7 @@ def test_cancel_frees_the_widget_at_once_and_drops_the_abandoned_estimate(
     assert widget.run_button.text() == "Run"
 
 
+@pytest.mark.slow
 def test_refine_shows_its_steps_and_cancel_stops_it(geo_viewer, qtbot, monkeypatch):
     from napari_geostyle.core import estimate
 
@@ -392,6 +404,7 @@ def test_refine_shows_its_steps_and_cancel_stops_it(geo_viewer, qtbot, monkeypat
     assert widget.last_error is None
 
 
+@pytest.mark.slow
 def test_a_quick_second_click_on_run_is_not_a_cancel(geo_viewer, qtbot, monkeypatch):
     from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QApplication
@@ -485,6 +498,7 @@ def test_a_stack_warp_evaluates_the_exact_map_once_for_all_planes(make_napari_vi
         assert np.abs(warped[index] - exact).max() < 0.05
 
 
+@pytest.mark.slow
 def test_the_first_drag_move_previews_at_once_and_later_ones_are_throttled(
     make_napari_viewer_proxy, qtbot, monkeypatch
 ):
@@ -515,6 +529,7 @@ def test_the_first_drag_move_previews_at_once_and_later_ones_are_throttled(
     live.renderer.preview_timer.stop()
 
 
+@pytest.mark.slow
 def test_a_drag_callback_behind_napari_s_previews_after_the_move_and_moves_last(
     make_napari_viewer_proxy, qtbot
 ):
@@ -545,6 +560,7 @@ def test_a_drag_callback_behind_napari_s_previews_after_the_move_and_moves_last(
     assert layer.mouse_drag_callbacks.count(live.renderer.drag_callback) == 1
 
 
+@pytest.mark.slow
 def test_a_drag_preview_runs_torch_on_one_thread_and_restores_the_setting(
     make_napari_viewer_proxy, monkeypatch
 ):

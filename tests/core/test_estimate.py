@@ -77,6 +77,7 @@ def _identity_error_pct(truth, shape):
 
 
 @pytest.mark.parametrize("model", ["affine", "affine+tps"])
+@pytest.mark.slow
 def test_known_affine_is_recovered_by_the_shipped_model_with_refine(astronaut, model):
     style, truth = _known_affine_pair(astronaut)
     network = estimate.estimate_warp(astronaut, style, model=model, device="cpu")
@@ -100,6 +101,7 @@ def test_known_affine_is_recovered_by_the_shipped_network(astronaut):
     assert error < identity_error / 3
 
 
+@pytest.mark.slow
 def test_network_passes_compose_into_one_transform_per_stage(astronaut):
     style, truth = _known_affine_pair(astronaut)
     one = estimate.estimate_warp(astronaut, style, model="affine+tps", device="cpu", passes=1)
@@ -187,6 +189,7 @@ def test_result_is_in_content_pixels_for_any_size(coffee):
     assert np.allclose(big_xy, small_xy, atol=0.06)
 
 
+@pytest.mark.slow
 def test_gray_rgba_uint16_and_float_inputs_are_accepted(coffee):
     ref = estimate.estimate_warp(coffee, coffee[::-1], model="affine", device="cpu")
     rgba = np.concatenate([coffee, np.full(coffee.shape[:2] + (1,), 255, np.uint8)], axis=2)
@@ -205,6 +208,7 @@ def test_gray_rgba_uint16_and_float_inputs_are_accepted(coffee):
     assert isinstance(tf, TPSTransform)
 
 
+@pytest.mark.slow
 def test_affine_plus_tps_composes_affine_then_tps(coffee):
     tf = estimate.estimate_warp(coffee, skimage.data.astronaut()[::5, ::5], device="cpu")
     affine, tps = tf.transforms
@@ -227,6 +231,7 @@ def test_folding_predictions_are_damped():
     assert estimate.damp_folding("tps", fine)[1] == 1.0
 
 
+@pytest.mark.slow
 def test_refine_never_ends_worse_than_the_network(astronaut):
     from napari_geostyle.core.images import rgb_tensor
 
@@ -278,6 +283,7 @@ def test_bad_geometry_style_is_named():
         estimate.estimate_warp(np.zeros((64, 64)), np.zeros((16, 64)), device="cpu")
 
 
+@pytest.mark.slow
 def test_refine_reports_progress_and_stops_when_the_callback_raises(coffee):
     calls = []
     estimate.estimate_warp(coffee, coffee[:, ::-1], model="affine", method="refine",

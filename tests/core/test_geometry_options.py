@@ -73,6 +73,7 @@ def test_checked_hints_ride_along():
     assert options.hints is hints and options.model == "affine"
 
 
+@pytest.mark.slow
 def test_internal_family_takes_the_options(astronaut):
     """``estimate_transform`` (options already made) gives ``estimate_warp``'s transform."""
     from napari_geostyle.core import estimate

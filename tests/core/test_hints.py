@@ -143,6 +143,7 @@ def test_bad_hints_fail_before_any_work(monkeypatch, given, message):
         estimate.estimate_warp(image, image, hints=given, device="cpu")
 
 
+@pytest.mark.slow
 def test_estimate_warps_takes_hints_per_pair(astronaut):
     hint = np.array([[64.0, 64.0], [30.0, 90.0]])
     tfs = estimate.estimate_warps(
@@ -167,6 +168,7 @@ def test_hinted_poses_honour_the_hints():
             assert hints.hint_residual(theta, None, subset) < 1e-5
 
 
+@pytest.mark.slow
 def test_confidence_is_lower_on_unrelated_noise_than_on_a_same_image_pair(astronaut):
     rng = np.random.default_rng(0)
     noise_a, noise_b = rng.random((2, 128, 128, 3))
@@ -207,6 +209,7 @@ def test_cli_transfer_hints_round_trip(tmp_path, capsys, monkeypatch):
     assert code == 2
 
 
+@pytest.mark.slow
 def test_add_warp_takes_hints_and_records_them_with_the_confidence(geo_viewer, qtbot):
     from napari_geostyle import viewer_api
 
@@ -224,6 +227,7 @@ def test_add_warp_takes_hints_and_records_them_with_the_confidence(geo_viewer, q
         viewer_api.add_warp(geo_viewer, "content", "style", hints=([[500.0, 1.0]], [[1.0, 1.0]]))
 
 
+@pytest.mark.slow
 def test_cli_batch_hints_per_input_in_the_styles_csv(tmp_path, capsys):
     """A hints column in --styles-csv steers that input's warp; the manifest has confidences."""
     pytest.importorskip("distributed")
@@ -263,6 +267,7 @@ def test_cli_batch_hints_per_input_in_the_styles_csv(tmp_path, capsys):
     assert not (tmp_path / "o2").exists()
 
 
+@pytest.mark.slow
 def test_hint_mode_re_estimates_after_each_pair_and_undo_removes_a_hint(geo_viewer, qtbot):
     from napari_geostyle import viewer_api
 

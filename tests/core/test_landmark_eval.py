@@ -138,6 +138,7 @@ def _write_landmark_set(path, count=3):
     return path
 
 
+@pytest.mark.slow
 def test_cli_eval_geometry_on_a_landmark_set(tmp_path, capsys):
     source = _write_landmark_set(tmp_path / "set.npz")
     report, figure = tmp_path / "report.json", tmp_path / "pairs.png"
@@ -177,6 +178,7 @@ def test_cli_eval_geometry_on_a_landmark_set(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_eval_geometry_reads_proposal_flow_as_is(tmp_path, capsys):
     csv_path = _write_pf_dataset(tmp_path)
     assert (

@@ -100,6 +100,7 @@ def test_search_takes_the_object_in_the_middle_over_one_at_the_edge(astronaut):
     assert np.linalg.norm(found[0.35] - [68.0, 60.0]) < 4.0  # the face in the middle
 
 
+@pytest.mark.slow
 def test_init_choices_and_result_types(astronaut):
     style = np.ascontiguousarray(astronaut[::-1])
     for init in ("search", "identity"):
@@ -116,6 +117,7 @@ def test_init_choices_and_result_types(astronaut):
         estimate.estimate_warp(astronaut, style, init="guess")
 
 
+@pytest.mark.slow
 def test_strength_zero_gives_the_content_back_and_one_the_full_warp(astronaut):
     style = np.ascontiguousarray(astronaut[:, ::-1])
     full = estimate.estimate_warp(astronaut, style, model="affine+tps", device="cpu")
@@ -192,6 +194,7 @@ def test_cli_warp_strength_zero_writes_the_content(tmp_path, astronaut):
     )
 
 
+@pytest.mark.slow
 def test_deep_descriptor_search_mechanics_with_the_random_trunk(astronaut):
     # with the ImageNet weights this is the paper's feature space; the seeded random VGG-19
     # checks the mechanics: the same image, moved, is found again

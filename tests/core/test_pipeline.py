@@ -20,6 +20,7 @@ def content():
     return sktf.resize(data.astronaut(), (64, 64), anti_aliasing=True).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_both_stages_give_an_image_the_warp_and_the_transform(content):
     texture = data.brick()[:80, :80]
     geometry = sktf.rotate(content, 10, mode="reflect").astype(np.float32)
@@ -34,6 +35,7 @@ def test_both_stages_give_an_image_the_warp_and_the_transform(content):
     assert result.options["model"] == "affine"
 
 
+@pytest.mark.slow
 def test_steps_stream_geometry_first_then_texture_with_a_final_result(content):
     steps = list(
         gs.iter_geometric_style_transfer(content, data.brick()[:64, :64], model="affine", **TINY)
@@ -53,6 +55,7 @@ def test_a_given_transform_skips_the_estimate(content):
     np.testing.assert_allclose(result.warped, gs.warp_image(content, shift))
 
 
+@pytest.mark.slow
 def test_closing_stops_the_texture_stage(content):
     steps = gs.iter_geometric_style_transfer(
         content, data.brick()[:64, :64], model="affine", **TINY
@@ -84,6 +87,7 @@ def test_bad_input_is_refused_before_any_work(content, kwargs, message):
         gs.iter_geometric_style_transfer(**args)
 
 
+@pytest.mark.slow
 def test_cli_transfer_with_geometry_writes_both_images(tmp_path, content):
     import imageio.v3 as iio
 

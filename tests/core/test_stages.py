@@ -20,6 +20,7 @@ def content():
     return skimage.data.astronaut()[::4, ::4].astype(np.float32) / 255.0  # 128 x 128
 
 
+@pytest.mark.slow
 def test_warp_stage_estimates_as_estimate_warp_and_warps_by_it(content):
     style = content[:, ::-1]
     options = GeometryOptions(model="affine", strength=0.7)

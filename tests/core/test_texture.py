@@ -30,6 +30,7 @@ def style():
     )
 
 
+@pytest.mark.slow
 def test_result_shape_dtype_range_and_aspect(content, style):
     out = texture.transfer_texture(content, style, **FAST)
     assert out.shape == (48, 64, 3) and out.dtype == np.float32
@@ -57,6 +58,7 @@ def test_steps_count_levels_and_previews(content, style):
     assert all(np.isfinite(s.loss) for s in steps)
 
 
+@pytest.mark.slow
 def test_loss_falls_and_style_colours_move_in(content, style):
     steps = list(
         texture.iter_texture_transfer(content, style, **{**FAST, "iterations": 15, "levels": 1})
@@ -90,6 +92,7 @@ def test_close_stops_the_work(content, style, monkeypatch):
         next(gen)
 
 
+@pytest.mark.slow
 def test_same_seed_same_result_and_noise_init_depends_on_seed(content, style):
     options = {**FAST, "init": "noise", "iterations": 4, "levels": 1}
     a = texture.transfer_texture(content, style, seed=1, **options)
@@ -99,6 +102,7 @@ def test_same_seed_same_result_and_noise_init_depends_on_seed(content, style):
     assert not np.array_equal(a, c)
 
 
+@pytest.mark.slow
 def test_preserve_color_keeps_content_chroma(content, style):
     out = texture.transfer_texture(content, style, preserve_color=True, **FAST)
     chroma_out = images.rgb_to_yiq(out)[..., 1:]
@@ -108,6 +112,7 @@ def test_preserve_color_keeps_content_chroma(content, style):
     assert np.abs(images.rgb_to_yiq(plain)[..., 1:] - chroma_in).mean() > 0.03  # 0.12 measured
 
 
+@pytest.mark.slow
 def test_several_styles_with_weights(content, style):
     blue = style[..., ::-1].copy()
     only_red = texture.transfer_texture(content, [style, blue], style_weights=[1, 0], **FAST)
@@ -170,6 +175,7 @@ def test_bad_input_is_a_value_error(content, style, change):
         texture.transfer_texture(args.pop("content"), args.pop("texture_style"), **args)
 
 
+@pytest.mark.slow
 def test_adam_does_not_import_torch_dynamo():
     """The GUI runs texture transfer in a process that holds napari's OpenGL context, where
     importing triton (torch.optim -> torch._dynamo -> triton) segfaults on Mesa."""

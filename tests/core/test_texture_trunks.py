@@ -33,6 +33,7 @@ def test_auto_takes_efficientnet_without_vgg19_weights():
     assert backbone.layers == texture_trunks.EFFICIENTNET_LAYERS
 
 
+@pytest.mark.slow
 def test_auto_takes_vgg19_when_its_weights_are_here(vgg19_file):
     backbone = texture_trunks.resolve_backbone("auto")
     assert backbone.name == "vgg19" and backbone.path == vgg19_file
@@ -42,6 +43,7 @@ def test_auto_takes_vgg19_when_its_weights_are_here(vgg19_file):
 
 
 @pytest.mark.parametrize("spelling", ["VGG19", " vgg 19 ", "Efficient Net", "RANDOM"])
+@pytest.mark.slow
 def test_backbone_names_ignore_case_and_spaces(spelling, vgg19_file):
     expected = "".join(spelling.split()).lower()
     assert texture_trunks.resolve_backbone(spelling).name == expected

@@ -26,6 +26,7 @@ def weights_file(tmp_path, torchvision_state):
     return path
 
 
+@pytest.mark.slow
 def test_torchvision_file_loads_into_the_trunk(weights_file, torchvision_state):
     state = weights.load_vgg19_state(weights_file)
     assert set(state) == {k for k in torchvision_state if k.startswith("features.")}
@@ -49,6 +50,7 @@ def test_trimmed_file_with_features_only_loads(tmp_path, torchvision_state):
     assert len(weights.load_vgg19_state(path)) == 32
 
 
+@pytest.mark.slow
 def test_wrong_shape_names_the_key(tmp_path, torchvision_state):
     bad = dict(torchvision_state)
     bad["features.10.weight"] = torch.zeros(256, 64, 3, 3)
@@ -58,6 +60,7 @@ def test_wrong_shape_names_the_key(tmp_path, torchvision_state):
         weights.load_vgg19_state(path)
 
 
+@pytest.mark.slow
 def test_missing_key_names_the_key(tmp_path, torchvision_state):
     bad = {k: v for k, v in torchvision_state.items() if k != "features.34.bias"}
     path = tmp_path / "bad.pth"
@@ -73,6 +76,7 @@ def test_not_a_state_dict_is_a_value_error(tmp_path):
         weights.load_vgg19_state(path)
 
 
+@pytest.mark.slow
 def test_resolution_order_env_then_hub_then_cache(tmp_path, monkeypatch, weights_file):
     assert weights.resolve_vgg19_weights(download=False) is None
     trimmed = weights.cache_dir() / weights.TRIMMED_FILENAME
@@ -113,6 +117,7 @@ def test_offline_never_downloads(monkeypatch):
     assert weights.resolve_vgg19_weights(download=False) is None
 
 
+@pytest.mark.slow
 def test_download_checks_hash_and_keeps_a_trimmed_trunk(monkeypatch, torchvision_state):
     calls = {}
 
@@ -152,6 +157,7 @@ def _set_mtime(path, seconds):
     os.utime(path, (seconds, seconds))
 
 
+@pytest.mark.slow
 def test_weights_file_replaced_on_disk_is_read_again(weights_file, torchvision_state):
     first = features.build_trunk(str(weights_file), "cpu")
     assert features.build_trunk(str(weights_file), "cpu") is first  # cached while unchanged

@@ -468,6 +468,7 @@ def test_too_many_local_workers_are_refused_with_the_limit(inputs, texture, tmp_
 
 
 # --------------------------------------------------------------------------- 16: planning time
+@pytest.mark.slow
 def test_planning_is_linear_in_the_number_of_inputs(tmp_path):
     """Quadratic planning (names.count per input) took 16 s for 40k files; linear planning of
     100k inputs takes about 5 s on a loaded 2-core machine. Timed as a ratio, so that a slow

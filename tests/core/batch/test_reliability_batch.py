@@ -176,6 +176,7 @@ def short_timeout(monkeypatch):
 
 
 @pytest.mark.parametrize("behaviour", ["silent", "huge", "big", "garbage", "http"])
+@pytest.mark.slow
 def test_a_bogus_scheduler_ends_within_the_timeout_with_one_line(behaviour, short_timeout):
     import time
 
@@ -200,6 +201,7 @@ def _batch_argv(inputs, out, geometry, scheduler):
 @pytest.mark.parametrize(
     "address", ["silent", "huge", "refused", "tls://127.0.0.1:8786", "ucx://127.0.0.1:8786"]
 )
+@pytest.mark.slow
 def test_a_bad_scheduler_leaves_no_output_folder(
     address, tmp_path, geometry, capsys, short_timeout
 ):
@@ -358,6 +360,7 @@ def test_the_pixel_cap_can_be_raised_by_environment_or_flag(tmp_path, monkeypatc
     assert os.environ[media.MAX_PIXELS_ENV] == "20000"  # what Dask workers inherit
 
 
+@pytest.mark.slow
 def test_a_batch_input_over_the_cap_fails_alone(tmp_path, geometry, monkeypatch):
     from napari_geostyle.core import media
 
@@ -400,6 +403,7 @@ def test_planning_a_many_page_stack_reads_one_page_at_a_time(tmp_path):
     assert frame.shape == (512, 512) and frame[10, 10] == 137
 
 
+@pytest.mark.slow
 def test_planning_a_1080p_video_keeps_digests_not_frames(tmp_path):
     """50 frames of 1080p (311 MB decoded): planning stays far below that; the issue's 20 s
     video is 10 x longer and peaks no higher, as one frame is held at a time."""
