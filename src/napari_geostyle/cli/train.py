@@ -18,6 +18,10 @@ DESCRIPTION = (
     "randomisation) of the geometry network; writes a checkpoint and a validation figure."
 )
 
+#: the options that go to ``training.train_geometry`` as they are, under the same names
+TRAINING_OPTIONS = ("steps", "seconds", "batch_size", "lr", "device", "resume",
+                    "checkpoint_every", "loss", "backbone", "seed")  # fmt: skip
+
 
 def run(args: argparse.Namespace) -> int:
     """Check --out and its figure, train with a progress bar, validate, draw the figure."""
@@ -46,17 +50,8 @@ def run(args: argparse.Namespace) -> int:
             images,
             args.model,
             args.trunk,
-            steps=args.steps,
-            seconds=args.seconds,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            device=args.device,
             out=out,
-            resume=args.resume,
-            checkpoint_every=args.checkpoint_every,
-            loss=args.loss,
-            backbone=args.backbone,
-            seed=args.seed,
+            **{name: getattr(args, name) for name in TRAINING_OPTIONS},
         ):
             if bar is None:
                 bar = progress_bar(args.steps, f"train {args.model}")

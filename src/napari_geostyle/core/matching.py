@@ -30,8 +30,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .warp_params import compose_thetas
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 SEARCH_SIZE = 128  # side of the square the images are resized to for the search
 ORIENTATION_BINS = 8
@@ -229,21 +233,11 @@ def _renormalise(features):
     return features / (features.pow(2).sum(1, keepdim=True).sqrt() + 1e-6)
 
 
-def _best_placement(
-    content,
-    style_features,
-    thetas,
-    shift: float,
-    margin: float,
-    describe=orientation_features,
-    centre_sigma: float | None = None,
-):
-    """``(score, theta)`` of the best candidate in ``thetas`` (N, 2, 3) over all shifts."""
-    scores, placed = _placement_scores(
-        content, style_features, thetas, shift, margin, describe, centre_sigma
-    )
-    best = int(scores.argmax())
-    return float(scores[best]), placed[best]
+def _best_of(placements: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """theta (2, 3) of the best-scoring candidate of ``_placement_scores``'s
+    ``(scores, thetas)``."""
+    scores, placed = placements
+    return placed[int(scores.argmax())]
 
 
 def _placement_scores(
@@ -334,14 +328,16 @@ def search_similarity(content, style, ranges: SearchRanges | None = None, descri
                 ranges.centre_sigma,
             )
             candidates = candidates[scores.topk(min(describe.shortlist, len(scores))).indices]
-        _, theta = _best_placement(
-            content,
-            style_features,
-            candidates,
-            ranges.shift,
-            ranges.margin,
-            describe,
-            ranges.centre_sigma,
+        theta = _best_of(
+            _placement_scores(
+                content,
+                style_features,
+                candidates,
+                ranges.shift,
+                ranges.margin,
+                describe,
+                ranges.centre_sigma,
+            )
         )
         rotation_step = ranges.rotation_step_deg
         scale_step = (math.log(ranges.scale[1]) - math.log(ranges.scale[0])) / max(
@@ -354,14 +350,16 @@ def search_similarity(content, style, ranges: SearchRanges | None = None, descri
                 np.exp([-scale_step, 0.0, scale_step]),
                 theta[None],
             )
-            _, theta = _best_placement(
-                content,
-                style_features,
-                local,
-                2.0 / 32,
-                ranges.margin,
-                describe,
-                ranges.centre_sigma,
+            theta = _best_of(
+                _placement_scores(
+                    content,
+                    style_features,
+                    local,
+                    2.0 / 32,
+                    ranges.margin,
+                    describe,
+                    ranges.centre_sigma,
+                )
             )
     return theta
 
@@ -391,8 +389,10 @@ def best_pinned(content, style, thetas, ranges: SearchRanges | None = None,
                 ranges.centre_sigma,
             )  # fmt: skip
             thetas = thetas[scores.topk(describe.shortlist).indices]
-        _, theta = _best_placement(
-            content, style_features, thetas, 0.0, ranges.margin, describe, ranges.centre_sigma
+        theta = _best_of(
+            _placement_scores(
+                content, style_features, thetas, 0.0, ranges.margin, describe, ranges.centre_sigma
+            )
         )
     return theta
 

@@ -124,14 +124,9 @@ def iter_geometric_style_transfer(
 
     Parameters
     ----------
-    content : array_like
-        The content image (>= 32 px), gray/RGB/RGBA.
-    style : array_like, optional
-        The style image for both stages.
-    geometry_style : array_like, optional
-        The image whose geometry the content takes; default ``style``.
-    texture_style : array_like or sequence of array_like, optional
-        The image (or list of images) whose texture the result takes; default ``style``.
+    content, style, geometry_style, texture_style : array_like
+        The content image and the style images, as :func:`geometric_style_transfer` takes
+        them.
     model : {"affine", "tps", "affine+tps"}, default "affine+tps"
         The geometric transform to estimate (``estimate_warp``).
     method : {"network", "refine"}, default "network"
