@@ -385,12 +385,7 @@ class TPSTransform(Transform):
         content, output = _validate_landmark_pairs(
             content_points, output_points, "content_points", "output_points", MAX_TPS_LANDMARKS
         )
-        try:
-            regularization = float(regularization)
-        except (TypeError, ValueError, OverflowError):
-            raise ValueError(
-                f"regularization must be a number; got {str(regularization)[:40]!r}."
-            ) from None
+        regularization = _as_number(regularization, "regularization must be a number")
         if not np.isfinite(regularization) or regularization < 0:
             raise ValueError(f"regularization must be finite and >= 0; got {regularization}.")
         if frame is None:
@@ -676,14 +671,18 @@ def identity_transform() -> AffineTransform:
     return AffineTransform(np.eye(3))
 
 
+def _as_number(value: Any, must: str) -> float:
+    """``value`` as a float; anything else is a ``ValueError`` saying what it ``must`` be and
+    what it got (cut to 40 characters)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{must}; got {str(value)[:40]!r}.") from None
+
+
 def check_strength(strength) -> float:
     """``strength`` as a float in [0, 1]; anything else is a ``ValueError``."""
-    try:
-        value = float(strength)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(
-            f"strength must be a number from 0 to 1; got {str(strength)[:40]!r}."
-        ) from None
+    value = _as_number(strength, "strength must be a number from 0 to 1")
     if not (0.0 <= value <= 1.0):
         raise ValueError(f"strength must be from 0 (no warp) to 1 (the full warp); got {value}.")
     return value
