@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     )
     warp_widget.content_combo.set_layer("content")
     warp_widget.style_combo.set_layer("geometry style")
-    warp_widget.model_combo.setCurrentText(args.model)
-    warp_widget.method_combo.setCurrentText(args.method)
+    warp_widget.model_combo.value = args.model
+    warp_widget.method_combo.value = args.method
     outcome = {"status": 0}
     if args.screenshot:
         _screenshot_after_warp(viewer, warp_widget, args.screenshot, outcome)
