@@ -28,6 +28,11 @@ FEATURE_DEFAULTS = {"number": 0, "active": True}  # a new point's pair is switch
 _COMMITTED = ("added", "changed", "removed")
 
 
+# more pairs than this (a dense TPS grid, e.g. a hinted estimate's) are drawn without their
+# numbers, which would cover the image; the layer controls' "display text" shows them again
+MAX_NUMBERED_POINTS = 30
+
+
 class PairedPoints:
     """The control and target Points layers of ``live`` (a
     :class:`~napari_geostyle._napari.live_warp.LiveWarp`), paired by index.
@@ -120,6 +125,7 @@ class PairedPoints:
             layer.refresh_text()
             if not layer.visible:
                 layer.visible = True
+        layer.text.visible = len(data) <= MAX_NUMBERED_POINTS
         layer.mode = "select"
         return layer
 
@@ -192,6 +198,7 @@ class PairedPoints:
                 active = np.asarray(layer.features["active"], bool)
             layer.features = {"number": np.arange(1, count + 1), "active": active}
             layer.feature_defaults = FEATURE_DEFAULTS  # setting features resets them
+            layer.text.visible = count <= MAX_NUMBERED_POINTS
             layer.refresh_text()
 
     def replace(self, control: np.ndarray, target: np.ndarray, active=None) -> None:
