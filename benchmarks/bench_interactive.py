@@ -193,8 +193,8 @@ def main(argv=None) -> int:
     viewer.add_image(style, name="geometry style")
     widget = GeometricWarpWidget(viewer)
     viewer.window.add_dock_widget(widget, name="GeoStyle")
-    widget.model_combo.setCurrentText(args.model)
-    widget.device_combo.setCurrentText("cpu")
+    widget.model_combo.value = args.model
+    widget.device_combo.value = "cpu"
     # napari has no public handle on its canvas widget; a benchmark may reach for it
     canvas = viewer.window._qt_viewer.canvas
     clock = Clock(canvas.native)
