@@ -7,32 +7,9 @@ import json
 
 import numpy as np
 import pytest
-
-from napari_geostyle._napari.layer_data import read_layer_image
-from napari_geostyle._napari.live_warp import start_live_warp
+from live_warp_helpers import start_tps_warp as _live
 
 WAIT_MS = 20000
-
-
-def _live(viewer, name="content", **kwargs):
-    """A live TPS warp of ``name`` through nine landmarks moved 3 px right."""
-    from napari_geostyle import fit_tps, warp_image
-
-    layer = viewer.layers[name]
-    content = read_layer_image(layer, viewer)
-    rows, cols = np.meshgrid(np.linspace(8, 56, 3), np.linspace(8, 56, 3), indexing="ij")
-    control = np.stack([rows.ravel(), cols.ravel()], 1)
-    transform = fit_tps(control, control + [0.0, 3.0])
-    return start_live_warp(
-        viewer,
-        layer,
-        content,
-        transform,
-        warp_image(content.raw, transform),
-        inputs={"content": name},
-        options={"model": "tps"},
-        **kwargs,
-    )
 
 
 def _idle(qtbot, live):
