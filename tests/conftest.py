@@ -17,6 +17,19 @@ else:
         _hypothesis_settings.load_profile("ci")
 
 
+def pytest_sessionstart(session):
+    """Load triton (torch's CUDA build brings it) before any test draws a napari canvas.
+
+    Mesa's software OpenGL and triton each carry an LLVM; a process that loaded Mesa's first
+    segfaults when a ``torch.optim`` optimiser imports triton (the geometry training tests do).
+    The GUI's own paths never import it (``core/optim.py``); loaded first, both work, so the
+    suite passes in any order and on any subset."""
+    try:
+        import triton  # noqa: F401
+    except (ImportError, OSError, RuntimeError):  # a CPU-only torch, or none for this platform
+        pass
+
+
 @pytest.fixture(autouse=True)
 def _isolated_weights(monkeypatch, tmp_path):
     """Tests never see VGG-19 weights that happen to be installed, and never download."""
