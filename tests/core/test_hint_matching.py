@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from napari_geostyle.core import hint_matching
-from napari_geostyle.core.hint_matching import DisplacementField, MatchSettings, match_field
+from napari_geostyle.core.hint_matching import (
+    DisplacementField,
+    FeatureMatcher,
+    MatchSettings,
+    match_field,
+)
 from napari_geostyle.core.hints import check_hints
 
 
@@ -44,7 +49,10 @@ def _hints(content_xy, style_xy, shape=(64, 64)):
 def test_same_features_and_a_right_estimate_leave_the_warp_in_place():
     features = _smooth_features(1)
     hints = _hints(np.array([[-0.3, -0.2], [0.3, 0.1]]), np.array([[-0.3, -0.2], [0.3, 0.1]]))
-    field = match_field(features, features, lambda xy: xy, hints, MatchSettings())
+    settings = MatchSettings()
+    field = match_field(
+        FeatureMatcher(features, features, settings), lambda xy: xy, hints, settings
+    )
     grid = np.stack(np.meshgrid(np.linspace(-0.7, 0.7, 5), np.linspace(-0.7, 0.7, 5)), -1)
     assert np.abs(field(grid.reshape(-1, 2))).max() < 0.02
 
@@ -57,10 +65,77 @@ def test_matching_moves_a_shifted_estimate_towards_the_features():
     # hint far off in a corner holds its own place
     shifted = torch.roll(features, shifts=2, dims=2)  # 2 of 48 cells = 0.083 normalised
     hints = _hints(np.array([[-0.9, -0.9]]), np.array([[-0.9 + 0.083, -0.9]]))
-    field = match_field(features, shifted, lambda xy: xy, hints, MatchSettings())
+    settings = MatchSettings()
+    field = match_field(FeatureMatcher(features, shifted, settings), lambda xy: xy, hints, settings)
     moved = field(np.array([[0.0, 0.0], [0.3, -0.3], [-0.3, 0.4]]))
     assert np.all(moved[:, 0] > 0.04), moved  # most of the way to 0.083, not away from it
     assert np.all(np.abs(moved[:, 1]) < 0.03), moved
+
+
+def test_known_matches_move_the_returned_warp_onto_them():
+    """The field and the new TPS follow the matches they are given (how the ceiling analysis
+    feeds true positions): matches 0.1 to the right of an identity estimate, and a hint that
+    agrees, move the warp's interior 0.1 to the right."""
+    import torch
+
+    from napari_geostyle.core.images import normalized_to_pixel
+    from napari_geostyle.core.transforms import ComposedTransform, fit_affine, fit_tps
+
+    shape = (64, 64)
+    hints = _hints(np.array([[0.0, 0.0]]), np.array([[0.1, 0.0]]), shape)
+
+    def shifted_matches(content_xy, here, factor=1.0):
+        return content_xy + [0.1, 0.0], np.ones(len(content_xy))
+
+    corners = np.array([[0.0, 0.0], [0.0, 63.0], [63.0, 0.0], [63.0, 63.0]])
+    identity = ComposedTransform([fit_affine(corners, corners), fit_tps(corners, corners)])
+    unused = torch.zeros(1, 3, *shape)
+    moved = hint_matching.match_around_hints(
+        identity, unused, unused, hints, trunk=None, matcher=shifted_matches
+    )
+    probe_xy = np.array([[-0.4, -0.3], [0.2, 0.4], [0.3, -0.2]])
+    probe = normalized_to_pixel(probe_xy, shape)
+    expected = normalized_to_pixel(probe_xy + [0.1, 0.0], shape)
+    np.testing.assert_allclose(moved.map_points(probe), expected, atol=0.05 * 32)
+
+
+def _stretched_matches(content_xy, here, factor=1.0):
+    """Every content point matches 1.2x farther from the centre along x (an affine)."""
+    return content_xy * [1.2, 1.0], np.ones(len(content_xy))
+
+
+def test_refit_pose_finds_the_affine_the_matches_agree_on():
+    hints = _hints(np.array([[-0.3, -0.2], [0.3, 0.1]]), np.array([[-0.36, -0.2], [0.36, 0.1]]))
+    settings = MatchSettings()
+    correction = hint_matching.refit_pose(_stretched_matches, lambda xy: xy, hints, settings)
+    np.testing.assert_allclose(correction, np.diag([1.2, 1.0, 1.0]), atol=1e-6)
+
+
+def test_a_confident_estimate_keeps_its_pose_and_a_doubtful_one_takes_the_matches():
+    """Two hints and matches that stretch the content 1.2x: an estimate with confidence 0 takes
+    the stretch as its pose (far corners right), one with confidence 1 is left to the smooth
+    field, which moves it less there."""
+    import torch
+
+    from napari_geostyle.core.images import normalized_to_pixel
+    from napari_geostyle.core.transforms import ComposedTransform, fit_affine, fit_tps
+
+    shape = (64, 64)
+    hints = _hints(np.array([[-0.3, 0.0], [0.3, 0.0]]), np.array([[-0.36, 0.0], [0.36, 0.0]]))
+    corners = np.array([[0.0, 0.0], [0.0, 63.0], [63.0, 0.0], [63.0, 63.0]])
+    identity = ComposedTransform([fit_affine(corners, corners), fit_tps(corners, corners)])
+    unused = torch.zeros(1, 3, *shape)
+    probe_xy = np.array([[-0.75, -0.6], [0.75, 0.6], [0.7, -0.7]])
+    truth = normalized_to_pixel(probe_xy * [1.2, 1.0], shape)
+
+    def error(confidence):
+        moved = hint_matching.match_around_hints(
+            identity, unused, unused, hints, None, matcher=_stretched_matches,
+            confidence=confidence,
+        )  # fmt: skip
+        return np.abs(moved.map_points(normalized_to_pixel(probe_xy, shape)) - truth).max()
+
+    assert error(0.0) < 0.5 < error(1.0), (error(0.0), error(1.0))
 
 
 @pytest.fixture

@@ -267,7 +267,9 @@ def _transform_from_parameters(
             content_t, style_t = pair
             trunk = matching_trunk(content_t.device)
             if trunk is not None:
-                full = match_around_hints(full, content_t, style_t, hints, trunk)
+                full = match_around_hints(
+                    full, content_t, style_t, hints, trunk, confidence=params.confidence
+                )
         full = honour_hints(full, hints, shape)
     full = with_strength(full, strength)
     full.confidence = params.confidence
