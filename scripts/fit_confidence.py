@@ -89,7 +89,10 @@ def _collect(args) -> list[dict]:
         content_t, style_t = rgb_tensor(source, "cpu"), rgb_tensor(target, "cpu")
         options = estimate.GeometryOptions(args.model, "network", hints=hints)
         params = estimate.estimate_parameters(content_t, style_t, options, "cpu")
-        transform = estimate._transform_from_parameters(params, source.shape[:2], 1.0, hints)
+        # as estimate_warp makes it: hinted TPS estimates get the local matching too
+        transform = estimate._transform_from_parameters(
+            params, source.shape[:2], 1.0, hints, pair=(content_t, style_t)
+        )
         if truth is None:
             right = False
         else:
