@@ -234,9 +234,9 @@ def match_around_hints(
     ``core.hints.Hints``; ``trunk``: ``matching_trunk()``'s network. With two hints or more,
     the estimate's pose is first corrected by ``refit_pose``, a share ``(1 - confidence) **
     settings.correction_exponent`` of it when the estimate's ``confidence``
-    (``core.confidence``) is given: the correction is for the estimates that are likely wrong. ``matcher``: replaces the
-    ``FeatureMatcher`` of the two images (``trunk`` is then unused): how the evaluation feeds
-    known matches through the same field.
+    (``core.confidence``) is given: the correction is for the estimates that are likely
+    wrong. ``matcher``: replaces the ``FeatureMatcher`` of the two images (``trunk`` is then
+    unused): how the evaluation feeds known matches through the same machinery.
     """
     from .images import normalized_to_pixel, pixel_to_normalized
     from .transforms import ComposedTransform, TPSTransform, affine_from_theta
